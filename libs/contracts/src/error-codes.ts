@@ -1,0 +1,49 @@
+import type { Stage } from './topics';
+
+/**
+ * The closed set of error codes a findings event, a DLQ record or an API error can carry.
+ * docs/error-codes.md documents each one; a test keeps the two in step.
+ */
+export const ERROR_CODES = {
+  EMPTY_PAYLOAD: 'The record has no bytes.',
+  MISSING_KEY: 'The record has no key, so no image id can be assigned.',
+  PAYLOAD_TOO_LARGE: 'The file is larger than the configured byte limit.',
+  UNSUPPORTED_MEDIA_TYPE: 'The bytes are not DICOM, PNG or JPEG (declared or sniffed).',
+  CONTENT_TYPE_MISMATCH: 'The declared content-type contradicts the bytes.',
+  CORRUPT_IMAGE: 'The image could not be decoded: truncated, damaged or not what it claims.',
+  IMAGE_TOO_LARGE: 'The image has more pixels than the configured limit (decompression bomb guard).',
+  IMAGE_TOO_SMALL: 'The image is smaller than the minimum size for a chest radiograph.',
+  DICOM_NOT_SUPPORTED: 'DICOM input is not enabled in this deployment.',
+  UNSUPPORTED_MODALITY: 'The DICOM modality is not a chest radiograph modality (CR/DX).',
+  UNSUPPORTED_VIEW: 'The view is not frontal (PA/AP).',
+  INVALID_MESSAGE: 'An internal topic carried a record that does not match its schema.',
+  MODEL_INPUT_MISMATCH: 'The preprocessed image does not match what the model expects.',
+  INFERENCE_FAILED: 'The model failed on this image.',
+  INTERNAL_ERROR: 'An unexpected failure that persisted after retries.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+}
+
+/**
+ * A classified failure. Permanent errors dead-letter the record at once; transient ones are
+ * retried with backoff before they do.
+ */
+export class ThoraxError extends Error {
+  override readonly name = 'ThoraxError';
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly options: { stage?: Stage; transient?: boolean; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+  }
+
+  get transient(): boolean {
+    return this.options.transient ?? false;
+  }
+}

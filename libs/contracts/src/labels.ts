@@ -1,0 +1,19 @@
+/** The 14 ChestX-ray14 labels, spelled as NIH publishes them, in the canonical order. */
+export const CHESTXRAY14_LABELS = [
+  'Atelectasis',
+  'Cardiomegaly',
+  'Effusion',
+  'Infiltration',
+  'Mass',
+  'Nodule',
+  'Pneumonia',
+  'Pneumothorax',
+  'Consolidation',
+  'Edema',
+  'Emphysema',
+  'Fibrosis',
+  'Pleural_Thickening',
+  'Hernia',
+] as const;
+
+export type ChestXray14Label = (typeof CHESTXRAY14_LABELS)[number];

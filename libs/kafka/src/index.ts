@@ -1,0 +1,5 @@
+export * from './failure-policy';
+export * from './kafka.module';
+export * from './kafka-publisher';
+export * from './record-consumer';
+export * from './records';

@@ -1,0 +1,220 @@
+import {
+  dlqTopic,
+  encodeFindingsEvent,
+  errorFindingsEvent,
+  type ErrorCode,
+  HEADERS,
+  type Stage,
+  type StudyInfo,
+} from '@thorax/contracts';
+import type { HealthRegistry, Logger, ThoraxMetrics } from '@thorax/observability';
+import { healthy, unhealthy } from '@thorax/observability';
+import { type Admin, type Consumer, type EachBatchPayload, type Kafka, KafkaJSError, type KafkaMessage } from 'kafkajs';
+import { decide, DEFAULT_RETRY_POLICY, type RetryPolicy } from './failure-policy';
+import { decodeHeaders, type IncomingRecord, type OutgoingRecord, type Publisher } from './records';
+
+/** What the error findings event of a dead-lettered record says about it. */
+export interface FailureContext {
+  id: string;
+  study?: StudyInfo;
+  receivedAt?: Date;
+}
+
+export interface RecordHandler {
+  /**
+   * Handles one record. Resolves only after everything it produced is acknowledged by Kafka
+   * (or durably stored). Throws a ThoraxError for classified failures.
+   */
+  handle(record: IncomingRecord, log: Logger): Promise<void>;
+  /** Describes a record for its error event; must not throw on garbage. */
+  describe(record: IncomingRecord): FailureContext;
+}
+
+export interface RecordConsumerOptions {
+  groupId: string;
+  topic: string;
+  stage: Stage;
+  /** Where error events go; null for the results stage, which records failures itself. */
+  findingsTopic: string | null;
+  retry?: RetryPolicy;
+  partitionsConsumedConcurrently?: number;
+  maxBytesPerPartition?: number;
+  sessionTimeoutMs?: number;
+  lagIntervalMs?: number;
+}
+
+/**
+ * A consumer group member with explicit outcomes for every record (ok, retried, dead-lettered)
+ * and at-least-once delivery: an offset is resolved, and later committed, only after the
+ * record's outputs (or its DLQ record and error event) are acknowledged by Kafka.
+ */
+export class RecordConsumer {
+  private readonly consumer: Consumer;
+  private readonly admin: Admin;
+  private readonly retry: RetryPolicy;
+  private joined = false;
+  private crashed: string | null = null;
+  private lagTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
+
+  constructor(
+    kafka: Kafka,
+    private readonly options: RecordConsumerOptions,
+    private readonly handler: RecordHandler,
+    private readonly publisher: Publisher,
+    private readonly metrics: ThoraxMetrics,
+    health: HealthRegistry,
+    private readonly log: Logger,
+  ) {
+    this.retry = options.retry ?? DEFAULT_RETRY_POLICY;
+    this.consumer = kafka.consumer({
+      groupId: options.groupId,
+      sessionTimeout: options.sessionTimeoutMs ?? 30_000,
+      heartbeatInterval: 3_000,
+      maxBytesPerPartition: options.maxBytesPerPartition ?? 52_428_800,
+      allowAutoTopicCreation: false,
+      retry: { retries: 8, restartOnFailure: async () => true },
+    });
+    this.admin = kafka.admin();
+    const { GROUP_JOIN, CRASH, REBALANCING } = this.consumer.events;
+    this.consumer.on(GROUP_JOIN, (e) => {
+      this.joined = true;
+      this.log.info({ group: options.groupId, assignment: e.payload.memberAssignment }, 'joined consumer group');
+    });
+    this.consumer.on(REBALANCING, () => this.log.info({ group: options.groupId }, 'rebalancing'));
+    this.consumer.on(CRASH, (e) => {
+      this.log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
+      if (!e.payload.restart) this.crashed = e.payload.error.message;
+    });
+    health.addLiveness(`consumer:${options.topic}`, () =>
+      this.crashed ? unhealthy(`consumer crashed: ${this.crashed}`) : healthy,
+    );
+    health.addReadiness(`consumer:${options.topic}`, () =>
+      this.joined ? healthy : unhealthy(`not yet a member of ${options.groupId}`),
+    );
+  }
+
+  async start(): Promise<void> {
+    await this.consumer.connect();
+    await this.admin.connect();
+    await this.consumer.subscribe({ topics: [this.options.topic], fromBeginning: true });
+    await this.consumer.run({
+      autoCommit: true,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 1,
+      eachBatch: (payload) => this.eachBatch(payload),
+    });
+    const interval = this.options.lagIntervalMs ?? 10_000;
+    if (interval > 0) {
+      this.lagTimer = setInterval(() => void this.updateLag(), interval);
+      this.lagTimer.unref();
+    }
+    this.log.info({ topic: this.options.topic, group: this.options.groupId }, 'consuming');
+  }
+
+  /** Stops fetching, lets in-flight records finish, commits resolved offsets, disconnects. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.lagTimer) clearInterval(this.lagTimer);
+    await this.consumer.disconnect();
+    await this.admin.disconnect();
+    this.log.info({ topic: this.options.topic }, 'consumer stopped');
+  }
+
+  private async eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
+    for (const message of batch.messages) {
+      if (!isRunning() || isStale()) break;
+      const record = toRecord(batch.topic, batch.partition, message);
+      await this.process(record);
+      resolveOffset(message.offset);
+      await heartbeat();
+    }
+    await commitOffsetsIfNecessary();
+  }
+
+  private async process(record: IncomingRecord): Promise<void> {
+    const log = this.log.child({ topic: record.topic, partition: record.partition, offset: record.offset, id: record.key });
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.handler.handle(record, log);
+        this.metrics.messages.inc({ topic: record.topic, outcome: 'ok' });
+        return;
+      } catch (error) {
+        const decision = decide(error, attempt, this.retry, (e) => e instanceof KafkaJSError);
+        if (decision.kind === 'rethrow') {
+          log.warn({ err: error }, 'broker failure; the record will be redelivered');
+          throw error;
+        }
+        if (decision.kind === 'retry') {
+          this.metrics.messages.inc({ topic: record.topic, outcome: 'retried' });
+          log.warn({ err: error, attempt, delayMs: decision.delayMs }, 'retrying record');
+          await new Promise((r) => setTimeout(r, decision.delayMs));
+          continue;
+        }
+        await this.deadLetter(record, decision.code, decision.message, log);
+        return;
+      }
+    }
+  }
+
+  private async deadLetter(record: IncomingRecord, code: ErrorCode, message: string, log: Logger): Promise<void> {
+    const stage = this.options.stage;
+    const context = this.handler.describe(record);
+    const headers: Record<string, string> = {
+      ...record.headers,
+      [HEADERS.errorCode]: code,
+      [HEADERS.errorMessage]: message.slice(0, 1024),
+      [HEADERS.failedStage]: stage,
+    };
+    const outputs: OutgoingRecord[] = [{ topic: dlqTopic(record.topic), key: context.id, value: record.value ?? Buffer.alloc(0), headers }];
+    if (this.options.findingsTopic) {
+      const event = errorFindingsEvent({
+        id: context.id,
+        study: context.study ?? {},
+        receivedAt: context.receivedAt ?? new Date(record.timestamp),
+        error: { code, stage, message },
+      });
+      const forwarded: Record<string, string> = {};
+      if (record.headers[HEADERS.traceparent]) forwarded[HEADERS.traceparent] = record.headers[HEADERS.traceparent]!;
+      outputs.push({ topic: this.options.findingsTopic, key: context.id, value: encodeFindingsEvent(event), headers: forwarded });
+    }
+    await this.publisher.publish(outputs);
+    this.metrics.messages.inc({ topic: record.topic, outcome: 'dead_lettered' });
+    this.metrics.errors.inc({ stage, code });
+    log.warn({ code, stage }, 'record dead-lettered');
+  }
+
+  private async updateLag(): Promise<void> {
+    try {
+      const { topic, groupId } = this.options;
+      const [ends, committed] = await Promise.all([
+        this.admin.fetchTopicOffsets(topic),
+        this.admin.fetchOffsets({ groupId, topics: [topic] }),
+      ]);
+      const committedByPartition = new Map<number, string>();
+      for (const t of committed) for (const p of t.partitions) committedByPartition.set(p.partition, p.offset);
+      for (const end of ends) {
+        const done = committedByPartition.get(end.partition) ?? '-1';
+        const base = Number(done) >= 0 ? Number(done) : Number(end.low);
+        const lag = Math.max(0, Number(end.high) - base);
+        this.metrics.consumerLag.set({ topic, partition: String(end.partition), group: groupId }, lag);
+      }
+    } catch (error) {
+      this.log.debug({ err: error }, 'consumer lag not updated');
+    }
+  }
+}
+
+function toRecord(topic: string, partition: number, message: KafkaMessage): IncomingRecord {
+  return {
+    topic,
+    partition,
+    offset: message.offset,
+    key: message.key ? message.key.toString('utf8') : null,
+    value: message.value,
+    headers: decodeHeaders(message.headers),
+    timestamp: Number(message.timestamp),
+  };
+}

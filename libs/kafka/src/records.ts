@@ -1,0 +1,51 @@
+import { HEADERS } from '@thorax/contracts';
+
+/** A record as handlers see it: headers decoded to strings, key as a string. */
+export interface IncomingRecord {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: string | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+  /** Broker or producer timestamp, ms since epoch. */
+  timestamp: number;
+}
+
+export interface OutgoingRecord {
+  topic: string;
+  key: string;
+  value: Buffer;
+  headers?: Record<string, string>;
+}
+
+/** The broker port: services publish through this and are unit-testable without Kafka. */
+export interface Publisher {
+  /** Resolves only once every record is acknowledged by all in-sync replicas. */
+  publish(records: OutgoingRecord[]): Promise<void>;
+}
+
+export const PUBLISHER = Symbol('thorax.publisher');
+
+/** Headers that follow a record from stage to stage (trace context and receipt time). */
+export function forwardedHeaders(record: IncomingRecord, extra: Record<string, string> = {}): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of [HEADERS.traceparent, HEADERS.tracestate, HEADERS.receivedAt]) {
+    const value = record.headers[name];
+    if (value) out[name] = value;
+  }
+  return { ...out, ...extra };
+}
+
+type RawHeaderValue = Buffer | string | (Buffer | string)[] | undefined;
+
+export function decodeHeaders(raw: Record<string, RawHeaderValue> | undefined): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(raw ?? {})) {
+    if (value === undefined) continue;
+    const first = Array.isArray(value) ? value[0] : value;
+    if (first === undefined) continue;
+    headers[name.toLowerCase()] = Buffer.isBuffer(first) ? first.toString('utf8') : String(first);
+  }
+  return headers;
+}

@@ -1,0 +1,5 @@
+export * from './health';
+export * from './health.controller';
+export * from './logger';
+export * from './metrics';
+export * from './observability.module';
