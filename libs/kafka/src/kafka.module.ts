@@ -9,7 +9,7 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import { HealthRegistry, healthy, LOGGER, type Logger, ThoraxMetrics, unhealthy } from '@thorax/observability';
-import { Kafka, logLevel, type LogEntry, type Producer } from 'kafkajs';
+import { Kafka, logLevel, type LogEntry, Partitioners, type Producer } from 'kafkajs';
 import { KafkaPublisher } from './kafka-publisher';
 import { type RecordConsumerOptions, type RecordHandler, RecordConsumer } from './record-consumer';
 import { PUBLISHER, type Publisher } from './records';
@@ -52,7 +52,11 @@ export class KafkaConnection implements OnModuleInit, BeforeApplicationShutdown,
       },
       retry: { initialRetryTime: 300, retries: 10 },
     });
-    this.producer = this.kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 5 });
+    this.producer = this.kafka.producer({
+      allowAutoTopicCreation: false,
+      maxInFlightRequests: 5,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
     this.producer.on(this.producer.events.CONNECT, () => (this.producerConnected = true));
     this.producer.on(this.producer.events.DISCONNECT, () => (this.producerConnected = false));
     this.publisher = new KafkaPublisher(this.producer);

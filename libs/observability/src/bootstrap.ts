@@ -1,0 +1,25 @@
+import type { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { type Logger, PinoNestLogger } from './logger';
+
+/**
+ * Boots a Nest app with the structured logger, SIGTERM/SIGINT draining (Nest shutdown hooks run
+ * consumers' stop before producers disconnect) and the HTTP port; logs and exits on failure.
+ */
+export async function startService(
+  module: unknown,
+  options: { logger: Logger; httpPort: number; host?: string },
+): Promise<INestApplication> {
+  const { logger } = options;
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection'));
+  try {
+    const app = await NestFactory.create(module as never, { logger: new PinoNestLogger(logger), bodyParser: false });
+    app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
+    await app.listen(options.httpPort, options.host ?? '0.0.0.0');
+    logger.info({ httpPort: options.httpPort }, 'service started');
+    return app;
+  } catch (error) {
+    logger.fatal({ err: error }, 'service failed to start');
+    process.exit(1);
+  }
+}
