@@ -49,3 +49,8 @@ export function decodeHeaders(raw: Record<string, RawHeaderValue> | undefined): 
   }
   return headers;
 }
+
+/** The record's key, or a stable stand-in naming its position when it has none. */
+export function recordId(record: IncomingRecord): string {
+  return record.key || `unkeyed:${record.topic}:${record.partition}:${record.offset}`;
+}

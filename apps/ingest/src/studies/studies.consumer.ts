@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { HEADERS, studyInfoFromRef } from '@thorax/contracts';
-import { type FailureContext, type IncomingRecord, KafkaConnection, type RecordHandler } from '@thorax/kafka';
+import { type FailureContext, type IncomingRecord, KafkaConnection, type RecordHandler, recordId } from '@thorax/kafka';
 import { type Logger, ThoraxMetrics } from '@thorax/observability';
 import { INGEST_CONFIG, type IngestConfig } from '../config';
 import { StudyIntakeService, studyFromHeaders } from './study-intake.service';
@@ -37,7 +37,7 @@ export class StudiesConsumer implements OnApplicationBootstrap, RecordHandler {
 
   describe(record: IncomingRecord): FailureContext {
     return {
-      id: record.key || `unkeyed:${record.topic}:${record.partition}:${record.offset}`,
+      id: recordId(record),
       study: studyInfoFromRef(studyFromHeaders(record.headers)),
       receivedAt: receivedAt(record),
     };

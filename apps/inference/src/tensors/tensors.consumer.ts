@@ -1,0 +1,50 @@
+import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { PreprocessedImage, studyInfoFromRef } from '@thorax/contracts';
+import { type FailureContext, type IncomingRecord, KafkaConnection, type RecordHandler, recordId } from '@thorax/kafka';
+import type { Logger } from '@thorax/observability';
+import { INFERENCE_CONFIG, type InferenceConfig } from '../config';
+import { decodePreprocessedImage, InferenceService } from './inference.service';
+
+/** Consumes thorax.tensors.v1 (all partitions) into thorax.findings.v1. */
+@Injectable()
+export class TensorsConsumer implements OnApplicationBootstrap, RecordHandler {
+  constructor(
+    @Inject(INFERENCE_CONFIG) private readonly config: InferenceConfig,
+    private readonly kafka: KafkaConnection,
+    private readonly inference: InferenceService,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.kafka
+      .createConsumer(
+        {
+          groupId: this.config.INFERENCE_GROUP_ID,
+          topic: this.config.TOPIC_TENSORS,
+          stage: 'inference',
+          findingsTopic: this.config.TOPIC_FINDINGS,
+          partitionsConsumedConcurrently: this.config.INFERENCE_PARTITIONS_CONCURRENCY,
+        },
+        this,
+      )
+      .start();
+  }
+
+  async handle(record: IncomingRecord, log: Logger): Promise<void> {
+    const event = await this.inference.infer(record, decodePreprocessedImage(record.value));
+    log.debug({ positives: event.positives.length, latencyMs: event.timing.latencyMs }, 'findings published');
+  }
+
+  describe(record: IncomingRecord): FailureContext {
+    const fallback: FailureContext = { id: recordId(record) };
+    try {
+      const image = PreprocessedImage.decode(record.value ?? Buffer.alloc(0));
+      return {
+        id: image.id || fallback.id,
+        study: studyInfoFromRef(image.study),
+        ...(image.receivedAt ? { receivedAt: image.receivedAt } : {}),
+      };
+    } catch {
+      return fallback;
+    }
+  }
+}

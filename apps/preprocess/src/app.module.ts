@@ -1,0 +1,21 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { KafkaModule } from '@thorax/kafka';
+import { type Logger, ObservabilityModule } from '@thorax/observability';
+import { PREPROCESS_CONFIG, type PreprocessConfig } from './config';
+import { ImagesConsumer } from './images/images.consumer';
+import { PreprocessService } from './images/preprocess.service';
+import { SERVICE_VERSION } from './version';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: PreprocessConfig, logger: Logger): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ObservabilityModule.forRoot({ service: 'preprocess', version: SERVICE_VERSION, logLevel: config.LOG_LEVEL, logger }),
+        KafkaModule.forRoot({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? 'thorax-preprocess' }),
+      ],
+      providers: [{ provide: PREPROCESS_CONFIG, useValue: config }, PreprocessService, ImagesConsumer],
+    };
+  }
+}

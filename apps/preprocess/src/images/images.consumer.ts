@@ -1,0 +1,50 @@
+import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { ImageAccepted, studyInfoFromRef } from '@thorax/contracts';
+import { type FailureContext, type IncomingRecord, KafkaConnection, type RecordHandler, recordId } from '@thorax/kafka';
+import type { Logger } from '@thorax/observability';
+import { PREPROCESS_CONFIG, type PreprocessConfig } from '../config';
+import { decodeImageAccepted, PreprocessService } from './preprocess.service';
+
+/** Consumes thorax.images.v1 (all partitions) into thorax.tensors.v1. */
+@Injectable()
+export class ImagesConsumer implements OnApplicationBootstrap, RecordHandler {
+  constructor(
+    @Inject(PREPROCESS_CONFIG) private readonly config: PreprocessConfig,
+    private readonly kafka: KafkaConnection,
+    private readonly preprocess: PreprocessService,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.kafka
+      .createConsumer(
+        {
+          groupId: this.config.PREPROCESS_GROUP_ID,
+          topic: this.config.TOPIC_IMAGES,
+          stage: 'preprocess',
+          findingsTopic: this.config.TOPIC_FINDINGS,
+          partitionsConsumedConcurrently: this.config.PREPROCESS_PARTITIONS_CONCURRENCY,
+        },
+        this,
+      )
+      .start();
+  }
+
+  async handle(record: IncomingRecord, log: Logger): Promise<void> {
+    const image = await this.preprocess.process(record, decodeImageAccepted(record.value));
+    log.debug({ width: image.source?.width, height: image.source?.height }, 'image preprocessed');
+  }
+
+  describe(record: IncomingRecord): FailureContext {
+    const fallback: FailureContext = { id: recordId(record) };
+    try {
+      const accepted = ImageAccepted.decode(record.value ?? Buffer.alloc(0));
+      return {
+        id: accepted.id || fallback.id,
+        study: studyInfoFromRef(accepted.study),
+        ...(accepted.receivedAt ? { receivedAt: accepted.receivedAt } : {}),
+      };
+    } catch {
+      return fallback;
+    }
+  }
+}

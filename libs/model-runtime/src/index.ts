@@ -1,0 +1,3 @@
+export * from './classifier';
+export * from './model-directory';
+export * from './onnx-metadata';
