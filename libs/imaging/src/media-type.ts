@@ -21,7 +21,7 @@ export function sniffMediaType(bytes: Uint8Array): MediaType | null {
 /** Normalises a declared content-type header; null when absent or uninformative. */
 export function parseDeclaredMediaType(header: string | undefined): MediaType | 'other' | null {
   if (!header) return null;
-  const base = header.split(';')[0]!.trim().toLowerCase();
+  const base = (header.split(';')[0] ?? '').trim().toLowerCase();
   if (base === '' || base === 'application/octet-stream') return null;
   if (base === 'image/jpg') return 'image/jpeg';
   return (MEDIA_TYPES as readonly string[]).includes(base) ? (base as MediaType) : 'other';

@@ -176,8 +176,8 @@ export class RecordConsumer {
         receivedAt: context.receivedAt ?? new Date(record.timestamp),
         error: { code, stage, message },
       });
-      const forwarded: Record<string, string> = {};
-      if (record.headers[HEADERS.traceparent]) forwarded[HEADERS.traceparent] = record.headers[HEADERS.traceparent]!;
+      const traceparent = record.headers[HEADERS.traceparent];
+      const forwarded: Record<string, string> = traceparent ? { [HEADERS.traceparent]: traceparent } : {};
       outputs.push({ topic: this.options.findingsTopic, key: context.id, value: encodeFindingsEvent(event), headers: forwarded });
     }
     await this.publisher.publish(outputs);

@@ -27,8 +27,8 @@ export async function resolveModelFile(modelDir: string): Promise<string> {
   const versions: string[] = [];
   for (const name of entries) if (await exists(path.join(modelDir, name, 'model.onnx'))) versions.push(name);
   if (versions.length === 0) throw new Error(`no model.onnx in ${modelDir} or its version directories`);
-  versions.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
-  return path.join(modelDir, versions[versions.length - 1]!, 'model.onnx');
+  const [latest] = versions.sort((a, b) => b.localeCompare(a, 'en', { numeric: true }));
+  return path.join(modelDir, latest ?? '', 'model.onnx');
 }
 
 export async function loadModelArtifact(modelDir: string): Promise<ModelArtifact> {

@@ -1,0 +1,78 @@
+// Lint with Nx module boundaries on two axes: scope (which deployable a lib serves) and type
+// (what kind of code it is). Pure libs may not import Nest or the broker client; only the Kafka
+// lib imports kafkajs; nothing imports an app. Zero warnings allowed (`--max-warnings 0`).
+const nx = require('@nx/eslint-plugin');
+const tseslint = require('typescript-eslint');
+
+const ALWAYS_BANNED_OUTSIDE_BROKER = ['kafkajs'];
+
+module.exports = [
+  { ignores: ['**/dist/**', '**/node_modules/**', '**/.venv/**', '**/generated/**', '.cache/**', '.tools/**', 'coverage/**', 'apps/trainer/**'] },
+  ...nx.configs['flat/base'],
+  ...nx.configs['flat/typescript'],
+  {
+    files: ['**/*.ts'],
+    languageOptions: { parser: tseslint.parser },
+    rules: {
+      '@nx/enforce-module-boundaries': [
+        'error',
+        {
+          enforceBuildableLibDependency: false,
+          allow: [],
+          depConstraints: [
+            { sourceTag: 'scope:shared', onlyDependOnLibsWithTags: ['scope:shared'] },
+            { sourceTag: 'scope:ingest', onlyDependOnLibsWithTags: ['scope:shared', 'scope:ingest'] },
+            { sourceTag: 'scope:preprocess', onlyDependOnLibsWithTags: ['scope:shared', 'scope:preprocess'] },
+            { sourceTag: 'scope:inference', onlyDependOnLibsWithTags: ['scope:shared', 'scope:inference'] },
+            { sourceTag: 'scope:results', onlyDependOnLibsWithTags: ['scope:shared', 'scope:results'] },
+            {
+              sourceTag: 'type:app',
+              onlyDependOnLibsWithTags: ['type:platform', 'type:broker', 'type:util', 'type:contracts'],
+              bannedExternalImports: [...ALWAYS_BANNED_OUTSIDE_BROKER, 'onnxruntime-node', 'sharp'],
+            },
+            {
+              sourceTag: 'type:broker',
+              onlyDependOnLibsWithTags: ['type:platform', 'type:util', 'type:contracts'],
+            },
+            {
+              sourceTag: 'type:platform',
+              onlyDependOnLibsWithTags: ['type:platform', 'type:util', 'type:contracts'],
+              bannedExternalImports: ALWAYS_BANNED_OUTSIDE_BROKER,
+            },
+            {
+              sourceTag: 'type:util',
+              onlyDependOnLibsWithTags: ['type:util', 'type:contracts'],
+              bannedExternalImports: [...ALWAYS_BANNED_OUTSIDE_BROKER, '@nestjs/*', 'express'],
+            },
+            {
+              sourceTag: 'type:contracts',
+              onlyDependOnLibsWithTags: ['type:contracts'],
+              bannedExternalImports: [...ALWAYS_BANNED_OUTSIDE_BROKER, '@nestjs/*', 'express', 'sharp', 'onnxruntime-node'],
+            },
+            {
+              sourceTag: 'type:testing',
+              onlyDependOnLibsWithTags: ['type:util', 'type:contracts'],
+              bannedExternalImports: ['@nestjs/*'],
+            },
+            {
+              sourceTag: 'type:e2e',
+              onlyDependOnLibsWithTags: ['type:testing', 'type:contracts'],
+              bannedExternalImports: ['@nestjs/*'],
+            },
+          ],
+        },
+      ],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-explicit-any': 'error',
+      'no-console': 'error',
+    },
+  },
+  {
+    files: ['**/*.spec.ts', '**/*.integration-spec.ts', 'test/**/*.ts', 'libs/testing/**/*.ts'],
+    rules: { 'no-console': 'off' },
+  },
+  {
+    files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
+    languageOptions: { globals: { require: 'readonly', module: 'writable', __dirname: 'readonly', console: 'readonly', process: 'readonly' } },
+  },
+];
