@@ -13,7 +13,8 @@
 #   THORAX_CACHE           cache root (default <repo>/.cache); this script uses $THORAX_CACHE/kafka
 #   KAFKA_PORT             client port, PLAINTEXT on 127.0.0.1 (default 9092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller port on 127.0.0.1 (default 9093)
-#   KAFKA_DATA_DIR         log.dirs (default $THORAX_CACHE/kafka/data)
+#   KAFKA_STATE_DIR        this broker's config, pid, log and data (default $THORAX_CACHE/kafka)
+#   KAFKA_DATA_DIR         log.dirs (default $KAFKA_STATE_DIR/data)
 #   KAFKA_HEAP_OPTS        broker heap (default "-Xms256m -Xmx768m")
 #   KAFKA_JVM_OPTS         extra broker JVM options
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 90)
@@ -33,12 +34,17 @@ case "$CACHE_ROOT" in /*) ;; *) CACHE_ROOT="$PWD/$CACHE_ROOT" ;; esac
 KAFKA_DIR="$CACHE_ROOT/kafka"
 LIBS_DIR="$KAFKA_DIR/libs"
 LIBS_STAMP="$LIBS_DIR/.thorax-fetched"
-CONFIG_FILE="$KAFKA_DIR/server.properties"
-ADMIN_CONFIG="$KAFKA_DIR/admin.properties"
-CLUSTER_ID_FILE="$KAFKA_DIR/cluster.id"
-PID_FILE="$KAFKA_DIR/kafka.pid"
-LOG_FILE="$KAFKA_DIR/kafka.log"
-DATA_DIR="${KAFKA_DATA_DIR:-$KAFKA_DIR/data}"
+# One broker instance's state (config, pid, log, cluster id, data); the jars above are shared, so
+# a second broker (e.g. the test suite's, on other ports) only needs its own KAFKA_STATE_DIR.
+STATE_DIR="${KAFKA_STATE_DIR:-$KAFKA_DIR}"
+case "$STATE_DIR" in /*) ;; *) STATE_DIR="$PWD/$STATE_DIR" ;; esac
+mkdir -p "$STATE_DIR"
+CONFIG_FILE="$STATE_DIR/server.properties"
+ADMIN_CONFIG="$STATE_DIR/admin.properties"
+CLUSTER_ID_FILE="$STATE_DIR/cluster.id"
+PID_FILE="$STATE_DIR/kafka.pid"
+LOG_FILE="$STATE_DIR/kafka.log"
+DATA_DIR="${KAFKA_DATA_DIR:-$STATE_DIR/data}"
 case "$DATA_DIR" in /*) ;; *) DATA_DIR="$PWD/$DATA_DIR" ;; esac
 
 PORT="${KAFKA_PORT:-9092}"

@@ -1,0 +1,67 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ERROR_CODES, ThoraxError } from './error-codes';
+import {
+  assertFindingsEvent,
+  decodeFindingsEvent,
+  encodeFindingsEvent,
+  errorFindingsEvent,
+  findingsEventJsonSchema,
+  okFindingsEvent,
+} from './findings-event';
+import { CHESTXRAY14_LABELS } from './labels';
+
+const model = { name: 'thorax-tiny-cnn', version: '2026.11.30-1', sha256: 'a'.repeat(64) };
+const receivedAt = new Date('2026-11-30T10:00:00.000Z');
+
+function ok(probabilities: number[]) {
+  return okFindingsEvent({
+    id: '1.2.3',
+    receivedAt,
+    completedAt: new Date('2026-11-30T10:00:00.412Z'),
+    model,
+    labels: CHESTXRAY14_LABELS,
+    thresholds: CHESTXRAY14_LABELS.map(() => 0.5),
+    probabilities,
+  });
+}
+
+describe('thorax.findings.v1', () => {
+  it('builds a valid ok event with all labels in model order and the positives', () => {
+    const event = ok(CHESTXRAY14_LABELS.map((_, i) => (i === 1 ? 0.83 : 0.1)));
+    expect(event.findings).toHaveLength(14);
+    expect(event.positives).toEqual(['Cardiomegaly']);
+    expect(event.timing.latencyMs).toBe(412);
+    expect(decodeFindingsEvent(encodeFindingsEvent(event))).toEqual(event);
+  });
+
+  it('refuses NaN and out-of-range probabilities (never the string "NaN")', () => {
+    expect(() => ok(CHESTXRAY14_LABELS.map(() => Number.NaN))).toThrow(ThoraxError);
+    expect(() => ok(CHESTXRAY14_LABELS.map(() => 1.5))).toThrow(/INFERENCE_FAILED|model produced/);
+  });
+
+  it('builds a valid error event with empty findings', () => {
+    const event = errorFindingsEvent({ id: 'x', receivedAt, error: { code: 'CORRUPT_IMAGE', stage: 'preprocess', message: 'bad' } });
+    expect(() => assertFindingsEvent(event)).not.toThrow();
+    expect(event.findings).toEqual([]);
+  });
+
+  it('rejects events that break the schema', () => {
+    const event = ok(CHESTXRAY14_LABELS.map(() => 0.2));
+    expect(() => assertFindingsEvent({ ...event, status: 'maybe' })).toThrow(/status/);
+    expect(() => assertFindingsEvent({ ...event, error: { code: 'NOPE', stage: 'ingest', message: '' } })).toThrow();
+    expect(() => assertFindingsEvent({ ...event, findings: [] })).toThrow();
+    expect(() => assertFindingsEvent({ ...event, extra: 1 })).toThrow();
+    expect(() => decodeFindingsEvent(Buffer.from('NaN'))).toThrow();
+  });
+
+  it('keeps the schema, the code enum and docs/error-codes.md in step', () => {
+    const codes = Object.keys(ERROR_CODES).sort();
+    const schema = findingsEventJsonSchema as { properties: { error: { oneOf: { properties?: { code: { enum: string[] } } }[] } } };
+    const schemaCodes = schema.properties.error.oneOf.find((s) => s.properties)?.properties?.code.enum ?? [];
+    expect([...schemaCodes].sort()).toEqual(codes);
+    const doc = readFileSync(path.resolve(__dirname, '../../../docs/error-codes.md'), 'utf8');
+    const documented = [...doc.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]).sort();
+    expect(documented).toEqual(codes);
+  });
+});

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# npm start: installs what is missing, starts Kafka unless KAFKA_BROKERS is set, starts the four
+# services with the default model, prints the endpoints and stays in the foreground until Ctrl-C;
+# then stops everything it started (services drain and commit first).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_node_deps
+build_dist
+
+STARTED_KAFKA=0
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  bash "$ROOT/scripts/kafka.sh" start
+  STARTED_KAFKA=1
+  export KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT:-9092}"
+fi
+
+LOG_DIR="${THORAX_LOG_DIR:-$ROOT/.data/logs}"
+mkdir -p "$LOG_DIR"
+export MODEL_DIR="${MODEL_DIR:-$ROOT/models/thorax-tiny-cnn}"
+export RESULTS_DATA_DIR="${RESULTS_DATA_DIR:-$ROOT/.data/results}"
+
+declare -A PIDS=()
+stop_all() {
+  trap - INT TERM EXIT
+  log "stopping services"
+  for name in "${!PIDS[@]}"; do kill -TERM "${PIDS[$name]}" 2>/dev/null || true; done
+  for name in "${!PIDS[@]}"; do wait "${PIDS[$name]}" 2>/dev/null || true; done
+  if [ "$STARTED_KAFKA" = 1 ]; then bash "$ROOT/scripts/kafka.sh" stop || true; fi
+  log "stopped"
+}
+trap stop_all INT TERM EXIT
+
+declare -A PORTS=([ingest]=8081 [preprocess]=8082 [inference]=8083 [results]=8080)
+for name in results inference preprocess ingest; do
+  HTTP_PORT="${PORTS[$name]}" node --enable-source-maps "$ROOT/dist/apps/$name/src/main.js" >>"$LOG_DIR/$name.log" 2>&1 &
+  PIDS[$name]=$!
+done
+for name in results inference preprocess ingest; do
+  if ! wait_http "http://127.0.0.1:${PORTS[$name]}/readyz" 120; then
+    log "$name did not become ready; last log lines:"
+    tail -n 20 "$LOG_DIR/$name.log" >&2
+    exit 1
+  fi
+done
+
+cat <<INFO
+
+Thorax is running (logs: $LOG_DIR/<service>.log; Ctrl-C stops everything).
+  Kafka          $KAFKA_BROKERS   publish to thorax.studies.v1, read thorax.findings.v1
+  ingest         http://127.0.0.1:${PORTS[ingest]}   /healthz /readyz /metrics
+  preprocess     http://127.0.0.1:${PORTS[preprocess]}   /healthz /readyz /metrics
+  inference      http://127.0.0.1:${PORTS[inference]}   /healthz /readyz /metrics   model: $MODEL_DIR
+  results        http://127.0.0.1:${PORTS[results]}   GET /v1/findings/{id}, GET /v1/findings
+  results gRPC   127.0.0.1:${GRPC_PORT:-50051}   thorax.v1.ResultsService (reflection on)
+
+Try:  kcat -P -b $KAFKA_BROKERS -t thorax.studies.v1 -k my-image-1 -H content-type=image/png my.png
+      kcat -C -b $KAFKA_BROKERS -t thorax.findings.v1 -o beginning -e
+      curl -s http://127.0.0.1:${PORTS[results]}/v1/findings/my-image-1
+INFO
+
+# Stay in the foreground; if a service dies, say so and stop the rest.
+while true; do
+  for name in "${!PIDS[@]}"; do
+    if ! kill -0 "${PIDS[$name]}" 2>/dev/null; then
+      log "$name exited; last log lines:"
+      tail -n 20 "$LOG_DIR/$name.log" >&2
+      exit 1
+    fi
+  done
+  sleep 2
+done

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# npm test: installs what is missing, starts what the tests need (a Kafka broker from jars and a
+# PostgreSQL server, both throwaway, on their own ports), then runs contract checks, type
+# checking, lint, unit, trainer, integration and end-to-end tests. Prints one summary line.
+# KAFKA_BROKERS / DATABASE_URL, when set, are used instead of starting servers.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+T0=$(date +%s)
+declare -a DONE=()
+step() {
+  local name="$1"; shift
+  local s; s=$(date +%s)
+  log "── $name"
+  "$@"
+  DONE+=("$name $(( $(date +%s) - s ))s")
+}
+
+STARTED_KAFKA=0 STARTED_PG=0
+cleanup() {
+  local rc=$?
+  if [ "$STARTED_KAFKA" = 1 ]; then
+    KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 KAFKA_STATE_DIR="$CACHE/kafka-test" \
+      bash "$ROOT/scripts/kafka.sh" stop >/dev/null 2>&1 || true
+  fi
+  if [ "$STARTED_PG" = 1 ]; then bash "$ROOT/scripts/postgres.sh" stop || true; fi
+  local summary="${DONE[*]:-}"
+  if [ $rc -eq 0 ]; then
+    echo "THORAX TESTS PASSED in $(( $(date +%s) - T0 ))s: ${summary// /, }"
+  else
+    echo "THORAX TESTS FAILED (exit $rc) after $(( $(date +%s) - T0 ))s; passed steps: ${summary// /, }"
+  fi
+}
+trap cleanup EXIT
+
+step "install" ensure_node_deps
+step "contracts" bash -c 'cd "$0" && bash scripts/proto.sh && git diff --exit-code --stat -- libs/contracts/src/generated' "$ROOT"
+step "typecheck" tsc -p "$ROOT/tsconfig.json" --noEmit
+step "lint" bash -c 'cd "$0" && nx show projects >/dev/null && eslint . --max-warnings 0' "$ROOT"
+step "build" build_dist
+step "unit" jest --rootDir "$ROOT" --selectProjects unit
+step "trainer" bash "$ROOT/scripts/trainer.sh" test
+
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  start_test_kafka() {
+    export KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 KAFKA_STATE_DIR="$CACHE/kafka-test"
+    bash "$ROOT/scripts/kafka.sh" reset >/dev/null 2>&1 || true
+    bash "$ROOT/scripts/kafka.sh" start
+  }
+  STARTED_KAFKA=1
+  step "kafka" start_test_kafka
+  export KAFKA_BROKERS=127.0.0.1:19092
+fi
+if [ -z "${DATABASE_URL:-}" ]; then
+  STARTED_PG=1
+  step "postgres" bash "$ROOT/scripts/postgres.sh" start
+  DATABASE_URL="$(bash "$ROOT/scripts/postgres.sh" url)"
+  export DATABASE_URL
+fi
+
+step "integration" jest --rootDir "$ROOT" --selectProjects integration --runInBand
+step "e2e" jest --rootDir "$ROOT" --selectProjects e2e --runInBand
