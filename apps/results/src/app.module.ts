@@ -1,0 +1,43 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { KafkaModule } from '@thorax/kafka';
+import { type Logger, ObservabilityModule } from '@thorax/observability';
+import { RESULTS_CONFIG, type ResultsConfig } from './config';
+import { FindingsConsumer } from './findings/findings.consumer';
+import { FindingsController } from './findings/findings.controller';
+import { FindingsReader, READER_OPTIONS, type ReaderOptions } from './findings/findings-reader.service';
+import { FindingsRecorder } from './findings/findings-recorder.service';
+import { ResultsGrpcController } from './findings/results.grpc-controller';
+import { GRPC_SERVER_OPTIONS, GrpcServer, type GrpcServerOptions } from './grpc/grpc-server';
+import { StoreModule } from './store/store.module';
+import { SERVICE_VERSION } from './version';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: ResultsConfig, logger: Logger): DynamicModule {
+    const grpc: GrpcServerOptions = { host: '0.0.0.0', port: config.GRPC_PORT };
+    const reader: ReaderOptions = { watchPollMs: config.RESULTS_WATCH_POLL_MS };
+    return {
+      module: AppModule,
+      imports: [
+        ObservabilityModule.forRoot({ service: 'results', version: SERVICE_VERSION, logLevel: config.LOG_LEVEL, logger }),
+        KafkaModule.forRoot({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? 'thorax-results' }),
+        StoreModule.forRoot({
+          databaseUrl: config.DATABASE_URL,
+          dataDir: config.RESULTS_DATA_DIR,
+          poolSize: config.RESULTS_DB_POOL_SIZE,
+        }),
+      ],
+      controllers: [FindingsController],
+      providers: [
+        { provide: RESULTS_CONFIG, useValue: config },
+        { provide: READER_OPTIONS, useValue: reader },
+        { provide: GRPC_SERVER_OPTIONS, useValue: grpc },
+        FindingsRecorder,
+        FindingsConsumer,
+        FindingsReader,
+        ResultsGrpcController,
+        GrpcServer,
+      ],
+    };
+  }
+}

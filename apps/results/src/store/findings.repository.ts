@@ -1,0 +1,64 @@
+import type { FindingsEvent } from '@thorax/contracts';
+
+/** A findings event as the store holds it. */
+export interface StoredFindings {
+  /** The store's sequence number: newest-first order, page and watch cursors. */
+  seq: bigint;
+  event: FindingsEvent;
+  storedAt: Date;
+}
+
+/**
+ * What storing did:
+ * - `stored`: a new (image id, model version) row;
+ * - `replaced`: an error row for that key was superseded (a newer error, or an ok result);
+ * - `duplicate`: the same result was already stored (a redelivery) and nothing changed.
+ */
+export type StoreOutcome =
+  | { kind: 'stored' | 'replaced'; record: StoredFindings }
+  | { kind: 'duplicate' };
+
+export interface FindingsFilter {
+  studyUid?: string;
+  accession?: string;
+  status?: FindingsEvent['status'];
+  /** Only results where this label is positive. */
+  positiveLabel?: string;
+}
+
+export interface FindingsListQuery extends FindingsFilter {
+  /** Page size, at least 1. */
+  limit: number;
+  /** Only rows older than this sequence (the previous page's cursor). */
+  before?: bigint;
+}
+
+export interface FindingsPage {
+  /** Newest first. */
+  items: StoredFindings[];
+  /** Pass as `before` for the next page; null on the last page. */
+  next: bigint | null;
+}
+
+/** The results store port. Adapters: SqlFindingsRepository over PGlite or a PostgreSQL server. */
+export interface FindingsRepository {
+  /**
+   * Stores an event idempotently, keyed by (id, model version or '' without a model). Resolves
+   * once the row is durable. An ok row is never overwritten; an error row is replaced by a
+   * different event for the same key.
+   */
+  store(event: FindingsEvent): Promise<StoreOutcome>;
+  /** The latest stored result of an image (highest seq), or the one of a model version. */
+  get(id: string, modelVersion?: string): Promise<StoredFindings | null>;
+  list(query: FindingsListQuery): Promise<FindingsPage>;
+  /** Rows stored after a sequence, oldest first (watch catch-up). */
+  after(seq: bigint, limit: number): Promise<StoredFindings[]>;
+  /** The highest sequence stored so far (0 when empty). */
+  latestSeq(): Promise<bigint>;
+  /** Called in-process after each stored or replaced row; returns the unsubscribe function. */
+  onStored(listener: (record: StoredFindings) => void): () => void;
+  /** Throws unless the store answers (readiness). */
+  ping(): Promise<void>;
+}
+
+export const FINDINGS_REPOSITORY = Symbol('thorax.results.findings-repository');

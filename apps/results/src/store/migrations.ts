@@ -1,0 +1,80 @@
+import type { SqlClient } from './sql-client';
+
+/** One numbered schema change. Applied once, in order, never edited after release. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * The results schema, PostgreSQL dialect, the same for PGlite and a PostgreSQL server.
+ *
+ * findings_results holds one row per (image id, model version). Results without a model (error
+ * events from stages before inference) use the empty string as their model version. `seq` is the
+ * store's monotonically increasing sequence: the newest-first order of lists, the cursor of
+ * WatchFindings, and what "latest result of an image" means.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'findings_results',
+    sql: `
+      CREATE TABLE findings_results (
+        seq           bigserial   PRIMARY KEY,
+        image_id      text        NOT NULL,
+        model_version text        NOT NULL,
+        status        text        NOT NULL CHECK (status IN ('ok', 'error')),
+        model_name    text,
+        study_uid     text,
+        accession     text,
+        error_code    text,
+        error_stage   text,
+        positives     text[]      NOT NULL DEFAULT '{}',
+        received_at   timestamptz NOT NULL,
+        completed_at  timestamptz NOT NULL,
+        stored_at     timestamptz NOT NULL DEFAULT now(),
+        event         jsonb       NOT NULL,
+        CONSTRAINT findings_results_image_model_key UNIQUE (image_id, model_version)
+      );
+      CREATE INDEX findings_results_image_seq_idx ON findings_results (image_id, seq DESC);
+      CREATE INDEX findings_results_study_seq_idx ON findings_results (study_uid, seq DESC);
+      CREATE INDEX findings_results_accession_seq_idx ON findings_results (accession, seq DESC);
+      CREATE INDEX findings_results_status_seq_idx ON findings_results (status, seq DESC);
+      CREATE INDEX findings_results_positives_idx ON findings_results USING gin (positives);
+    `,
+  },
+];
+
+/** Serialises concurrent starts of several replicas on one server (any fixed 64-bit number). */
+const MIGRATION_LOCK = '7305918450213397761';
+
+/**
+ * Brings the schema up to date in one transaction (all pending migrations or none), under an
+ * advisory lock so replicas starting together do not race. Returns the versions it applied.
+ */
+export async function migrate(db: SqlClient, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  const ordered = [...migrations].sort((a, b) => a.version - b.version);
+  return db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1::text::bigint)', [MIGRATION_LOCK]);
+    await tx.exec(`
+      CREATE TABLE IF NOT EXISTS results_schema_migrations (
+        version    integer     PRIMARY KEY,
+        name       text        NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`);
+    const rows = await tx.query<{ version: number | string }>('SELECT version FROM results_schema_migrations');
+    const applied = new Set(rows.map((r) => Number(r.version)));
+    const done: number[] = [];
+    for (const migration of ordered) {
+      if (applied.has(migration.version)) continue;
+      await tx.exec(migration.sql);
+      await tx.query('INSERT INTO results_schema_migrations (version, name) VALUES ($1, $2)', [
+        migration.version,
+        migration.name,
+      ]);
+      done.push(migration.version);
+    }
+    return done;
+  });
+}
