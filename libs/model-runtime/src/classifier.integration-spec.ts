@@ -1,0 +1,61 @@
+/** ONNX Runtime with the real model file the services ship (models/thorax-tiny-cnn). */
+import path from 'node:path';
+import { CHESTXRAY14_LABELS } from '@thorax/contracts';
+import { Classifier } from './classifier';
+import { loadModelArtifact, type ModelArtifact } from './model-directory';
+
+const MODEL_DIR = path.resolve(__dirname, '../../../models/thorax-tiny-cnn');
+
+describe('Classifier on the committed model', () => {
+  let artifact: ModelArtifact;
+  let classifier: Classifier;
+  const events: string[] = [];
+
+  beforeAll(async () => {
+    artifact = await loadModelArtifact(MODEL_DIR);
+    classifier = await Classifier.create(artifact, {
+      providers: ['openvino', 'cpu'],
+      intraOpThreads: 1,
+      onProviderEvent: (e) => events.push(`${e.provider}:${e.outcome}`),
+    });
+  });
+
+  afterAll(() => classifier.release());
+
+  it('reads the model contract from the file itself', () => {
+    expect(artifact.metadata.labels).toEqual([...CHESTXRAY14_LABELS]);
+    expect(artifact.metadata.thresholds).toHaveLength(14);
+    expect(artifact.metadata.input).toMatchObject({ dtype: 'uint8', height: 256, width: 256 });
+    expect(artifact.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('skips an execution provider the runtime does not offer and falls back to CPU', () => {
+    expect(events).toEqual(['openvino:skipped', 'cpu:active']);
+    expect(classifier.provider).toBe('cpu');
+  });
+
+  it('gives probabilities in [0, 1], identical per image whether batched or not', async () => {
+    const a = new Uint8Array(256 * 256).map((_, i) => (i * 7) % 256);
+    const b = new Uint8Array(256 * 256).fill(128);
+    const [batchA, batchB] = await classifier.classify([a, b]);
+    const [singleA] = await classifier.classify([a]);
+    const [singleB] = await classifier.classify([b]);
+    for (const row of [batchA, batchB]) {
+      expect(row).toHaveLength(14);
+      for (const p of row ?? []) {
+        expect(p).toBeGreaterThanOrEqual(0);
+        expect(p).toBeLessThanOrEqual(1);
+      }
+    }
+    for (let i = 0; i < 14; i += 1) {
+      expect(batchA?.[i]).toBeCloseTo(singleA?.[i] ?? -1, 5);
+      expect(batchB?.[i]).toBeCloseTo(singleB?.[i] ?? -1, 5);
+    }
+    // The model reacts to its input: two different images do not give identical scores.
+    expect(Array.from(singleA ?? [])).not.toEqual(Array.from(singleB ?? []));
+  });
+
+  it('refuses an image of the wrong size', async () => {
+    await expect(classifier.classify([new Uint8Array(100)])).rejects.toThrow(/expected 65536/);
+  });
+});
