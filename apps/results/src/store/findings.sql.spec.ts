@@ -1,0 +1,77 @@
+import { errorEvent, okEvent } from '../testing/findings-events';
+import { buildAfterQuery, buildGetQuery, buildListQuery, buildStoreQuery, NO_MODEL_VERSION } from './findings.sql';
+
+const squash = (sql: string): string => sql.replace(/\s+/g, ' ').trim();
+
+describe('buildListQuery', () => {
+  it('without filters: newest first, one row more than the page', () => {
+    const q = buildListQuery({ limit: 50 });
+    expect(squash(q.text)).toBe('SELECT seq::text AS seq, event, stored_at FROM findings_results ORDER BY seq DESC LIMIT $1::int');
+    expect(q.values).toEqual([51]);
+  });
+
+  it('numbers parameters in filter order and never inlines values', () => {
+    const q = buildListQuery({
+      studyUid: "1.2'; DROP TABLE findings_results; --",
+      accession: 'ACC-1',
+      status: 'error',
+      positiveLabel: 'Mass',
+      before: 9_007_199_254_740_993n,
+      limit: 10,
+    });
+    expect(squash(q.text)).toBe(
+      'SELECT seq::text AS seq, event, stored_at FROM findings_results WHERE study_uid = $1 AND accession = $2 ' +
+        'AND status = $3 AND positives @> ARRAY[$4::text] AND seq < $5::text::bigint ORDER BY seq DESC LIMIT $6::int',
+    );
+    expect(q.values).toEqual(["1.2'; DROP TABLE findings_results; --", 'ACC-1', 'error', 'Mass', '9007199254740993', 11]);
+  });
+
+  it('a single filter starts at $1', () => {
+    const q = buildListQuery({ positiveLabel: 'Edema', limit: 5 });
+    expect(squash(q.text)).toContain('WHERE positives @> ARRAY[$1::text] ORDER BY seq DESC LIMIT $2::int');
+    expect(q.values).toEqual(['Edema', 6]);
+  });
+});
+
+describe('buildStoreQuery', () => {
+  it('keys an ok event by id and model version and indexes its columns', () => {
+    const event = okEvent('img-1', { positives: ['Cardiomegaly', 'Edema'] });
+    const q = buildStoreQuery(event);
+    expect(q.text).toContain('ON CONFLICT (image_id, model_version) DO UPDATE');
+    expect(q.text).toContain("WHERE r.status = 'error' AND r.event IS DISTINCT FROM EXCLUDED.event");
+    expect(q.values).toEqual([
+      'img-1',
+      '2026.11.30-1',
+      'ok',
+      'chexnet-densenet121',
+      '1.2.3',
+      'ACC-1',
+      null,
+      null,
+      ['Cardiomegaly', 'Edema'],
+      '2026-11-30T10:00:00.000Z',
+      '2026-11-30T10:00:00.412Z',
+      JSON.stringify(event),
+    ]);
+  });
+
+  it('keys an error event without a model by the sentinel version', () => {
+    const q = buildStoreQuery(errorEvent('img-2', { study: {} }));
+    expect(q.values.slice(0, 9)).toEqual(['img-2', NO_MODEL_VERSION, 'error', null, null, null, 'CORRUPT_IMAGE', 'preprocess', []]);
+  });
+});
+
+describe('reads', () => {
+  it('get: the latest by seq, or exactly one model version', () => {
+    expect(squash(buildGetQuery('img-1').text)).toMatch(/WHERE image_id = \$1 ORDER BY seq DESC LIMIT 1$/);
+    const versioned = buildGetQuery('img-1', 'v2');
+    expect(squash(versioned.text)).toMatch(/WHERE image_id = \$1 AND model_version = \$2$/);
+    expect(versioned.values).toEqual(['img-1', 'v2']);
+  });
+
+  it('after: oldest first from a cursor', () => {
+    const q = buildAfterQuery(41n, 100);
+    expect(squash(q.text)).toMatch(/WHERE seq > \$1::text::bigint ORDER BY seq ASC LIMIT \$2::int$/);
+    expect(q.values).toEqual(['41', 100]);
+  });
+});
