@@ -1,0 +1,3 @@
+from thorax_trainer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,201 @@
+"""The Thorax model contract: what an exported ONNX file promises to the serving side.
+
+Everything the inference service relies on is defined here once: tensor names, the wire image
+format, the in-graph preprocessing constants and the ``metadata_props`` keys. The exporter writes
+these values and the verifier checks them, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+SCHEMA: Final = "thorax.model.v1"
+
+# The 14 ChestX-ray14 labels as NIH spells them, in model output order.
+LABELS: Final[tuple[str, ...]] = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+)
+NO_FINDING: Final = "No Finding"
+
+# Wire image: 8-bit grayscale, shorter side resized to WIRE_SIZE, centre-cropped square.
+INPUT_NAME: Final = "image"
+OUTPUT_NAME: Final = "probabilities"
+BATCH_AXIS: Final = "batch"
+WIRE_SIZE: Final = 256
+
+# In-graph preprocessing: centre crop, scale to [0, 1], replicate grey to RGB, ImageNet normalise.
+CROP_SIZE: Final = 224
+CROP_OFFSET: Final = (WIRE_SIZE - CROP_SIZE) // 2
+IMAGENET_MEAN: Final[tuple[float, float, float]] = (0.485, 0.456, 0.406)
+IMAGENET_STD: Final[tuple[float, float, float]] = (0.229, 0.224, 0.225)
+
+# Resampling used by the trainer to turn a source image into a wire image (see wire.py).
+WIRE_RESAMPLING: Final = "lanczos3"
+
+KEY_SCHEMA: Final = "thorax.schema"
+KEY_NAME: Final = "thorax.model.name"
+KEY_VERSION: Final = "thorax.model.version"
+KEY_LABELS: Final = "thorax.labels"
+KEY_THRESHOLDS: Final = "thorax.thresholds"
+KEY_INPUT: Final = "thorax.input"
+KEY_OUTPUT: Final = "thorax.output"
+KEY_PREPROCESSING: Final = "thorax.preprocessing"
+KEY_TRAINING: Final = "thorax.training"
+KEY_AUROC_VALIDATION: Final = "thorax.auroc.validation"
+
+METADATA_KEYS: Final[tuple[str, ...]] = (
+    KEY_SCHEMA,
+    KEY_NAME,
+    KEY_VERSION,
+    KEY_LABELS,
+    KEY_THRESHOLDS,
+    KEY_INPUT,
+    KEY_OUTPUT,
+    KEY_PREPROCESSING,
+    KEY_TRAINING,
+    KEY_AUROC_VALIDATION,
+)
+
+INPUT_SPEC: Final[Mapping[str, Any]] = {
+    "name": INPUT_NAME,
+    "dtype": "uint8",
+    "layout": "NCHW",
+    "channels": 1,
+    "height": WIRE_SIZE,
+    "width": WIRE_SIZE,
+    "pixelFormat": "grey8",
+}
+OUTPUT_SPEC: Final[Mapping[str, Any]] = {"name": OUTPUT_NAME, "activation": "sigmoid"}
+
+
+def preprocessing_spec() -> dict[str, Any]:
+    """Describe the wire format and the steps the graph applies to it, in order."""
+    return {
+        "wire": {
+            "pixelFormat": "grey8",
+            "size": [WIRE_SIZE, WIRE_SIZE],
+            "steps": [
+                {"op": "decode", "to": "grey8"},
+                {"op": "resize", "shorterSide": WIRE_SIZE, "filter": WIRE_RESAMPLING},
+                {"op": "centreCrop", "height": WIRE_SIZE, "width": WIRE_SIZE},
+            ],
+        },
+        "graph": [
+            {
+                "op": "centreCrop",
+                "height": CROP_SIZE,
+                "width": CROP_SIZE,
+                "offset": [CROP_OFFSET, CROP_OFFSET],
+            },
+            {"op": "cast", "to": "float32"},
+            {"op": "scale", "divisor": 255.0},
+            {"op": "replicateChannels", "channels": 3},
+            {"op": "normalise", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        ],
+        "networkInput": {"layout": "NCHW", "channels": 3, "height": CROP_SIZE, "width": CROP_SIZE},
+    }
+
+
+class ContractError(ValueError):
+    """An ONNX model or its metadata does not meet the Thorax model contract."""
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=False, allow_nan=False)
+
+
+def build_metadata(
+    *,
+    name: str,
+    version: str,
+    thresholds: Sequence[float],
+    auroc_validation: Mapping[str, float | None],
+    training: Mapping[str, Any],
+) -> dict[str, str]:
+    """Assemble the ``metadata_props`` of a model file (all values are strings)."""
+    metadata = {
+        KEY_SCHEMA: SCHEMA,
+        KEY_NAME: name,
+        KEY_VERSION: version,
+        KEY_LABELS: _json(list(LABELS)),
+        KEY_THRESHOLDS: _json([round(float(t), 6) for t in thresholds]),
+        KEY_INPUT: _json(dict(INPUT_SPEC)),
+        KEY_OUTPUT: _json(dict(OUTPUT_SPEC)),
+        KEY_PREPROCESSING: _json(preprocessing_spec()),
+        KEY_TRAINING: _json(dict(training)),
+        KEY_AUROC_VALIDATION: _json(
+            {label: _round_or_none(auroc_validation.get(label)) for label in LABELS}
+        ),
+    }
+    validate_metadata(metadata)
+    return metadata
+
+
+def _round_or_none(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), 6)
+
+
+def _load(metadata: Mapping[str, str], key: str) -> Any:
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError as error:
+        raise ContractError(f"{key} is not valid JSON: {error}") from error
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_metadata(metadata: Mapping[str, str]) -> None:
+    """Raise ContractError unless every contract key is present and well formed."""
+    missing = [key for key in METADATA_KEYS if key not in metadata]
+    if missing:
+        raise ContractError(f"missing metadata keys: {', '.join(missing)}")
+    if metadata[KEY_SCHEMA] != SCHEMA:
+        raise ContractError(f"{KEY_SCHEMA} must be {SCHEMA!r}, got {metadata[KEY_SCHEMA]!r}")
+    for key in (KEY_NAME, KEY_VERSION):
+        if not metadata[key].strip():
+            raise ContractError(f"{key} must not be empty")
+    if _load(metadata, KEY_LABELS) != list(LABELS):
+        raise ContractError(f"{KEY_LABELS} must list the 14 NIH labels in output order")
+    thresholds = _load(metadata, KEY_THRESHOLDS)
+    if (
+        not isinstance(thresholds, list)
+        or len(thresholds) != len(LABELS)
+        or not all(_is_number(t) and 0.0 < t < 1.0 for t in thresholds)
+    ):
+        raise ContractError(f"{KEY_THRESHOLDS} must be {len(LABELS)} numbers in (0, 1)")
+    if _load(metadata, KEY_INPUT) != dict(INPUT_SPEC):
+        raise ContractError(f"{KEY_INPUT} must be {_json(dict(INPUT_SPEC))}")
+    if _load(metadata, KEY_OUTPUT) != dict(OUTPUT_SPEC):
+        raise ContractError(f"{KEY_OUTPUT} must be {_json(dict(OUTPUT_SPEC))}")
+    preprocessing = _load(metadata, KEY_PREPROCESSING)
+    if not isinstance(preprocessing, dict) or not {"wire", "graph"} <= preprocessing.keys():
+        raise ContractError(f"{KEY_PREPROCESSING} must describe 'wire' and 'graph'")
+    training = _load(metadata, KEY_TRAINING)
+    if not isinstance(training, dict) or not training:
+        raise ContractError(f"{KEY_TRAINING} must be a non-empty JSON object")
+    auroc = _load(metadata, KEY_AUROC_VALIDATION)
+    if not isinstance(auroc, dict) or list(auroc.keys()) != list(LABELS):
+        raise ContractError(f"{KEY_AUROC_VALIDATION} must map each label, in order, to its AUROC")
+    for label, value in auroc.items():
+        if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
+            raise ContractError(f"{KEY_AUROC_VALIDATION}[{label}] must be in [0, 1] or null")

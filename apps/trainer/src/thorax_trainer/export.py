@@ -1,0 +1,179 @@
+"""ONNX export in the Thorax model contract.
+
+The graph is exported with the ``torch.export``-based ONNX exporter (``dynamo=True``, the default
+since PyTorch 2.9, which needs onnxscript) at opset 18 with a dynamic ``batch`` axis, then the
+contract metadata is written into ``metadata_props`` and the model is checked with
+``onnx.checker`` before it is saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from thorax_trainer import __version__
+from thorax_trainer.contract import (
+    BATCH_AXIS,
+    INPUT_NAME,
+    KEY_NAME,
+    KEY_SCHEMA,
+    KEY_VERSION,
+    LABELS,
+    OUTPUT_NAME,
+    build_metadata,
+)
+from thorax_trainer.model import example_input
+
+OPSET = 18
+# metadata_props values that are plain strings; all others hold JSON.
+PLAIN_KEYS = frozenset({KEY_SCHEMA, KEY_NAME, KEY_VERSION})
+
+
+class _QuietRegistration(logging.Filter):
+    """Drop the exporter's notes about optional torchvision ops; they do not concern us."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "torchvision is not installed" not in record.getMessage()
+
+
+def to_onnx(model: nn.Module, opset: int = OPSET) -> onnx.ModelProto:
+    """Trace ``model`` (uint8 [batch, 1, 256, 256] → [batch, 14]) into an ONNX model."""
+    model.eval()
+    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    quiet = _QuietRegistration()
+    registration_log.addFilter(quiet)
+    try:
+        program = torch.onnx.export(
+            model,
+            (example_input(2),),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim(BATCH_AXIS)}},
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+            external_data=False,
+        )
+    finally:
+        registration_log.removeFilter(quiet)
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
+    proto: onnx.ModelProto = program.model_proto
+    return proto
+
+
+def attach_metadata(
+    proto: onnx.ModelProto, metadata: Mapping[str, str], doc: str = ""
+) -> onnx.ModelProto:
+    """Replace ``metadata_props`` with ``metadata`` and set producer fields."""
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, dict(metadata))
+    proto.producer_name = "thorax_trainer"
+    proto.producer_version = __version__
+    if doc:
+        proto.doc_string = doc
+    return proto
+
+
+def training_summary(checkpoint: Mapping[str, Any], opset: int = OPSET) -> dict[str, Any]:
+    """The ``thorax.training`` JSON: data, split, recipe, software and dates."""
+    config = checkpoint["config"]
+    dataset = dict(checkpoint["dataset"])
+    split = dataset.pop("split")
+    validation = checkpoint["validation"]
+    return {
+        "dataset": {
+            **dataset,
+            "split": split["method"],
+            "splitFractions": config["split"],
+            "images": split["images"],
+            "patients": split["patients"],
+            "positives": split["positives"],
+        },
+        "backbone": checkpoint["backbone"],
+        "parameters": checkpoint["parameters"],
+        "epochs": config["epochs"],
+        "bestEpoch": checkpoint["epoch"],
+        "batchSize": config["batch_size"],
+        "optimizer": "AdamW",
+        "learningRate": config["learning_rate"],
+        "weightDecay": config["weight_decay"],
+        "schedule": f"linear warmup {config['warmup_epochs']} epoch(s), then cosine to 0",
+        "loss": "binary cross-entropy on logits, unweighted",
+        "augmentation": {
+            "shiftPixels": config["shift"],
+            "exposureJitter": config["exposure"],
+        },
+        "seed": config["seed"],
+        "selection": "epoch with the highest validation mean AUROC",
+        "validationMeanAuroc": _rounded(validation["meanAuroc"]),
+        "thresholdRule": validation["thresholdRule"],
+        "device": "cpu",
+        "torch": checkpoint["torch"],
+        "onnxOpset": opset,
+        "exporter": "torch.onnx dynamo",
+        "trainedAt": checkpoint.get("trainedAt"),
+        "exportedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+        "trainer": f"thorax_trainer {__version__}",
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
+def metadata_for(checkpoint: Mapping[str, Any], name: str, version: str) -> dict[str, str]:
+    if list(checkpoint["labels"]) != list(LABELS):
+        raise ValueError("checkpoint labels differ from the contract's label order")
+    validation = checkpoint.get("validation")
+    if not validation:
+        raise ValueError("checkpoint has no validation results; export the best.pt of a run")
+    return build_metadata(
+        name=name,
+        version=version,
+        thresholds=validation["thresholds"],
+        auroc_validation=validation["auroc"],
+        training=training_summary(checkpoint),
+    )
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_model(
+    model: nn.Module, metadata: Mapping[str, str], out_path: Path, doc: str = ""
+) -> onnx.ModelProto:
+    """Export, attach metadata, check and save ``out_path`` plus a ``model.json`` sidecar."""
+    proto = attach_metadata(to_onnx(model), metadata, doc)
+    onnx.checker.check_model(proto, full_check=True)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, out_path)
+    sidecar = {
+        "file": out_path.name,
+        "bytes": out_path.stat().st_size,
+        "sha256": sha256(out_path),
+        "note": "Copy for humans; the serving side reads metadata_props from the ONNX file.",
+        "metadata": {
+            key: value if key in PLAIN_KEYS else json.loads(value)
+            for key, value in metadata.items()
+        },
+    }
+    (out_path.parent / "model.json").write_text(
+        json.dumps(sidecar, indent=2) + "\n", encoding="utf-8"
+    )
+    return proto

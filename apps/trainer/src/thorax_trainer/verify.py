@@ -1,0 +1,162 @@
+"""Check an exported model the way the serving side will use it.
+
+1. ``onnx.checker`` passes and the graph has exactly the contract's input and output.
+2. Every ``metadata_props`` key of the contract is present and well formed.
+3. ONNX Runtime (CPU) loads it and, on held-back images (the patient-level test split, never seen
+   in training or threshold selection), agrees with the PyTorch checkpoint within ``tolerance``
+   (max absolute difference of probabilities, default 1e-4), at batch sizes 1 and 16.
+4. The thresholds in the file are the checkpoint's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort
+
+from thorax_trainer.contract import (
+    BATCH_AXIS,
+    INPUT_NAME,
+    KEY_THRESHOLDS,
+    LABELS,
+    OUTPUT_NAME,
+    WIRE_SIZE,
+    ContractError,
+    validate_metadata,
+)
+from thorax_trainer.dataset import WireImageDataset
+from thorax_trainer.metrics import mean_auroc, per_label_auroc
+from thorax_trainer.model import example_input
+from thorax_trainer.train import load_checkpoint, load_split, model_from_checkpoint, predict
+
+DEFAULT_TOLERANCE = 1e-4
+BATCH_SIZES = (1, 16)
+
+
+@dataclass
+class VerifyReport:
+    model: str
+    images: int
+    max_abs_diff: float | None
+    tolerance: float
+    metadata: dict[str, str]
+    held_back_auroc: dict[str, float | None] = field(default_factory=dict)
+    held_back_mean_auroc: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "images": self.images,
+            "maxAbsDiff": self.max_abs_diff,
+            "tolerance": self.tolerance,
+            "heldBackMeanAuroc": self.held_back_mean_auroc,
+            "heldBackAuroc": self.held_back_auroc,
+        }
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list[str | int]:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def check_graph_io(proto: onnx.ModelProto) -> None:
+    """The graph must take uint8 ``image`` [batch,1,256,256] and give float ``probabilities``."""
+    inputs = [
+        i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}
+    ]
+    outputs = list(proto.graph.output)
+    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+        raise ContractError(
+            f"graph must have input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, got "
+            f"{[i.name for i in inputs]} → {[o.name for o in outputs]}"
+        )
+    image, probabilities = inputs[0], outputs[0]
+    if image.type.tensor_type.elem_type != onnx.TensorProto.UINT8:
+        raise ContractError(f"{INPUT_NAME} must be uint8")
+    if _dims(image) != [BATCH_AXIS, 1, WIRE_SIZE, WIRE_SIZE]:
+        raise ContractError(f"{INPUT_NAME} must be [{BATCH_AXIS}, 1, 256, 256], got {_dims(image)}")
+    if probabilities.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise ContractError(f"{OUTPUT_NAME} must be float32")
+    if _dims(probabilities) != [BATCH_AXIS, len(LABELS)]:
+        raise ContractError(
+            f"{OUTPUT_NAME} must be [{BATCH_AXIS}, {len(LABELS)}], got {_dims(probabilities)}"
+        )
+
+
+def read_metadata(proto: onnx.ModelProto) -> dict[str, str]:
+    return {prop.key: prop.value for prop in proto.metadata_props}
+
+
+def run_onnx(
+    session: ort.InferenceSession, images: npt.NDArray[np.uint8], batch_size: int
+) -> npt.NDArray[np.float32]:
+    outputs = [
+        session.run([OUTPUT_NAME], {INPUT_NAME: images[i : i + batch_size]})[0]
+        for i in range(0, images.shape[0], batch_size)
+    ]
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def verify(
+    model_path: Path,
+    checkpoint_path: Path | None = None,
+    data: Path | None = None,
+    *,
+    images: int = 64,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> VerifyReport:
+    """Run all checks; raise ContractError on the first failure."""
+    proto = onnx.load(model_path)
+    onnx.checker.check_model(proto, full_check=True)
+    check_graph_io(proto)
+    metadata = read_metadata(proto)
+    validate_metadata(metadata)
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+
+    if checkpoint_path is None:
+        # No reference to compare with: check that the runtime produces probabilities.
+        sample = example_input(3).numpy()
+        out = run_onnx(session, sample, 2)
+        if out.shape != (3, len(LABELS)) or not np.all((out >= 0) & (out <= 1)):
+            raise ContractError("runtime output is not [n, 14] probabilities")
+        return VerifyReport(str(model_path), 3, None, tolerance, metadata)
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    expected = [round(float(t), 6) for t in checkpoint["validation"]["thresholds"]]
+    if json.loads(metadata[KEY_THRESHOLDS]) != expected:
+        raise ContractError(f"{KEY_THRESHOLDS} differ from the checkpoint's thresholds")
+    model = model_from_checkpoint(checkpoint)
+    config = checkpoint["config"]
+    root = Path(data) if data is not None else Path(config["data"])
+    split = load_split(root, tuple(config["split"]), int(config["seed"]))
+    held_back = split.test or split.validation
+    dataset = WireImageDataset(root, held_back)
+    all_images = dataset.images()
+    batch = all_images[:images]
+
+    reference = predict(model, batch)
+    differences = [
+        float(np.max(np.abs(run_onnx(session, batch.numpy(), size) - reference)))
+        for size in BATCH_SIZES
+    ]
+    max_abs_diff = max(differences)
+    if not max_abs_diff <= tolerance:
+        raise ContractError(
+            f"ONNX Runtime and PyTorch differ by {max_abs_diff:.3g} > tolerance {tolerance:g}"
+        )
+    probabilities = run_onnx(session, all_images.numpy(), 32)
+    auroc = per_label_auroc(dataset.targets.numpy(), probabilities, LABELS)
+    return VerifyReport(
+        model=str(model_path),
+        images=int(batch.shape[0]),
+        max_abs_diff=max_abs_diff,
+        tolerance=tolerance,
+        metadata=metadata,
+        held_back_auroc=auroc,
+        held_back_mean_auroc=mean_auroc(auroc),
+    )

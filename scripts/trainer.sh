@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Thorax trainer (apps/trainer): environment, checks and the tiny reference model.
+#
+#   scripts/trainer.sh setup   create apps/trainer/.venv and install the package (idempotent)
+#   scripts/trainer.sh test    ruff check, ruff format --check, mypy, pytest
+#   scripts/trainer.sh model   synth + train + export + verify into models/thorax-tiny-cnn/<version>/
+#   scripts/trainer.sh cli …   run `python -m thorax_trainer …` inside the venv
+#
+# Installs use uv (bootstrapped from PyPI into the venv) with the pins in
+# apps/trainer/constraints.txt. PyPI's Linux torch wheel is the CUDA build: it needs the nvidia-*
+# wheels even to import on a CPU, so they are installed too; uv fetches them in parallel and
+# hard-links them from its cache, which makes a cold setup take seconds rather than minutes.
+# THORAX_TRAINER_INSTALLER=pip falls back to plain pip (slower, same pins).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+APP="$ROOT/apps/trainer"
+VENV="$APP/.venv"
+PY="$VENV/bin/python"
+STAMP="$VENV/.thorax-setup"
+UV_VERSION="0.13.9"
+BOOTSTRAP_PYTHON="${THORAX_PYTHON:-python3}"
+INSTALLER="${THORAX_TRAINER_INSTALLER:-uv}"
+
+log() { printf '[trainer] %s\n' "$*" >&2; }
+
+setup_fingerprint() {
+  {
+    cat "$APP/pyproject.toml" "$APP/constraints.txt"
+    echo "uv=$UV_VERSION installer=$INSTALLER"
+    "$BOOTSTRAP_PYTHON" -c 'import sys; print(sys.version)'
+  } | sha256sum | cut -d' ' -f1
+}
+
+cmd_setup() {
+  local fingerprint started
+  "$BOOTSTRAP_PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+    log "Python 3.11 or newer is required (set THORAX_PYTHON)"
+    exit 1
+  }
+  fingerprint="$(setup_fingerprint)"
+  if [[ -x "$PY" && -f "$STAMP" && "$(cat "$STAMP")" == "$fingerprint" ]]; then
+    log "setup: up to date ($VENV)"
+    return 0
+  fi
+  started=$SECONDS
+  rm -f "$STAMP"
+  if [[ ! -x "$PY" ]]; then
+    log "setup: creating $VENV"
+    "$BOOTSTRAP_PYTHON" -m venv "$VENV"
+  fi
+  if [[ "$INSTALLER" == "uv" ]]; then
+    "$PY" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+    "$VENV/bin/uv" pip install --quiet --python "$PY" \
+      --constraint "$APP/constraints.txt" --editable "$APP[dev]"
+  else
+    "$PY" -m pip install --quiet --disable-pip-version-check \
+      --constraint "$APP/constraints.txt" --editable "$APP[dev]"
+  fi
+  "$PY" -c 'import torch, onnx, onnxruntime; torch.ones(1).sum()' >/dev/null
+  echo "$fingerprint" >"$STAMP"
+  log "setup: done in $((SECONDS - started)) s"
+}
+
+cmd_test() {
+  cmd_setup
+  cd "$APP"
+  log "ruff check"
+  "$VENV/bin/ruff" check .
+  log "ruff format --check"
+  "$VENV/bin/ruff" format --check .
+  log "mypy"
+  "$VENV/bin/mypy"
+  log "pytest"
+  "$VENV/bin/pytest" "$@"
+}
+
+cmd_model() {
+  cmd_setup
+  local version="${THORAX_MODEL_VERSION:-$(date -u +%Y.%m.%d)-1}"
+  local name="thorax-tiny-cnn"
+  local work="${THORAX_TRAINER_WORK:-$ROOT/.data/trainer}"
+  local data="$work/synthetic"
+  local run="$work/runs/$name-$version"
+  local out="$ROOT/models/$name/$version"
+  local images="${THORAX_SYNTH_IMAGES:-1200}"
+  local seed="${THORAX_SEED:-7}"
+  local epochs="${THORAX_EPOCHS:-14}"
+  local started=$SECONDS
+  log "model: $name $version ($images synthetic images, $epochs epochs, seed $seed)"
+  "$PY" -m thorax_trainer synth --out "$data" --images "$images" --seed "$seed" --clean
+  "$PY" -m thorax_trainer train --data "$data" --run-dir "$run" --epochs "$epochs" --seed "$seed" \
+    --fresh
+  "$PY" -m thorax_trainer export --checkpoint "$run/best.pt" --out "$out/model.onnx" \
+    --name "$name" --version "$version"
+  "$PY" -m thorax_trainer verify --model "$out/model.onnx" --checkpoint "$run/best.pt" \
+    --data "$data"
+  log "model: $out/model.onnx ($(du -h "$out/model.onnx" | cut -f1)) in $((SECONDS - started)) s"
+}
+
+cmd_cli() {
+  cmd_setup
+  "$PY" -m thorax_trainer "$@"
+}
+
+main() {
+  local command="${1:-}"
+  shift || true
+  case "$command" in
+    setup) cmd_setup ;;
+    test) cmd_test "$@" ;;
+    model) cmd_model ;;
+    cli) cmd_cli "$@" ;;
+    *)
+      echo "usage: $0 {setup|test|model|cli ARGS…}" >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"
