@@ -1,0 +1,24 @@
+import { loadConfig } from '@thorax/config';
+import { resultsConfigSchema } from './config';
+
+describe('results config', () => {
+  it('defaults to the embedded store and the contract ports', () => {
+    const config = loadConfig(resultsConfigSchema, {});
+    expect(config).toMatchObject({
+      HTTP_PORT: 8080,
+      GRPC_PORT: 50051,
+      RESULTS_GROUP_ID: 'thorax-results',
+      RESULTS_DATA_DIR: '.data/results',
+      TOPIC_FINDINGS: 'thorax.findings.v1',
+    });
+    expect(config.DATABASE_URL).toBeUndefined();
+  });
+
+  it('takes a PostgreSQL URL and names a bad one', () => {
+    expect(loadConfig(resultsConfigSchema, { DATABASE_URL: 'postgres://u:p@db:5432/thorax' }).DATABASE_URL).toBe(
+      'postgres://u:p@db:5432/thorax',
+    );
+    expect(() => loadConfig(resultsConfigSchema, { DATABASE_URL: 'mysql://db/thorax' })).toThrow(/DATABASE_URL/);
+    expect(() => loadConfig(resultsConfigSchema, { GRPC_PORT: 'fifty' })).toThrow(/GRPC_PORT/);
+  });
+});
