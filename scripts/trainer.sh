@@ -85,12 +85,12 @@ cmd_model() {
   local out="$ROOT/models/$name/$version"
   local images="${THORAX_SYNTH_IMAGES:-1200}"
   local seed="${THORAX_SEED:-7}"
-  local epochs="${THORAX_EPOCHS:-14}"
+  local epochs="${THORAX_EPOCHS:-10}"
   local started=$SECONDS
   log "model: $name $version ($images synthetic images, $epochs epochs, seed $seed)"
   "$PY" -m thorax_trainer synth --out "$data" --images "$images" --seed "$seed" --clean
-  "$PY" -m thorax_trainer train --data "$data" --run-dir "$run" --epochs "$epochs" --seed "$seed" \
-    --fresh
+  rm -rf "$run"
+  "$PY" -m thorax_trainer train --data "$data" --run-dir "$run" --epochs "$epochs" --seed "$seed"
   "$PY" -m thorax_trainer export --checkpoint "$run/best.pt" --out "$out/model.onnx" \
     --name "$name" --version "$version"
   "$PY" -m thorax_trainer verify --model "$out/model.onnx" --checkpoint "$run/best.pt" \

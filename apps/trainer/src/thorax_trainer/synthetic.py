@@ -45,7 +45,7 @@ PREVALENCE: dict[str, float] = {
     "Emphysema": 0.045,
     "Fibrosis": 0.04,
     "Pleural_Thickening": 0.05,
-    "Hernia": 0.035,
+    "Hernia": 0.04,
 }
 # Chance that a follow-up image keeps the previous image's findings instead of drawing anew.
 PERSISTENCE = 0.5
@@ -214,8 +214,8 @@ def _nodule(s: _Scene) -> None:
 def _pneumonia(s: _Scene) -> None:
     # Large fuzzy opacity in the lower left lung.
     c, a = s.canvas, s.anatomy
-    blob = c.gaussian(s.left_x() + s.jitter(), a.centre_y + 0.09 + s.jitter(), 0.045)
-    c.pixels += 65 * s.strength() * blob * s.left_lung
+    blob = c.gaussian(s.left_x() + s.jitter(), a.centre_y + 0.09 + s.jitter(), 0.05)
+    c.pixels += 75 * s.strength() * blob * s.left_lung
 
 
 def _pneumothorax(s: _Scene) -> None:
@@ -274,8 +274,8 @@ def _hernia(s: _Scene) -> None:
     c, a = s.canvas, s.anatomy
     cx, cy = a.centre_x + s.jitter(0.01), a.centre_y + 0.2 + s.jitter(0.01)
     k = s.strength()
-    c.pixels += 55 * k * c.ellipse(cx, cy, 0.055, 0.045)
-    c.pixels -= 60 * k * c.ellipse(cx + 0.01, cy - 0.01, 0.018, 0.014)
+    c.pixels += 70 * k * c.ellipse(cx, cy, 0.065, 0.05)
+    c.pixels -= 70 * k * c.ellipse(cx + 0.01, cy - 0.01, 0.022, 0.017)
 
 
 _SIGNS: dict[str, Callable[[_Scene], None]] = {

@@ -55,9 +55,9 @@ class TrainConfig:
     data: Path
     run_dir: Path
     backbone: str = "tiny-cnn"
-    epochs: int = 14
-    batch_size: int = 32
-    learning_rate: float = 2e-3
+    epochs: int = 10
+    batch_size: int = 16
+    learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: int = 1
     split: tuple[float, float, float] = (0.7, 0.2, 0.1)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from thorax_trainer.contract import LABELS
+from thorax_trainer.dataset import COLUMNS, CSV_NAME, DATASET_INFO, read_records
+from thorax_trainer.synthetic import PREVALENCE, _draw_anatomy, generate, plan_records, render
+
+
+def _digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_generate_writes_nih_layout(synthetic_dir: Path) -> None:
+    header = (synthetic_dir / CSV_NAME).read_text(encoding="utf-8").splitlines()[0]
+    assert header.split(",") == list(COLUMNS)
+    records = read_records(synthetic_dir / CSV_NAME)
+    assert len(records) == 60
+    for record in records[:5]:
+        with Image.open(synthetic_dir / "images" / record.image_index) as image:
+            assert image.mode == "L"
+            assert image.size == (256, 256)
+        assert record.image_index == f"{int(record.patient_id):08d}_{record.follow_up:03d}.png"
+        assert (record.width, record.height) == (256, 256)
+    info = json.loads((synthetic_dir / DATASET_INFO).read_text(encoding="utf-8"))
+    assert info["kind"] == "synthetic"
+    assert info["images"] == 60
+
+
+def test_generate_is_deterministic_per_seed(tmp_path: Path) -> None:
+    generate(tmp_path / "a", images=6, seed=11, size=128)
+    generate(tmp_path / "b", images=6, seed=11, size=128)
+    generate(tmp_path / "c", images=6, seed=12, size=128)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_labels_are_multi_label_imbalanced_and_grouped_by_patient() -> None:
+    records = plan_records(3000, seed=1, size=256)
+    counts = {label: sum(label in r.labels for r in records) for label in LABELS}
+    assert all(count > 0 for count in counts.values())
+    assert counts["Infiltration"] > 3 * counts["Hernia"]
+    for label, prevalence in PREVALENCE.items():
+        assert counts[label] / len(records) == pytest.approx(prevalence, abs=0.03)
+    assert any(len(r.labels) >= 2 for r in records)
+    assert any(not r.labels for r in records)
+    patients = {r.patient_id for r in records}
+    assert len(patients) < len(records)  # follow-ups
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_every_label_plants_a_visible_sign(label: str) -> None:
+    anatomy = _draw_anatomy(np.random.default_rng(0))
+    healthy = render(anatomy, (), np.random.default_rng(1), 256).astype(np.float64)
+    sick = render(anatomy, (label,), np.random.default_rng(1), 256).astype(np.float64)
+    difference = np.abs(sick - healthy)
+    # Same noise, same anatomy: whatever differs is the sign, and it must be clearly visible
+    # (at least 100 pixels changed by more than 20 grey levels inside the 224 crop).
+    changed = difference[16:240, 16:240] > 20
+    assert int(changed.sum()) >= 100, f"{label}: {int(changed.sum())} pixels changed"
