@@ -33,6 +33,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# PGlite (the embedded results store) loads parts of itself with import(), which Jest's CommonJS
+# sandbox only allows with Node's VM modules enabled.
+export NODE_OPTIONS="${NODE_OPTIONS:-} --experimental-vm-modules --disable-warning=ExperimentalWarning"
+
 step "install" ensure_node_deps
 step "contracts" bash -c 'cd "$0" && bash scripts/proto.sh && git diff --exit-code --stat -- libs/contracts/src/generated' "$ROOT"
 step "typecheck" tsc -p "$ROOT/tsconfig.json" --noEmit

@@ -38,12 +38,20 @@ export class ThoraxError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    readonly options: { stage?: Stage; transient?: boolean; cause?: unknown } = {},
+    readonly options: { stage?: Stage; transient?: boolean; redeliver?: boolean; cause?: unknown } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
   }
 
   get transient(): boolean {
-    return this.options.transient ?? false;
+    return (this.options.transient ?? false) || this.redeliver;
+  }
+
+  /**
+   * A dependency (store, broker) is unavailable: the record is fine and must never be
+   * dead-lettered. After in-place retries the consumer gives it back to Kafka for redelivery.
+   */
+  get redeliver(): boolean {
+    return this.options.redeliver ?? false;
   }
 }

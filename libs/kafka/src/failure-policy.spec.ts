@@ -20,6 +20,12 @@ describe('decide', () => {
     });
   });
 
+  it('retries an unavailable dependency in place, then hands the record back for redelivery', () => {
+    const down = new ThoraxError('INTERNAL_ERROR', 'store unavailable', { redeliver: true });
+    expect(decide(down, 1, DEFAULT_RETRY_POLICY, notBroker)).toEqual({ kind: 'retry', delayMs: 200 });
+    expect(decide(down, 3, DEFAULT_RETRY_POLICY, notBroker)).toEqual({ kind: 'rethrow' });
+  });
+
   it('rethrows broker failures so the record is redelivered, never dead-lettered', () => {
     expect(decide(new Error('leader not available'), 5, DEFAULT_RETRY_POLICY, () => true)).toEqual({ kind: 'rethrow' });
   });

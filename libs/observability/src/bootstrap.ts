@@ -14,7 +14,8 @@ export async function startService(
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection'));
   try {
     const app = await NestFactory.create(module as never, { logger: new PinoNestLogger(logger), bodyParser: false });
-    app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
+    // useProcessExit: exit through process.exit after the hooks ran, so pino flushes its last lines.
+    app.enableShutdownHooks(['SIGTERM', 'SIGINT'], { useProcessExit: true });
     await app.listen(options.httpPort, options.host ?? '0.0.0.0');
     logger.info({ httpPort: options.httpPort }, 'service started');
     return app;

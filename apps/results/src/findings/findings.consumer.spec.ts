@@ -61,13 +61,13 @@ describe('FindingsRecorder', () => {
     expect(sum).toBeLessThan(10);
   });
 
-  it('classifies store failures: unavailable is transient', async () => {
+  it('classifies store failures: unavailable means redeliver, never dead-letter', async () => {
     const repository = {
       store: async () => {
         throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
       },
     } as unknown as FindingsRepository;
     const recorder = new FindingsRecorder(repository, new ThoraxMetrics('results-test'));
-    await expect(recorder.record(okEvent('img-1'))).rejects.toMatchObject({ code: 'INTERNAL_ERROR', transient: true });
+    await expect(recorder.record(okEvent('img-1'))).rejects.toMatchObject({ code: 'INTERNAL_ERROR', transient: true, redeliver: true });
   });
 });

@@ -29,7 +29,6 @@ import { errorEvent, okEvent } from '../testing/findings-events';
 import { GrpcServer } from './grpc-server';
 
 jest.setTimeout(60_000);
-jest.mock('@electric-sql/pglite', () => require('../testing/pglite-in-jest').pgliteFromNodeLoader(__filename));
 
 const log = createLogger({ service: 'results-test', version: '0', level: 'silent' });
 

@@ -13,7 +13,6 @@ import { SqlFindingsRepository } from './sql-findings.repository';
 import { classifyStoreError } from './store-errors';
 
 jest.setTimeout(60_000);
-jest.mock('@electric-sql/pglite', () => require('../testing/pglite-in-jest').pgliteFromNodeLoader(__filename));
 
 
 /**

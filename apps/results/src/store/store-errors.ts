@@ -11,7 +11,8 @@ const PERMANENT_CLASSES = new Set(['22', '23', '54']);
 /**
  * Classifies a store failure for the consumer's failure policy: a record the database rejects
  * is invalid (dead-lettered at once); anything else (connection lost, server restarting, lock
- * timeout) is transient and retried with backoff.
+ * timeout) means the store is unavailable: retried in place, then handed back to Kafka for
+ * redelivery — never dead-lettered.
  */
 export function classifyStoreError(error: unknown): ThoraxError {
   if (error instanceof ThoraxError) return error;
@@ -25,7 +26,7 @@ export function classifyStoreError(error: unknown): ThoraxError {
   }
   return new ThoraxError('INTERNAL_ERROR', `store unavailable${state ? ` (SQLSTATE ${state})` : ''}: ${message}`, {
     stage: 'results',
-    transient: true,
+    redeliver: true,
     cause: error,
   });
 }
