@@ -1,0 +1,140 @@
+/** RecordConsumer against a real broker (KAFKA_BROKERS, started by npm test). */
+import { decodeFindingsEvent, ThoraxError } from '@thorax/contracts';
+import { createLogger, HealthRegistry, ThoraxMetrics } from '@thorax/observability';
+import { collect, produce, testBrokers } from '@thorax/testing';
+import { Kafka, KafkaJSError, logLevel, Partitioners } from 'kafkajs';
+import { KafkaPublisher } from './kafka-publisher';
+import { RecordConsumer, type RecordHandler } from './record-consumer';
+import type { IncomingRecord } from './records';
+
+jest.setTimeout(90_000);
+
+const kafka = new Kafka({ clientId: 'thorax-kafka-itest', brokers: testBrokers(), logLevel: logLevel.NOTHING });
+const log = createLogger({ service: 'itest', version: '0', level: 'silent' });
+const run = `itest-${Date.now().toString(36)}`;
+
+async function createTopics(...names: string[]): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ waitForLeaders: true, topics: names.map((topic) => ({ topic, numPartitions: 3 })) });
+  await admin.disconnect();
+}
+
+async function withConsumer(
+  topic: string,
+  findingsTopic: string,
+  handler: RecordHandler,
+  until: () => boolean,
+  group = `${topic}-group`,
+  maxWaitMs = 60_000,
+): Promise<{ metrics: ThoraxMetrics; health: HealthRegistry }> {
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const metrics = new ThoraxMetrics('itest');
+  const health = new HealthRegistry();
+  const consumer = new RecordConsumer(
+    kafka,
+    { groupId: group, topic, stage: 'preprocess', findingsTopic, retry: { maxAttempts: 3, initialBackoffMs: 10, maxBackoffMs: 50 }, lagIntervalMs: 0 },
+    handler,
+    new KafkaPublisher(producer),
+    metrics,
+    health,
+    log,
+  );
+  await consumer.start();
+  const deadline = Date.now() + maxWaitMs;
+  while (!until() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await consumer.stop();
+  await producer.disconnect();
+  return { metrics, health };
+}
+
+async function counter(metrics: ThoraxMetrics, outcome: string): Promise<number> {
+  const values = (await metrics.messages.get()).values;
+  return values.filter((v) => v.labels['outcome'] === outcome).reduce((sum, v) => sum + v.value, 0);
+}
+
+describe('RecordConsumer', () => {
+  it('ends every record in an explicit outcome: ok, retried then ok, or dead-lettered with an error event', async () => {
+    const topic = `${run}.outcomes`;
+    const findings = `${run}.outcomes.findings`;
+    const out = `${run}.outcomes.out`;
+    await createTopics(topic, `${topic}.dlq`, findings, out);
+    await produce(kafka, topic, [
+      { key: 'ok-1', value: Buffer.from('a'), headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } },
+      { key: 'bad-1', value: Buffer.from('b') },
+      { key: 'flaky-1', value: Buffer.from('c') },
+    ]);
+    const attempts = new Map<string, number>();
+    const handled = new Set<string>();
+    const publisherProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await publisherProducer.connect();
+    const publisher = new KafkaPublisher(publisherProducer);
+    const handler: RecordHandler = {
+      async handle(record: IncomingRecord) {
+        const key = record.key ?? '';
+        attempts.set(key, (attempts.get(key) ?? 0) + 1);
+        if (key.startsWith('bad')) {
+          handled.add(key);
+          throw new ThoraxError('CORRUPT_IMAGE', 'cannot decode');
+        }
+        if (key.startsWith('flaky') && attempts.get(key) === 1) throw new Error('temporary glitch');
+        await publisher.publish([{ topic: out, key, value: record.value ?? Buffer.alloc(0) }]);
+        handled.add(key);
+      },
+      describe: (record) => ({ id: record.key ?? '?', receivedAt: new Date(0) }),
+    };
+    const { metrics } = await withConsumer(topic, findings, handler, () => handled.size === 3);
+    await publisherProducer.disconnect();
+
+    expect(await counter(metrics, 'ok')).toBe(2);
+    expect(await counter(metrics, 'retried')).toBe(1);
+    expect(await counter(metrics, 'dead_lettered')).toBe(1);
+    expect(attempts.get('bad-1')).toBe(1);
+
+    const outputs = await collect(kafka, out, (rs) => rs.length >= 2, 15_000);
+    expect(outputs.map((r) => r.key).sort()).toEqual(['flaky-1', 'ok-1']);
+    const [dlq] = await collect(kafka, `${topic}.dlq`, (rs) => rs.length >= 1, 15_000);
+    expect(dlq?.key).toBe('bad-1');
+    expect(dlq?.value?.toString()).toBe('b');
+    expect(dlq?.headers).toMatchObject({ 'thorax-error-code': 'CORRUPT_IMAGE', 'thorax-failed-stage': 'preprocess' });
+    const events = await collect(kafka, findings, (rs) => rs.length >= 1, 15_000);
+    expect(events).toHaveLength(1);
+    const event = decodeFindingsEvent(events[0]?.value ?? null);
+    expect(event).toMatchObject({ id: 'bad-1', status: 'error', error: { code: 'CORRUPT_IMAGE', stage: 'preprocess' } });
+  });
+
+  it('never dead-letters on a broker failure: the record is redelivered and offsets commit only after success', async () => {
+    const topic = `${run}.redeliver`;
+    const findings = `${run}.redeliver.findings`;
+    await createTopics(topic, `${topic}.dlq`, findings);
+    await produce(kafka, topic, [{ key: 'img-1', value: Buffer.from('x') }]);
+    let calls = 0;
+    let done = false;
+    const handler: RecordHandler = {
+      async handle() {
+        calls += 1;
+        if (calls === 1) throw new KafkaJSError('not enough replicas', { retriable: true });
+        done = true;
+      },
+      describe: (record) => ({ id: record.key ?? '?' }),
+    };
+    const group = `${topic}-group`;
+    const { metrics } = await withConsumer(topic, findings, handler, () => done, group);
+    expect(calls).toBe(2);
+    expect(await counter(metrics, 'dead_lettered')).toBe(0);
+    expect(await counter(metrics, 'ok')).toBe(1);
+
+    // Everything handled was committed: the same group, restarted, sees nothing new.
+    let again = 0;
+    await withConsumer(
+      topic,
+      findings,
+      { handle: async () => void (again += 1), describe: (r) => ({ id: r.key ?? '?' }) },
+      () => false,
+      group,
+      8_000,
+    );
+    expect(again).toBe(0);
+  });
+});
