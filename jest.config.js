@@ -11,7 +11,7 @@ const moduleNameMapper = Object.fromEntries(
 
 const base = {
   rootDir: __dirname,
-  testEnvironment: 'node',
+  testEnvironment: '<rootDir>/test/jest/node-environment.js',
   transform: { '^.+\\.ts$': ['@swc/jest', { ...swcrc, swcrc: false }] },
   moduleNameMapper,
   moduleFileExtensions: ['ts', 'js', 'json'],
