@@ -151,11 +151,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Our own progress at INFO; libraries (the ONNX exporter is chatty) only from WARNING up.
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     handlers = {"synth": _synth, "train": _train, "export": _export, "verify": _verify}
     try:
         return handlers[args.command](args)

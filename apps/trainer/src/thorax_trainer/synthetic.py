@@ -397,7 +397,7 @@ def generate(out_dir: Path, *, images: int = 1200, seed: int = 7, size: int = 28
         "seed": seed,
         "images": len(records),
         "patients": len(anatomies),
-        "size": [size, size],
+        "imageSize": [size, size],
     }
     (out_dir / DATASET_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return records
