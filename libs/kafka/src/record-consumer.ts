@@ -135,7 +135,13 @@ export class RecordConsumer {
   }
 
   private async process(record: IncomingRecord): Promise<void> {
-    const log = this.log.child({ topic: record.topic, partition: record.partition, offset: record.offset, id: record.key });
+    const log = this.log.child({
+      topic: record.topic,
+      partition: record.partition,
+      offset: record.offset,
+      id: record.key,
+      traceId: traceIdOf(record.headers[HEADERS.traceparent]),
+    });
     for (let attempt = 1; ; attempt += 1) {
       try {
         await this.handler.handle(record, log);
@@ -217,4 +223,10 @@ function toRecord(topic: string, partition: number, message: KafkaMessage): Inco
     headers: decodeHeaders(message.headers),
     timestamp: Number(message.timestamp),
   };
+}
+
+/** The trace id of a W3C traceparent header (version-traceid-parentid-flags), if well formed. */
+export function traceIdOf(traceparent: string | undefined): string | undefined {
+  const match = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent?.trim() ?? '');
+  return match?.[1];
 }
