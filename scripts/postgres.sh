@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server for the integration tests (Debian's postgresql package; installed
-# with apt-get when missing). Usage: postgres.sh start|stop|url. Data lives in $CACHE/postgres.
+# with apt-get when missing). Usage: postgres.sh start|stop|url. State lives in $PG_STATE_DIR
+# (default $CACHE/postgres); the port is $PG_TEST_PORT (default 15432).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORT="${PG_TEST_PORT:-15432}"
-DATA="$CACHE/postgres/data"
-SOCK="$CACHE/postgres/run"
+STATE="${PG_STATE_DIR:-$CACHE/postgres}"
+DATA="$STATE/data"
+SOCK="$STATE/run"
 
 pg_bin() {
   local dir
@@ -26,14 +28,14 @@ as_pg() {
 case "${1:-}" in
   start)
     BIN="$(pg_bin)"
-    mkdir -p "$CACHE/postgres"
-    [ "$(id -u)" = 0 ] && chown postgres "$CACHE/postgres"
+    mkdir -p "$STATE"
+    if [ "$(id -u)" = 0 ]; then chown postgres "$STATE"; fi
     if [ ! -f "$DATA/PG_VERSION" ]; then
       as_pg "$BIN/initdb" -D "$DATA" -U thorax --auth=trust -E UTF8 >/dev/null
     fi
     as_pg mkdir -p "$SOCK"
     if ! as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
-      as_pg "$BIN/pg_ctl" -D "$DATA" -l "$CACHE/postgres/server.log" -w -t 60 \
+      as_pg "$BIN/pg_ctl" -D "$DATA" -l "$STATE/server.log" -w -t 60 \
         -o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
     fi
     as_pg "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U thorax -d postgres -tAc \

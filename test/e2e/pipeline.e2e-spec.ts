@@ -30,7 +30,10 @@ import sharp from 'sharp';
 jest.setTimeout(240_000);
 
 const RUN = `e2e-${Date.now().toString(36)}`;
-const PORTS = { results: 18080, ingest: 18081, preprocess: 18082, inference: 18083, resultsGrpc: 15051 };
+// Ports away from `npm start`'s defaults, so both can run on one machine; THORAX_E2E_PORT_BASE
+// moves them (results, ingest, preprocess, inference on base..base+3; results gRPC on base+10).
+const BASE = Number(process.env['THORAX_E2E_PORT_BASE'] ?? 18080);
+const PORTS = { results: BASE, ingest: BASE + 1, preprocess: BASE + 2, inference: BASE + 3, resultsGrpc: BASE + 10 };
 const kafka = testKafka('thorax-e2e');
 const services: RunningService[] = [];
 
