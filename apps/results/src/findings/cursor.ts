@@ -13,9 +13,9 @@ export function encodePageToken(seq: bigint): string {
 
 export function decodePageToken(token: string): bigint {
   const decoded = /^[A-Za-z0-9_-]{1,64}$/.test(token) ? Buffer.from(token, 'base64url').toString('utf8') : '';
-  const match = /^p1:(\d{1,19})$/.exec(decoded);
-  if (!match) throw new ResultsApiError('INVALID_ARGUMENT', 'page token is not one this service issued');
-  return BigInt(match[1]!);
+  const digits = /^p1:(\d{1,19})$/.exec(decoded)?.[1];
+  if (digits === undefined) throw new ResultsApiError('INVALID_ARGUMENT', 'page token is not one this service issued');
+  return BigInt(digits);
 }
 
 export function encodeWatchCursor(seq: bigint): string {

@@ -48,7 +48,8 @@ export class SqlFindingsRepository implements FindingsRepository {
     const rows = await this.run<ResultRow>(buildListQuery(query));
     const items = rows.slice(0, query.limit).map(toStored);
     const more = rows.length > query.limit;
-    return { items, next: more && items.length > 0 ? items[items.length - 1]!.seq : null };
+    const last = items.at(-1);
+    return { items, next: more && last ? last.seq : null };
   }
 
   async after(seq: bigint, limit: number): Promise<StoredFindings[]> {
