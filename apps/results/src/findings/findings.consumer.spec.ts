@@ -46,7 +46,7 @@ describe('FindingsRecorder', () => {
 
   it('observes end-to-end latency for new rows only, not for redeliveries', async () => {
     const outcomes: StoreOutcome[] = [
-      { kind: 'stored', record: { seq: 1n, event: okEvent('img-1'), storedAt: new Date() } },
+      { kind: 'stored', record: { seq: 1n, event: okEvent('img-1'), storedAt: new Date() }, study: null },
       { kind: 'duplicate' },
     ];
     const repository = { store: async () => outcomes.shift()! } as unknown as FindingsRepository;

@@ -1,4 +1,5 @@
 import type { FindingsEvent } from '@thorax/contracts';
+import type { StudyResult } from '../studies/study-aggregate';
 
 /** A findings event as the store holds it. */
 export interface StoredFindings {
@@ -8,6 +9,16 @@ export interface StoredFindings {
   storedAt: Date;
 }
 
+/** A study aggregate as the store holds it. */
+export interface StoredStudy {
+  /** Newest-first order and page cursor of studies; moves when the aggregate changes. */
+  seq: bigint;
+  /** 1 for the first aggregate, +1 each time it changes (FHIR meta.versionId). */
+  version: number;
+  updatedAt: Date;
+  result: StudyResult;
+}
+
 /**
  * What storing did:
  * - `stored`: a new (image id, model version) row;
@@ -15,7 +26,12 @@ export interface StoredFindings {
  * - `duplicate`: the same result was already stored (a redelivery) and nothing changed.
  */
 export type StoreOutcome =
-  | { kind: 'stored' | 'replaced'; record: StoredFindings }
+  | {
+      kind: 'stored' | 'replaced';
+      record: StoredFindings;
+      /** The study aggregate when this result changed it; null when unchanged or without a study. */
+      study: StoredStudy | null;
+    }
   | { kind: 'duplicate' };
 
 export interface FindingsFilter {
@@ -24,6 +40,10 @@ export interface FindingsFilter {
   status?: FindingsEvent['status'];
   /** Only results where this label is positive. */
   positiveLabel?: string;
+  /** Only results completed at or after this time (timing.completedAt). */
+  from?: Date;
+  /** Only results completed before this time. */
+  to?: Date;
 }
 
 export interface FindingsListQuery extends FindingsFilter {
@@ -31,6 +51,21 @@ export interface FindingsListQuery extends FindingsFilter {
   limit: number;
   /** Only rows older than this sequence (the previous page's cursor). */
   before?: bigint;
+}
+
+export interface StudyListQuery {
+  studyUid?: string;
+  accession?: string;
+  patientId?: string;
+  limit: number;
+  /** Only studies older than this sequence (the previous page's cursor). */
+  before?: bigint;
+}
+
+export interface StudyPage {
+  /** Most recently changed first. */
+  items: StoredStudy[];
+  next: bigint | null;
 }
 
 export interface FindingsPage {
@@ -45,7 +80,8 @@ export interface FindingsRepository {
   /**
    * Stores an event idempotently, keyed by (id, model version or '' without a model). Resolves
    * once the row is durable. An ok row is never overwritten; an error row is replaced by a
-   * different event for the same key.
+   * different event for the same key. A new or replaced row recomputes its study's aggregate
+   * in the same transaction.
    */
   store(event: FindingsEvent): Promise<StoreOutcome>;
   /** The latest stored result of an image (highest seq), or the one of a model version. */
@@ -55,6 +91,11 @@ export interface FindingsRepository {
   after(seq: bigint, limit: number): Promise<StoredFindings[]>;
   /** The highest sequence stored so far (0 when empty). */
   latestSeq(): Promise<bigint>;
+  /** A study's aggregate by Study Instance UID, or by its FHIR resource id. */
+  getStudy(by: { studyUid: string } | { resourceId: string }): Promise<StoredStudy | null>;
+  listStudies(query: StudyListQuery): Promise<StudyPage>;
+  /** A study computed with the model behind a FHIR Device id (the Device is read from it). */
+  studyByDevice(deviceId: string): Promise<StoredStudy | null>;
   /** Called in-process after each stored or replaced row; returns the unsubscribe function. */
   onStored(listener: (record: StoredFindings) => void): () => void;
   /** Throws unless the store answers (readiness). */

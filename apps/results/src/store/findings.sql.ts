@@ -89,6 +89,8 @@ export function buildListQuery(query: FindingsListQuery): SqlQuery {
   if (query.accession !== undefined) where.push(`accession = ${param(query.accession)}`);
   if (query.status !== undefined) where.push(`status = ${param(query.status)}`);
   if (query.positiveLabel !== undefined) where.push(`positives @> ARRAY[${param(query.positiveLabel, '::text')}]`);
+  if (query.from !== undefined) where.push(`completed_at >= ${param(query.from.toISOString(), '::text::timestamptz')}`);
+  if (query.to !== undefined) where.push(`completed_at < ${param(query.to.toISOString(), '::text::timestamptz')}`);
   if (query.before !== undefined) where.push(`seq < ${param(query.before.toString(), '::text::bigint')}`);
   const limit = param(query.limit + 1, '::int');
   return {

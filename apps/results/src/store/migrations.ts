@@ -14,6 +14,11 @@ export interface Migration {
  * events from stages before inference) use the empty string as their model version. `seq` is the
  * store's monotonically increasing sequence: the newest-first order of lists, the cursor of
  * WatchFindings, and what "latest result of an image" means.
+ *
+ * study_results holds one row per Study Instance UID: the study aggregate (studies/study-aggregate.ts)
+ * recomputed in the transaction that stores a new result of the study. `version` grows only when
+ * the aggregate changes (a redelivery changes nothing); `seq` orders studies like findings.
+ * `resource_id` is the study's FHIR id, `device_id` the FHIR Device id of its model.
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -42,6 +47,30 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX findings_results_accession_seq_idx ON findings_results (accession, seq DESC);
       CREATE INDEX findings_results_status_seq_idx ON findings_results (status, seq DESC);
       CREATE INDEX findings_results_positives_idx ON findings_results USING gin (positives);
+    `,
+  },
+  {
+    version: 2,
+    name: 'study_results',
+    sql: `
+      CREATE INDEX findings_results_completed_idx ON findings_results (completed_at);
+      CREATE SEQUENCE study_results_seq AS bigint;
+      CREATE TABLE study_results (
+        study_uid     text        PRIMARY KEY,
+        resource_id   text        NOT NULL UNIQUE,
+        seq           bigint      NOT NULL DEFAULT nextval('study_results_seq') UNIQUE,
+        version       integer     NOT NULL DEFAULT 1,
+        status        text        NOT NULL CHECK (status IN ('ok', 'error')),
+        accession     text,
+        patient_id    text,
+        device_id     text,
+        positives     text[]      NOT NULL DEFAULT '{}',
+        updated_at    timestamptz NOT NULL DEFAULT now(),
+        result        jsonb       NOT NULL
+      );
+      CREATE INDEX study_results_accession_seq_idx ON study_results (accession, seq DESC);
+      CREATE INDEX study_results_patient_seq_idx ON study_results (patient_id, seq DESC);
+      CREATE INDEX study_results_device_idx ON study_results (device_id);
     `,
   },
 ];

@@ -227,6 +227,139 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
     expect(classifyStoreError(error)).toMatchObject({ code: 'INVALID_MESSAGE', transient: false });
   });
 
+  describe('study aggregates', () => {
+    const studyRows = async (studyUid: string): Promise<number> =>
+      Number((await db.query<{ n: string | number }>('SELECT count(*) AS n FROM study_results WHERE study_uid = $1', [studyUid]))[0]!.n);
+    const info = (studyUid: string, viewPosition?: string) => ({ studyUid, accession: `${studyUid}-ACC`, patientId: `${studyUid}-PAT`, ...(viewPosition ? { viewPosition } : {}) });
+
+    it('takes per label the maximum over frontal images and records which images contributed', async () => {
+      const study = unique('1.2.840.study');
+      const pa = okEvent(`${study}-pa`, { study: info(study, 'PA'), probabilities: { Cardiomegaly: 0.7, Effusion: 0.2, Hernia: 0.01 } });
+      const ap = okEvent(`${study}-ap`, { study: info(study, 'AP'), probabilities: { Cardiomegaly: 0.4, Effusion: 0.9, Hernia: 0.02 } });
+      const lateral = okEvent(`${study}-ll`, { study: info(study, 'LL'), probabilities: { Cardiomegaly: 0.99, Hernia: 0.97 } });
+      const failed = errorEvent(`${study}-bad`, { study: info(study) });
+
+      const first = await repo.store(pa);
+      expect(first.kind === 'stored' && first.study?.version).toBe(1);
+      const second = await repo.store(lateral);
+      // A lateral image changes the study document (it is listed) but not its findings.
+      expect(second.kind === 'stored' && second.study?.version).toBe(2);
+      expect(second.kind === 'stored' && second.study?.result.findings).toEqual(first.kind === 'stored' && first.study?.result.findings);
+      await repo.store(ap);
+      await repo.store(failed);
+
+      const stored = await repo.getStudy({ studyUid: study });
+      expect(stored?.version).toBe(4);
+      const result = stored!.result;
+      expect(result).toMatchObject({ schema: 'thorax.study.v1', studyUid: study, accession: `${study}-ACC`, patientId: `${study}-PAT`, status: 'ok' });
+      expect(result.model?.version).toBe('2026.11.30-1');
+      expect(result.findings.map((f) => f.label)).toEqual(pa.findings.map((f) => f.label));
+      const byLabel = Object.fromEntries(result.findings.map((f) => [f.label, f]));
+      expect(byLabel['Cardiomegaly']).toEqual({ label: 'Cardiomegaly', probability: 0.7, threshold: 0.5, positive: true, imageId: `${study}-pa` });
+      expect(byLabel['Effusion']).toEqual({ label: 'Effusion', probability: 0.9, threshold: 0.5, positive: true, imageId: `${study}-ap` });
+      expect(byLabel['Hernia']).toMatchObject({ probability: 0.02, positive: false, imageId: `${study}-ap` });
+      expect(result.positives).toEqual(['Cardiomegaly', 'Effusion']);
+      expect(result.contributingImages).toEqual([`${study}-ap`, `${study}-pa`]);
+      expect(result.images.map((i) => [i.id, i.contributed, i.excluded, i.errorCode])).toEqual([
+        [`${study}-ap`, true, null, null],
+        [`${study}-bad`, false, 'error', 'CORRUPT_IMAGE'],
+        [`${study}-ll`, false, 'not-frontal', null],
+        [`${study}-pa`, true, null, null],
+      ]);
+      expect(await studyRows(study)).toBe(1);
+    });
+
+    it('redelivering the same event 100 times leaves one row and one unchanged study aggregate', async () => {
+      const study = unique('1.2.840.redelivery');
+      const event = okEvent(`${study}-img`, { study: info(study, 'PA'), positives: ['Pneumothorax'] });
+      const kinds: string[] = [];
+      for (let i = 0; i < 100; i += 1) kinds.push((await repo.store(event)).kind);
+      expect(kinds.filter((k) => k === 'stored')).toHaveLength(1);
+      expect(kinds.filter((k) => k === 'duplicate')).toHaveLength(99);
+      expect(await rowsOf(event.id)).toBe(1);
+      expect(await studyRows(study)).toBe(1);
+      const stored = await repo.getStudy({ studyUid: study });
+      expect(stored).toMatchObject({ version: 1 });
+      expect(stored?.result.positives).toEqual(['Pneumothorax']);
+    });
+
+    it('concurrent deliveries: the same event once, every image of the study counted', async () => {
+      const study = unique('1.2.840.concurrent');
+      const event = okEvent(`${study}-same`, { study: info(study, 'PA') });
+      const kinds = await Promise.all(Array.from({ length: 20 }, () => repo.store(event).then((o) => o.kind)));
+      expect(kinds.filter((k) => k !== 'duplicate')).toEqual(['stored']);
+      const others = Array.from({ length: 10 }, (_, i) => okEvent(`${study}-img-${i}`, { study: info(study, 'AP') }));
+      await Promise.all(others.map((e) => repo.store(e)));
+      const result = (await repo.getStudy({ studyUid: study }))!.result;
+      expect(result.contributingImages).toHaveLength(11);
+      expect(await rowsOf(event.id)).toBe(1);
+      expect(await studyRows(study)).toBe(1);
+    });
+
+    it('falls back to images without a view, and follows the newest model version', async () => {
+      const study = unique('1.2.840.views');
+      await repo.store(okEvent(`${study}-a`, { study: info(study), probabilities: { Mass: 0.6 } }));
+      await repo.store(okEvent(`${study}-b`, { study: info(study), probabilities: { Mass: 0.3 } }));
+      let result = (await repo.getStudy({ studyUid: study }))!.result;
+      expect(result.contributingImages).toEqual([`${study}-a`, `${study}-b`]);
+      expect(result.findings.find((f) => f.label === 'Mass')).toMatchObject({ probability: 0.6, imageId: `${study}-a` });
+
+      // A newer model analyses image b only: the study follows it, image a waits for that model.
+      await repo.store(okEvent(`${study}-b`, { version: '2027.01.01-1', study: info(study), probabilities: { Mass: 0.4 } }));
+      result = (await repo.getStudy({ studyUid: study }))!.result;
+      expect(result.model?.version).toBe('2027.01.01-1');
+      expect(result.contributingImages).toEqual([`${study}-b`]);
+      expect(result.images.find((i) => i.id === `${study}-a`)).toMatchObject({ contributed: false, excluded: 'other-model-version' });
+      expect(result.findings.find((f) => f.label === 'Mass')).toMatchObject({ probability: 0.4, imageId: `${study}-b` });
+
+      // Once any image is known to be frontal, images without a view no longer count.
+      await repo.store(okEvent(`${study}-c`, { version: '2027.01.01-1', study: info(study, 'PA'), probabilities: { Mass: 0.2 } }));
+      result = (await repo.getStudy({ studyUid: study }))!.result;
+      expect(result.contributingImages).toEqual([`${study}-c`]);
+      expect(result.images.find((i) => i.id === `${study}-b`)).toMatchObject({ excluded: 'view-unknown' });
+    });
+
+    it('a study whose images all failed has an error aggregate without findings', async () => {
+      const study = unique('1.2.840.failed');
+      await repo.store(errorEvent(`${study}-x`, { study: info(study) }));
+      const stored = await repo.getStudy({ studyUid: study });
+      expect(stored?.result).toMatchObject({ status: 'error', model: null, findings: [], positives: [], contributingImages: [] });
+    });
+
+    it('finds studies by UID, resource id, accession, patient and model device, newest first', async () => {
+      const tag = unique('1.2.840.find');
+      const studies = [`${tag}.1`, `${tag}.2`, `${tag}.3`];
+      for (const [i, study] of studies.entries()) {
+        await repo.store(okEvent(`${study}-img`, { study: { studyUid: study, accession: i < 2 ? `${tag}-A` : `${tag}-B`, patientId: `${tag}-P` } }));
+      }
+      const ids = async (query: Parameters<typeof repo.listStudies>[0]): Promise<string[]> =>
+        (await repo.listStudies(query)).items.map((s) => s.result.studyUid);
+      expect(await ids({ patientId: `${tag}-P`, limit: 10 })).toEqual([...studies].reverse());
+      expect(await ids({ accession: `${tag}-A`, limit: 10 })).toEqual([studies[1], studies[0]]);
+      const page = await repo.listStudies({ patientId: `${tag}-P`, limit: 2 });
+      expect(page.items).toHaveLength(2);
+      expect(await ids({ patientId: `${tag}-P`, limit: 2, before: page.next! })).toEqual([studies[0]]);
+
+      const row = (await db.query<{ resource_id: string; device_id: string }>('SELECT resource_id, device_id FROM study_results WHERE study_uid = $1', [studies[0]]))[0]!;
+      expect(row.resource_id).toMatch(/^[0-9a-f]{32}$/);
+      expect((await repo.getStudy({ resourceId: row.resource_id }))?.result.studyUid).toBe(studies[0]);
+      expect((await repo.studyByDevice(row.device_id))?.result.model?.name).toBe('chexnet-densenet121');
+      expect(await repo.getStudy({ resourceId: 'f'.repeat(32) })).toBeNull();
+    });
+  });
+
+  it('filters results by completion time', async () => {
+    const study = unique('time');
+    const at = (iso: string) => okEvent(`${study}-${iso}`, { study: { studyUid: study }, receivedAt: new Date(iso) });
+    for (const iso of ['2026-01-01T00:00:00.000Z', '2026-01-02T00:00:00.000Z', '2026-01-03T00:00:00.000Z']) await repo.store(at(iso));
+    const ids = async (from?: string, to?: string): Promise<string[]> =>
+      (await repo.list({ studyUid: study, limit: 10, ...(from ? { from: new Date(from) } : {}), ...(to ? { to: new Date(to) } : {}) })).items.map((r) => r.event.id.slice(study.length + 1, study.length + 11));
+    // completedAt is receivedAt + 412 ms in the fixtures; `from` is inclusive, `to` exclusive.
+    expect(await ids('2026-01-02T00:00:00.412Z')).toEqual(['2026-01-03', '2026-01-02']);
+    expect(await ids(undefined, '2026-01-02T00:00:00.412Z')).toEqual(['2026-01-01']);
+    expect(await ids('2026-01-01T12:00:00Z', '2026-01-02T12:00:00Z')).toEqual(['2026-01-02']);
+  });
+
   it('reports the latest sequence', async () => {
     const outcome = await repo.store(okEvent(unique('img')));
     expect(outcome.kind).toBe('stored');
@@ -239,7 +372,7 @@ describe('PGlite on disk', () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'thorax-results-'));
     try {
       const first = await PgliteSqlClient.open(path.join(dir, 'data'));
-      expect(await migrate(first)).toEqual([1]);
+      expect(await migrate(first)).toEqual(MIGRATIONS.map((m) => m.version));
       const event = okEvent('img-persisted');
       await new SqlFindingsRepository(first).store(event);
       await first.close();

@@ -1,11 +1,15 @@
 import type { FindingsEvent } from '@thorax/contracts';
 import { EventEmitter } from 'node:events';
+import { aggregateStudy, type StudyResult } from '../studies/study-aggregate';
 import type {
   FindingsListQuery,
   FindingsPage,
   FindingsRepository,
   StoredFindings,
+  StoredStudy,
   StoreOutcome,
+  StudyListQuery,
+  StudyPage,
 } from './findings.repository';
 import {
   buildAfterQuery,
@@ -15,7 +19,16 @@ import {
   type ResultRow,
   type SqlQuery,
 } from './findings.sql';
-import type { SqlClient } from './sql-client';
+import type { SqlClient, SqlExecutor } from './sql-client';
+import {
+  buildStudyByDeviceQuery,
+  buildStudyGetQuery,
+  buildStudyListQuery,
+  buildStudyLockQuery,
+  buildStudyRowsQuery,
+  buildStudyUpsertQuery,
+  type StudyRow,
+} from './studies.sql';
 
 const STORED = 'stored';
 
@@ -28,15 +41,23 @@ export class SqlFindingsRepository implements FindingsRepository {
   }
 
   async store(event: FindingsEvent): Promise<StoreOutcome> {
-    const [row] = await this.run<ResultRow & { inserted: boolean }>(buildStoreQuery(event));
-    if (!row) return { kind: 'duplicate' };
-    const record = toStored(row);
-    try {
-      this.stored.emit(STORED, record);
-    } catch {
-      // The row is durable; a failing listener must not make the caller store it again.
+    const studyUid = event.study.studyUid || null;
+    const outcome = await this.db.transaction(async (tx): Promise<StoreOutcome> => {
+      // Lock the study first: the aggregate below must see every other committed image of it.
+      if (studyUid) await run(tx, buildStudyLockQuery(studyUid));
+      const [row] = await run<ResultRow & { inserted: boolean }>(tx, buildStoreQuery(event));
+      if (!row) return { kind: 'duplicate' };
+      const study = studyUid ? await aggregate(tx, studyUid) : null;
+      return { kind: row.inserted ? 'stored' : 'replaced', record: toStored(row), study };
+    });
+    if (outcome.kind !== 'duplicate') {
+      try {
+        this.stored.emit(STORED, outcome.record);
+      } catch {
+        // The row is durable; a failing listener must not make the caller store it again.
+      }
     }
-    return { kind: row.inserted ? 'stored' : 'replaced', record };
+    return outcome;
   }
 
   async get(id: string, modelVersion?: string): Promise<StoredFindings | null> {
@@ -61,6 +82,23 @@ export class SqlFindingsRepository implements FindingsRepository {
     return BigInt(row?.seq ?? '0');
   }
 
+  async getStudy(by: { studyUid: string } | { resourceId: string }): Promise<StoredStudy | null> {
+    const [row] = await this.run<StudyRow>(buildStudyGetQuery(by));
+    return row ? toStoredStudy(row) : null;
+  }
+
+  async listStudies(query: StudyListQuery): Promise<StudyPage> {
+    const rows = await this.run<StudyRow>(buildStudyListQuery(query));
+    const items = rows.slice(0, query.limit).map(toStoredStudy);
+    const last = items.at(-1);
+    return { items, next: rows.length > query.limit && last ? last.seq : null };
+  }
+
+  async studyByDevice(deviceId: string): Promise<StoredStudy | null> {
+    const [row] = await this.run<StudyRow>(buildStudyByDeviceQuery(deviceId));
+    return row ? toStoredStudy(row) : null;
+  }
+
   onStored(listener: (record: StoredFindings) => void): () => void {
     this.stored.on(STORED, listener);
     return () => this.stored.off(STORED, listener);
@@ -71,8 +109,29 @@ export class SqlFindingsRepository implements FindingsRepository {
   }
 
   private run<T>(query: SqlQuery): Promise<T[]> {
-    return this.db.query<T>(query.text, query.values);
+    return run<T>(this.db, query);
   }
+}
+
+function run<T>(db: SqlExecutor, query: SqlQuery): Promise<T[]> {
+  return db.query<T>(query.text, query.values);
+}
+
+/** Recomputes a study's aggregate from its stored results; returns it when it changed. */
+async function aggregate(tx: SqlExecutor, studyUid: string): Promise<StoredStudy | null> {
+  const rows = (await run<ResultRow>(tx, buildStudyRowsQuery(studyUid))).map(toStored);
+  const result = aggregateStudy(studyUid, rows);
+  const [row] = await run<StudyRow>(tx, buildStudyUpsertQuery(result));
+  return row ? toStoredStudy(row) : null;
+}
+
+function toStoredStudy(row: StudyRow): StoredStudy {
+  return {
+    seq: BigInt(row.seq),
+    version: Number(row.version),
+    updatedAt: row.updated_at instanceof Date ? row.updated_at : new Date(row.updated_at),
+    result: typeof row.result === 'string' ? (JSON.parse(row.result) as StudyResult) : row.result,
+  };
 }
 
 function toStored(row: ResultRow): StoredFindings {

@@ -3,7 +3,14 @@ import { CHESTXRAY14_LABELS, errorFindingsEvent, type FindingsEvent, okFindingsE
 /** Valid thorax.findings.v1 events for the results tests. */
 export function okEvent(
   id: string,
-  options: { version?: string; study?: StudyInfo; positives?: string[]; receivedAt?: Date } = {},
+  options: {
+    version?: string;
+    study?: StudyInfo;
+    positives?: string[];
+    /** Per-label probabilities; labels not named get 0.83 when in `positives`, else 0.1. */
+    probabilities?: Partial<Record<string, number>>;
+    receivedAt?: Date;
+  } = {},
 ): FindingsEvent {
   const positives = new Set(options.positives ?? ['Cardiomegaly']);
   const receivedAt = options.receivedAt ?? new Date('2026-11-30T10:00:00.000Z');
@@ -15,7 +22,7 @@ export function okEvent(
     model: { name: 'chexnet-densenet121', version: options.version ?? '2026.11.30-1', sha256: 'a'.repeat(64) },
     labels: CHESTXRAY14_LABELS,
     thresholds: CHESTXRAY14_LABELS.map(() => 0.5),
-    probabilities: CHESTXRAY14_LABELS.map((label) => (positives.has(label) ? 0.83 : 0.1)),
+    probabilities: CHESTXRAY14_LABELS.map((label) => options.probabilities?.[label] ?? (positives.has(label) ? 0.83 : 0.1)),
   });
 }
 
