@@ -4,3 +4,8 @@ export * from './logger';
 export * from './metrics';
 export * from './observability.module';
 export * from './bootstrap';
+export * from './tokens';
+export * from './http-metrics.middleware';
+export * from './grpc-metrics';
+export * from './trace-context';
+export * from './label-cardinality';

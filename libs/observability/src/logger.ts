@@ -3,18 +3,29 @@ import pino, { type Logger } from 'pino';
 
 export type { Logger } from 'pino';
 
-/**
- * Paths that may carry patient identifiers. They are censored wherever they appear in a log
- * object; code logs image ids, never names or patient ids.
- */
-export const REDACTED_PATHS = [
+/** Field names (camelCase and DICOM keywords) that hold patient identifiers. */
+export const PATIENT_FIELDS = [
   'patientId',
   'patientName',
-  '*.patientId',
-  '*.patientName',
-  'study.patientId',
-  'headers["thorax-patient-id"]',
-  '*.headers["thorax-patient-id"]',
+  'patientBirthDate',
+  'otherPatientIds',
+  'PatientID',
+  'PatientName',
+  'PatientBirthDate',
+  'OtherPatientIDs',
+];
+
+/** Record headers that may carry patient identifiers (the contract's and common PACS extras). */
+export const PATIENT_HEADERS = ['thorax-patient-id', 'thorax-patient-name', 'patient-id', 'patient-name'];
+
+/**
+ * Paths that may carry patient identifiers, censored wherever they appear in a log object up to
+ * three levels deep (`study.patientId`, `event.study.patientId`, `record.headers[…]`). Code logs
+ * image ids, never names or patient ids; this is the net under that rule.
+ */
+export const REDACTED_PATHS = [
+  ...PATIENT_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
+  ...PATIENT_HEADERS.flatMap((h) => [`headers["${h}"]`, `*.headers["${h}"]`]),
 ];
 
 export function createLogger(options: { service: string; version: string; level: string }): Logger {

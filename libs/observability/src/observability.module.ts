@@ -1,11 +1,11 @@
-import { type DynamicModule, Global, Module } from '@nestjs/common';
+import { type DynamicModule, Global, type MiddlewareConsumer, Module, type NestModule, RequestMethod } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
 import { HealthController } from './health.controller';
 import { HealthRegistry } from './health';
+import { HttpMetricsMiddleware } from './http-metrics.middleware';
 import { createLogger, type Logger } from './logger';
 import { ThoraxMetrics } from './metrics';
-
-/** Injection token of the service's root pino logger. */
-export const LOGGER = Symbol('thorax.logger');
+import { LOGGER } from './tokens';
 
 export interface ObservabilityOptions {
   service: string;
@@ -15,21 +15,36 @@ export interface ObservabilityOptions {
   logger?: Logger;
 }
 
+/**
+ * The service's logger, metrics registry and health checks, plus `/healthz`, `/readyz` (through
+ * @nestjs/terminus) and `/metrics`, and HTTP request metrics on every route.
+ */
 @Global()
 @Module({})
-export class ObservabilityModule {
+export class ObservabilityModule implements NestModule {
   static forRoot(options: ObservabilityOptions): DynamicModule {
     const logger =
       options.logger ?? createLogger({ service: options.service, version: options.version, level: options.logLevel });
+    const metrics = new ThoraxMetrics(options.service);
+    const health = new HealthRegistry();
+    metrics.bindHealth(health);
+    metrics.buildInfo.set({ version: options.version }, 1);
     return {
       module: ObservabilityModule,
+      // Terminus's own failure log is off: the controller logs readiness changes once each.
+      imports: [TerminusModule.forRoot({ logger: false })],
       controllers: [HealthController],
       providers: [
         { provide: LOGGER, useValue: logger },
-        { provide: ThoraxMetrics, useValue: new ThoraxMetrics(options.service) },
-        { provide: HealthRegistry, useValue: new HealthRegistry() },
+        { provide: ThoraxMetrics, useValue: metrics },
+        { provide: HealthRegistry, useValue: health },
+        HttpMetricsMiddleware,
       ],
       exports: [LOGGER, ThoraxMetrics, HealthRegistry],
     };
+  }
+
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(HttpMetricsMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
   }
 }
