@@ -24,11 +24,12 @@ cleanup() {
       bash "$ROOT/scripts/kafka.sh" stop >/dev/null 2>&1 || true
   fi
   if [ "$STARTED_PG" = 1 ]; then bash "$ROOT/scripts/postgres.sh" stop || true; fi
-  local summary="${DONE[*]:-}"
+  local summary
+  summary="$(IFS=','; echo "${DONE[*]:-}")"
   if [ $rc -eq 0 ]; then
-    echo "THORAX TESTS PASSED in $(( $(date +%s) - T0 ))s: ${summary// /, }"
+    echo "THORAX TESTS PASSED in $(( $(date +%s) - T0 ))s (${summary//,/, })"
   else
-    echo "THORAX TESTS FAILED (exit $rc) after $(( $(date +%s) - T0 ))s; passed steps: ${summary// /, }"
+    echo "THORAX TESTS FAILED (exit $rc) after $(( $(date +%s) - T0 ))s; passed steps: ${summary//,/, }"
   fi
 }
 trap cleanup EXIT

@@ -1,16 +1,48 @@
 import { list, port, positiveInt, sharedEnv, z } from '@thorax/config';
 
-export const inferenceConfigSchema = z.object({
-  ...sharedEnv,
-  HTTP_PORT: port(8083),
-  INFERENCE_GROUP_ID: z.string().min(1).default('thorax-inference'),
-  /** Model directory: model.onnx, or version sub-directories of which the highest is served. */
-  MODEL_DIR: z.string().min(1).default('models/thorax-tiny-cnn'),
-  /** Ordered execution providers; unavailable ones are skipped with a log line. */
-  INFERENCE_PROVIDERS: list('cuda,cpu').pipe(z.array(z.string()).min(1)),
-  INFERENCE_INTRA_OP_THREADS: positiveInt(2),
-  INFERENCE_PARTITIONS_CONCURRENCY: positiveInt(1),
-});
+const nonNegativeInt = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
+
+export const inferenceConfigSchema = z
+  .object({
+    ...sharedEnv,
+    HTTP_PORT: port(8083),
+    INFERENCE_GROUP_ID: z.string().min(1).default('thorax-inference'),
+    /** Model directory: model.onnx, or version sub-directories of which the highest is served. */
+    MODEL_DIR: z.string().min(1).default('models/thorax-tiny-cnn'),
+    /** Pin a version directory; empty: the highest, with hot swap when a newer one appears. */
+    INFERENCE_MODEL_VERSION: z.string().default(''),
+    /** How often MODEL_DIR is checked for a newer version (ms); 0 turns hot swap off. */
+    INFERENCE_MODEL_POLL_MS: nonNegativeInt(30_000),
+    /** Ordered execution providers; unavailable ones are skipped with a log line. */
+    INFERENCE_PROVIDERS: list('cuda,cpu').pipe(z.array(z.string()).min(1)),
+    /** Worker threads, each with its own ONNX Runtime session. */
+    INFERENCE_WORKERS: positiveInt(1),
+    INFERENCE_INTRA_OP_THREADS: positiveInt(2),
+    /** Dynamic batcher: flush at this many images ... */
+    INFERENCE_MAX_BATCH: positiveInt(8),
+    /** ... or when the oldest waiting image has waited this long (ms). */
+    INFERENCE_MAX_DELAY_MS: nonNegativeInt(5),
+    /** Queue depth (images) at which the Kafka partitions are paused, and resumed. */
+    INFERENCE_QUEUE_HIGH: positiveInt(128),
+    INFERENCE_QUEUE_LOW: nonNegativeInt(32),
+    /** Records of one partition in flight at once (offsets still commit in order). */
+    INFERENCE_IN_FLIGHT_PER_PARTITION: positiveInt(32),
+    INFERENCE_PARTITIONS_CONCURRENCY: positiveInt(6),
+    /** Canary: this version gets INFERENCE_CANARY_PERCENT of images, chosen by a hash of the id. */
+    INFERENCE_CANARY_VERSION: z.string().default(''),
+    INFERENCE_CANARY_PERCENT: z.coerce.number().min(0).max(100).default(0),
+    /** Shadow: this version also runs on every image; its findings go to the shadow topic only. */
+    INFERENCE_SHADOW_VERSION: z.string().default(''),
+    TOPIC_FINDINGS_SHADOW: z.string().min(1).default('thorax.findings.shadow.v1'),
+  })
+  .refine((c) => c.INFERENCE_QUEUE_LOW <= c.INFERENCE_QUEUE_HIGH, {
+    path: ['INFERENCE_QUEUE_LOW'],
+    message: 'must not exceed INFERENCE_QUEUE_HIGH',
+  })
+  .refine((c) => c.INFERENCE_CANARY_PERCENT === 0 || c.INFERENCE_CANARY_VERSION !== '', {
+    path: ['INFERENCE_CANARY_VERSION'],
+    message: 'required when INFERENCE_CANARY_PERCENT > 0',
+  });
 
 export type InferenceConfig = z.infer<typeof inferenceConfigSchema>;
 export const INFERENCE_CONFIG = Symbol('thorax.inference.config');

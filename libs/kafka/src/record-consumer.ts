@@ -38,6 +38,8 @@ export interface RecordConsumerOptions {
   findingsTopic: string | null;
   retry?: RetryPolicy;
   partitionsConsumedConcurrently?: number;
+  /** Records of one partition handled concurrently (offsets still commit in order). Default 1. */
+  maxInFlightPerPartition?: number;
   maxBytesPerPartition?: number;
   sessionTimeoutMs?: number;
   lagIntervalMs?: number;
@@ -124,14 +126,36 @@ export class RecordConsumer {
 
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
+    const window = Math.max(1, this.options.maxInFlightPerPartition ?? 1);
+    // Records of one partition run up to `window` at a time (so a batcher downstream sees more
+    // than one record per partition), but offsets resolve strictly in order: an offset is
+    // resolved only when it and every record before it have an outcome.
+    const inFlight: { offset: string; done: Promise<void> }[] = [];
+    const settleHead = async () => {
+      const head = inFlight.shift();
+      if (!head) return;
+      await head.done;
+      resolveOffset(head.offset);
+      await heartbeat();
+    };
     for (const message of batch.messages) {
       if (!isRunning() || isStale()) break;
-      const record = toRecord(batch.topic, batch.partition, message);
-      await this.process(record);
-      resolveOffset(message.offset);
-      await heartbeat();
+      const done = this.process(toRecord(batch.topic, batch.partition, message));
+      done.catch(() => undefined); // observed when it reaches the head of the window
+      inFlight.push({ offset: message.offset, done });
+      if (inFlight.length >= window) await settleHead();
     }
+    while (inFlight.length > 0) await settleHead();
     await commitOffsetsIfNecessary();
+  }
+
+  /** Stops fetching new records (in-flight ones finish); used for backpressure. */
+  pause(): void {
+    this.consumer.pause([{ topic: this.options.topic }]);
+  }
+
+  resume(): void {
+    this.consumer.resume([{ topic: this.options.topic }]);
   }
 
   private async process(record: IncomingRecord): Promise<void> {

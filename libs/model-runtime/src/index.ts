@@ -1,3 +1,4 @@
 export * from './classifier';
 export * from './model-directory';
 export * from './onnx-metadata';
+export * from './worker-pool';

@@ -15,9 +15,8 @@ export interface ModelArtifact {
  * sub-directories (each with model.onnx), of which the highest version wins (numeric-aware order,
  * so 2026.11.30-10 sorts after 2026.11.30-9).
  */
-export async function resolveModelFile(modelDir: string): Promise<string> {
-  const direct = path.join(modelDir, 'model.onnx');
-  if (await exists(direct)) return direct;
+/** Version directories under a model directory (each holding model.onnx), oldest first. */
+export async function listModelVersions(modelDir: string): Promise<string[]> {
   let entries: string[];
   try {
     entries = (await readdir(modelDir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
@@ -26,13 +25,29 @@ export async function resolveModelFile(modelDir: string): Promise<string> {
   }
   const versions: string[] = [];
   for (const name of entries) if (await exists(path.join(modelDir, name, 'model.onnx'))) versions.push(name);
-  if (versions.length === 0) throw new Error(`no model.onnx in ${modelDir} or its version directories`);
-  const [latest] = versions.sort((a, b) => b.localeCompare(a, 'en', { numeric: true }));
-  return path.join(modelDir, latest ?? '', 'model.onnx');
+  // Numeric-aware order, so 2026.11.30-10 sorts after 2026.11.30-9.
+  return versions.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
 }
 
-export async function loadModelArtifact(modelDir: string): Promise<ModelArtifact> {
-  const file = await resolveModelFile(modelDir);
+/**
+ * Resolves a model directory: either a directory holding model.onnx, or a directory of version
+ * sub-directories (each with model.onnx), of which `version` or else the highest is taken.
+ */
+export async function resolveModelFile(modelDir: string, version?: string): Promise<string> {
+  const direct = path.join(modelDir, 'model.onnx');
+  if (!version && (await exists(direct))) return direct;
+  const versions = await listModelVersions(modelDir);
+  if (version) {
+    if (!versions.includes(version)) throw new Error(`model version ${version} not found in ${modelDir} (have: ${versions.join(', ') || 'none'})`);
+    return path.join(modelDir, version, 'model.onnx');
+  }
+  const latest = versions.at(-1);
+  if (latest === undefined) throw new Error(`no model.onnx in ${modelDir} or its version directories`);
+  return path.join(modelDir, latest, 'model.onnx');
+}
+
+export async function loadModelArtifact(modelDir: string, version?: string): Promise<ModelArtifact> {
+  const file = await resolveModelFile(modelDir, version);
   const bytes = await readFile(file);
   const { props } = readOnnxMetadataProps(bytes);
   return {

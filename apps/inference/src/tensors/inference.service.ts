@@ -5,27 +5,46 @@ import {
   okFindingsEvent,
   PixelFormat,
   PreprocessedImage,
+  Priority,
   studyInfoFromRef,
   ThoraxError,
 } from '@thorax/contracts';
 import { forwardedHeaders, type IncomingRecord, PUBLISHER, type Publisher } from '@thorax/kafka';
-import { ThoraxMetrics } from '@thorax/observability';
+import { LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
 import { INFERENCE_CONFIG, type InferenceConfig } from '../config';
+import type { ModelSlot } from '../model/model-slot';
 import { ModelService } from '../model/model.service';
 
-/** Runs the active model on a wire image and publishes its findings event. */
+/**
+ * Runs a wire image through the dynamic batcher of the model version that answers for it and
+ * publishes the findings event; a shadow version, when configured, sees the same image and its
+ * findings go to the shadow topic only.
+ */
 @Injectable()
 export class InferenceService {
   constructor(
     @Inject(INFERENCE_CONFIG) private readonly config: InferenceConfig,
     @Inject(PUBLISHER) private readonly publisher: Publisher,
-    private readonly model: ModelService,
+    @Inject(LOGGER) private readonly log: Logger,
+    private readonly models: ModelService,
     private readonly metrics: ThoraxMetrics,
   ) {}
 
   async infer(record: IncomingRecord, image: PreprocessedImage): Promise<FindingsEvent> {
-    const classifier = this.model.classifier;
-    const { width, height } = classifier.inputSize;
+    const slot = this.models.route(image.id);
+    const shadow = this.models.shadow;
+    const [event] = await Promise.all([
+      this.run(slot, record, image, this.config.TOPIC_FINDINGS),
+      shadow ? this.runShadow(shadow, record, image) : Promise.resolve(null),
+    ]);
+    for (const finding of event.findings) {
+      this.metrics.findings.inc({ label: finding.label, positive: String(finding.positive) });
+    }
+    return event;
+  }
+
+  private async run(slot: ModelSlot, record: IncomingRecord, image: PreprocessedImage, topic: string): Promise<FindingsEvent> {
+    const { width, height } = slot.pool.inputSize;
     if (image.pixelFormat !== PixelFormat.PIXEL_FORMAT_GREY8 || image.width !== width || image.height !== height) {
       throw new ThoraxError(
         'MODEL_INPUT_MISMATCH',
@@ -38,33 +57,35 @@ export class InferenceService {
         stage: 'inference',
       });
     }
-    const { name, version, labels, thresholds } = classifier.metadata;
-    const timer = this.metrics.inferenceDuration.startTimer({ model: name, version, provider: classifier.provider });
     let probabilities: Float32Array;
     try {
-      [probabilities] = (await classifier.classify([image.pixels])) as [Float32Array];
+      probabilities = await slot.classify(image.pixels, image.priority === Priority.PRIORITY_STAT);
     } catch (error) {
       throw new ThoraxError('INFERENCE_FAILED', (error as Error).message, { stage: 'inference', transient: true, cause: error });
-    } finally {
-      timer();
     }
-    this.metrics.inferenceBatchSize.observe({ model: name, version }, 1);
+    const { name, version, labels, thresholds } = slot.pool.metadata;
     const event = okFindingsEvent({
       id: image.id,
       study: studyInfoFromRef(image.study),
       receivedAt: image.receivedAt ?? new Date(record.timestamp),
-      model: { name, version, sha256: classifier.sha256, provider: classifier.provider },
+      model: { name, version, sha256: slot.pool.sha256, provider: slot.pool.provider },
       labels,
       thresholds,
       probabilities,
     });
-    await this.publisher.publish([
-      { topic: this.config.TOPIC_FINDINGS, key: image.id, value: encodeFindingsEvent(event), headers: forwardedHeaders(record) },
-    ]);
-    for (const finding of event.findings) {
-      this.metrics.findings.inc({ label: finding.label, positive: String(finding.positive) });
-    }
+    const headers = forwardedHeaders(record, slot.role === 'primary' ? {} : { 'thorax-model-role': slot.role });
+    await this.publisher.publish([{ topic, key: image.id, value: encodeFindingsEvent(event), headers }]);
     return event;
+  }
+
+  /** Shadow results never block or fail the primary one. */
+  private async runShadow(slot: ModelSlot, record: IncomingRecord, image: PreprocessedImage): Promise<null> {
+    try {
+      await this.run(slot, record, image, this.config.TOPIC_FINDINGS_SHADOW);
+    } catch (error) {
+      this.log.warn({ err: error, version: slot.version }, 'shadow model failed on this image');
+    }
+    return null;
   }
 }
 

@@ -3,6 +3,7 @@ import { PreprocessedImage, studyInfoFromRef } from '@thorax/contracts';
 import { type FailureContext, type IncomingRecord, KafkaConnection, type RecordHandler, recordId } from '@thorax/kafka';
 import type { Logger } from '@thorax/observability';
 import { INFERENCE_CONFIG, type InferenceConfig } from '../config';
+import { ModelService } from '../model/model.service';
 import { decodePreprocessedImage, InferenceService } from './inference.service';
 
 /** Consumes thorax.tensors.v1 (all partitions) into thorax.findings.v1. */
@@ -12,21 +13,25 @@ export class TensorsConsumer implements OnApplicationBootstrap, RecordHandler {
     @Inject(INFERENCE_CONFIG) private readonly config: InferenceConfig,
     private readonly kafka: KafkaConnection,
     private readonly inference: InferenceService,
+    private readonly models: ModelService,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    await this.kafka
-      .createConsumer(
-        {
-          groupId: this.config.INFERENCE_GROUP_ID,
-          topic: this.config.TOPIC_TENSORS,
-          stage: 'inference',
-          findingsTopic: this.config.TOPIC_FINDINGS,
-          partitionsConsumedConcurrently: this.config.INFERENCE_PARTITIONS_CONCURRENCY,
-        },
-        this,
-      )
-      .start();
+    const consumer = this.kafka.createConsumer(
+      {
+        groupId: this.config.INFERENCE_GROUP_ID,
+        topic: this.config.TOPIC_TENSORS,
+        stage: 'inference',
+        findingsTopic: this.config.TOPIC_FINDINGS,
+        partitionsConsumedConcurrently: this.config.INFERENCE_PARTITIONS_CONCURRENCY,
+        // Many records per partition in flight, so the batcher can fill batches across them.
+        maxInFlightPerPartition: this.config.INFERENCE_IN_FLIGHT_PER_PARTITION,
+      },
+      this,
+    );
+    // Backpressure: stop fetching while the batchers are above their high watermark.
+    this.models.onPressure((high) => (high ? consumer.pause() : consumer.resume()));
+    await consumer.start();
   }
 
   async handle(record: IncomingRecord, log: Logger): Promise<void> {

@@ -1,0 +1,71 @@
+import type { BatchResult, InferencePool } from '@thorax/model-runtime';
+import { DynamicBatcher } from '../batching/dynamic-batcher';
+
+export interface SlotOptions {
+  maxBatch: number;
+  maxDelayMs: number;
+  highWatermark: number;
+  lowWatermark: number;
+  onPressure: () => void;
+  onBatch: (size: number, result: BatchResult) => void;
+  onDepth: (depth: number) => void;
+}
+
+/** One served model version: its worker pool and its own dynamic batcher. */
+export class ModelSlot {
+  readonly batcher: DynamicBatcher<Uint8Array, Float32Array>;
+  pressured = false;
+
+  constructor(
+    readonly role: 'primary' | 'canary' | 'shadow',
+    readonly pool: InferencePool,
+    options: SlotOptions,
+  ) {
+    this.batcher = new DynamicBatcher<Uint8Array, Float32Array>({
+      maxBatch: options.maxBatch,
+      maxDelayMs: options.maxDelayMs,
+      concurrency: pool.size,
+      highWatermark: options.highWatermark,
+      lowWatermark: options.lowWatermark,
+      run: async (images) => {
+        const result = await pool.classify(images);
+        options.onBatch(images.length, result);
+        return result.scores;
+      },
+      onPressure: (high) => {
+        this.pressured = high;
+        options.onPressure();
+      },
+      onDepth: options.onDepth,
+    });
+  }
+
+  get version(): string {
+    return this.pool.metadata.version;
+  }
+
+  get name(): string {
+    return this.pool.metadata.name;
+  }
+
+  classify(pixels: Uint8Array, urgent: boolean): Promise<Float32Array> {
+    return this.batcher.submit(pixels, urgent);
+  }
+
+  /** Runs every batch size the batcher can form on every worker, so no request pays for it. */
+  async warmUp(maxBatch: number): Promise<void> {
+    const { width, height } = this.pool.inputSize;
+    const sizes = new Set<number>([maxBatch]);
+    for (let n = 1; n < maxBatch; n *= 2) sizes.add(n);
+    for (const size of [...sizes].sort((a, b) => a - b)) {
+      const images = Array.from({ length: size }, () => new Uint8Array(width * height));
+      await Promise.all(Array.from({ length: this.pool.size }, () => this.pool.classify(images)));
+    }
+  }
+
+  /** Waits until nothing is queued or running here, then stops the workers. */
+  async drainAndClose(): Promise<void> {
+    while (this.batcher.depth > 0) await new Promise((r) => setTimeout(r, 20));
+    await this.pool.close();
+  }
+}
