@@ -8,7 +8,12 @@ import { FindingsReader, READER_OPTIONS, type ReaderOptions } from './findings/f
 import { FindingsRecorder } from './findings/findings-recorder.service';
 import { ResultsGrpcController } from './findings/results.grpc-controller';
 import { GRPC_SERVER_OPTIONS, GrpcServer, type GrpcServerOptions } from './grpc/grpc-server';
+import { FhirController } from './fhir/fhir.controller';
+import { FHIR_OPTIONS, type FhirOptions, FhirService } from './fhir/fhir.service';
+import { OpenApiController } from './openapi/openapi.controller';
 import { StoreModule } from './store/store.module';
+import { StudiesController } from './studies/studies.controller';
+import { StudiesReader } from './studies/studies-reader.service';
 import { SERVICE_VERSION } from './version';
 
 @Module({})
@@ -16,6 +21,11 @@ export class AppModule {
   static forRoot(config: ResultsConfig, logger: Logger): DynamicModule {
     const grpc: GrpcServerOptions = { host: '0.0.0.0', port: config.GRPC_PORT };
     const reader: ReaderOptions = { watchPollMs: config.RESULTS_WATCH_POLL_MS };
+    const fhir: FhirOptions = {
+      baseUrl: config.RESULTS_FHIR_BASE_URL,
+      accessionSystem: config.RESULTS_FHIR_ACCESSION_SYSTEM,
+      patientIdSystem: config.RESULTS_FHIR_PATIENT_ID_SYSTEM,
+    };
     return {
       module: AppModule,
       imports: [
@@ -27,14 +37,17 @@ export class AppModule {
           poolSize: config.RESULTS_DB_POOL_SIZE,
         }),
       ],
-      controllers: [FindingsController],
+      controllers: [FindingsController, StudiesController, FhirController, OpenApiController],
       providers: [
         { provide: RESULTS_CONFIG, useValue: config },
         { provide: READER_OPTIONS, useValue: reader },
         { provide: GRPC_SERVER_OPTIONS, useValue: grpc },
+        { provide: FHIR_OPTIONS, useValue: fhir },
         FindingsRecorder,
         FindingsConsumer,
         FindingsReader,
+        StudiesReader,
+        FhirService,
         ResultsGrpcController,
         GrpcServer,
       ],

@@ -21,4 +21,16 @@ describe('results config', () => {
     expect(() => loadConfig(resultsConfigSchema, { DATABASE_URL: 'mysql://db/thorax' })).toThrow(/DATABASE_URL/);
     expect(() => loadConfig(resultsConfigSchema, { GRPC_PORT: 'fifty' })).toThrow(/GRPC_PORT/);
   });
+
+  it('takes FHIR identifier systems and a base URL, and names bad ones', () => {
+    const config = loadConfig(resultsConfigSchema, {
+      RESULTS_FHIR_BASE_URL: 'https://ehr-gw.example.org/thorax/fhir/',
+      RESULTS_FHIR_ACCESSION_SYSTEM: 'urn:oid:1.2.3.4.5',
+      RESULTS_FHIR_PATIENT_ID_SYSTEM: 'https://hospital.example.org/mrn',
+    });
+    expect(config.RESULTS_FHIR_BASE_URL).toBe('https://ehr-gw.example.org/thorax/fhir');
+    expect(config.RESULTS_FHIR_ACCESSION_SYSTEM).toBe('urn:oid:1.2.3.4.5');
+    expect(() => loadConfig(resultsConfigSchema, { RESULTS_FHIR_BASE_URL: '/fhir' })).toThrow(/RESULTS_FHIR_BASE_URL/);
+    expect(() => loadConfig(resultsConfigSchema, { RESULTS_FHIR_PATIENT_ID_SYSTEM: 'mrn' })).toThrow(/RESULTS_FHIR_PATIENT_ID_SYSTEM/);
+  });
 });

@@ -20,7 +20,25 @@ export const resultsConfigSchema = z.object({
    */
   RESULTS_WATCH_POLL_MS: positiveInt(2000),
   RESULTS_PARTITIONS_CONCURRENCY: positiveInt(1),
+  /**
+   * Absolute URL of /fhir as EHR clients reach it (behind a proxy), used in Bundle fullUrl and
+   * links; unset: taken from each request's Host header.
+   */
+  RESULTS_FHIR_BASE_URL: z
+    .string()
+    .regex(/^https?:\/\/[^/?#]+(\/[^?#]*)?$/, 'expected an absolute http(s) URL without query')
+    .transform((url) => url.replace(/\/+$/, ''))
+    .optional(),
+  /** Identifier.system of accession numbers in FHIR resources (the issuing department's URI). */
+  RESULTS_FHIR_ACCESSION_SYSTEM: uri().optional(),
+  /** Identifier.system of patient ids in FHIR subject references (the PACS's assigning authority). */
+  RESULTS_FHIR_PATIENT_ID_SYSTEM: uri().optional(),
 });
+
+/** An absolute URI as FHIR Identifier.system wants it (http(s)://…, urn:oid:…, urn:uuid:…). */
+function uri() {
+  return z.string().regex(/^(https?:\/\/\S+|urn:[a-z0-9][a-z0-9-]{0,31}:\S+)$/i, 'expected an absolute URI (http(s)://… or urn:…)');
+}
 
 export type ResultsConfig = z.infer<typeof resultsConfigSchema>;
 export const RESULTS_CONFIG = Symbol('thorax.results.config');

@@ -14,6 +14,10 @@ export interface ListParams {
   positiveLabel?: string | undefined;
   limit?: number | undefined;
   pageToken?: string | undefined;
+  /** Completed at or after (inclusive). */
+  from?: Date | undefined;
+  /** Completed before (exclusive). */
+  to?: Date | undefined;
 }
 
 const LABELS: ReadonlySet<string> = new Set(CHESTXRAY14_LABELS);
@@ -42,10 +46,30 @@ export function toListQuery(params: ListParams): FindingsListQuery {
     query.limit = Math.min(params.limit, MAX_PAGE_SIZE);
   }
   if (params.pageToken) query.before = decodePageToken(params.pageToken);
+  for (const [name, value] of [['from', params.from], ['to', params.to]] as const) {
+    if (value !== undefined && Number.isNaN(value.getTime())) throw new ResultsApiError('INVALID_ARGUMENT', `${name} is not a valid time`);
+  }
+  if (params.from) query.from = params.from;
+  if (params.to) query.to = params.to;
+  if (params.from && params.to && params.from.getTime() >= params.to.getTime()) {
+    throw new ResultsApiError('INVALID_ARGUMENT', 'from must be earlier than to');
+  }
   return query;
 }
 
-/** GET /v1/findings?studyUid=&accession=&status=&positiveLabel=&limit=&cursor= */
+/** An RFC 3339 date-time with a time zone (2026-11-30T10:00:00Z, …+01:00); the zone is not optional. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
+
+export function parseTime(name: string, value: string | undefined): Date | undefined {
+  if (value === undefined || value === '') return undefined;
+  const time = RFC3339.test(value) ? new Date(value) : new Date(Number.NaN);
+  if (Number.isNaN(time.getTime())) {
+    throw new ResultsApiError('INVALID_ARGUMENT', `${name} must be an RFC 3339 date-time with a time zone, e.g. 2026-11-30T10:00:00Z`);
+  }
+  return time;
+}
+
+/** GET /v1/findings?studyUid=&accession=&status=&positiveLabel=&from=&to=&limit=&cursor= */
 export function listParamsFromHttp(query: Record<string, unknown>): ListParams {
   const text = (name: string): string | undefined => {
     const value = query[name];
@@ -64,6 +88,8 @@ export function listParamsFromHttp(query: Record<string, unknown>): ListParams {
     positiveLabel: text('positiveLabel'),
     limit: limit ? Number(limit) : undefined,
     pageToken: text('cursor'),
+    from: parseTime('from', text('from')),
+    to: parseTime('to', text('to')),
   };
 }
 
@@ -75,5 +101,7 @@ export function listParamsFromGrpc(request: ListFindingsRequest): ListParams {
     positiveLabel: request.positiveLabel,
     limit: request.pageSize,
     pageToken: request.pageToken,
+    from: request.from,
+    to: request.to,
   };
 }

@@ -13,6 +13,8 @@ import { encodeWatchCursor } from './cursor';
 import { FindingsReader } from './findings-reader.service';
 import { toFindingsResult } from './findings.mapper';
 import { listParamsFromGrpc } from './list-params';
+import { StudiesReader } from '../studies/studies-reader.service';
+import { toStudyMessage } from '../studies/study.mapper';
 
 export const GRPC_STATUS_OF: Record<ApiErrorCode, GrpcStatus> = {
   NOT_FOUND: GrpcStatus.NOT_FOUND,
@@ -29,6 +31,7 @@ export class ResultsGrpcController {
 
   constructor(
     private readonly reader: FindingsReader,
+    private readonly studies: StudiesReader,
     @Inject(LOGGER) private readonly log: Logger,
   ) {}
 
@@ -46,6 +49,12 @@ export class ResultsGrpcController {
       );
     },
     watchFindings: (call) => void this.watch(call),
+    getStudy: (call, callback) => {
+      this.studies.get(call.request.studyUid).then(
+        (stored) => callback(null, { study: toStudyMessage(stored) }),
+        (error: unknown) => callback(this.status(error)),
+      );
+    },
   };
 
   /** Ends every open watch stream (server shutdown). */

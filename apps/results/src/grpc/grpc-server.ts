@@ -2,9 +2,12 @@ import { type BeforeApplicationShutdown, Inject, Injectable, type OnApplicationB
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import { PROTO_FILES, protoRoot, ResultsServiceService } from '@thorax/contracts';
 import { LOGGER, type Logger } from '@thorax/observability';
+import path from 'node:path';
 import { ResultsGrpcController } from '../findings/results.grpc-controller';
+import { FINDINGS_REPOSITORY, type FindingsRepository } from '../store/findings.repository';
 
 export interface GrpcServerOptions {
   host: string;
@@ -12,24 +15,33 @@ export interface GrpcServerOptions {
   port: number;
   /** How long shutdown waits for in-flight calls before cancelling them, ms. */
   shutdownGraceMs?: number;
+  /** How often grpc.health.v1 re-checks the store, ms. */
+  healthCheckMs?: number;
 }
+
+/** The service name grpc.health.v1 reports besides the server as a whole (""). */
+export const RESULTS_SERVICE_NAME = 'thorax.v1.ResultsService';
 
 export const GRPC_SERVER_OPTIONS = Symbol('thorax.results.grpc-server-options');
 
 /**
- * The service's gRPC server: thorax.v1.ResultsService plus server reflection (v1 and v1alpha)
- * over the .proto files of the contract. Starts once the app is up; on shutdown it ends open
- * watch streams, lets unary calls finish, then closes.
+ * The service's gRPC server: thorax.v1.ResultsService, the standard grpc.health.v1 service
+ * (SERVING while the store answers, NOT_SERVING otherwise and from shutdown on) and server
+ * reflection (v1 and v1alpha) over the .proto files of both. Starts once the app is up; on
+ * shutdown it ends open watch streams, lets unary calls finish, then closes.
  */
 @Injectable()
 export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private server: Server | null = null;
   private boundPort = 0;
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [RESULTS_SERVICE_NAME]: 'NOT_SERVING' });
+  private healthTimer: NodeJS.Timeout | null = null;
 
   constructor(
     @Inject(GRPC_SERVER_OPTIONS) private readonly options: GrpcServerOptions,
     private readonly results: ResultsGrpcController,
     @Inject(LOGGER) private readonly log: Logger,
+    @Inject(FINDINGS_REPOSITORY) private readonly repository: Pick<FindingsRepository, 'ping'>,
   ) {}
 
   get port(): number {
@@ -47,20 +59,46 @@ export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShut
   async start(): Promise<number> {
     const server = new Server();
     server.addService(ResultsServiceService, this.results.service);
+    this.health.addToServer(server);
     reflectionService().addToServer(server);
     const address = `${this.options.host}:${this.options.port}`;
     this.boundPort = await new Promise<number>((resolve, reject) =>
       server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
     );
     this.server = server;
-    this.log.info({ grpcPort: this.boundPort, services: ['thorax.v1.ResultsService', 'grpc.reflection.v1.ServerReflection'] }, 'gRPC server listening');
+    await this.checkHealth();
+    this.healthTimer = setInterval(() => void this.checkHealth(), this.options.healthCheckMs ?? 5000);
+    this.healthTimer.unref();
+    this.log.info(
+      { grpcPort: this.boundPort, services: [RESULTS_SERVICE_NAME, 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection'] },
+      'gRPC server listening',
+    );
     return this.boundPort;
+  }
+
+  private async checkHealth(): Promise<void> {
+    let status: ServingStatus = 'SERVING';
+    try {
+      await this.repository.ping();
+    } catch {
+      status = 'NOT_SERVING';
+    }
+    // Shutdown may have begun while the ping was in flight: it has the last word.
+    if (this.server) this.setHealth(status);
+  }
+
+  private setHealth(status: ServingStatus): void {
+    this.health.setStatus('', status);
+    this.health.setStatus(RESULTS_SERVICE_NAME, status);
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     if (!server) return;
     this.server = null;
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.healthTimer = null;
+    this.setHealth('NOT_SERVING');
     this.results.endWatches();
     const grace = this.options.shutdownGraceMs ?? 5000;
     await new Promise<void>((resolve) => {
@@ -77,10 +115,13 @@ export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShut
   }
 }
 
-/** Reflection over the contract's own .proto files (the generated TS carries no descriptors). */
+/**
+ * Reflection over the contract's own .proto files (the generated TS carries no descriptors) and
+ * the health service's, which ships with grpc-health-check.
+ */
 function reflectionService(): ReflectionService {
-  const definition = loadSync(PROTO_FILES.results, {
-    includeDirs: [protoRoot()],
+  const definition = loadSync([PROTO_FILES.results, 'health/v1/health.proto'], {
+    includeDirs: [protoRoot(), path.resolve(path.dirname(healthProtoPath), '..', '..')],
     keepCase: true,
     longs: String,
     enums: String,

@@ -55,7 +55,11 @@ export interface FindingsListQuery extends FindingsFilter {
 
 export interface StudyListQuery {
   studyUid?: string;
+  /** The study's FHIR id (DiagnosticReport and ImagingStudy). */
+  resourceId?: string;
   accession?: string;
+  /** Either the study key or the accession equals this value. */
+  studyUidOrAccession?: string;
   patientId?: string;
   limit: number;
   /** Only studies older than this sequence (the previous page's cursor). */

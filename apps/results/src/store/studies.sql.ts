@@ -88,7 +88,12 @@ export function buildStudyListQuery(query: StudyListQuery): SqlQuery {
     return `$${values.length}${cast}`;
   };
   if (query.studyUid !== undefined) where.push(`study_uid = ${param(query.studyUid)}`);
+  if (query.resourceId !== undefined) where.push(`resource_id = ${param(query.resourceId)}`);
   if (query.accession !== undefined) where.push(`accession = ${param(query.accession)}`);
+  if (query.studyUidOrAccession !== undefined) {
+    const value = param(query.studyUidOrAccession);
+    where.push(`(study_uid = ${value} OR accession = ${value})`);
+  }
   if (query.patientId !== undefined) where.push(`patient_id = ${param(query.patientId)}`);
   if (query.before !== undefined) where.push(`seq < ${param(query.before.toString(), '::text::bigint')}`);
   const limit = param(query.limit + 1, '::int');

@@ -20,7 +20,8 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { FindingsResult } from "./findings";
+import { Timestamp } from "../../google/protobuf/timestamp";
+import { FindingsResult, FindingsStatus, findingsStatusFromJSON, findingsStatusToJSON, ModelRef } from "./findings";
 
 export interface GetFindingsRequest {
   id: string;
@@ -41,6 +42,12 @@ export interface ListFindingsRequest {
   positiveLabel: string;
   pageSize: number;
   pageToken: string;
+  /** Only results completed at or after this time (inclusive). */
+  from:
+    | Date
+    | undefined;
+  /** Only results completed before this time (exclusive). */
+  to: Date | undefined;
 }
 
 export interface ListFindingsResponse {
@@ -56,6 +63,58 @@ export interface WatchFindingsRequest {
 export interface WatchFindingsResponse {
   result: FindingsResult | undefined;
   cursor: string;
+}
+
+export interface GetStudyRequest {
+  /** Study Instance UID (or the study key the PACS sent). */
+  studyUid: string;
+}
+
+export interface GetStudyResponse {
+  study: StudyResult | undefined;
+}
+
+/** Per label, the maximum probability over the contributing images of the study. */
+export interface StudyFinding {
+  label: string;
+  probability: number;
+  threshold: number;
+  positive: boolean;
+  /** The image the maximum came from. */
+  imageId: string;
+}
+
+export interface StudyImage {
+  id: string;
+  viewPosition: string;
+  status: FindingsStatus;
+  modelVersion: string;
+  contributed: boolean;
+  /** Why it did not contribute: "error", "not-frontal", "view-unknown", "other-model-version"; empty when it did. */
+  excluded: string;
+  /** The error code when the image's result is an error. */
+  errorCode: string;
+}
+
+/** The aggregate of one study (REST: GET /v1/studies/{studyUid}). */
+export interface StudyResult {
+  studyUid: string;
+  accession: string;
+  patientId: string;
+  /** OK when at least one image contributed; ERROR when none could. */
+  status: FindingsStatus;
+  model: ModelRef | undefined;
+  findings: StudyFinding[];
+  positives: string[];
+  contributingImages: string[];
+  images: StudyImage[];
+  firstReceivedAt: Date | undefined;
+  lastCompletedAt:
+    | Date
+    | undefined;
+  /** 1 for the first aggregate, +1 each time it changes. */
+  version: number;
+  updatedAt: Date | undefined;
 }
 
 function createBaseGetFindingsRequest(): GetFindingsRequest {
@@ -217,7 +276,16 @@ export const GetFindingsResponse: MessageFns<GetFindingsResponse> = {
 };
 
 function createBaseListFindingsRequest(): ListFindingsRequest {
-  return { studyUid: "", accession: "", status: "", positiveLabel: "", pageSize: 0, pageToken: "" };
+  return {
+    studyUid: "",
+    accession: "",
+    status: "",
+    positiveLabel: "",
+    pageSize: 0,
+    pageToken: "",
+    from: undefined,
+    to: undefined,
+  };
 }
 
 export const ListFindingsRequest: MessageFns<ListFindingsRequest> = {
@@ -239,6 +307,12 @@ export const ListFindingsRequest: MessageFns<ListFindingsRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(50).string(message.pageToken);
+    }
+    if (message.from !== undefined) {
+      Timestamp.encode(toTimestamp(message.from), writer.uint32(58).fork()).join();
+    }
+    if (message.to !== undefined) {
+      Timestamp.encode(toTimestamp(message.to), writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -304,6 +378,22 @@ export const ListFindingsRequest: MessageFns<ListFindingsRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.from = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.to = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -340,6 +430,8 @@ export const ListFindingsRequest: MessageFns<ListFindingsRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      from: isSet(object.from) ? fromJsonTimestamp(object.from) : undefined,
+      to: isSet(object.to) ? fromJsonTimestamp(object.to) : undefined,
     };
   },
 
@@ -363,6 +455,12 @@ export const ListFindingsRequest: MessageFns<ListFindingsRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.from !== undefined) {
+      obj.from = message.from.toISOString();
+    }
+    if (message.to !== undefined) {
+      obj.to = message.to.toISOString();
+    }
     return obj;
   },
 
@@ -377,6 +475,8 @@ export const ListFindingsRequest: MessageFns<ListFindingsRequest> = {
     message.positiveLabel = object.positiveLabel ?? "";
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.from = object.from ?? undefined;
+    message.to = object.to ?? undefined;
     return message;
   },
 };
@@ -626,6 +726,767 @@ export const WatchFindingsResponse: MessageFns<WatchFindingsResponse> = {
   },
 };
 
+function createBaseGetStudyRequest(): GetStudyRequest {
+  return { studyUid: "" };
+}
+
+export const GetStudyRequest: MessageFns<GetStudyRequest> = {
+  encode(message: GetStudyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyUid !== "") {
+      writer.uint32(10).string(message.studyUid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetStudyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetStudyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyUid = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetStudyRequest {
+    return {
+      studyUid: isSet(object.studyUid)
+        ? globalThis.String(object.studyUid)
+        : isSet(object.study_uid)
+        ? globalThis.String(object.study_uid)
+        : "",
+    };
+  },
+
+  toJSON(message: GetStudyRequest): unknown {
+    const obj: any = {};
+    if (message.studyUid !== "") {
+      obj.studyUid = message.studyUid;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetStudyRequest>, I>>(base?: I): GetStudyRequest {
+    return GetStudyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetStudyRequest>, I>>(object: I): GetStudyRequest {
+    const message = createBaseGetStudyRequest();
+    message.studyUid = object.studyUid ?? "";
+    return message;
+  },
+};
+
+function createBaseGetStudyResponse(): GetStudyResponse {
+  return { study: undefined };
+}
+
+export const GetStudyResponse: MessageFns<GetStudyResponse> = {
+  encode(message: GetStudyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.study !== undefined) {
+      StudyResult.encode(message.study, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetStudyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetStudyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.study = StudyResult.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetStudyResponse {
+    return { study: isSet(object.study) ? StudyResult.fromJSON(object.study) : undefined };
+  },
+
+  toJSON(message: GetStudyResponse): unknown {
+    const obj: any = {};
+    if (message.study !== undefined) {
+      obj.study = StudyResult.toJSON(message.study);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetStudyResponse>, I>>(base?: I): GetStudyResponse {
+    return GetStudyResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetStudyResponse>, I>>(object: I): GetStudyResponse {
+    const message = createBaseGetStudyResponse();
+    message.study = (object.study !== undefined && object.study !== null)
+      ? StudyResult.fromPartial(object.study)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStudyFinding(): StudyFinding {
+  return { label: "", probability: 0, threshold: 0, positive: false, imageId: "" };
+}
+
+export const StudyFinding: MessageFns<StudyFinding> = {
+  encode(message: StudyFinding, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.label !== "") {
+      writer.uint32(10).string(message.label);
+    }
+    if (message.probability !== 0) {
+      writer.uint32(17).double(message.probability);
+    }
+    if (message.threshold !== 0) {
+      writer.uint32(25).double(message.threshold);
+    }
+    if (message.positive !== false) {
+      writer.uint32(32).bool(message.positive);
+    }
+    if (message.imageId !== "") {
+      writer.uint32(42).string(message.imageId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StudyFinding {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStudyFinding();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.label = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.probability = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.threshold = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.positive = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.imageId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StudyFinding {
+    return {
+      label: isSet(object.label) ? globalThis.String(object.label) : "",
+      probability: isSet(object.probability) ? globalThis.Number(object.probability) : 0,
+      threshold: isSet(object.threshold) ? globalThis.Number(object.threshold) : 0,
+      positive: isSet(object.positive) ? globalThis.Boolean(object.positive) : false,
+      imageId: isSet(object.imageId)
+        ? globalThis.String(object.imageId)
+        : isSet(object.image_id)
+        ? globalThis.String(object.image_id)
+        : "",
+    };
+  },
+
+  toJSON(message: StudyFinding): unknown {
+    const obj: any = {};
+    if (message.label !== "") {
+      obj.label = message.label;
+    }
+    if (message.probability !== 0) {
+      obj.probability = floatToJson(message.probability);
+    }
+    if (message.threshold !== 0) {
+      obj.threshold = floatToJson(message.threshold);
+    }
+    if (message.positive !== false) {
+      obj.positive = message.positive;
+    }
+    if (message.imageId !== "") {
+      obj.imageId = message.imageId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StudyFinding>, I>>(base?: I): StudyFinding {
+    return StudyFinding.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StudyFinding>, I>>(object: I): StudyFinding {
+    const message = createBaseStudyFinding();
+    message.label = object.label ?? "";
+    message.probability = object.probability ?? 0;
+    message.threshold = object.threshold ?? 0;
+    message.positive = object.positive ?? false;
+    message.imageId = object.imageId ?? "";
+    return message;
+  },
+};
+
+function createBaseStudyImage(): StudyImage {
+  return { id: "", viewPosition: "", status: 0, modelVersion: "", contributed: false, excluded: "", errorCode: "" };
+}
+
+export const StudyImage: MessageFns<StudyImage> = {
+  encode(message: StudyImage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.viewPosition !== "") {
+      writer.uint32(18).string(message.viewPosition);
+    }
+    if (message.status !== 0) {
+      writer.uint32(24).int32(message.status);
+    }
+    if (message.modelVersion !== "") {
+      writer.uint32(34).string(message.modelVersion);
+    }
+    if (message.contributed !== false) {
+      writer.uint32(40).bool(message.contributed);
+    }
+    if (message.excluded !== "") {
+      writer.uint32(50).string(message.excluded);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(58).string(message.errorCode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StudyImage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStudyImage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.viewPosition = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.modelVersion = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.contributed = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.excluded = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StudyImage {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      viewPosition: isSet(object.viewPosition)
+        ? globalThis.String(object.viewPosition)
+        : isSet(object.view_position)
+        ? globalThis.String(object.view_position)
+        : "",
+      status: isSet(object.status) ? findingsStatusFromJSON(object.status) : 0,
+      modelVersion: isSet(object.modelVersion)
+        ? globalThis.String(object.modelVersion)
+        : isSet(object.model_version)
+        ? globalThis.String(object.model_version)
+        : "",
+      contributed: isSet(object.contributed) ? globalThis.Boolean(object.contributed) : false,
+      excluded: isSet(object.excluded) ? globalThis.String(object.excluded) : "",
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+    };
+  },
+
+  toJSON(message: StudyImage): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.viewPosition !== "") {
+      obj.viewPosition = message.viewPosition;
+    }
+    if (message.status !== 0) {
+      obj.status = findingsStatusToJSON(message.status);
+    }
+    if (message.modelVersion !== "") {
+      obj.modelVersion = message.modelVersion;
+    }
+    if (message.contributed !== false) {
+      obj.contributed = message.contributed;
+    }
+    if (message.excluded !== "") {
+      obj.excluded = message.excluded;
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StudyImage>, I>>(base?: I): StudyImage {
+    return StudyImage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StudyImage>, I>>(object: I): StudyImage {
+    const message = createBaseStudyImage();
+    message.id = object.id ?? "";
+    message.viewPosition = object.viewPosition ?? "";
+    message.status = object.status ?? 0;
+    message.modelVersion = object.modelVersion ?? "";
+    message.contributed = object.contributed ?? false;
+    message.excluded = object.excluded ?? "";
+    message.errorCode = object.errorCode ?? "";
+    return message;
+  },
+};
+
+function createBaseStudyResult(): StudyResult {
+  return {
+    studyUid: "",
+    accession: "",
+    patientId: "",
+    status: 0,
+    model: undefined,
+    findings: [],
+    positives: [],
+    contributingImages: [],
+    images: [],
+    firstReceivedAt: undefined,
+    lastCompletedAt: undefined,
+    version: 0,
+    updatedAt: undefined,
+  };
+}
+
+export const StudyResult: MessageFns<StudyResult> = {
+  encode(message: StudyResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyUid !== "") {
+      writer.uint32(10).string(message.studyUid);
+    }
+    if (message.accession !== "") {
+      writer.uint32(18).string(message.accession);
+    }
+    if (message.patientId !== "") {
+      writer.uint32(26).string(message.patientId);
+    }
+    if (message.status !== 0) {
+      writer.uint32(32).int32(message.status);
+    }
+    if (message.model !== undefined) {
+      ModelRef.encode(message.model, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.findings) {
+      StudyFinding.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.positives) {
+      writer.uint32(58).string(v!);
+    }
+    for (const v of message.contributingImages) {
+      writer.uint32(66).string(v!);
+    }
+    for (const v of message.images) {
+      StudyImage.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.firstReceivedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.firstReceivedAt), writer.uint32(82).fork()).join();
+    }
+    if (message.lastCompletedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastCompletedAt), writer.uint32(90).fork()).join();
+    }
+    if (message.version !== 0) {
+      writer.uint32(96).uint32(message.version);
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(106).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StudyResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStudyResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyUid = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accession = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.patientId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.model = ModelRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.findings.push(StudyFinding.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.positives.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.contributingImages.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.images.push(StudyImage.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.firstReceivedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.lastCompletedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.version = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StudyResult {
+    return {
+      studyUid: isSet(object.studyUid)
+        ? globalThis.String(object.studyUid)
+        : isSet(object.study_uid)
+        ? globalThis.String(object.study_uid)
+        : "",
+      accession: isSet(object.accession) ? globalThis.String(object.accession) : "",
+      patientId: isSet(object.patientId)
+        ? globalThis.String(object.patientId)
+        : isSet(object.patient_id)
+        ? globalThis.String(object.patient_id)
+        : "",
+      status: isSet(object.status) ? findingsStatusFromJSON(object.status) : 0,
+      model: isSet(object.model) ? ModelRef.fromJSON(object.model) : undefined,
+      findings: globalThis.Array.isArray(object?.findings)
+        ? object.findings.map((e: any) => StudyFinding.fromJSON(e))
+        : [],
+      positives: globalThis.Array.isArray(object?.positives)
+        ? object.positives.map((e: any) => globalThis.String(e))
+        : [],
+      contributingImages: globalThis.Array.isArray(object?.contributingImages)
+        ? object.contributingImages.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.contributing_images)
+        ? object.contributing_images.map((e: any) => globalThis.String(e))
+        : [],
+      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => StudyImage.fromJSON(e)) : [],
+      firstReceivedAt: isSet(object.firstReceivedAt)
+        ? fromJsonTimestamp(object.firstReceivedAt)
+        : isSet(object.first_received_at)
+        ? fromJsonTimestamp(object.first_received_at)
+        : undefined,
+      lastCompletedAt: isSet(object.lastCompletedAt)
+        ? fromJsonTimestamp(object.lastCompletedAt)
+        : isSet(object.last_completed_at)
+        ? fromJsonTimestamp(object.last_completed_at)
+        : undefined,
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      updatedAt: isSet(object.updatedAt)
+        ? fromJsonTimestamp(object.updatedAt)
+        : isSet(object.updated_at)
+        ? fromJsonTimestamp(object.updated_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: StudyResult): unknown {
+    const obj: any = {};
+    if (message.studyUid !== "") {
+      obj.studyUid = message.studyUid;
+    }
+    if (message.accession !== "") {
+      obj.accession = message.accession;
+    }
+    if (message.patientId !== "") {
+      obj.patientId = message.patientId;
+    }
+    if (message.status !== 0) {
+      obj.status = findingsStatusToJSON(message.status);
+    }
+    if (message.model !== undefined) {
+      obj.model = ModelRef.toJSON(message.model);
+    }
+    if (message.findings?.length) {
+      obj.findings = message.findings.map((e) => StudyFinding.toJSON(e));
+    }
+    if (message.positives?.length) {
+      obj.positives = message.positives;
+    }
+    if (message.contributingImages?.length) {
+      obj.contributingImages = message.contributingImages;
+    }
+    if (message.images?.length) {
+      obj.images = message.images.map((e) => StudyImage.toJSON(e));
+    }
+    if (message.firstReceivedAt !== undefined) {
+      obj.firstReceivedAt = message.firstReceivedAt.toISOString();
+    }
+    if (message.lastCompletedAt !== undefined) {
+      obj.lastCompletedAt = message.lastCompletedAt.toISOString();
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.updatedAt !== undefined) {
+      obj.updatedAt = message.updatedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StudyResult>, I>>(base?: I): StudyResult {
+    return StudyResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StudyResult>, I>>(object: I): StudyResult {
+    const message = createBaseStudyResult();
+    message.studyUid = object.studyUid ?? "";
+    message.accession = object.accession ?? "";
+    message.patientId = object.patientId ?? "";
+    message.status = object.status ?? 0;
+    message.model = (object.model !== undefined && object.model !== null)
+      ? ModelRef.fromPartial(object.model)
+      : undefined;
+    message.findings = object.findings?.map((e) => StudyFinding.fromPartial(e)) || [];
+    message.positives = object.positives?.map((e) => e) || [];
+    message.contributingImages = object.contributingImages?.map((e) => e) || [];
+    message.images = object.images?.map((e) => StudyImage.fromPartial(e)) || [];
+    message.firstReceivedAt = object.firstReceivedAt ?? undefined;
+    message.lastCompletedAt = object.lastCompletedAt ?? undefined;
+    message.version = object.version ?? 0;
+    message.updatedAt = object.updatedAt ?? undefined;
+    return message;
+  },
+};
+
 /** Read side of Thorax for EHR systems (port 50051). */
 export type ResultsServiceService = typeof ResultsServiceService;
 export const ResultsServiceService = {
@@ -661,6 +1522,16 @@ export const ResultsServiceService = {
       Buffer.from(WatchFindingsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchFindingsResponse => WatchFindingsResponse.decode(value),
   },
+  /** One study's aggregate: per label the maximum over its frontal images. */
+  getStudy: {
+    path: "/thorax.v1.ResultsService/GetStudy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetStudyRequest): Buffer => Buffer.from(GetStudyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetStudyRequest => GetStudyRequest.decode(value),
+    responseSerialize: (value: GetStudyResponse): Buffer => Buffer.from(GetStudyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetStudyResponse => GetStudyResponse.decode(value),
+  },
 } as const;
 
 export interface ResultsServiceServer extends UntypedServiceImplementation {
@@ -670,6 +1541,8 @@ export interface ResultsServiceServer extends UntypedServiceImplementation {
   listFindings: handleUnaryCall<ListFindingsRequest, ListFindingsResponse>;
   /** New results as they are stored, from an optional resume cursor. */
   watchFindings: handleServerStreamingCall<WatchFindingsRequest, WatchFindingsResponse>;
+  /** One study's aggregate: per label the maximum over its frontal images. */
+  getStudy: handleUnaryCall<GetStudyRequest, GetStudyResponse>;
 }
 
 export interface ResultsServiceClient extends Client {
@@ -715,6 +1588,22 @@ export interface ResultsServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchFindingsResponse>;
+  /** One study's aggregate: per label the maximum over its frontal images. */
+  getStudy(
+    request: GetStudyRequest,
+    callback: (error: ServiceError | null, response: GetStudyResponse) => void,
+  ): ClientUnaryCall;
+  getStudy(
+    request: GetStudyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetStudyResponse) => void,
+  ): ClientUnaryCall;
+  getStudy(
+    request: GetStudyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetStudyResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ResultsServiceClient = makeGenericClientConstructor(
@@ -725,6 +1614,10 @@ export const ResultsServiceClient = makeGenericClientConstructor(
   service: typeof ResultsServiceService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
@@ -737,6 +1630,28 @@ type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -1,0 +1,196 @@
+import { CHESTXRAY14_LABELS, findingsEventJsonSchema } from '@thorax/contracts';
+import { API_ERROR_CODES } from '../findings/api-error';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../findings/list-params';
+
+type Schema = Record<string, unknown>;
+
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const nullable = (type: string, extra: Schema = {}): Schema => ({ type: [type, 'null'], ...extra });
+const json = (schema: Schema, description: string): Schema => ({ description, content: { 'application/json': { schema } } });
+const fhirJson = (description: string): Schema => ({
+  description,
+  content: { 'application/fhir+json': { schema: { type: 'object', required: ['resourceType'], properties: { resourceType: { type: 'string' } } } } },
+});
+const errors = (...statuses: number[]): Record<string, Schema> =>
+  Object.fromEntries(statuses.map((s) => [String(s), { $ref: `#/components/responses/Error${s}` }]));
+const fhirErrors = (...statuses: number[]): Record<string, Schema> =>
+  Object.fromEntries(statuses.map((s) => [String(s), fhirJson('OperationOutcome')]));
+const query = (name: string, description: string, schema: Schema = { type: 'string' }): Schema => ({ name, in: 'query', required: false, description, schema });
+const path = (name: string, description: string): Schema => ({ name, in: 'path', required: true, description, schema: { type: 'string' } });
+
+/** The findings event schema as a component (its own $schema/$id stay in the contract file). */
+function findingsEventComponent(): Schema {
+  const { $schema: _schema, $id: _id, ...rest } = findingsEventJsonSchema as Schema;
+  return rest;
+}
+
+const studyResultSchema: Schema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['schema', 'studyUid', 'accession', 'patientId', 'status', 'model', 'findings', 'positives', 'contributingImages', 'images', 'timing', 'version', 'updatedAt'],
+  properties: {
+    schema: { const: 'thorax.study.v1' },
+    studyUid: { type: 'string' },
+    accession: nullable('string'),
+    patientId: nullable('string'),
+    status: { enum: ['ok', 'error'], description: '`ok` when at least one image contributed.' },
+    model: {
+      oneOf: [
+        { type: 'null' },
+        { type: 'object', additionalProperties: false, required: ['name', 'version', 'sha256'], properties: { name: { type: 'string' }, version: { type: 'string' }, sha256: { type: 'string' } } },
+      ],
+    },
+    findings: {
+      type: 'array',
+      description: 'Per label, the maximum over the contributing (frontal) images, in the model\'s label order.',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['label', 'probability', 'threshold', 'positive', 'imageId'],
+        properties: {
+          label: { type: 'string', examples: [...CHESTXRAY14_LABELS] },
+          probability: { type: 'number', minimum: 0, maximum: 1 },
+          threshold: { type: 'number', minimum: 0, maximum: 1 },
+          positive: { type: 'boolean' },
+          imageId: { type: 'string', description: 'The image the maximum came from.' },
+        },
+      },
+    },
+    positives: { type: 'array', items: { type: 'string' } },
+    contributingImages: { type: 'array', items: { type: 'string' } },
+    images: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'viewPosition', 'status', 'modelVersion', 'contributed', 'excluded', 'errorCode'],
+        properties: {
+          id: { type: 'string' },
+          viewPosition: nullable('string'),
+          status: { enum: ['ok', 'error'] },
+          modelVersion: nullable('string'),
+          contributed: { type: 'boolean' },
+          excluded: { enum: [null, 'error', 'not-frontal', 'view-unknown', 'other-model-version'] },
+          errorCode: nullable('string'),
+        },
+      },
+    },
+    timing: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['firstReceivedAt', 'lastCompletedAt'],
+      properties: { firstReceivedAt: { type: 'string', format: 'date-time' }, lastCompletedAt: { type: 'string', format: 'date-time' } },
+    },
+    version: { type: 'integer', minimum: 1, description: '1 for the first aggregate, +1 each time it changes.' },
+    updatedAt: { type: 'string', format: 'date-time' },
+  },
+};
+
+/** OpenAPI 3.1 description of the results HTTP API, served at GET /openapi.json. */
+export function openApiDocument(version: string): Schema {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Thorax results API',
+      version,
+      description:
+        'AI findings on chest X-rays (ChestX-ray14 labels) for EHR systems: per image (thorax.findings.v1 events), per study (aggregates) and as FHIR R4 resources. The same data is served over gRPC (thorax.v1.ResultsService).',
+    },
+    paths: {
+      '/v1/findings/{id}': {
+        get: {
+          operationId: 'getFindings',
+          summary: "An image's latest result (or one model version's).",
+          parameters: [path('id', 'The image id (Kafka record key).'), query('modelVersion', 'Return the result of this model version.')],
+          responses: { '200': json(ref('FindingsEvent'), 'The stored thorax.findings.v1 event.'), ...errors(400, 404, 503) },
+        },
+      },
+      '/v1/findings': {
+        get: {
+          operationId: 'listFindings',
+          summary: 'Stored results, newest first, with cursor pagination.',
+          parameters: [
+            query('studyUid', 'Study Instance UID.'),
+            query('accession', 'Accession number.'),
+            query('status', 'ok or error.', { enum: ['ok', 'error'] }),
+            query('positiveLabel', 'Only results where this label is positive.', { enum: [...CHESTXRAY14_LABELS] }),
+            query('from', 'Completed at or after (RFC 3339 with a time zone).', { type: 'string', format: 'date-time' }),
+            query('to', 'Completed before (RFC 3339 with a time zone).', { type: 'string', format: 'date-time' }),
+            query('limit', `Page size (default ${DEFAULT_PAGE_SIZE}, at most ${MAX_PAGE_SIZE}).`, { type: 'integer', minimum: 1 }),
+            query('cursor', 'nextCursor of the previous page.'),
+          ],
+          responses: { '200': json(ref('FindingsList'), 'A page of results.'), ...errors(400, 503) },
+        },
+      },
+      '/v1/studies/{studyUid}': {
+        get: {
+          operationId: 'getStudy',
+          summary: 'A study aggregate: per label the maximum over its frontal images, with the images that contributed.',
+          parameters: [path('studyUid', 'Study Instance UID (or the study key the PACS sent).')],
+          responses: { '200': json(ref('StudyResult'), 'The study aggregate.'), ...errors(400, 404, 503) },
+        },
+      },
+      '/fhir/metadata': {
+        get: { operationId: 'fhirCapabilities', summary: 'FHIR R4 CapabilityStatement.', tags: ['FHIR'], responses: { '200': fhirJson('CapabilityStatement') } },
+      },
+      '/fhir/{type}': {
+        get: {
+          operationId: 'fhirSearch',
+          summary: 'FHIR search (DiagnosticReport, ImagingStudy): identifier, subject:identifier, patient:identifier, _id, _count, _include=DiagnosticReport:result.',
+          tags: ['FHIR'],
+          parameters: [path('type', 'DiagnosticReport or ImagingStudy.')],
+          responses: { '200': fhirJson('A searchset Bundle.'), ...fhirErrors(400, 404, 406, 503) },
+        },
+      },
+      '/fhir/{type}/{id}': {
+        get: {
+          operationId: 'fhirRead',
+          summary: 'FHIR read: DiagnosticReport, Observation, ImagingStudy, Device.',
+          tags: ['FHIR'],
+          parameters: [path('type', 'Resource type.'), path('id', 'Resource id.')],
+          responses: { '200': fhirJson('The resource (ETag W/"<versionId>").'), ...fhirErrors(400, 404, 503) },
+        },
+      },
+      '/openapi.json': {
+        get: { operationId: 'openApi', summary: 'This document.', responses: { '200': json({ type: 'object' }, 'OpenAPI 3.1 document.') } },
+      },
+      '/healthz': { get: { operationId: 'liveness', summary: 'Alive.', responses: { '200': json({ type: 'object' }, 'Alive.') } } },
+      '/readyz': {
+        get: { operationId: 'readiness', summary: 'Store and broker reachable.', responses: { '200': json({ type: 'object' }, 'Ready.'), '503': json({ type: 'object' }, 'Not ready.') } },
+      },
+      '/metrics': {
+        get: { operationId: 'metrics', summary: 'Prometheus metrics.', responses: { '200': { description: 'Prometheus text format.', content: { 'text/plain': { schema: { type: 'string' } } } } } },
+      },
+    },
+    components: {
+      schemas: {
+        FindingsEvent: findingsEventComponent(),
+        FindingsList: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['results', 'nextCursor'],
+          properties: { results: { type: 'array', items: ref('FindingsEvent') }, nextCursor: nullable('string', { description: 'Pass as cursor for the next page; null on the last.' }) },
+        },
+        StudyResult: studyResultSchema,
+        Error: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['error'],
+          properties: {
+            error: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['code', 'message'],
+              properties: { code: { enum: [...API_ERROR_CODES] }, message: { type: 'string' } },
+            },
+          },
+        },
+      },
+      responses: {
+        Error400: json(ref('Error'), 'INVALID_ARGUMENT'),
+        Error404: json(ref('Error'), 'NOT_FOUND'),
+        Error503: json(ref('Error'), 'UNAVAILABLE: the store is not reachable.'),
+      },
+    },
+  };
+}
