@@ -31,13 +31,13 @@ export class HealthController {
   ) {}
 
   @Get('healthz')
-  @HealthCheck({ swaggerDocumentation: false })
+  @HealthCheck({ noCache: true, swaggerDocumentation: false })
   healthz(): Promise<HealthCheckResult> {
     return this.terminus.check(this.indicators('liveness'));
   }
 
   @Get('readyz')
-  @HealthCheck({ swaggerDocumentation: false })
+  @HealthCheck({ noCache: true, swaggerDocumentation: false })
   async readyz(): Promise<HealthCheckResult> {
     try {
       const result = await this.terminus.check(this.indicators('readiness'));

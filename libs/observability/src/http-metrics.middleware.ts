@@ -35,9 +35,15 @@ export class HttpMetricsMiddleware implements NestMiddleware {
   }
 }
 
-/** The pattern of the route that handled the request (Express sets req.route when one matched). */
+/** Catch-all patterns, such as the one Nest answers unknown paths with (`/{*path}`). */
+const CATCH_ALL = /^\/?(\{\*\w+\}|\*|\(\.\*\))$/;
+
+/**
+ * The pattern of the route that handled the request (Express sets req.route when one matched);
+ * `unmatched` when none did or only a catch-all (Nest's 404 handler) did.
+ */
 export function routePattern(req: Pick<Request, 'baseUrl'> & { route?: { path?: unknown } }): string {
   const path = req.route?.path;
-  if (typeof path !== 'string') return UNMATCHED_ROUTE;
+  if (typeof path !== 'string' || CATCH_ALL.test(path)) return UNMATCHED_ROUTE;
   return `${req.baseUrl ?? ''}${path}` || '/';
 }

@@ -9,3 +9,4 @@ export * from './http-metrics.middleware';
 export * from './grpc-metrics';
 export * from './trace-context';
 export * from './label-cardinality';
+export * from './promql-names';

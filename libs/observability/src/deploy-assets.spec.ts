@@ -1,0 +1,165 @@
+/**
+ * The Grafana dashboard and the Prometheus rules in deploy/ against the metric registry the
+ * services use: every metric a query or rule reads is one ThoraxMetrics exports (or a recording
+ * rule, or Prometheus's own `up`), the dashboard is well-formed, and every alert has a test.
+ * test/e2e/observability.e2e-spec.ts repeats the metric check against live scrapes.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ThoraxMetrics } from './metrics';
+import { metricNamesIn } from './promql-names';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const read = (...p: string[]) => readFileSync(path.join(ROOT, ...p), 'utf8');
+
+interface Target {
+  expr?: string;
+  refId?: string;
+  format?: string;
+  datasource?: { uid?: string };
+}
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  gridPos: { x: number; y: number; w: number; h: number };
+  datasource?: { uid?: string };
+  targets?: Target[];
+}
+interface Dashboard {
+  uid: string;
+  title: string;
+  schemaVersion: number;
+  panels: Panel[];
+  templating: { list: { name: string; type: string; current?: { value?: unknown } }[] };
+}
+
+/** `expr:` values of a rules file, block scalars included. */
+function ruleExpressions(yaml: string): string[] {
+  const lines = yaml.split('\n');
+  const exprs: string[] = [];
+  lines.forEach((line, i) => {
+    const match = /^(\s*)expr:\s*(.*)$/.exec(line);
+    if (!match) return;
+    const [, indent = '', value = ''] = match;
+    if (!/^[|>][-+]?$/.test(value.trim())) {
+      exprs.push(value.trim());
+      return;
+    }
+    const body: string[] = [];
+    for (let j = i + 1; j < lines.length; j += 1) {
+      const next = lines[j] as string;
+      if (next.trim() !== '' && next.search(/\S/) <= indent.length) break;
+      body.push(next);
+    }
+    exprs.push(body.join('\n').trim());
+  });
+  return exprs;
+}
+
+const rulesYaml = read('deploy', 'prometheus', 'rules', 'thorax.rules.yml');
+const recorded = [...rulesYaml.matchAll(/^\s*- record:\s*(\S+)/gm)].map((m) => m[1] as string);
+const alerts = [...rulesYaml.matchAll(/^\s*- alert:\s*(\S+)/gm)].map((m) => m[1] as string);
+const dashboard = JSON.parse(read('deploy', 'grafana', 'dashboards', 'thorax-overview.json')) as Dashboard;
+const queryPanels = dashboard.panels.filter((p) => p.type !== 'row');
+
+let known: Set<string>;
+beforeAll(async () => {
+  known = new Set([...(await new ThoraxMetrics('any').sampleNames()), ...recorded, 'up']);
+});
+
+describe('Prometheus rules', () => {
+  it('read only metrics the services export or the rules record', () => {
+    const exprs = ruleExpressions(rulesYaml);
+    expect(exprs.length).toBe(recorded.length + alerts.length);
+    const unknown = exprs.flatMap((e) => metricNamesIn(e).filter((n) => !known.has(n)).map((n) => `${n} in ${e}`));
+    expect(unknown).toEqual([]);
+  });
+
+  it('cover the alerts the runbook promises, each with a promtool unit test', () => {
+    expect(alerts).toEqual(
+      expect.arrayContaining([
+        'ThoraxConsumerLagGrowing',
+        'ThoraxRecordErrorRatioHigh',
+        'ThoraxDeadLetterRate',
+        'ThoraxNoFindingsWhileInputArrives',
+        'ThoraxEndToEndLatencyHigh',
+        'ThoraxModelNotLoaded',
+        'ThoraxServiceNotReady',
+        'ThoraxPositiveRateDrift',
+      ]),
+    );
+    const testsDir = path.join(ROOT, 'deploy', 'prometheus', 'tests');
+    const tests = readdirSync(testsDir).map((f) => readFileSync(path.join(testsDir, f), 'utf8')).join('\n');
+    for (const alert of alerts) {
+      // A firing expectation: the alert named, then a non-empty exp_alerts list.
+      expect({ alert, tested: new RegExp(`alertname: ${alert}\\n\\s*exp_alerts:\\n`).test(tests) }).toEqual({ alert, tested: true });
+    }
+    const docs = read('docs', 'observability.md');
+    for (const alert of alerts) expect({ alert, documented: docs.includes(alert) }).toEqual({ alert, documented: true });
+  });
+});
+
+describe('Grafana dashboard', () => {
+  it('is a well-formed dashboard on the provisioned datasource', () => {
+    expect(dashboard).toMatchObject({ uid: 'thorax-overview', title: 'Thorax overview' });
+    expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(36);
+    const ids = dashboard.panels.map((p) => p.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    const provisioned = /uid:\s*(\S+)/.exec(read('deploy', 'grafana', 'provisioning', 'datasources', 'thorax.yml'))?.[1];
+    const dsVar = dashboard.templating.list.find((v) => v.type === 'datasource');
+    expect(dsVar?.current?.value).toBe(provisioned);
+    for (const panel of queryPanels) {
+      expect(panel.gridPos.x + panel.gridPos.w).toBeLessThanOrEqual(24);
+      expect(panel.datasource?.uid).toBe(`\${${dsVar?.name}}`);
+      expect(panel.targets?.length).toBeGreaterThan(0);
+      const refIds = (panel.targets ?? []).map((t) => t.refId);
+      expect(new Set(refIds).size).toBe(refIds.length);
+      for (const target of panel.targets ?? []) expect(target.expr?.trim()).toBeTruthy();
+    }
+  });
+
+  it('queries only metrics the services export or the rules record', () => {
+    const unknown = queryPanels.flatMap((p) =>
+      (p.targets ?? []).flatMap((t) => metricNamesIn(t.expr ?? '').filter((n) => !known.has(n)).map((n) => `${p.title}: ${n}`)),
+    );
+    expect(unknown).toEqual([]);
+  });
+
+  it('shows what an SRE needs: throughput, latency heatmap, batches, lag, errors, DLQ, drift, model', () => {
+    const used = new Set(queryPanels.flatMap((p) => (p.targets ?? []).flatMap((t) => metricNamesIn(t.expr ?? ''))));
+    for (const name of [
+      'thorax_messages_total',
+      'thorax_end_to_end_latency_seconds_bucket',
+      'thorax_stage_duration_seconds_bucket',
+      'thorax_inference_batch_size_bucket',
+      'thorax_inference_duration_seconds_bucket',
+      'thorax_consumer_lag',
+      'thorax_errors_total',
+      'thorax_findings_total',
+      'thorax:findings_positive_ratio:rate1h',
+      'thorax_model_info',
+      'thorax_queue_depth',
+      'thorax_http_requests_total',
+      'thorax_grpc_server_handled_total',
+      'thorax_ready',
+    ]) {
+      expect({ name, used: used.has(name) }).toEqual({ name, used: true });
+    }
+    const heatmap = queryPanels.find((p) => p.type === 'heatmap');
+    expect(heatmap?.targets?.[0]?.format).toBe('heatmap');
+    const model = queryPanels.find((p) => (p.targets ?? []).some((t) => t.expr?.includes('thorax_model_info')));
+    expect(model?.targets?.[0]?.expr).toMatch(/version.*provider|provider.*version/);
+  });
+});
+
+describe('metricNamesIn', () => {
+  it('finds selectors, not functions, keywords, labels, durations or Grafana variables', () => {
+    expect(
+      metricNamesIn(
+        'histogram_quantile(0.99, sum by (le, service) (rate(thorax_x_bucket{service=~"$service", a="b{c}"}[$__rate_interval]))) ' +
+          '/ on (service) group_left thorax:rec:rate5m offset 5m > bool 1e3 unless up == 0 and nodejs_y',
+      ).sort(),
+    ).toEqual(['nodejs_y', 'thorax:rec:rate5m', 'thorax_x_bucket', 'up']);
+  });
+});
