@@ -1,7 +1,7 @@
 import { ThoraxError } from '@thorax/contracts';
 import sharp from 'sharp';
 import { sniffMediaType } from './media-type';
-import { toWireImage } from './wire-image';
+import { DEFAULT_WIRE_OPTIONS, toWireImage } from './wire-image';
 
 async function gradient(width: number, height: number, format: 'png' | 'jpeg'): Promise<Buffer> {
   const raw = Buffer.alloc(width * height);
@@ -49,10 +49,10 @@ describe('toWireImage', () => {
   it('classifies bad input with codes', async () => {
     const png = await gradient(300, 300, 'png');
     expect(await codeOf(toWireImage(png.subarray(0, png.length / 2)))).toBe('CORRUPT_IMAGE');
-    expect(await codeOf(toWireImage(Buffer.from('not an image at all')))).toBe('CORRUPT_IMAGE');
+    expect(await codeOf(toWireImage(Buffer.from('not an image at all')))).toBe('UNSUPPORTED_MEDIA_TYPE');
     expect(await codeOf(toWireImage(await gradient(40, 300, 'png')))).toBe('IMAGE_TOO_SMALL');
     expect(
-      await codeOf(toWireImage(png, { size: 256, maxInputPixels: 1000, minInputSide: 8 })),
+      await codeOf(toWireImage(png, { ...DEFAULT_WIRE_OPTIONS, maxInputPixels: 1000, minInputSide: 8 })),
     ).toBe('IMAGE_TOO_LARGE');
     const gif = await sharp({ create: { width: 100, height: 100, channels: 3, background: '#fff' } }).gif().toBuffer();
     expect(sniffMediaType(gif)).toBeNull();

@@ -1,72 +1,195 @@
 import { ThoraxError } from '@thorax/contracts';
 import sharp, { type Metadata } from 'sharp';
+import { parseDicomFile } from './dicom';
+import { checkPixelModule, dicomToGrey } from './dicom-pixels';
+import { monochromeToGrey, samplesToGrey, type VoiUsed } from './grey-levels';
+import { type MediaType, sniffMediaType } from './media-type';
+import { resizeCropToGrey8 } from './resize';
 
-/** Name of the wire recipe below; carried in every PreprocessedImage. */
+/** Name of the wire recipe (docs/imaging.md); carried in every PreprocessedImage. */
 export const WIRE_PREPROCESSING = 'thorax.wire.v1';
 
 export interface WireImageOptions {
   /** Side of the square wire image (DESIGN.md default 256). */
   size: number;
-  /** Largest accepted input in pixels (width * height), a decompression-bomb guard. */
+  /** Largest accepted image in pixels (width * height), a decompression-bomb guard. */
   maxInputPixels: number;
   /** Smallest accepted shorter side, in pixels. */
   minInputSide: number;
+  /** Most frames a multi-frame DICOM may declare. */
+  maxFrames: number;
+  /** Largest DICOM dataset after inflating a deflated transfer syntax, bytes. */
+  maxInflatedBytes: number;
+  /** Decode budget per image, milliseconds (enforced by the decode pool; sharp gets it too). */
+  decodeTimeoutMs: number;
 }
 
-export const DEFAULT_WIRE_OPTIONS: WireImageOptions = { size: 256, maxInputPixels: 50_000_000, minInputSide: 64 };
+export const DEFAULT_WIRE_OPTIONS: WireImageOptions = {
+  size: 256,
+  maxInputPixels: 50_000_000,
+  minInputSide: 64,
+  maxFrames: 1000,
+  maxInflatedBytes: 268_435_456,
+  decodeTimeoutMs: 20_000,
+};
 
 export interface WireImage {
   /** size * size bytes, 8-bit grey, row-major. */
-  pixels: Buffer;
+  pixels: Uint8Array;
   width: number;
   height: number;
-  source: { width: number; height: number; bitsStored: number; channels: number; format: string };
+  source: {
+    width: number;
+    height: number;
+    bitsStored: number;
+    channels: number;
+    format: 'png' | 'jpeg' | 'dicom';
+    frames: number;
+    frameIndex: number;
+    photometricInterpretation: string;
+    /** How grey levels were chosen: VOI LUT, window, robust percentiles, colour luma, or as stored (8-bit). */
+    voi: VoiUsed | 'colour' | 'as-stored';
+  };
+}
+
+const stage = 'preprocess' as const;
+let sharpConfigured = false;
+
+/**
+ * sharp's process-wide settings for untrusted input, set once and explicitly: no operation
+ * cache (it would keep decoded images of other patients in memory) and one libvips thread per
+ * image (parallelism comes from the libuv pool and the decode workers).
+ */
+function configureSharp(): void {
+  if (sharpConfigured) return;
+  sharp.cache(false);
+  sharp.concurrency(1);
+  sharpConfigured = true;
+}
+
+function checkSize(width: number, height: number, options: WireImageOptions): void {
+  if (width * height > options.maxInputPixels) {
+    throw new ThoraxError('IMAGE_TOO_LARGE', `${width}x${height} exceeds ${options.maxInputPixels} pixels`, { stage });
+  }
+  if (Math.min(width, height) < options.minInputSide) {
+    throw new ThoraxError('IMAGE_TOO_SMALL', `${width}x${height} is below ${options.minInputSide} px`, { stage });
+  }
 }
 
 /**
- * PNG or JPEG bytes to the wire image: EXIF orientation applied, alpha flattened on black, grey
- * (Rec. 709 luma), shorter side resized to `size` with a Lanczos-3 kernel, centre-cropped square,
- * 8 bits. Decoder warnings fail the image (untrusted input).
+ * Any accepted file (DICOM, PNG, JPEG) to the wire image: display grey levels (grey-levels.ts),
+ * then shorter side to `size` with Lanczos-3 and a centred square crop (resize.ts). Decoder
+ * warnings fail the image (untrusted input).
  */
-export async function toWireImage(bytes: Buffer, options: WireImageOptions = DEFAULT_WIRE_OPTIONS): Promise<WireImage> {
+export async function toWireImage(bytes: Uint8Array, options: WireImageOptions = DEFAULT_WIRE_OPTIONS): Promise<WireImage> {
+  const type: MediaType | null = sniffMediaType(bytes);
+  if (!type) throw new ThoraxError('UNSUPPORTED_MEDIA_TYPE', 'bytes are not DICOM, PNG or JPEG', { stage });
+  configureSharp();
+  if (type === 'application/dicom') return dicomToWire(bytes, options);
+  return rasterToWire(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), options);
+}
+
+async function dicomToWire(bytes: Uint8Array, options: WireImageOptions): Promise<WireImage> {
+  const parsed = parseDicomFile(bytes, { maxInflatedBytes: options.maxInflatedBytes }, { untilPixelData: false, stage });
+  const limits = {
+    maxPixels: options.maxInputPixels,
+    maxFrames: options.maxFrames,
+    timeoutSeconds: Math.max(1, Math.ceil(options.decodeTimeoutMs / 1000)),
+  };
+  checkPixelModule(parsed, limits, stage);
+  checkSize(parsed.info.columns, parsed.info.rows, options);
+  const decoded = await dicomToGrey(parsed, limits);
+  return {
+    pixels: resizeCropToGrey8(decoded.grey, decoded.width, decoded.height, options.size),
+    width: options.size,
+    height: options.size,
+    source: {
+      width: decoded.width,
+      height: decoded.height,
+      bitsStored: decoded.bitsStored,
+      channels: parsed.info.samplesPerPixel,
+      format: 'dicom',
+      frames: decoded.frames,
+      frameIndex: decoded.frameIndex,
+      photometricInterpretation: decoded.photometricInterpretation,
+      voi: decoded.voi,
+    },
+  };
+}
+
+/**
+ * PNG/JPEG: EXIF orientation applied, then the raw samples. 16-bit grey keeps its precision and
+ * is windowed like a DICOM without VOI (robust percentiles); 8-bit grey is used as stored;
+ * colour becomes luma, alpha is flattened on black. 16-bit colour is read at 8 bits per channel.
+ */
+async function rasterToWire(bytes: Buffer, options: WireImageOptions): Promise<WireImage> {
   let meta: Metadata;
   try {
     meta = await sharp(bytes, { failOn: 'warning', limitInputPixels: false }).metadata();
   } catch (error) {
-    throw new ThoraxError('CORRUPT_IMAGE', `unreadable image header: ${(error as Error).message}`, { stage: 'preprocess' });
+    throw new ThoraxError('CORRUPT_IMAGE', `unreadable image header: ${(error as Error).message}`, { stage });
   }
   if (meta.format !== 'png' && meta.format !== 'jpeg') {
-    throw new ThoraxError('UNSUPPORTED_MEDIA_TYPE', `decoder found ${meta.format ?? 'unknown'} data`, { stage: 'preprocess' });
+    throw new ThoraxError('UNSUPPORTED_MEDIA_TYPE', `decoder found ${meta.format ?? 'unknown'} data`, { stage });
   }
+  if (meta.space === 'cmyk') throw new ThoraxError('UNSUPPORTED_PIXEL_FORMAT', 'CMYK JPEG', { stage });
   const width = meta.autoOrient?.width ?? meta.width ?? 0;
   const height = meta.autoOrient?.height ?? meta.height ?? 0;
-  if (width * height > options.maxInputPixels) {
-    throw new ThoraxError('IMAGE_TOO_LARGE', `${width}x${height} exceeds ${options.maxInputPixels} pixels`, { stage: 'preprocess' });
-  }
-  if (Math.min(width, height) < options.minInputSide) {
-    throw new ThoraxError('IMAGE_TOO_SMALL', `${width}x${height} is below ${options.minInputSide} px`, { stage: 'preprocess' });
-  }
+  checkSize(width, height, options);
+  const deep = (meta.depth === 'ushort' || meta.depth === 'short') && meta.channels === 1;
+  let grey: Float64Array;
+  let voi: WireImage['source']['voi'];
+  let channels: number;
   try {
-    const { data, info } = await sharp(bytes, { failOn: 'warning', limitInputPixels: options.maxInputPixels })
-      .autoOrient()
-      .flatten({ background: '#000000' })
-      .greyscale()
-      .resize(options.size, options.size, { fit: 'cover', position: 'centre', kernel: 'lanczos3' })
-      .extractChannel(0)
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
-    if (info.width !== options.size || info.height !== options.size || data.length !== options.size * options.size) {
-      throw new Error(`decoder returned ${info.width}x${info.height}x${info.channels}`);
+    const base = sharp(bytes, { failOn: 'warning', limitInputPixels: options.maxInputPixels })
+      .timeout({ seconds: Math.max(1, Math.ceil(options.decodeTimeoutMs / 1000)) })
+      .autoOrient();
+    if (deep) {
+      const { data, info } = await base
+        .pipelineColourspace('grey16')
+        .toColourspace('grey16')
+        .raw({ depth: 'ushort' })
+        .toBuffer({ resolveWithObject: true });
+      assertSize(info, width, height, 1);
+      const samples = new Uint16Array(data.buffer, data.byteOffset, data.length >> 1);
+      const result = monochromeToGrey({ values: Int32Array.from(samples), bitsStored: 16, signed: false }, { slope: 1, intercept: 0, invert: false });
+      grey = result.grey;
+      voi = result.voi;
+      channels = 1;
+    } else {
+      const oneChannel = (meta.channels ?? 3) <= 2;
+      const { data, info } = await (oneChannel ? base.pipelineColourspace('b-w').toColourspace('b-w') : base)
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true });
+      assertSize(info, width, height, 0);
+      channels = info.channels;
+      grey = samplesToGrey(data, width * height, info.channels, 255, info.channels === 2 || info.channels === 4);
+      voi = info.channels >= 3 ? 'colour' : 'as-stored';
     }
-    const bitsStored = meta.depth === 'ushort' || meta.depth === 'short' ? 16 : 8;
-    return {
-      pixels: data,
-      width: info.width,
-      height: info.height,
-      source: { width, height, bitsStored, channels: meta.channels ?? 1, format: meta.format },
-    };
   } catch (error) {
     if (error instanceof ThoraxError) throw error;
-    throw new ThoraxError('CORRUPT_IMAGE', `image could not be decoded: ${(error as Error).message}`, { stage: 'preprocess' });
+    throw new ThoraxError('CORRUPT_IMAGE', `image could not be decoded: ${(error as Error).message}`, { stage });
+  }
+  return {
+    pixels: resizeCropToGrey8(grey, width, height, options.size),
+    width: options.size,
+    height: options.size,
+    source: {
+      width,
+      height,
+      bitsStored: deep ? 16 : 8,
+      channels,
+      format: meta.format,
+      frames: 1,
+      frameIndex: 0,
+      photometricInterpretation: '',
+      voi,
+    },
+  };
+}
+
+function assertSize(info: { width: number; height: number; channels: number }, width: number, height: number, channels: number): void {
+  if (info.width !== width || info.height !== height || (channels && info.channels !== channels)) {
+    throw new Error(`decoder returned ${info.width}x${info.height}x${info.channels}, header said ${width}x${height}`);
   }
 }
