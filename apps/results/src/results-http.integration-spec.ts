@@ -187,7 +187,7 @@ describe('FHIR R4', () => {
     const keyed = await get(`/fhir/ImagingStudy?identifier=${KEYED}`);
     expect(resources(keyed.body).map((r) => r['identifier'])).toEqual([[{ value: KEYED }]]);
     // No patient id from the PACS: the required subject is marked unknown.
-    expect(resources(keyed.body)[0]!['subject']).toEqual({ extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'unknown' }] });
+    expect(resources(keyed.body)[0]!['subject']).toMatchObject({ extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'unknown' }] });
   });
 
   it('searches DiagnosticReport by identifier (accession) and subject, with _include and paging', async () => {

@@ -5,7 +5,7 @@ const SEARCH_PARAM_TYPES: Record<string, { type: string; documentation: string }
   identifier: {
     type: 'token',
     documentation:
-      'DiagnosticReport: the accession number. ImagingStudy: the Study Instance UID as urn:dicom:uid|urn:oid:<uid>, a study key without a system, or the accession number.',
+      'DiagnosticReport: the accession number. ImagingStudy: the Study Instance UID as urn:dicom:uid|urn:oid: followed by the UID, a study key without a system, or the accession number.',
   },
   'subject:identifier': { type: 'reference', documentation: "The patient's identifier as the PACS sent it ([system|]value); subjects are logical references." },
   'patient:identifier': { type: 'reference', documentation: 'Same as subject:identifier.' },

@@ -35,8 +35,10 @@ export function toFhirError(error: unknown): FhirError {
 }
 
 export function operationOutcome(error: FhirError): Record<string, unknown> {
+  const text = error.message.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
   return {
     resourceType: 'OperationOutcome',
+    text: { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml"><p>${text}</p></div>` },
     issue: [{ severity: error.status >= 500 ? 'fatal' : 'error', code: error.issue, diagnostics: error.message }],
   };
 }

@@ -55,7 +55,7 @@ export function studyResources(stored: StoredStudy, options: FhirMappingOptions)
     security: [AI_ASSERTED],
   };
   const issued = stored.updatedAt.toISOString();
-  const subject = patientReference(study.patientId, options);
+  const subject = patientReference(study.patientId, options) ?? UNKNOWN_PATIENT;
   const accession = study.accession ? [accessionIdentifier(study.accession, options)] : [];
   const deviceId = study.model ? deviceResourceId(study.model.name, study.model.version) : null;
   const contributing = study.images.filter((i) => i.contributed);
@@ -73,7 +73,7 @@ export function studyResources(stored: StoredStudy, options: FhirMappingOptions)
       status: 'preliminary',
       category: [{ coding: [IMAGING] }],
       code: labelConcept(finding.label),
-      ...(subject ? { subject } : {}),
+      subject,
       issued,
       valueQuantity: probability(finding.probability),
       interpretation: [{ coding: [finding.positive ? POSITIVE : NEGATIVE] }],
@@ -102,7 +102,7 @@ export function studyResources(stored: StoredStudy, options: FhirMappingOptions)
     status: analysed ? 'preliminary' : 'cancelled',
     category: [{ coding: [RADIOLOGY] }],
     code: { coding: [views.size >= 2 ? CHEST_XRAY_TWO_VIEWS : CHEST_XRAY_SINGLE_VIEW], text: 'Chest X-ray, AI findings' },
-    ...(subject ? { subject } : {}),
+    subject,
     issued,
     ...(observations.length > 0 ? { result: observations.map((o) => ({ reference: `Observation/${o.id}` })) } : {}),
     imagingStudy: [{ reference: `ImagingStudy/${id}` }],
@@ -123,8 +123,7 @@ export function studyResources(stored: StoredStudy, options: FhirMappingOptions)
     ),
     identifier: studyIdentifiers,
     status: 'available',
-    // ImagingStudy.subject is required; without a patient id from the PACS it is marked unknown.
-    subject: subject ?? { extension: [{ url: SYSTEMS.dataAbsentReason, valueCode: 'unknown' }] },
+    subject,
     numberOfInstances: study.images.length,
     description: 'Chest X-ray',
   };
@@ -147,6 +146,12 @@ export function deviceResource(model: ModelInfo): FhirResource {
     ],
   };
 }
+
+/** The subject when the PACS sent no patient id: marked unknown (ImagingStudy.subject is required). */
+const UNKNOWN_PATIENT = {
+  extension: [{ url: SYSTEMS.dataAbsentReason, valueCode: 'unknown' }],
+  display: 'Patient not identified by the sending system',
+};
 
 function patientReference(patientId: string | null, options: FhirMappingOptions): Record<string, unknown> | null {
   if (!patientId) return null;
