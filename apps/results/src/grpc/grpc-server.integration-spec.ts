@@ -13,13 +13,16 @@ import {
   FindingsStatus,
   type GetFindingsRequest,
   type GetFindingsResponse,
+  type GetStudyResponse,
   type ListFindingsRequest,
   ResultsServiceClient,
   type WatchFindingsResponse,
 } from '@thorax/contracts';
 import { createLogger } from '@thorax/observability';
 import path from 'node:path';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { FindingsReader } from '../findings/findings-reader.service';
+import { StudiesReader } from '../studies/studies-reader.service';
 import { ResultsGrpcController } from '../findings/results.grpc-controller';
 import { migrate } from '../store/migrations';
 import { PgliteSqlClient } from '../store/pglite-sql-client';
@@ -31,6 +34,8 @@ import { GrpcServer } from './grpc-server';
 jest.setTimeout(60_000);
 
 const log = createLogger({ service: 'results-test', version: '0', level: 'silent' });
+const controllerOver = (repository: SqlFindingsRepository) =>
+  new ResultsGrpcController(new FindingsReader(repository, { watchPollMs: 60_000 }), new StudiesReader(repository), log);
 
 let db: SqlClient;
 let repo: SqlFindingsRepository;
@@ -42,8 +47,7 @@ beforeAll(async () => {
   db = await PgliteSqlClient.open('memory://');
   await migrate(db);
   repo = new SqlFindingsRepository(db);
-  const controller = new ResultsGrpcController(new FindingsReader(repo, { watchPollMs: 60_000 }), log);
-  server = new GrpcServer({ host: '127.0.0.1', port: 0, shutdownGraceMs: 2000 }, controller, log);
+  server = new GrpcServer({ host: '127.0.0.1', port: 0, shutdownGraceMs: 2000 }, controllerOver(repo), log, repo);
   const port = await server.start();
   expect(port).toBeGreaterThan(0);
   address = `127.0.0.1:${port}`;
@@ -63,7 +67,7 @@ const get = (request: Partial<GetFindingsRequest>) =>
 const list = (request: Partial<ListFindingsRequest>) =>
   new Promise<{ error: ServiceError | null; ids: string[]; next: string }>((resolve) =>
     client.listFindings(
-      { studyUid: '', accession: '', status: '', positiveLabel: '', pageSize: 0, pageToken: '', ...request },
+      { studyUid: '', accession: '', status: '', positiveLabel: '', pageSize: 0, pageToken: '', from: undefined, to: undefined, ...request },
       (error, response) =>
         resolve({ error, ids: response?.results.map((r) => r.id) ?? [], next: response?.nextPageToken ?? '' }),
     ),
@@ -144,11 +148,61 @@ describe('ResultsService over gRPC', () => {
     expect((await bad.ended).code).toBe(status.INVALID_ARGUMENT);
   });
 
+  it('ListFindings: completion time range', async () => {
+    const study = 'time-study';
+    for (const [i, at] of ['2026-02-01T00:00:00Z', '2026-02-02T00:00:00Z', '2026-02-03T00:00:00Z'].entries()) {
+      await repo.store(okEvent(`time-${i}`, { study: { studyUid: study }, receivedAt: new Date(at) }));
+    }
+    expect((await list({ studyUid: study, from: new Date('2026-02-02T00:00:00Z') })).ids).toEqual(['time-2', 'time-1']);
+    expect((await list({ studyUid: study, to: new Date('2026-02-02T00:00:00Z') })).ids).toEqual(['time-0']);
+    const inverted = await list({ studyUid: study, from: new Date('2026-02-03T00:00:00Z'), to: new Date('2026-02-01T00:00:00Z') });
+    expect(inverted.error?.code).toBe(status.INVALID_ARGUMENT);
+  });
+
+  it('GetStudy: the study aggregate, NOT_FOUND and INVALID_ARGUMENT', async () => {
+    const study = '1.2.840.113619.2.55.3';
+    await repo.store(okEvent('study-pa', { study: { studyUid: study, accession: 'S-ACC', viewPosition: 'PA' }, positives: ['Edema'] }));
+    await repo.store(okEvent('study-ll', { study: { studyUid: study, accession: 'S-ACC', viewPosition: 'LL' }, positives: ['Mass'] }));
+    const call = (studyUid: string) =>
+      new Promise<{ error: ServiceError | null; response: GetStudyResponse | undefined }>((resolve) =>
+        client.getStudy({ studyUid }, (error, response) => resolve({ error, response })),
+      );
+    const { error, response } = await call(study);
+    expect(error).toBeNull();
+    const result = response!.study!;
+    expect(result).toMatchObject({ studyUid: study, accession: 'S-ACC', status: FindingsStatus.FINDINGS_STATUS_OK, positives: ['Edema'], contributingImages: ['study-pa'], version: 2 });
+    expect(result.findings).toHaveLength(14);
+    expect(result.findings.find((f) => f.label === 'Edema')).toMatchObject({ probability: 0.83, positive: true, imageId: 'study-pa' });
+    expect(result.images.map((i) => [i.id, i.contributed, i.excluded])).toEqual([
+      ['study-ll', false, 'not-frontal'],
+      ['study-pa', true, ''],
+    ]);
+    expect(result.updatedAt).toBeInstanceOf(Date);
+    expect((await call('1.2.404')).error?.code).toBe(status.NOT_FOUND);
+    expect((await call('')).error?.code).toBe(status.INVALID_ARGUMENT);
+  });
+
+  it('grpc.health.v1: SERVING while the store answers, NOT_SERVING when it does not', async () => {
+    const health = healthClient(address);
+    expect(await check(health, '')).toBe('SERVING');
+    expect(await check(health, 'thorax.v1.ResultsService')).toBe('SERVING');
+    health.close();
+
+    const broken = { ping: async () => Promise.reject(new Error('store away')) } as unknown as SqlFindingsRepository;
+    const sick = new GrpcServer({ host: '127.0.0.1', port: 0, shutdownGraceMs: 1000 }, controllerOver(repo), log, broken);
+    const port = await sick.start();
+    const sickHealth = healthClient(`127.0.0.1:${port}`);
+    expect(await check(sickHealth, 'thorax.v1.ResultsService')).toBe('NOT_SERVING');
+    sickHealth.close();
+    await sick.stop();
+  });
+
   it('is discoverable through server reflection by a client that knows only the address', async () => {
     const reflection = reflectionClient(address);
     const services = await reflect(reflection, { list_services: '' });
     const names = (services.list_services_response as { service: { name: string }[] }).service.map((s) => s.name);
     expect(names).toContain('thorax.v1.ResultsService');
+    expect(names).toContain('grpc.health.v1.Health');
 
     // Fetch the descriptors, build a client from them alone and call the service with it.
     const files = await reflect(reflection, { file_containing_symbol: 'thorax.v1.ResultsService' });
@@ -170,8 +224,9 @@ describe('ResultsService over gRPC', () => {
   it('shutdown ends open watch streams instead of hanging on them', async () => {
     const extra = new GrpcServer(
       { host: '127.0.0.1', port: 0, shutdownGraceMs: 10_000 },
-      new ResultsGrpcController(new FindingsReader(repo, { watchPollMs: 60_000 }), log),
+      controllerOver(repo),
       log,
+      repo,
     );
     const port = await extra.start();
     const other = new ResultsServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
@@ -212,6 +267,19 @@ function collect(stream: NodeJS.ReadableStream & { cancel(): void }) {
       }
     },
   };
+}
+
+/** A health client from the health.proto that ships with grpc-health-check (as any client would have it). */
+function healthClient(target: string) {
+  const loaded = loadPackageDefinition(loadSync(healthProtoPath, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true }));
+  const v1 = ((loaded.grpc as GrpcObject).health as GrpcObject).v1 as GrpcObject;
+  return new (v1.Health as ServiceClientConstructor)(target, credentials.createInsecure());
+}
+
+function check(client: InstanceType<ServiceClientConstructor>, service: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    client.Check({ service }, (error: ServiceError | null, response: { status: string }) => (error ? reject(error) : resolve(response.status))),
+  );
 }
 
 /** A reflection client from the reflection.proto that ships inside @grpc/reflection. */
