@@ -157,14 +157,25 @@ async function rasterToWire(bytes: Buffer, options: WireImageOptions): Promise<W
       voi = result.voi;
       channels = 1;
     } else {
-      const oneChannel = (meta.channels ?? 3) <= 2;
-      const { data, info } = await (oneChannel ? base.pipelineColourspace('b-w').toColourspace('b-w') : base)
+      // Grey stays one channel (no round trip through sRGB). Grey + alpha comes back as
+      // grey, grey, grey, alpha (sharp drops alpha in a b-w pipeline): keep grey and alpha.
+      const greyOnly = meta.channels === 1;
+      const { data, info } = await (greyOnly ? base.pipelineColourspace('b-w').toColourspace('b-w') : base)
         .raw({ depth: 'uchar' })
         .toBuffer({ resolveWithObject: true });
       assertSize(info, width, height, 0);
+      let samples: Uint8Array = data;
       channels = info.channels;
-      grey = samplesToGrey(data, width * height, info.channels, 255, info.channels === 2 || info.channels === 4);
-      voi = info.channels >= 3 ? 'colour' : 'as-stored';
+      if (meta.channels === 2 && info.channels === 4) {
+        samples = new Uint8Array(width * height * 2);
+        for (let i = 0; i < width * height; i += 1) {
+          samples[i * 2] = data[i * 4] as number;
+          samples[i * 2 + 1] = data[i * 4 + 3] as number;
+        }
+        channels = 2;
+      }
+      grey = samplesToGrey(samples, width * height, channels, 255, channels === 2 || channels === 4);
+      voi = channels >= 3 ? 'colour' : 'as-stored';
     }
   } catch (error) {
     if (error instanceof ThoraxError) throw error;
