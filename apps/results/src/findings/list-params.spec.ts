@@ -67,3 +67,22 @@ describe('listParamsFromHttp', () => {
     expect(code(() => listParamsFromHttp({ limit: '-1' }))).toBe('INVALID_ARGUMENT');
   });
 });
+
+describe('time range', () => {
+  it('parses RFC 3339 times with a zone over HTTP and passes gRPC timestamps through', () => {
+    const http = toListQuery(listParamsFromHttp({ from: '2026-11-30T10:00:00+01:00', to: '2026-11-30T10:00:00.5Z' }));
+    expect(http.from?.toISOString()).toBe('2026-11-30T09:00:00.000Z');
+    expect(http.to?.toISOString()).toBe('2026-11-30T10:00:00.500Z');
+    const grpc = toListQuery(listParamsFromGrpc(ListFindingsRequest.create({ from: new Date('2026-01-01T00:00:00Z') })));
+    expect(grpc).toEqual({ limit: DEFAULT_PAGE_SIZE, from: new Date('2026-01-01T00:00:00Z') });
+  });
+
+  it('refuses times without a zone, garbage and empty ranges', () => {
+    for (const query of [{ from: '2026-11-30T10:00:00' }, { to: 'yesterday' }, { from: '2026-11-30' }, { from: ['2026-11-30T10:00:00Z', 'x'] }]) {
+      expect(code(() => toListQuery(listParamsFromHttp(query)))).toBe('INVALID_ARGUMENT');
+    }
+    const same = '2026-11-30T10:00:00Z';
+    expect(code(() => toListQuery(listParamsFromHttp({ from: same, to: same })))).toBe('INVALID_ARGUMENT');
+    expect(code(() => toListQuery({ from: new Date(Number.NaN) }))).toBe('INVALID_ARGUMENT');
+  });
+});
