@@ -1,4 +1,8 @@
-import { port, positiveInt, sharedEnv, z } from '@thorax/config';
+import { flag, list, port, positiveInt, sharedEnv, z } from '@thorax/config';
+
+/** A comma-separated list of DICOM code strings, upper-cased; `*` accepts any value (null). */
+const codeList = (fallback: string) =>
+  list(fallback).transform((values) => (values.includes('*') ? null : values.map((v) => v.toUpperCase())));
 
 export const ingestConfigSchema = z.object({
   ...sharedEnv,
@@ -6,7 +10,16 @@ export const ingestConfigSchema = z.object({
   INGEST_GROUP_ID: z.string().min(1).default('thorax-ingest'),
   /** Largest accepted file, bytes (default 50 MiB, the studies topic's record limit). */
   INGEST_MAX_BYTES: positiveInt(52_428_800),
+  /** Largest DICOM dataset after inflating a deflated transfer syntax, bytes (zip-bomb guard). */
+  INGEST_MAX_INFLATED_BYTES: positiveInt(268_435_456),
   INGEST_PARTITIONS_CONCURRENCY: positiveInt(2),
+  /** Accept DICOM at all (false: DICOM_NOT_SUPPORTED). */
+  INGEST_DICOM_ENABLED: flag(true),
+  /** Clinical gates on DICOM tags (docs/imaging.md); `*` switches one off. */
+  INGEST_MODALITIES: codeList('CR,DX'),
+  INGEST_VIEW_POSITIONS: codeList('PA,AP'),
+  INGEST_REQUIRE_VIEW: flag(false),
+  INGEST_BODY_PARTS: codeList('CHEST,THORAX'),
 });
 
 export type IngestConfig = z.infer<typeof ingestConfigSchema>;

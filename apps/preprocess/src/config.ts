@@ -9,6 +9,15 @@ export const preprocessConfigSchema = z.object({
   /** Decompression-bomb guard: largest decoded image, in pixels. */
   PREPROCESS_MAX_PIXELS: positiveInt(50_000_000),
   PREPROCESS_MIN_SIDE: positiveInt(64),
+  /** Most frames a multi-frame DICOM may declare (only the first is decoded). */
+  PREPROCESS_MAX_FRAMES: positiveInt(1000),
+  /** Largest DICOM dataset after inflating a deflated transfer syntax, bytes. */
+  PREPROCESS_MAX_INFLATED_BYTES: positiveInt(268_435_456),
+  /** Hard limit on decoding one image; the decode worker is replaced when it trips. */
+  PREPROCESS_DECODE_TIMEOUT_MS: positiveInt(20_000),
+  /** Decode worker threads, and the V8 heap each may use (MiB). */
+  PREPROCESS_DECODE_WORKERS: positiveInt(2),
+  PREPROCESS_DECODE_WORKER_HEAP_MB: positiveInt(2048),
   PREPROCESS_PARTITIONS_CONCURRENCY: positiveInt(2),
 });
 

@@ -140,7 +140,6 @@ const wasmModules = new Map<string, Promise<WasmModule>>();
 function wasm(name: 'openjpeg' | 'charls'): Promise<WasmModule> {
   let module = wasmModules.get(name);
   if (!module) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const factory = (name === 'openjpeg' ? require('@cornerstonejs/codec-openjpeg/decodewasmjs') : require('@cornerstonejs/codec-charls/decodewasmjs')) as (
       options: object,
     ) => Promise<WasmModule>;

@@ -5,3 +5,4 @@ export * from './media-type';
 export * from './resize';
 export * from './wire-image';
 export * from './intake';
+export * from './decode-pool';

@@ -3,7 +3,7 @@ import { HEADERS, studyInfoFromRef } from '@thorax/contracts';
 import { type FailureContext, type IncomingRecord, KafkaConnection, type RecordHandler, recordId } from '@thorax/kafka';
 import { type Logger, ThoraxMetrics } from '@thorax/observability';
 import { INGEST_CONFIG, type IngestConfig } from '../config';
-import { StudyIntakeService, studyFromHeaders } from './study-intake.service';
+import { StudyIntakeService } from './study-intake.service';
 
 /** Consumes thorax.studies.v1 (all partitions) and admits each record. */
 @Injectable()
@@ -38,7 +38,7 @@ export class StudiesConsumer implements OnApplicationBootstrap, RecordHandler {
   describe(record: IncomingRecord): FailureContext {
     return {
       id: recordId(record),
-      study: studyInfoFromRef(studyFromHeaders(record.headers)),
+      study: studyInfoFromRef(this.intake.studyOf(record)),
       receivedAt: receivedAt(record),
     };
   }

@@ -1,47 +1,36 @@
 import { Inject, Injectable } from '@nestjs/common';
-import {
-  HEADERS,
-  ImageAccepted,
-  Priority,
-  Source,
-  type StudyRef,
-  ThoraxError,
-} from '@thorax/contracts';
-import { type MediaType, parseDeclaredMediaType, sniffMediaType } from '@thorax/imaging';
+import { HEADERS, ImageAccepted, Priority, Source, type StudyRef, ThoraxError } from '@thorax/contracts';
+import { type DicomInfo, type IntakeOptions, inspectStudy, parseDicomFile, sniffMediaType } from '@thorax/imaging';
 import { forwardedHeaders, type IncomingRecord, PUBLISHER, type Publisher } from '@thorax/kafka';
 import { createHash } from 'node:crypto';
 import { INGEST_CONFIG, type IngestConfig } from '../config';
 
 /**
- * Admits one raw study record: checks it is a file type the contract accepts, gathers study
- * metadata from the PACS headers, stamps the receipt time and hands it to preprocess on
- * thorax.images.v1. Pixel decoding happens in preprocess.
+ * Admits one raw study record: checks it is a file type the contract accepts, reads a DICOM
+ * header (never its pixels) for the transfer syntax, the clinical gates and the study
+ * identifiers (DICOM tags win over PACS headers), stamps the receipt time and hands it to
+ * preprocess on thorax.images.v1. Pixel decoding happens in preprocess.
  */
 @Injectable()
 export class StudyIntakeService {
+  private readonly intake: IntakeOptions;
+
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
     @Inject(PUBLISHER) private readonly publisher: Publisher,
-  ) {}
+  ) {
+    this.intake = intakeOptions(config);
+  }
 
   async admit(record: IncomingRecord, receivedAt: Date): Promise<ImageAccepted> {
     const id = record.key;
     if (!id) throw new ThoraxError('MISSING_KEY', 'record key (image id) is empty', { stage: 'ingest' });
-    const data = record.value;
-    if (!data || data.length === 0) throw new ThoraxError('EMPTY_PAYLOAD', 'record has no bytes', { stage: 'ingest' });
-    if (data.length > this.config.INGEST_MAX_BYTES) {
-      throw new ThoraxError('PAYLOAD_TOO_LARGE', `${data.length} bytes exceeds ${this.config.INGEST_MAX_BYTES}`, {
-        stage: 'ingest',
-      });
-    }
-    const contentType = resolveMediaType(record.headers[HEADERS.contentType], data);
-    if (contentType === 'application/dicom') {
-      throw new ThoraxError('DICOM_NOT_SUPPORTED', 'DICOM decoding is not enabled in this build', { stage: 'ingest' });
-    }
+    const { contentType, dicom } = inspectStudy(record.value, record.headers[HEADERS.contentType], this.intake);
+    const data = record.value as Buffer;
     const accepted: ImageAccepted = {
       id,
       contentType,
-      study: studyFromHeaders(record.headers),
+      study: mergeStudy(studyFromHeaders(record.headers), dicom),
       priority: parsePriority(record.headers[HEADERS.priority]),
       receivedAt,
       source: Source.SOURCE_KAFKA,
@@ -60,22 +49,34 @@ export class StudyIntakeService {
     ]);
     return accepted;
   }
+
+  /**
+   * The study of a record for its error event: headers, overlaid with the DICOM header when one
+   * can be read. Never throws (it runs while reporting another failure).
+   */
+  studyOf(record: IncomingRecord): StudyRef {
+    const fromHeaders = studyFromHeaders(record.headers);
+    const data = record.value;
+    if (!data || data.length === 0 || data.length > this.intake.maxBytes || sniffMediaType(data) !== 'application/dicom') return fromHeaders;
+    try {
+      const { info } = parseDicomFile(data, { maxInflatedBytes: this.intake.maxInflatedBytes }, { untilPixelData: true, stage: 'ingest' });
+      return mergeStudy(fromHeaders, info);
+    } catch {
+      return fromHeaders;
+    }
+  }
 }
 
-/** Declared type when it agrees with the bytes; sniffed type when none is declared. */
-export function resolveMediaType(declaredHeader: string | undefined, data: Buffer): MediaType {
-  const sniffed = sniffMediaType(data);
-  const declared = parseDeclaredMediaType(declaredHeader);
-  if (declared === 'other') {
-    throw new ThoraxError('UNSUPPORTED_MEDIA_TYPE', `content-type ${declaredHeader} is not accepted`, { stage: 'ingest' });
-  }
-  if (!sniffed) {
-    throw new ThoraxError('UNSUPPORTED_MEDIA_TYPE', 'bytes are not DICOM, PNG or JPEG', { stage: 'ingest' });
-  }
-  if (declared && declared !== sniffed) {
-    throw new ThoraxError('CONTENT_TYPE_MISMATCH', `declared ${declared} but the bytes are ${sniffed}`, { stage: 'ingest' });
-  }
-  return sniffed;
+export function intakeOptions(config: IngestConfig): IntakeOptions {
+  return {
+    maxBytes: config.INGEST_MAX_BYTES,
+    maxInflatedBytes: config.INGEST_MAX_INFLATED_BYTES,
+    dicomEnabled: config.INGEST_DICOM_ENABLED,
+    modalities: config.INGEST_MODALITIES,
+    viewPositions: config.INGEST_VIEW_POSITIONS,
+    requireView: config.INGEST_REQUIRE_VIEW,
+    bodyParts: config.INGEST_BODY_PARTS,
+  };
 }
 
 export function studyFromHeaders(headers: Record<string, string>): StudyRef {
@@ -88,6 +89,22 @@ export function studyFromHeaders(headers: Record<string, string>): StudyRef {
     viewPosition: '',
     modality: '',
     bodyPart: '',
+  };
+}
+
+/** DICOM tags win over headers for the same field; an absent tag keeps the header's value. */
+export function mergeStudy(fromHeaders: StudyRef, dicom: DicomInfo | null): StudyRef {
+  if (!dicom) return fromHeaders;
+  const pick = (tag: string, header: string) => tag || header;
+  return {
+    studyUid: pick(dicom.studyInstanceUid, fromHeaders.studyUid),
+    seriesUid: pick(dicom.seriesInstanceUid, fromHeaders.seriesUid),
+    sopInstanceUid: pick(dicom.sopInstanceUid, fromHeaders.sopInstanceUid),
+    accession: pick(dicom.accessionNumber, fromHeaders.accession),
+    patientId: pick(dicom.patientId, fromHeaders.patientId),
+    viewPosition: pick(dicom.viewPosition, fromHeaders.viewPosition),
+    modality: pick(dicom.modality, fromHeaders.modality),
+    bodyPart: pick(dicom.bodyPartExamined, fromHeaders.bodyPart),
   };
 }
 

@@ -1,17 +1,19 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { ImageAccepted, PixelFormat, PreprocessedImage, ThoraxError } from '@thorax/contracts';
-import { toWireImage, WIRE_PREPROCESSING, type WireImageOptions } from '@thorax/imaging';
+import { DecodePool, WIRE_PREPROCESSING, type WireImageOptions } from '@thorax/imaging';
 import { forwardedHeaders, type IncomingRecord, PUBLISHER, type Publisher } from '@thorax/kafka';
 import { ThoraxMetrics } from '@thorax/observability';
 import { PREPROCESS_CONFIG, type PreprocessConfig } from '../config';
 
 /**
- * Decodes an accepted image into the model-independent wire image (8-bit grey, fixed square
- * size) and publishes it to thorax.tensors.v1.
+ * Decodes an accepted image (DICOM, PNG, JPEG) into the model-independent wire image (8-bit
+ * grey, fixed square size) in decode worker threads with a hard time limit, and publishes it to
+ * thorax.tensors.v1.
  */
 @Injectable()
-export class PreprocessService {
+export class PreprocessService implements OnModuleDestroy {
   private readonly wire: WireImageOptions;
+  private readonly decoder: DecodePool;
 
   constructor(
     @Inject(PREPROCESS_CONFIG) private readonly config: PreprocessConfig,
@@ -22,7 +24,19 @@ export class PreprocessService {
       size: config.PREPROCESS_WIRE_SIZE,
       maxInputPixels: config.PREPROCESS_MAX_PIXELS,
       minInputSide: config.PREPROCESS_MIN_SIDE,
+      maxFrames: config.PREPROCESS_MAX_FRAMES,
+      maxInflatedBytes: config.PREPROCESS_MAX_INFLATED_BYTES,
+      decodeTimeoutMs: config.PREPROCESS_DECODE_TIMEOUT_MS,
     };
+    this.decoder = new DecodePool({
+      wire: this.wire,
+      workers: config.PREPROCESS_DECODE_WORKERS,
+      workerHeapMb: config.PREPROCESS_DECODE_WORKER_HEAP_MB,
+    });
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.decoder.close();
   }
 
   async process(record: IncomingRecord, accepted: ImageAccepted): Promise<PreprocessedImage> {
@@ -32,7 +46,7 @@ export class PreprocessService {
       });
     }
     const data = Buffer.from(accepted.data);
-    const wire = await this.metrics.time('decode', () => toWireImage(data, this.wire));
+    const wire = await this.metrics.time('decode', () => this.decoder.decode(data));
     const image: PreprocessedImage = {
       id: accepted.id,
       study: accepted.study,
@@ -41,15 +55,15 @@ export class PreprocessService {
       width: wire.width,
       height: wire.height,
       pixelFormat: PixelFormat.PIXEL_FORMAT_GREY8,
-      pixels: wire.pixels,
+      pixels: Buffer.from(wire.pixels.buffer, wire.pixels.byteOffset, wire.pixels.byteLength),
       source: {
         contentType: accepted.contentType,
         width: wire.source.width,
         height: wire.source.height,
         bitsStored: wire.source.bitsStored,
-        frames: 1,
-        frameIndex: 0,
-        photometricInterpretation: '',
+        frames: wire.source.frames,
+        frameIndex: wire.source.frameIndex,
+        photometricInterpretation: wire.source.photometricInterpretation,
       },
       preprocessing: WIRE_PREPROCESSING,
     };

@@ -1,0 +1,155 @@
+import { type ErrorCode, isErrorCode, ThoraxError } from '@thorax/contracts';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { toWireImage, type WireImage, type WireImageOptions } from './wire-image';
+
+export interface DecodeRequest {
+  id: number;
+  bytes: ArrayBuffer;
+  options: WireImageOptions;
+}
+
+export type DecodeReply = { id: number; ok: true; wire: WireImage } | { id: number; ok: false; code: string; message: string };
+
+export interface DecodePoolOptions {
+  wire: WireImageOptions;
+  /** Worker threads decoding in parallel. */
+  workers: number;
+  /** V8 heap cap per worker, MiB (worker_threads resourceLimits). */
+  workerHeapMb: number;
+  /** Compiled worker script; defaults to decode.worker.js beside this module (absent under ts-jest). */
+  workerScript?: string;
+}
+
+interface Job {
+  id: number;
+  bytes: Uint8Array;
+  resolve: (wire: WireImage) => void;
+  reject: (error: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  job: Job | null;
+  timer: NodeJS.Timeout | null;
+}
+
+const stage = 'preprocess' as const;
+
+/**
+ * Decodes images off the event loop in worker threads, with a hard time limit: a decode that
+ * overruns `decodeTimeoutMs` fails with DECODE_TIMEOUT and its worker is terminated and replaced,
+ * so a pathological file costs one worker restart, never a stuck consumer. Without a compiled
+ * worker script (unit tests run TypeScript in place) it decodes inline with the same limit on
+ * the promise.
+ */
+export class DecodePool {
+  readonly mode: 'workers' | 'inline';
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private nextId = 1;
+  private closed = false;
+  private readonly script: string;
+
+  constructor(private readonly options: DecodePoolOptions) {
+    this.script = options.workerScript ?? path.join(__dirname, 'decode.worker.js');
+    this.mode = existsSync(this.script) ? 'workers' : 'inline';
+    if (this.mode === 'workers') for (let i = 0; i < Math.max(1, options.workers); i += 1) this.slots.push(this.spawn());
+  }
+
+  decode(bytes: Uint8Array): Promise<WireImage> {
+    if (this.closed) return Promise.reject(new ThoraxError('INTERNAL_ERROR', 'decode pool is closed', { stage, transient: true }));
+    if (this.mode === 'inline') return this.inline(bytes);
+    return new Promise<WireImage>((resolve, reject) => {
+      this.queue.push({ id: this.nextId++, bytes, resolve, reject });
+      this.pump();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const job of this.queue.splice(0)) job.reject(new ThoraxError('INTERNAL_ERROR', 'decode pool closed', { stage, transient: true }));
+    await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
+  }
+
+  private async inline(bytes: Uint8Array): Promise<WireImage> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(this.timeoutError()), this.options.wire.decodeTimeoutMs);
+    });
+    try {
+      return await Promise.race([toWireImage(bytes, this.options.wire), deadline]);
+    } catch (error) {
+      if (error instanceof ThoraxError) throw error;
+      throw new ThoraxError('CORRUPT_IMAGE', `decoder failed: ${(error as Error)?.message ?? String(error)}`, { stage });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private timeoutError(): ThoraxError {
+    return new ThoraxError('DECODE_TIMEOUT', `decoding took longer than ${this.options.wire.decodeTimeoutMs} ms`, { stage });
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(this.script, {
+      resourceLimits: { maxOldGenerationSizeMb: this.options.workerHeapMb, maxYoungGenerationSizeMb: 64 },
+    });
+    const slot: Slot = { worker, job: null, timer: null };
+    worker.on('message', (reply: DecodeReply) => this.finish(slot, reply));
+    worker.on('error', (error: Error & { code?: string }) => {
+      const code: ErrorCode = error.code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'IMAGE_TOO_LARGE' : 'CORRUPT_IMAGE';
+      this.replace(slot, new ThoraxError(code, `decoder worker failed: ${error.message}`, { stage }));
+    });
+    worker.on('exit', () => {
+      if (!this.closed && this.slots.includes(slot)) this.replace(slot, new ThoraxError('CORRUPT_IMAGE', 'decoder worker exited', { stage }));
+    });
+    worker.unref();
+    return slot;
+  }
+
+  private pump(): void {
+    for (const slot of this.slots) {
+      if (slot.job || this.queue.length === 0) continue;
+      const job = this.queue.shift() as Job;
+      slot.job = job;
+      slot.timer = setTimeout(() => this.replace(slot, this.timeoutError()), this.options.wire.decodeTimeoutMs);
+      const copy = new Uint8Array(job.bytes);
+      const request: DecodeRequest = { id: job.id, bytes: copy.buffer, options: this.options.wire };
+      slot.worker.postMessage(request, [copy.buffer]);
+    }
+  }
+
+  private finish(slot: Slot, reply: DecodeReply): void {
+    const job = slot.job;
+    if (!job || job.id !== reply.id) return;
+    if (slot.timer) clearTimeout(slot.timer);
+    slot.job = null;
+    slot.timer = null;
+    if (reply.ok) {
+      const wire = reply.wire;
+      job.resolve({ ...wire, pixels: new Uint8Array(wire.pixels) });
+    } else {
+      const code: ErrorCode = isErrorCode(reply.code) ? reply.code : 'CORRUPT_IMAGE';
+      job.reject(new ThoraxError(code, reply.message, { stage }));
+    }
+    this.pump();
+  }
+
+  /** Fails the slot's job (if any), terminates its worker and starts a fresh one. */
+  private replace(slot: Slot, error: ThoraxError): void {
+    const index = this.slots.indexOf(slot);
+    if (index < 0) return;
+    if (slot.timer) clearTimeout(slot.timer);
+    const job = slot.job;
+    slot.job = null;
+    this.slots.splice(index, 1);
+    void slot.worker.terminate();
+    if (job) job.reject(error);
+    if (!this.closed) {
+      this.slots.push(this.spawn());
+      this.pump();
+    }
+  }
+}
