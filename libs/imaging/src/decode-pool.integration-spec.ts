@@ -1,0 +1,87 @@
+/**
+ * The decode pool with real worker threads (the compiled worker from `node scripts/build.mjs`,
+ * which `npm test` runs before this suite): results equal the inline decode, an overrunning
+ * decode fails with DECODE_TIMEOUT, and the pool keeps decoding afterwards.
+ */
+import { ThoraxError } from '@thorax/contracts';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DecodePool } from './decode-pool';
+import { DEFAULT_WIRE_OPTIONS, toWireImage } from './wire-image';
+
+jest.setTimeout(120_000);
+
+const ROOT = path.resolve(__dirname, '../../..');
+const WORKER = path.join(ROOT, 'dist/libs/imaging/src/decode.worker.js');
+const fixture = (file: string) => readFileSync(path.join(ROOT, 'test/fixtures/imaging', file));
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'ok';
+  } catch (error) {
+    return error instanceof ThoraxError ? error.code : `unclassified ${(error as Error).message}`;
+  }
+}
+
+describe('DecodePool (worker threads)', () => {
+  beforeAll(() => {
+    if (!existsSync(WORKER)) throw new Error(`${WORKER} missing: run \`node scripts/build.mjs\` first`);
+  });
+
+  it('decodes in workers exactly as inline, several at once', async () => {
+    const pool = new DecodePool({ wire: DEFAULT_WIRE_OPTIONS, workers: 2, workerHeapMb: 512, workerScript: WORKER });
+    try {
+      expect(pool.mode).toBe('workers');
+      const files = ['valid/j2k-lossless.dcm', 'valid/jpeg-ls-lossless.dcm', 'valid/grey16.png', 'valid/jpeg-baseline-ybr422.dcm', 'valid/rle-mono1.dcm'];
+      const [pooled, inline] = await Promise.all([
+        Promise.all(files.map((f) => pool.decode(fixture(f)))),
+        Promise.all(files.map((f) => toWireImage(fixture(f)))),
+      ]);
+      pooled.forEach((w, i) => {
+        expect(Buffer.from(w.pixels).equals(Buffer.from(inline[i]?.pixels ?? []))).toBe(true);
+        expect(w.source).toEqual(inline[i]?.source);
+      });
+      expect(await codeOf(pool.decode(fixture('hostile/bomb-j2k-siz-40000.dcm')))).toBe('IMAGE_TOO_LARGE');
+      expect(await codeOf(pool.decode(fixture('hostile/garbage-jpeg-ls.dcm')))).toBe('CORRUPT_IMAGE');
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('stops a decode that overruns its time limit and keeps serving', async () => {
+    const pool = new DecodePool({ wire: { ...DEFAULT_WIRE_OPTIONS, decodeTimeoutMs: 1 }, workers: 1, workerHeapMb: 512, workerScript: WORKER });
+    try {
+      expect(await codeOf(pool.decode(fixture('valid/j2k-lossless.dcm')))).toBe('DECODE_TIMEOUT');
+      expect(await codeOf(pool.decode(fixture('valid/jpeg-ls-lossless.dcm')))).toBe('DECODE_TIMEOUT');
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('replaces a worker stuck in a decode and runs the queued work on the new one', async () => {
+    // A stand-in worker that never returns for input starting with byte 1 (an endless decode).
+    const dir = mkdtempSync(path.join(tmpdir(), 'thorax-pool-'));
+    const script = path.join(dir, 'spin.worker.js');
+    writeFileSync(
+      script,
+      `const { parentPort } = require('node:worker_threads');
+parentPort.on('message', (r) => {
+  if (new Uint8Array(r.bytes)[0] === 1) for (;;) {}
+  const pixels = new Uint8Array([7, 7, 7, 7]);
+  parentPort.postMessage({ id: r.id, ok: true, wire: { pixels, width: 2, height: 2, source: {} } }, [pixels.buffer]);
+});`,
+    );
+    const pool = new DecodePool({ wire: { ...DEFAULT_WIRE_OPTIONS, decodeTimeoutMs: 1500 }, workers: 1, workerHeapMb: 128, workerScript: script });
+    try {
+      expect(await codeOf(pool.decode(Uint8Array.of(0)))).toBe('ok');
+      const [stuck, queued] = await Promise.all([codeOf(pool.decode(Uint8Array.of(1))), codeOf(pool.decode(Uint8Array.of(0)))]);
+      expect({ stuck, queued }).toEqual({ stuck: 'DECODE_TIMEOUT', queued: 'ok' });
+      expect(Array.from((await pool.decode(Uint8Array.of(0))).pixels)).toEqual([7, 7, 7, 7]);
+    } finally {
+      await pool.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
