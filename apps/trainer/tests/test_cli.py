@@ -1,4 +1,5 @@
-"""End to end on a tiny dataset: synth → train (1 epoch) → export → verify, via the CLI."""
+"""End to end on a tiny dataset via the CLI: synth → prepare → train → resume → export → verify →
+quantize → verify."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import onnx
 import pytest
 
 from thorax_trainer.cli import main
-from thorax_trainer.contract import KEY_TRAINING, METADATA_KEYS, validate_metadata
+from thorax_trainer.contract import (
+    KEY_AUROC_TEST,
+    KEY_PREPROCESSING,
+    KEY_TRAINING,
+    LABELS,
+    METADATA_KEYS,
+    validate_metadata,
+)
 from thorax_trainer.train import load_checkpoint
 
 
@@ -19,15 +27,22 @@ def test_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     model = tmp_path / "models" / "2026.11.30-9" / "model.onnx"
 
     assert main(["-q", "synth", "--out", str(data), "--images", "48", "--size", "256"]) == 0
-    assert main(["-q", "synth", "--out", str(data), "--images", "48", "--clean"]) == 0
-    common = ["--data", str(data), "--run-dir", str(run), "--batch-size", "16"]
-    assert main(["-q", "train", *common, "--epochs", "1", "--split", "0.5,0.3,0.2"]) == 0
-    assert (
-        main(["-q", "train", *common, "--epochs", "2", "--split", "0.5,0.3,0.2", "--resume"]) == 0
-    )
+    synth = ["synth", "--out", str(data), "--images", "64", "--layout", "nih", "--clean"]
+    assert main(["-q", *synth]) == 0
+    assert (data / "images_001" / "images").is_dir()
+    assert not (data / "images").exists()
+    assert main(["-q", "prepare", "--data", str(data), "--workers", "1"]) == 0
+    assert (data / "wire-cache" / "index.json").is_file()
+    common = [
+        *("--data", str(data), "--run-dir", str(run), "--backbone", "tiny-cnn"),
+        *("--input-size", "56", "--batch-size", "8", "--device", "cpu", "--log-every", "0"),
+    ]
+    assert main(["-q", "train", *common, "--epochs", "1"]) == 0
+    assert main(["-q", "train", *common, "--epochs", "2", "--resume"]) == 0
     checkpoint = load_checkpoint(run / "best.pt")
     assert len(checkpoint["validation"]["thresholds"]) == 14
     assert load_checkpoint(run / "last.pt")["epoch"] == 2
+    assert (run / "report.md").is_file()
 
     version = ["--name", "thorax-test", "--version", "2026.11.30-9"]
     assert (
@@ -39,8 +54,12 @@ def test_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     validate_metadata(metadata)
     training = json.loads(metadata[KEY_TRAINING])
     assert training["dataset"]["kind"] == "synthetic"
-    assert training["dataset"]["split"] == "patient"
-    assert sum(training["dataset"]["images"].values()) == 48
+    assert training["dataset"]["split"] == "official"
+    assert training["networkInput"] == 56
+    assert sum(training["dataset"]["images"].values()) == 64
+    assert json.loads(metadata[KEY_AUROC_TEST]).keys() == set(LABELS)
+    preprocessing = json.loads(metadata[KEY_PREPROCESSING])
+    assert {"op": "averagePool", "factor": 4} in preprocessing["graph"]
     sidecar = json.loads((model.parent / "model.json").read_text(encoding="utf-8"))
     assert sidecar["metadata"]["thorax.model.version"] == "2026.11.30-9"
 
@@ -49,6 +68,16 @@ def test_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     report = json.loads(capsys.readouterr().out)
     assert report["maxAbsDiff"] <= 1e-4
     assert report["images"] > 0
+
+    assert (
+        main(["-q", "quantize", "--model", str(model), "--checkpoint", str(run / "best.pt")]) == 0
+    )
+    quantized = json.loads(capsys.readouterr().out)
+    int8 = model.with_name("model.int8.onnx")
+    assert quantized["model"] == str(int8)
+    assert quantized["cpuSpeedRatio"] > 0
+    assert (model.parent / "model.int8.json").is_file()
+    assert main(["-q", "verify", "--model", str(int8)]) == 0
 
 
 def test_synth_refuses_to_clean_a_foreign_directory(tmp_path: Path) -> None:

@@ -10,14 +10,21 @@ from thorax_trainer.contract import LABELS
 from thorax_trainer.dataset import (
     COLUMNS,
     CSV_NAME,
+    TEST_LIST,
+    TRAIN_VAL_LIST,
     DatasetError,
     Record,
     WireImageDataset,
     format_finding_labels,
+    index_images,
+    load_split,
     parse_finding_labels,
+    read_list,
     read_records,
     resolve_image_paths,
     split_by_patient,
+    split_official,
+    write_list,
     write_records,
 )
 
@@ -178,3 +185,91 @@ def test_synthetic_dataset_loads_through_the_nih_reader(synthetic_dir: Path) -> 
     images = dataset.images()
     assert images.shape == (60, 1, 256, 256)
     assert dataset.targets.shape == (60, 14)
+
+
+def _assert_patient_disjoint(parts: dict[str, list[Record]]) -> None:
+    patients = {name: {r.patient_id for r in part} for name, part in parts.items()}
+    assert not patients["train"] & patients["validation"]
+    assert not patients["train"] & patients["test"]
+    assert not patients["validation"] & patients["test"]
+
+
+def test_random_patient_split_is_chexnets_70_10_20_by_default() -> None:
+    records = _records(300, seed=4)
+    split = load_split(Path("unused"), "random-patient", seed=9, records=records)
+    assert split.method == "random-patient"
+    _assert_patient_disjoint(split.by_name())
+    patients = {name: len({r.patient_id for r in p}) for name, p in split.by_name().items()}
+    assert patients == {"train": 210, "validation": 30, "test": 60}
+
+
+def test_official_split_takes_the_test_list_and_cuts_train_val_by_patient() -> None:
+    records = _records(120, seed=2)
+    test_patients = {str(p) for p in range(1, 121) if p % 5 == 0}
+    test = [r.image_index for r in records if r.patient_id in test_patients]
+    train_val = [r.image_index for r in records if r.patient_id not in test_patients]
+    split = split_official(records, train_val, test, validation_fraction=0.125, seed=3)
+    assert split.method == "official"
+    assert sorted(r.image_index for r in split.test) == sorted(test)
+    _assert_patient_disjoint(split.by_name())
+    assert len({r.patient_id for r in split.validation}) == round(0.125 * 96)
+    assert len(split.train) + len(split.validation) == len(train_val)
+    assert split.excluded == {}
+    # Same seed, same validation patients; another seed, others.
+    again = split_official(records, train_val, test, validation_fraction=0.125, seed=3)
+    other = split_official(records, train_val, test, validation_fraction=0.125, seed=4)
+    assert again.validation == split.validation
+    assert other.validation != split.validation
+
+
+def test_official_split_never_lets_a_test_patient_into_training() -> None:
+    records = _records(30, seed=1)
+    multi = next(r.patient_id for r in records if r.follow_up == 1)
+    own = [r.image_index for r in records if r.patient_id == multi]
+    # A list that (unlike NIH's) puts one of this patient's images in test, the rest in train_val,
+    # and leaves one unrelated image out of both lists.
+    test = own[:1]
+    unlisted = next(r.image_index for r in records if r.patient_id != multi)
+    train_val = [r.image_index for r in records if r.image_index not in [*test, unlisted]]
+    split = split_official(records, train_val, test, seed=0)
+    _assert_patient_disjoint(split.by_name())
+    assert split.excluded == {"notInAnyList": 1, "patientAlsoInTest": len(own) - 1}
+    with pytest.raises(DatasetError, match="both train_val and test"):
+        split_official(records, train_val + test, test)
+
+
+def test_split_lists_round_trip_and_missing_lists_are_named(tmp_path: Path) -> None:
+    write_list(tmp_path / TEST_LIST, ["b.png", "a.png"])
+    (tmp_path / TRAIN_VAL_LIST).write_text("c.png\n\n d.png \n", encoding="utf-8")
+    assert read_list(tmp_path / TEST_LIST) == ["b.png", "a.png"]
+    assert read_list(tmp_path / TRAIN_VAL_LIST) == ["c.png", "d.png"]
+    with pytest.raises(DatasetError, match="official split needs it"):
+        read_list(tmp_path / "nothing.txt")
+    with pytest.raises(ValueError, match="unknown split method"):
+        load_split(tmp_path, "image-level", records=_records(3))
+
+
+def test_index_images_lists_every_archive_folder_once(tmp_path: Path) -> None:
+    for folder, names in (("images_001", ["a.png", "b.png"]), ("images_012", ["c.png"])):
+        directory = tmp_path / folder / "images"
+        directory.mkdir(parents=True)
+        for name in names:
+            (directory / name).write_bytes(b"")
+    (tmp_path / "images_001" / "images" / "sub").mkdir()
+    index = index_images(tmp_path)
+    assert sorted(index) == ["a.png", "b.png", "c.png"]
+    assert index["c.png"] == tmp_path / "images_012" / "images" / "c.png"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images/"):
+        index_images(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("method", ["official", "random-patient"])
+def test_synthetic_dataset_splits_share_no_patient(synthetic_dir: Path, method: str) -> None:
+    split = load_split(synthetic_dir, method, seed=1)
+    _assert_patient_disjoint(split.by_name())
+    assert split.train
+    assert split.validation
+    assert split.test
+    if method == "official":
+        assert {r.image_index for r in split.test} == set(read_list(synthetic_dir / TEST_LIST))

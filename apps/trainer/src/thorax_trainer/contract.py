@@ -58,6 +58,9 @@ KEY_OUTPUT: Final = "thorax.output"
 KEY_PREPROCESSING: Final = "thorax.preprocessing"
 KEY_TRAINING: Final = "thorax.training"
 KEY_AUROC_VALIDATION: Final = "thorax.auroc.validation"
+# Additive keys (not required by thorax.model.v1; validated when present).
+KEY_AUROC_TEST: Final = "thorax.auroc.test"
+KEY_QUANTIZATION: Final = "thorax.quantization"
 
 METADATA_KEYS: Final[tuple[str, ...]] = (
     KEY_SCHEMA,
@@ -84,8 +87,28 @@ INPUT_SPEC: Final[Mapping[str, Any]] = {
 OUTPUT_SPEC: Final[Mapping[str, Any]] = {"name": OUTPUT_NAME, "activation": "sigmoid"}
 
 
-def preprocessing_spec() -> dict[str, Any]:
-    """Describe the wire format and the steps the graph applies to it, in order."""
+def preprocessing_spec(network_size: int = CROP_SIZE) -> dict[str, Any]:
+    """Describe the wire format and the steps the graph applies to it, in order.
+
+    ``network_size`` below the crop size adds an in-graph average-pooling step (the crop size must
+    be a multiple of it); the wire format never changes.
+    """
+    graph: list[dict[str, Any]] = [
+        {
+            "op": "centreCrop",
+            "height": CROP_SIZE,
+            "width": CROP_SIZE,
+            "offset": [CROP_OFFSET, CROP_OFFSET],
+        },
+        {"op": "cast", "to": "float32"},
+        {"op": "scale", "divisor": 255.0},
+    ]
+    if network_size != CROP_SIZE:
+        graph.append({"op": "averagePool", "factor": pooling_factor(network_size)})
+    graph += [
+        {"op": "replicateChannels", "channels": 3},
+        {"op": "normalise", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+    ]
     return {
         "wire": {
             "pixelFormat": "grey8",
@@ -96,20 +119,21 @@ def preprocessing_spec() -> dict[str, Any]:
                 {"op": "centreCrop", "height": WIRE_SIZE, "width": WIRE_SIZE},
             ],
         },
-        "graph": [
-            {
-                "op": "centreCrop",
-                "height": CROP_SIZE,
-                "width": CROP_SIZE,
-                "offset": [CROP_OFFSET, CROP_OFFSET],
-            },
-            {"op": "cast", "to": "float32"},
-            {"op": "scale", "divisor": 255.0},
-            {"op": "replicateChannels", "channels": 3},
-            {"op": "normalise", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        ],
-        "networkInput": {"layout": "NCHW", "channels": 3, "height": CROP_SIZE, "width": CROP_SIZE},
+        "graph": graph,
+        "networkInput": {
+            "layout": "NCHW",
+            "channels": 3,
+            "height": network_size,
+            "width": network_size,
+        },
     }
+
+
+def pooling_factor(network_size: int) -> int:
+    """The in-graph average-pooling factor that turns the 224 crop into ``network_size``."""
+    if network_size < 1 or CROP_SIZE % network_size:
+        raise ValueError(f"network input size must divide {CROP_SIZE}, got {network_size}")
+    return CROP_SIZE // network_size
 
 
 class ContractError(ValueError):
@@ -127,6 +151,9 @@ def build_metadata(
     thresholds: Sequence[float],
     auroc_validation: Mapping[str, float | None],
     training: Mapping[str, Any],
+    network_size: int = CROP_SIZE,
+    auroc_test: Mapping[str, float | None] | None = None,
+    quantization: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """Assemble the ``metadata_props`` of a model file (all values are strings)."""
     metadata = {
@@ -137,12 +164,18 @@ def build_metadata(
         KEY_THRESHOLDS: _json([round(float(t), 6) for t in thresholds]),
         KEY_INPUT: _json(dict(INPUT_SPEC)),
         KEY_OUTPUT: _json(dict(OUTPUT_SPEC)),
-        KEY_PREPROCESSING: _json(preprocessing_spec()),
+        KEY_PREPROCESSING: _json(preprocessing_spec(network_size)),
         KEY_TRAINING: _json(dict(training)),
         KEY_AUROC_VALIDATION: _json(
             {label: _round_or_none(auroc_validation.get(label)) for label in LABELS}
         ),
     }
+    if auroc_test is not None:
+        metadata[KEY_AUROC_TEST] = _json(
+            {label: _round_or_none(auroc_test.get(label)) for label in LABELS}
+        )
+    if quantization is not None:
+        metadata[KEY_QUANTIZATION] = _json(dict(quantization))
     validate_metadata(metadata)
     return metadata
 
@@ -193,9 +226,16 @@ def validate_metadata(metadata: Mapping[str, str]) -> None:
     training = _load(metadata, KEY_TRAINING)
     if not isinstance(training, dict) or not training:
         raise ContractError(f"{KEY_TRAINING} must be a non-empty JSON object")
-    auroc = _load(metadata, KEY_AUROC_VALIDATION)
+    for key in (KEY_AUROC_VALIDATION, KEY_AUROC_TEST):
+        if key in metadata:
+            _validate_auroc(key, _load(metadata, key))
+    if KEY_QUANTIZATION in metadata and not isinstance(_load(metadata, KEY_QUANTIZATION), dict):
+        raise ContractError(f"{KEY_QUANTIZATION} must be a JSON object")
+
+
+def _validate_auroc(key: str, auroc: object) -> None:
     if not isinstance(auroc, dict) or list(auroc.keys()) != list(LABELS):
-        raise ContractError(f"{KEY_AUROC_VALIDATION} must map each label, in order, to its AUROC")
+        raise ContractError(f"{key} must map each label, in order, to its AUROC")
     for label, value in auroc.items():
         if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
-            raise ContractError(f"{KEY_AUROC_VALIDATION}[{label}] must be in [0, 1] or null")
+            raise ContractError(f"{key}[{label}] must be in [0, 1] or null")

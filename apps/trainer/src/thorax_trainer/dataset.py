@@ -1,15 +1,19 @@
 """Datasets in the NIH ChestX-ray14 layout: ``Data_Entry_2017.csv`` plus PNG files.
 
-A dataset directory holds the CSV and the images either in ``images/`` or, as the NIH download
-ships them, in ``images_001/images/`` … ``images_012/images/``. Splits are by patient, never by
-image, so no patient's follow-up studies end up on both sides of a split.
+A dataset directory holds the CSV, the official split lists ``train_val_list.txt`` and
+``test_list.txt``, and the images either in ``images/`` or, as the NIH download ships them, in
+``images_001/images/`` … ``images_012/images/``. Splits are by patient, never by image, so no
+patient's follow-up studies end up on both sides of a split: ``official`` takes NIH's test list
+as the test set and cuts train_val by patient; ``random-patient`` is CheXNet's seeded 70/10/20
+patient split.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,9 @@ from thorax_trainer.wire import UInt8Array, load_wire
 CSV_NAME = "Data_Entry_2017.csv"
 # Optional sidecar describing the dataset (name, kind, …) for the model's training summary.
 DATASET_INFO = "dataset.json"
+TRAIN_VAL_LIST = "train_val_list.txt"
+TEST_LIST = "test_list.txt"
+SPLIT_METHODS: tuple[str, ...] = ("official", "random-patient")
 COLUMNS: tuple[str, ...] = (
     "Image Index",
     "Finding Labels",
@@ -178,26 +185,49 @@ def image_directories(root: Path) -> list[Path]:
     return [path for path in candidates if path.is_dir()]
 
 
-def resolve_image_paths(root: Path, records: Sequence[Record]) -> list[Path]:
-    """Find every record's file; raise DatasetError naming the first few that are missing."""
+def index_images(root: Path) -> dict[str, Path]:
+    """File name → path over all image directories, listing each directory once.
+
+    The first directory in ``image_directories`` order wins when a name appears twice.
+    """
     directories = image_directories(root)
     if not directories:
         raise DatasetError(f"{root}: no images/ or images_*/images/ directory")
-    paths: list[Path] = []
-    missing: list[str] = []
-    for record in records:
-        found = next(
-            (d / record.image_index for d in directories if (d / record.image_index).is_file()),
-            None,
-        )
-        if found is None:
-            missing.append(record.image_index)
-        else:
-            paths.append(found)
+    found: dict[str, Path] = {}
+    for directory in directories:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name not in found and entry.is_file():
+                    found[entry.name] = Path(entry.path)
+    return found
+
+
+def resolve_image_paths(
+    root: Path, records: Sequence[Record], index: Mapping[str, Path] | None = None
+) -> list[Path]:
+    """Find every record's file; raise DatasetError naming the first few that are missing."""
+    files = index_images(root) if index is None else index
+    missing = [r.image_index for r in records if r.image_index not in files]
     if missing:
         shown = ", ".join(missing[:5])
-        raise DatasetError(f"{root}: {len(missing)} images not found (e.g. {shown})")
-    return paths
+        raise DatasetError(
+            f"{root}: {len(missing)} images not found (e.g. {shown}); "
+            "use --skip-missing to train on the images that are present"
+        )
+    return [files[r.image_index] for r in records]
+
+
+def read_list(path: Path) -> list[str]:
+    """An NIH split list: one image file name per line; blank lines ignored."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DatasetError(f"{path} not found (the official split needs it)") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def write_list(path: Path, names: Iterable[str]) -> None:
+    path.write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -207,33 +237,45 @@ class Split:
     train: list[Record]
     validation: list[Record]
     test: list[Record]
+    method: str = "random-patient"
+    # What the split had to leave out, e.g. {"notInAnyList": 3}; empty when nothing.
+    excluded: dict[str, int] = field(default_factory=dict)
 
     def by_name(self) -> dict[str, list[Record]]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
+    def patient_sets(self) -> dict[str, set[str]]:
+        return {name: {r.patient_id for r in part} for name, part in self.by_name().items()}
+
+
+def _shuffled_patients(records: Iterable[Record], seed: int) -> list[str]:
+    patients = sorted({record.patient_id for record in records})
+    order = np.random.default_rng(seed).permutation(len(patients))
+    return [patients[i] for i in order]
+
+
+def _cut(n: int, fraction: float, enough: int) -> int:
+    """``round(fraction * n)``, but at least 1 for a positive fraction once ``n >= enough``."""
+    count = round(fraction * n)
+    return 1 if fraction > 0 and count == 0 and n >= enough else count
+
 
 def split_by_patient(
     records: Sequence[Record],
-    fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
     seed: int = 0,
 ) -> Split:
-    """Shuffle patients with ``seed`` and cut them into train/validation/test by patient count.
+    """CheXNet's split: shuffle patients with ``seed``, cut them train/validation/test.
 
     The result depends only on the set of patient IDs, the fractions and the seed, not on row
     order. A split with a positive fraction gets at least one patient when there are enough.
     """
     if any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
-    patients = sorted({record.patient_id for record in records})
-    order = np.random.default_rng(seed).permutation(len(patients))
-    shuffled = [patients[i] for i in order]
+    shuffled = _shuffled_patients(records, seed)
     n = len(shuffled)
-    n_validation = round(fractions[1] * n)
-    n_test = round(fractions[2] * n)
-    if fractions[1] > 0 and n_validation == 0 and n >= 2:
-        n_validation = 1
-    if fractions[2] > 0 and n_test == 0 and n >= 3:
-        n_test = 1
+    n_validation = _cut(n, fractions[1], 2)
+    n_test = _cut(n, fractions[2], 3)
     n_train = n - n_validation - n_test
     if n_train <= 0 and fractions[0] > 0:
         raise ValueError(f"too few patients ({n}) for split {fractions}")
@@ -245,7 +287,75 @@ def split_by_patient(
     parts: dict[str, list[Record]] = {name: [] for name in SPLIT_NAMES}
     for record in records:
         parts[assignment[record.patient_id]].append(record)
-    return Split(train=parts["train"], validation=parts["validation"], test=parts["test"])
+    return Split(parts["train"], parts["validation"], parts["test"], method="random-patient")
+
+
+def split_official(
+    records: Sequence[Record],
+    train_val: Iterable[str],
+    test: Iterable[str],
+    validation_fraction: float = 0.125,
+    seed: int = 0,
+) -> Split:
+    """NIH's split: ``test_list.txt`` is the test set; train_val is cut by patient.
+
+    ``validation_fraction`` of the train_val patients (shuffled with ``seed``) form the
+    validation set. Images listed in neither file are left out, and so are train_val images of a
+    patient who also has a test image (NIH's lists are patient-disjoint, so on the real data this
+    removes nothing); both are counted in ``excluded``.
+    """
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation fraction must be in (0, 1), got {validation_fraction}")
+    test_names, train_val_names = set(test), set(train_val)
+    both = test_names & train_val_names
+    if both:
+        raise DatasetError(
+            f"{len(both)} images are in both train_val and test lists (e.g. {sorted(both)[0]})"
+        )
+    test_records = [r for r in records if r.image_index in test_names]
+    test_patients = {r.patient_id for r in test_records}
+    pool = [r for r in records if r.image_index in train_val_names]
+    kept = [r for r in pool if r.patient_id not in test_patients]
+    shuffled = _shuffled_patients(kept, seed)
+    validation_patients = set(shuffled[: _cut(len(shuffled), validation_fraction, 2)])
+    excluded = {
+        "notInAnyList": sum(
+            r.image_index not in test_names and r.image_index not in train_val_names
+            for r in records
+        ),
+        "patientAlsoInTest": len(pool) - len(kept),
+    }
+    return Split(
+        train=[r for r in kept if r.patient_id not in validation_patients],
+        validation=[r for r in kept if r.patient_id in validation_patients],
+        test=test_records,
+        method="official",
+        excluded={key: value for key, value in excluded.items() if value},
+    )
+
+
+def load_split(
+    root: Path,
+    method: str = "official",
+    *,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    validation_fraction: float = 0.125,
+    seed: int = 0,
+    records: Sequence[Record] | None = None,
+) -> Split:
+    """Read the CSV (unless ``records`` is given) and split it with ``method``."""
+    rows = read_records(root / CSV_NAME) if records is None else records
+    if method == "official":
+        return split_official(
+            rows,
+            read_list(root / TRAIN_VAL_LIST),
+            read_list(root / TEST_LIST),
+            validation_fraction,
+            seed,
+        )
+    if method == "random-patient":
+        return split_by_patient(rows, fractions, seed)
+    raise ValueError(f"unknown split method {method!r} (official, random-patient)")
 
 
 class WireImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):

@@ -86,39 +86,63 @@ def attach_metadata(
 
 
 def training_summary(checkpoint: Mapping[str, Any], opset: int = OPSET) -> dict[str, Any]:
-    """The ``thorax.training`` JSON: data, split, recipe, software and dates."""
+    """The ``thorax.training`` JSON: data, split, recipe, results, software and dates."""
     config = checkpoint["config"]
     dataset = dict(checkpoint["dataset"])
     split = dataset.pop("split")
     validation = checkpoint["validation"]
+    test = checkpoint.get("test") or {}
+    optimizer = (
+        "Adam (betas 0.9, 0.999)"
+        if config["optimizer"] == "adam"
+        else f"SGD (Nesterov momentum {config['momentum']})"
+    )
     return {
         "dataset": {
             **dataset,
             "split": split["method"],
-            "splitFractions": config["split"],
+            "splitFractions": config["fractions"] if split["method"] == "random-patient" else None,
+            "validationFraction": (
+                config["validation_fraction"] if split["method"] == "official" else None
+            ),
             "images": split["images"],
             "patients": split["patients"],
             "positives": split["positives"],
         },
         "backbone": checkpoint["backbone"],
+        "networkInput": config["network_size"],
+        "initialisation": checkpoint.get("initialisation", "random"),
         "parameters": checkpoint["parameters"],
         "epochs": config["epochs"],
+        "epochsRun": checkpoint.get("epochsRun"),
         "bestEpoch": checkpoint["epoch"],
         "batchSize": config["batch_size"],
-        "optimizer": "AdamW",
+        "optimizer": optimizer,
         "learningRate": config["learning_rate"],
         "weightDecay": config["weight_decay"],
-        "schedule": f"linear warmup {config['warmup_epochs']} epoch(s), then cosine to 0",
-        "loss": "binary cross-entropy on logits, unweighted",
+        "schedule": (
+            f"linear warmup over {config['warmup_epochs']} epoch(s) from "
+            f"{config['warmup_start_factor']} x lr, then ReduceLROnPlateau on validation loss "
+            f"(factor {config['plateau_factor']}, patience {config['plateau_patience']})"
+        ),
+        "earlyStopping": config["early_stopping"],
+        "loss": (
+            "binary cross-entropy on logits"
+            + (", balanced positive weights" if config["pos_weight"] == "balanced" else "")
+        ),
         "augmentation": {
-            "shiftPixels": config["shift"],
-            "exposureJitter": config["exposure"],
+            "horizontalFlipP": config["flip_p"],
+            "brightnessP": config["brightness_p"],
+            "brightnessMax": config["brightness_max"],
+            "rotationDegrees": config["rotation_degrees"],
         },
         "seed": config["seed"],
         "selection": "epoch with the highest validation mean AUROC",
         "validationMeanAuroc": _rounded(validation["meanAuroc"]),
+        "testMeanAuroc": _rounded(test.get("meanAuroc")),
         "thresholdRule": validation["thresholdRule"],
-        "device": "cpu",
+        "device": checkpoint.get("device", {"type": "cpu"}),
+        "trainImagesPerSecond": checkpoint.get("trainImagesPerSecond"),
         "torch": checkpoint["torch"],
         "onnxOpset": opset,
         "exporter": "torch.onnx dynamo",
@@ -138,12 +162,15 @@ def metadata_for(checkpoint: Mapping[str, Any], name: str, version: str) -> dict
     validation = checkpoint.get("validation")
     if not validation:
         raise ValueError("checkpoint has no validation results; export the best.pt of a run")
+    test = checkpoint.get("test")
     return build_metadata(
         name=name,
         version=version,
         thresholds=validation["thresholds"],
         auroc_validation=validation["auroc"],
+        auroc_test=test["auroc"] if test and test.get("images") else None,
         training=training_summary(checkpoint),
+        network_size=int(checkpoint["config"]["network_size"]),
     )
 
 
@@ -160,6 +187,17 @@ def write_model(
 ) -> onnx.ModelProto:
     """Export, attach metadata, check and save ``out_path`` plus a ``model.json`` sidecar."""
     proto = attach_metadata(to_onnx(model), metadata, doc)
+    save_with_sidecar(proto, metadata, out_path)
+    return proto
+
+
+def sidecar_path(model_path: Path) -> Path:
+    """``model.onnx`` → ``model.json``; ``model.int8.onnx`` → ``model.int8.json``."""
+    return model_path.with_name(model_path.name.removesuffix(".onnx") + ".json")
+
+
+def save_with_sidecar(proto: onnx.ModelProto, metadata: Mapping[str, str], out_path: Path) -> None:
+    """Check and save a model, and write its human-readable sidecar beside it."""
     onnx.checker.check_model(proto, full_check=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, out_path)
@@ -173,7 +211,4 @@ def write_model(
             for key, value in metadata.items()
         },
     }
-    (out_path.parent / "model.json").write_text(
-        json.dumps(sidecar, indent=2) + "\n", encoding="utf-8"
-    )
-    return proto
+    sidecar_path(out_path).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")

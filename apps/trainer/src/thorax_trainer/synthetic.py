@@ -7,13 +7,16 @@ for Effusion, …), with random strength and jitter so that the task is learnabl
 Labels are multi-label and imbalanced; patients have 1-6 follow-up images that share anatomy and
 tend to keep their findings, so an image-level split would leak.
 
-The output is deterministic for a given seed, image count and size. Nothing here is medically
+The generator writes the whole NIH layout (CSV, official split lists, ``images/`` or the
+``images_NNN/images/`` archive folders) at any size. The output is deterministic for a given seed,
+image count and size. Nothing here is medically
 meaningful; it exists to exercise the pipeline end to end.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +26,15 @@ import numpy.typing as npt
 from PIL import Image
 
 from thorax_trainer.contract import LABELS
-from thorax_trainer.dataset import CSV_NAME, DATASET_INFO, Record, write_records
+from thorax_trainer.dataset import (
+    CSV_NAME,
+    DATASET_INFO,
+    TEST_LIST,
+    TRAIN_VAL_LIST,
+    Record,
+    write_list,
+    write_records,
+)
 
 FloatImage = npt.NDArray[np.float64]
 
@@ -372,32 +383,103 @@ def plan_records(images: int, seed: int, size: int) -> list[Record]:
     return records
 
 
-def generate(out_dir: Path, *, images: int = 1200, seed: int = 7, size: int = 288) -> list[Record]:
-    """Write ``images/`` and ``Data_Entry_2017.csv`` under ``out_dir``; return the records."""
+LAYOUTS: tuple[str, ...] = ("flat", "nih")
+# NIH's download packs images into images_001 … images_012 of (at most) 10,000 images each.
+ARCHIVE_SIZE = 10_000
+# NIH's official test list holds 25,596 of 112,120 images (22.8 %), patient-disjoint from train_val.
+TEST_FRACTION = 0.2
+
+
+def image_folder(position: int, layout: str, archive_size: int = ARCHIVE_SIZE) -> Path:
+    """Relative folder of the ``position``-th image (0-based) for a layout."""
+    if layout == "flat":
+        return Path("images")
+    if layout == "nih":
+        return Path(f"images_{position // archive_size + 1:03d}") / "images"
+    raise ValueError(f"unknown layout {layout!r} (known: {', '.join(LAYOUTS)})")
+
+
+def official_lists(
+    records: list[Record], seed: int, test_fraction: float = TEST_FRACTION
+) -> tuple[list[str], list[str]]:
+    """(train_val, test) image names: whole patients go to test until ``test_fraction`` is met."""
+    patients = sorted({r.patient_id for r in records}, key=int)
+    order = np.random.default_rng([seed, 3]).permutation(len(patients))
+    per_patient: dict[str, int] = {}
+    for r in records:
+        per_patient[r.patient_id] = per_patient.get(r.patient_id, 0) + 1
+    test_patients: set[str] = set()
+    taken = 0
+    for i in order:
+        if taken >= test_fraction * len(records):
+            break
+        test_patients.add(patients[i])
+        taken += per_patient[patients[i]]
+    test = sorted(r.image_index for r in records if r.patient_id in test_patients)
+    train_val = sorted(r.image_index for r in records if r.patient_id not in test_patients)
+    return train_val, test
+
+
+def _render_record(task: tuple[Record, int, int, str]) -> None:
+    record, seed, size, path = task
+    patient = int(record.patient_id)
+    anatomy = _draw_anatomy(np.random.default_rng([seed, 1, patient]))
+    rng = np.random.default_rng([seed, 2, patient, record.follow_up])
+    pixels = render(anatomy, record.labels, rng, size)
+    Image.fromarray(pixels).save(path, compress_level=3)
+
+
+def generate(
+    out_dir: Path,
+    *,
+    images: int = 1200,
+    seed: int = 7,
+    size: int = 288,
+    layout: str = "flat",
+    archive_size: int = ARCHIVE_SIZE,
+    test_fraction: float = TEST_FRACTION,
+    workers: int = 1,
+) -> list[Record]:
+    """Write a dataset in the NIH layout under ``out_dir``; return the records.
+
+    ``Data_Entry_2017.csv``, ``train_val_list.txt``, ``test_list.txt``, ``dataset.json`` and the
+    PNGs, in ``images/`` (layout ``flat``) or ``images_001/images/`` … (layout ``nih``, at most
+    ``archive_size`` per folder). ``workers`` > 1 renders in that many processes; the bytes
+    written do not depend on it.
+    """
     if images < 1:
         raise ValueError("images must be at least 1")
     if size < 64:
         raise ValueError("size must be at least 64")
-    image_dir = out_dir / "images"
-    image_dir.mkdir(parents=True, exist_ok=True)
     records = plan_records(images, seed, size)
-    anatomies: dict[str, Anatomy] = {}
-    for record in records:
-        patient = int(record.patient_id)
-        if record.patient_id not in anatomies:
-            anatomies[record.patient_id] = _draw_anatomy(np.random.default_rng([seed, 1, patient]))
-        rng = np.random.default_rng([seed, 2, patient, record.follow_up])
-        pixels = render(anatomies[record.patient_id], record.labels, rng, size)
-        Image.fromarray(pixels).save(image_dir / record.image_index)
+    tasks: list[tuple[Record, int, int, str]] = []
+    for position, record in enumerate(records):
+        folder = out_dir / image_folder(position, layout, archive_size)
+        if position == 0 or position % archive_size == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        tasks.append((record, seed, size, str(folder / record.image_index)))
+    if workers > 1:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers) as pool:
+            for _ in pool.imap_unordered(_render_record, tasks, chunksize=32):
+                pass
+    else:
+        for task in tasks:
+            _render_record(task)
     write_records(out_dir / CSV_NAME, records)
+    train_val, test = official_lists(records, seed, test_fraction)
+    write_list(out_dir / TRAIN_VAL_LIST, train_val)
+    write_list(out_dir / TEST_LIST, test)
     info = {
         "name": DATASET_NAME,
         "kind": "synthetic",
         "generator": "thorax_trainer.synthetic",
         "seed": seed,
         "images": len(records),
-        "patients": len(anatomies),
+        "patients": len({r.patient_id for r in records}),
         "imageSize": [size, size],
+        "layout": layout,
+        "testImages": len(test),
     }
     (out_dir / DATASET_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return records
