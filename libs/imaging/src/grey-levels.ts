@@ -108,30 +108,36 @@ function percentiles(frame: MonochromeFrame, t: MonochromeTransform, qs: readonl
 
 /** Monochrome stored values to display grey levels (0..255 floats), and which VOI was used. */
 export function monochromeToGrey(frame: MonochromeFrame, t: MonochromeTransform): { grey: Float64Array; voi: VoiUsed } {
-  const n = frame.values.length;
-  const grey = new Float64Array(n);
-  const values = frame.values;
+  // Stored values are integers of at most 16 bits: compute the grey level once per possible
+  // value (the same formula as per pixel, so the same floats) and look pixels up.
+  const offset = frame.signed ? 2 ** (frame.bitsStored - 1) : 0;
+  const size = 2 ** frame.bitsStored;
+  const table = new Float64Array(size);
   let voi: VoiUsed;
   if (t.voiLut) {
     const lut = t.voiLut;
     const top = 2 ** lut.bits - 1;
-    for (let i = 0; i < n; i += 1) grey[i] = (lookUp(lut, modality(t, values[i] as number)) * 255) / top;
+    for (let b = 0; b < size; b += 1) table[b] = (lookUp(lut, modality(t, b - offset)) * 255) / top;
     voi = 'lut';
   } else if (t.window) {
     const { center, width, fn } = t.window;
-    for (let i = 0; i < n; i += 1) grey[i] = applyWindow(modality(t, values[i] as number), center, width, fn);
+    for (let b = 0; b < size; b += 1) table[b] = applyWindow(modality(t, b - offset), center, width, fn);
     voi = 'window';
   } else {
     let [lo, hi] = percentiles(frame, t, ROBUST_PERCENTILES) as [number, number];
     if (!(hi > lo)) [lo, hi] = percentiles(frame, t, [0, 100]) as [number, number];
     if (hi > lo) {
-      for (let i = 0; i < n; i += 1) grey[i] = clamp255(((modality(t, values[i] as number) - lo) / (hi - lo)) * 255);
+      for (let b = 0; b < size; b += 1) table[b] = clamp255(((modality(t, b - offset) - lo) / (hi - lo)) * 255);
       voi = 'percentiles';
     } else {
       voi = 'none';
     }
   }
-  if (t.invert) for (let i = 0; i < n; i += 1) grey[i] = 255 - (grey[i] as number);
+  if (t.invert) for (let b = 0; b < size; b += 1) table[b] = 255 - (table[b] as number);
+  const values = frame.values;
+  const n = values.length;
+  const grey = new Float64Array(n);
+  for (let i = 0; i < n; i += 1) grey[i] = table[(values[i] as number) + offset] as number;
   return { grey, voi };
 }
 

@@ -30,8 +30,11 @@ export function resizedSize(width: number, height: number, size: number): { widt
 }
 
 interface Taps {
-  /** count * taps input indices (padded with 0 and weight 0). */
-  index: Int32Array;
+  /** First input index of each output position. */
+  start: Int32Array;
+  /** Number of (contiguous) inputs of each output position. */
+  count: Int32Array;
+  /** count * taps weights, row per output position. */
   weight: Float64Array;
   taps: number;
 }
@@ -40,27 +43,30 @@ interface Taps {
  * Filter taps for output positions [first, first + count) of a resize from `inSize` to
  * `outSize` samples along one axis.
  */
-function axisTaps(inSize: number, outSize: number, first: number, count: number): Taps {
+function axisTaps(inSize: number, outSize: number, first: number, outputs: number): Taps {
   const scale = inSize / outSize;
   const filterScale = Math.max(scale, 1);
   const support = 3 * filterScale;
   const taps = Math.ceil(support) * 2 + 1;
-  const index = new Int32Array(count * taps);
-  const weight = new Float64Array(count * taps);
-  for (let o = 0; o < count; o += 1) {
+  const start = new Int32Array(outputs);
+  const count = new Int32Array(outputs);
+  const weight = new Float64Array(outputs * taps);
+  for (let o = 0; o < outputs; o += 1) {
     const center = (first + o + 0.5) * scale;
-    const start = Math.max(0, Math.trunc(center - support + 0.5));
-    const stop = Math.min(inSize, Math.trunc(center + support + 0.5));
+    const lo = Math.max(0, Math.trunc(center - support + 0.5));
+    const hi = Math.min(inSize, Math.trunc(center + support + 0.5));
     let total = 0;
-    for (let x = start; x < stop && x - start < taps; x += 1) {
+    let n = 0;
+    for (let x = lo; x < hi && n < taps; x += 1, n += 1) {
       const w = lanczos3((x - center + 0.5) / filterScale);
-      index[o * taps + (x - start)] = x;
-      weight[o * taps + (x - start)] = w;
+      weight[o * taps + n] = w;
       total += w;
     }
-    if (total !== 0) for (let t = 0; t < taps; t += 1) weight[o * taps + t] = (weight[o * taps + t] as number) / total;
+    start[o] = lo;
+    count[o] = n;
+    if (total !== 0) for (let t = 0; t < n; t += 1) weight[o * taps + t] = (weight[o * taps + t] as number) / total;
   }
-  return { index, weight, taps };
+  return { start, count, weight, taps };
 }
 
 /**
@@ -80,14 +86,16 @@ export function resizeCropToGrey8(plane: Float64Array, width: number, height: nu
     horizontal = new Float64Array(height * size);
     for (let y = 0; y < height; y += 1) horizontal.set(plane.subarray(y * width + left, y * width + left + size), y * size);
   } else {
-    const { index, weight, taps } = axisTaps(width, target.width, left, size);
+    const { start, count, weight, taps } = axisTaps(width, target.width, left, size);
     horizontal = new Float64Array(height * size);
     for (let y = 0; y < height; y += 1) {
       const row = y * width;
       for (let o = 0; o < size; o += 1) {
         let sum = 0;
         const base = o * taps;
-        for (let t = 0; t < taps; t += 1) sum += (weight[base + t] as number) * (plane[row + (index[base + t] as number)] as number);
+        const from = row + (start[o] as number);
+        const n = count[o] as number;
+        for (let t = 0; t < n; t += 1) sum += (weight[base + t] as number) * (plane[from + t] as number);
         horizontal[y * size + o] = sum;
       }
     }
@@ -99,14 +107,15 @@ export function resizeCropToGrey8(plane: Float64Array, width: number, height: nu
     }
     return out;
   }
-  const { index, weight, taps } = axisTaps(height, target.height, top, size);
+  const { start, count, weight, taps } = axisTaps(height, target.height, top, size);
   const column = new Float64Array(size);
   for (let o = 0; o < size; o += 1) {
     column.fill(0);
     const base = o * taps;
-    for (let t = 0; t < taps; t += 1) {
+    const n = count[o] as number;
+    for (let t = 0; t < n; t += 1) {
       const w = weight[base + t] as number;
-      const row = (index[base + t] as number) * size;
+      const row = ((start[o] as number) + t) * size;
       for (let x = 0; x < size; x += 1) column[x] = (column[x] as number) + w * (horizontal[row + x] as number);
     }
     for (let x = 0; x < size; x += 1) out[o * size + x] = toByte(column[x] as number);
