@@ -170,13 +170,13 @@ export class ThoraxMetrics {
       labelNames: ['version'],
       registers,
     });
-    const metrics = this;
+    const healthReports = () => this.healthReports();
     this.ready = new Gauge({
       name: 'thorax_ready',
       help: '1 while every readiness check of the service passes (what /readyz answers), else 0.',
       registers,
       async collect() {
-        const reports = await metrics.healthReports();
+        const reports = await healthReports();
         if (reports) this.set(reports[1].status === 'ok' ? 1 : 0);
       },
     });
@@ -186,7 +186,7 @@ export class ThoraxMetrics {
       labelNames: ['probe', 'check'],
       registers,
       async collect() {
-        const reports = await metrics.healthReports();
+        const reports = await healthReports();
         if (!reports) return;
         this.reset();
         for (const [probe, report] of [['liveness', reports[0]], ['readiness', reports[1]]] as const) {
