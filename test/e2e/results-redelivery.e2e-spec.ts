@@ -1,0 +1,161 @@
+/**
+ * The results service (built dist/) through its public surfaces only: findings events published
+ * to thorax.findings.v1 with a plain Kafka client, read back over REST, FHIR R4 and gRPC.
+ * At-least-once delivery means redeliveries: the same event 100 times must leave one stored
+ * result and one DiagnosticReport whose version does not move. Uses DATABASE_URL when set (a
+ * PostgreSQL server, as in CI), else the embedded store.
+ */
+import { credentials } from '@grpc/grpc-js';
+import {
+  CHESTXRAY14_LABELS,
+  encodeFindingsEvent,
+  errorFindingsEvent,
+  type FindingsEvent,
+  FindingsStatus,
+  type GetStudyResponse,
+  okFindingsEvent,
+  ResultsServiceClient,
+} from '@thorax/contracts';
+import { REPO_ROOT, produce, type RunningService, startBuiltService, testBrokers, testKafka, waitForHttp } from '@thorax/testing';
+import path from 'node:path';
+
+jest.setTimeout(240_000);
+
+const RUN = `e2e-results-${Date.now().toString(36)}`;
+// Away from `npm start` and from the pipeline e2e (base..base+10): results on base+20, gRPC on base+30.
+const BASE = Number(process.env['THORAX_E2E_PORT_BASE'] ?? 18080);
+const HTTP = `http://127.0.0.1:${BASE + 20}`;
+const GRPC = `127.0.0.1:${BASE + 30}`;
+const GROUP = `thorax-results-${RUN}`;
+const TOPIC = 'thorax.findings.v1';
+const STUDY = `1.2.826.0.1.3680043.8.498.${Date.now()}`;
+const ACCESSION = `ACC-${RUN}`;
+const kafka = testKafka('thorax-e2e-results');
+let service: RunningService;
+
+type Json = Record<string, unknown>;
+const getJson = async (url: string): Promise<{ status: number; body: Json }> => {
+  const res = await fetch(url);
+  return { status: res.status, body: (await res.json()) as Json };
+};
+
+function finding(id: string, viewPosition: string, probabilities: Partial<Record<string, number>>): FindingsEvent {
+  const receivedAt = new Date();
+  return okFindingsEvent({
+    id,
+    study: { studyUid: STUDY, accession: ACCESSION, patientId: `MRN-${RUN}`, viewPosition },
+    receivedAt,
+    completedAt: new Date(receivedAt.getTime() + 300),
+    model: { name: 'thorax-tiny-cnn', version: '2026.11.30-1', sha256: 'b'.repeat(64) },
+    labels: CHESTXRAY14_LABELS,
+    thresholds: CHESTXRAY14_LABELS.map(() => 0.5),
+    probabilities: CHESTXRAY14_LABELS.map((label) => probabilities[label] ?? 0.05),
+  });
+}
+
+/** Until the service's consumer group has committed everything published to the topic so far. */
+async function consumed(timeoutMs = 90_000): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const ends = await admin.fetchTopicOffsets(TOPIC);
+      const [committed] = await admin.fetchOffsets({ groupId: GROUP, topics: [TOPIC] });
+      const at = new Map((committed?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+      // A partition nothing was ever written to has no committed offset (-1): nothing to wait for.
+      if (ends.every((e) => e.high === e.low || (at.get(e.partition) ?? -1n) >= BigInt(e.high))) return;
+      if (Date.now() > deadline) throw new Error(`results group ${GROUP} did not catch up with ${TOPIC}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+beforeAll(async () => {
+  service = startBuiltService(
+    'results',
+    {
+      KAFKA_BROKERS: testBrokers().join(','),
+      LOG_LEVEL: 'info',
+      HTTP_PORT: String(BASE + 20),
+      GRPC_PORT: String(BASE + 30),
+      RESULTS_GROUP_ID: GROUP,
+      RESULTS_DATA_DIR: 'memory://',
+      RESULTS_FHIR_ACCESSION_SYSTEM: 'urn:oid:1.2.826.0.1.3680043.8.498.9',
+    },
+    path.join(REPO_ROOT, '.data', 'test-logs', RUN),
+  );
+  await waitForHttp(`${HTTP}/readyz`, 120_000, () => service.process.exitCode === null);
+});
+
+afterAll(async () => {
+  // The service drains and exits cleanly on SIGTERM.
+  expect(await service.stop()).toBe(0);
+});
+
+describe('results through Kafka, REST, FHIR and gRPC', () => {
+  it('redelivering one findings event 100 times leaves one row and one DiagnosticReport', async () => {
+    const event = finding(`${RUN}-pa`, 'PA', { Pneumothorax: 0.88, Effusion: 0.3 });
+    const value = encodeFindingsEvent(event);
+    await produce(kafka, TOPIC, Array.from({ length: 100 }, () => ({ key: event.id, value })));
+    await consumed();
+
+    const rows = await getJson(`${HTTP}/v1/findings?studyUid=${STUDY}&limit=500`);
+    expect((rows.body['results'] as Json[]).map((r) => r['id'])).toEqual([event.id]);
+
+    const search = await getJson(`${HTTP}/fhir/DiagnosticReport?identifier=${ACCESSION}&_include=DiagnosticReport:result`);
+    expect(search.status).toBe(200);
+    expect(search.body['total']).toBe(1);
+    const resources = ((search.body['entry'] as Json[]) ?? []).map((e) => e['resource'] as Json);
+    const reports = resources.filter((r) => r['resourceType'] === 'DiagnosticReport');
+    expect(reports).toHaveLength(1);
+    expect(reports[0]).toMatchObject({ status: 'preliminary', meta: { versionId: '1', security: [{ code: 'AIAST' }] } });
+    expect(resources.filter((r) => r['resourceType'] === 'Observation')).toHaveLength(14);
+    expect((await getJson(`${HTTP}/v1/studies/${STUDY}`)).body).toMatchObject({ version: 1, contributingImages: [event.id], positives: ['Pneumothorax'] });
+  });
+
+  it('aggregates the study as its images arrive, and redeliveries still change nothing', async () => {
+    const ap = finding(`${RUN}-ap`, 'AP', { Effusion: 0.76 });
+    const lateral = finding(`${RUN}-ll`, 'LL', { Hernia: 0.99 });
+    const failed = errorFindingsEvent({
+      id: `${RUN}-bad`,
+      study: { studyUid: STUDY, accession: ACCESSION },
+      receivedAt: new Date(),
+      error: { code: 'CORRUPT_IMAGE', stage: 'preprocess', message: 'truncated PNG' },
+    });
+    const records = [ap, lateral, failed].flatMap((e) => Array.from({ length: 3 }, () => ({ key: e.id, value: encodeFindingsEvent(e) })));
+    await produce(kafka, TOPIC, records);
+    await consumed();
+
+    const { body: study } = await getJson(`${HTTP}/v1/studies/${STUDY}`);
+    expect(study).toMatchObject({ version: 4, status: 'ok', positives: ['Effusion', 'Pneumothorax'], contributingImages: [`${RUN}-ap`, `${RUN}-pa`] });
+    expect((study['images'] as Json[]).map((i) => [i['id'], i['excluded']])).toEqual([
+      [`${RUN}-ap`, null],
+      [`${RUN}-bad`, 'error'],
+      [`${RUN}-ll`, 'not-frontal'],
+      [`${RUN}-pa`, null],
+    ]);
+
+    const search = await getJson(`${HTTP}/fhir/DiagnosticReport?identifier=${encodeURIComponent(`urn:oid:1.2.826.0.1.3680043.8.498.9|${ACCESSION}`)}`);
+    const report = ((search.body['entry'] as Json[])[0]!['resource']) as Json;
+    expect(search.body['total']).toBe(1);
+    expect(report).toMatchObject({ meta: { versionId: '4' }, code: { coding: [{ code: '36643-5' }] } });
+    expect(report['conclusion']).toMatch(/Effusion \(0\.76\), Pneumothorax \(0\.88\)/);
+    const imaging = await getJson(`${HTTP}/fhir/ImagingStudy?identifier=${encodeURIComponent(`urn:dicom:uid|urn:oid:${STUDY}`)}`);
+    expect(((imaging.body['entry'] as Json[])[0]!['resource'] as Json)['numberOfInstances']).toBe(4);
+  });
+
+  it('serves the study over gRPC', async () => {
+    const client = new ResultsServiceClient(GRPC, credentials.createInsecure());
+    try {
+      const response = await new Promise<GetStudyResponse>((resolve, reject) =>
+        client.getStudy({ studyUid: STUDY }, (error, value) => (error ? reject(error) : resolve(value))),
+      );
+      expect(response.study).toMatchObject({ studyUid: STUDY, status: FindingsStatus.FINDINGS_STATUS_OK, version: 4, positives: ['Effusion', 'Pneumothorax'] });
+    } finally {
+      client.close();
+    }
+  });
+});
