@@ -16,7 +16,7 @@ import {
   okFindingsEvent,
   ResultsServiceClient,
 } from '@thorax/contracts';
-import { REPO_ROOT, produce, type RunningService, startBuiltService, testBrokers, testKafka, waitForHttp } from '@thorax/testing';
+import { collect, REPO_ROOT, produce, type RunningService, startBuiltService, testBrokers, testKafka, waitForHttp } from '@thorax/testing';
 import path from 'node:path';
 
 jest.setTimeout(240_000);
@@ -28,6 +28,7 @@ const HTTP = `http://127.0.0.1:${BASE + 20}`;
 const GRPC = `127.0.0.1:${BASE + 30}`;
 const GROUP = `thorax-results-${RUN}`;
 const TOPIC = 'thorax.findings.v1';
+const FHIR_TOPIC = 'thorax.fhir.v1';
 const STUDY = `1.2.826.0.1.3680043.8.498.${Date.now()}`;
 const ACCESSION = `ACC-${RUN}`;
 const kafka = testKafka('thorax-e2e-results');
@@ -74,6 +75,16 @@ async function consumed(timeoutMs = 90_000): Promise<void> {
 }
 
 beforeAll(async () => {
+  // The optional FHIR topic is not among the broker script's default topics: create it here.
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    if (!(await admin.listTopics()).includes(FHIR_TOPIC)) {
+      await admin.createTopics({ waitForLeaders: true, topics: [{ topic: FHIR_TOPIC, numPartitions: 3, replicationFactor: 1 }] });
+    }
+  } finally {
+    await admin.disconnect();
+  }
   service = startBuiltService(
     'results',
     {
@@ -84,6 +95,7 @@ beforeAll(async () => {
       RESULTS_GROUP_ID: GROUP,
       RESULTS_DATA_DIR: 'memory://',
       RESULTS_FHIR_ACCESSION_SYSTEM: 'urn:oid:1.2.826.0.1.3680043.8.498.9',
+      RESULTS_FHIR_TOPIC: FHIR_TOPIC,
     },
     path.join(REPO_ROOT, '.data', 'test-logs', RUN),
   );
@@ -145,6 +157,25 @@ describe('results through Kafka, REST, FHIR and gRPC', () => {
     expect(report['conclusion']).toMatch(/Effusion \(0\.76\), Pneumothorax \(0\.88\)/);
     const imaging = await getJson(`${HTTP}/fhir/ImagingStudy?identifier=${encodeURIComponent(`urn:dicom:uid|urn:oid:${STUDY}`)}`);
     expect(((imaging.body['entry'] as Json[])[0]!['resource'] as Json)['numberOfInstances']).toBe(4);
+  });
+
+  it('publishes each study version once on thorax.fhir.v1 as a transaction bundle', async () => {
+    const records = await collect(
+      kafka,
+      FHIR_TOPIC,
+      (rs) => rs.some((r) => r.key === STUDY && r.headers['thorax-fhir-version'] === '4'),
+      60_000,
+    );
+    const versions = records.filter((r) => r.key === STUDY).map((r) => Number(r.headers['thorax-fhir-version']));
+    // 100 redeliveries of the first image published version 1 once; later images may each publish.
+    expect(versions.filter((v) => v === 1)).toHaveLength(1);
+    expect(new Set(versions).size).toBe(versions.length);
+    expect(versions).toEqual([...versions].sort((a, b) => a - b));
+    expect(versions.at(-1)).toBe(4);
+    const last = JSON.parse(records.filter((r) => r.key === STUDY).at(-1)!.value!.toString('utf8')) as Json;
+    expect(last).toMatchObject({ resourceType: 'Bundle', type: 'transaction' });
+    const report = (last['entry'] as { resource: Json; request: Json }[])[0]!;
+    expect(report).toMatchObject({ resource: { resourceType: 'DiagnosticReport', meta: { versionId: '4' } }, request: { method: 'PUT' } });
   });
 
   it('serves the study over gRPC', async () => {

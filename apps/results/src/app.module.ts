@@ -10,6 +10,7 @@ import { ResultsGrpcController } from './findings/results.grpc-controller';
 import { GRPC_SERVER_OPTIONS, GrpcServer, type GrpcServerOptions } from './grpc/grpc-server';
 import { FhirController } from './fhir/fhir.controller';
 import { FHIR_OPTIONS, type FhirOptions, FhirService } from './fhir/fhir.service';
+import { FHIR_TOPIC_OPTIONS, type FhirTopicOptions, FhirTopicPublisher } from './fhir/fhir-topic.publisher';
 import { OpenApiController } from './openapi/openapi.controller';
 import { StoreModule } from './store/store.module';
 import { StudiesController } from './studies/studies.controller';
@@ -43,6 +44,8 @@ export class AppModule {
         { provide: READER_OPTIONS, useValue: reader },
         { provide: GRPC_SERVER_OPTIONS, useValue: grpc },
         { provide: FHIR_OPTIONS, useValue: fhir },
+        { provide: FHIR_TOPIC_OPTIONS, useValue: { topic: config.RESULTS_FHIR_TOPIC ?? null } satisfies FhirTopicOptions },
+        FhirTopicPublisher,
         FindingsRecorder,
         FindingsConsumer,
         FindingsReader,

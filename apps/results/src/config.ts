@@ -29,6 +29,11 @@ export const resultsConfigSchema = z.object({
     .regex(/^https?:\/\/[^/?#]+(\/[^?#]*)?$/, 'expected an absolute http(s) URL without query')
     .transform((url) => url.replace(/\/+$/, ''))
     .optional(),
+  /**
+   * Topic for each new version of a study's FHIR resources as a transaction Bundle (key: Study
+   * Instance UID), e.g. thorax.fhir.v1; unset: not published. The topic must exist.
+   */
+  RESULTS_FHIR_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'expected a Kafka topic name').optional(),
   /** Identifier.system of accession numbers in FHIR resources (the issuing department's URI). */
   RESULTS_FHIR_ACCESSION_SYSTEM: uri().optional(),
   /** Identifier.system of patient ids in FHIR subject references (the PACS's assigning authority). */

@@ -8,6 +8,7 @@ import { isDicomUid, studyResources } from './fhir-resources';
 const stored = (events: ReturnType<typeof okEvent>[], version = 1): StoredStudy => ({
   seq: 1n,
   version,
+  publishedVersion: 0,
   updatedAt: new Date('2026-11-30T11:00:00Z'),
   result: aggregateStudy(events[0]!.study.studyUid ?? 'S', events.map((event, i) => ({ seq: BigInt(i + 1), event }))),
 });

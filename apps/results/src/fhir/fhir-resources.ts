@@ -192,3 +192,22 @@ function narrative(body: string): { status: 'generated'; div: string } {
 function escape(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
+
+/**
+ * One study as a FHIR transaction Bundle for integration engines (the thorax.fhir.v1 topic):
+ * PUT of the DiagnosticReport, its Observations, the ImagingStudy stub and the Device, so
+ * applying it twice leaves the receiving server as applying it once.
+ */
+export function studyBundle(resources: StudyResources, baseUrl: string | undefined): FhirResource {
+  const all = [resources.report, ...resources.observations, resources.imagingStudy, ...(resources.device ? [resources.device] : [])];
+  return {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    timestamp: resources.report.meta?.lastUpdated,
+    entry: all.map((resource) => ({
+      ...(baseUrl ? { fullUrl: `${baseUrl}/${resource.resourceType}/${resource.id}` } : {}),
+      resource,
+      request: { method: 'PUT', url: `${resource.resourceType}/${resource.id}` },
+    })),
+  };
+}

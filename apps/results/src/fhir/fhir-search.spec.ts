@@ -1,4 +1,5 @@
 import { FhirError } from './fhir-error';
+import type { FhirMappingOptions } from './fhir-resources';
 import { DEFAULT_COUNT, MAX_COUNT, parseSearch, parseToken } from './fhir-search';
 
 const systems = { accessionSystem: 'urn:oid:1.2.3', patientIdSystem: 'https://h.example.org/mrn' };
@@ -31,7 +32,7 @@ describe('parseSearch', () => {
   });
 
   it('ImagingStudy identifier: Study Instance UID, study key or accession', () => {
-    const q = (identifier: string, options = systems) => parseSearch('ImagingStudy', { identifier }, options).query;
+    const q = (identifier: string, options: FhirMappingOptions = systems) => parseSearch('ImagingStudy', { identifier }, options).query;
     expect(q('urn:dicom:uid|urn:oid:1.2.840.1')).toMatchObject({ studyUid: '1.2.840.1' });
     expect(q('urn:oid:1.2.840.1')).toMatchObject({ studyUid: '1.2.840.1' });
     expect(q('urn:dicom:uid|urn:oid:not-an-oid')).toBeNull();

@@ -10,6 +10,7 @@ import type { SqlClient } from '../store/sql-client';
 import { SqlFindingsRepository } from '../store/sql-findings.repository';
 import { errorEvent, okEvent } from '../testing/findings-events';
 import { startResultsHttp } from '../testing/results-http-app';
+import { studyBundle, studyResources } from './fhir-resources';
 
 /**
  * Every kind of FHIR resource the service serves, validated against the official FHIR R4
@@ -47,6 +48,7 @@ const ACCEPTED: { why: string; severity: Issue['severity'][]; message: RegExp }[
   { why: 'no performer or effective time is known for an AI observation', severity: ['warning'], message: /^Best Practice Recommendation: In general, all observations should have (a performer|an effective\[x\])/ },
 ];
 
+const fhirOptions = { accessionSystem: 'urn:oid:1.2.826.0.1.3680043.8.498.9', patientIdSystem: 'https://hospital.example.org/mrn' };
 const accepted = (issue: Issue): boolean => ACCEPTED.some((a) => a.severity.includes(issue.severity) && a.message.test(issue.message));
 
 let db: SqlClient;
@@ -64,7 +66,7 @@ beforeAll(async () => {
   db = await PgliteSqlClient.open('memory://');
   await migrate(db);
   const repo = new SqlFindingsRepository(db);
-  ({ app, url } = await startResultsHttp(repo, { accessionSystem: 'urn:oid:1.2.826.0.1.3680043.8.498.9', patientIdSystem: 'https://hospital.example.org/mrn' }));
+  ({ app, url } = await startResultsHttp(repo, fhirOptions));
   const full = { studyUid: '1.2.826.0.1.3680043.8.498.501', accession: 'V-ACC-1', patientId: 'V-MRN-1' };
   await repo.store(okEvent('v-pa', { study: { ...full, viewPosition: 'PA' }, positives: ['Pneumothorax', 'Hernia'] }));
   await repo.store(okEvent('v-ll', { study: { ...full, viewPosition: 'LL' }, positives: ['Effusion'] }));
@@ -77,6 +79,9 @@ beforeAll(async () => {
   served.set('search-reports', searchset);
   served.set('search-studies', await fetchJson('/fhir/ImagingStudy'));
   served.set('not-found', await fetchJson('/fhir/DiagnosticReport/ffffffffffffffffffffffffffffffff'));
+  // What the thorax.fhir.v1 topic carries for a study.
+  const withPatient = await repo.getStudy({ studyUid: full.studyUid });
+  served.set('topic-bundle', studyBundle(studyResources(withPatient!, fhirOptions), 'https://thorax.example.org/fhir'));
   for (const entry of (searchset['entry'] as Json[]) ?? []) {
     const resource = entry['resource'] as Json;
     const id = `${resource['resourceType']}/${resource['id']}`;
@@ -139,8 +144,8 @@ describe('FHIR resources against the official R4 definitions (HAPI validator, of
   it('validated every kind of resource the service serves', () => {
     const types = new Set([...served.values()].map((r) => r['resourceType']));
     expect([...types].sort()).toEqual(['Bundle', 'CapabilityStatement', 'Device', 'DiagnosticReport', 'ImagingStudy', 'Observation', 'OperationOutcome'].sort());
-    // 3 reports, 2 × 14 observations, 3 studies, 1 device, metadata, 2 searches, 1 outcome.
-    expect(served.size).toBe(3 + 28 + 3 + 1 + 4);
+    // 3 reports, 2 × 14 observations, 3 studies, 1 device, metadata, 2 searches, 1 outcome, 1 topic bundle.
+    expect(served.size).toBe(3 + 28 + 3 + 1 + 5);
     for (const name of served.keys()) expect({ name, verdict: verdicts.has(name) }).toEqual({ name, verdict: true });
   });
 
@@ -154,7 +159,7 @@ describe('FHIR resources against the official R4 definitions (HAPI validator, of
     expect(unexpected).toEqual([]);
     // The one accepted error is the AIAST label, on every AI-asserted resource and nowhere else.
     const aiastErrors = [...served.keys()].filter((n) => verdicts.get(n)?.issues.some((i) => i.severity === 'error'));
-    expect(aiastErrors.every((n) => /^(DiagnosticReport|Observation)\/|^search-reports$/.test(n))).toBe(true);
+    expect(aiastErrors.every((n) => /^(DiagnosticReport|Observation)\/|^(search-reports|topic-bundle)$/.test(n))).toBe(true);
   });
 
   it('rejects deliberately broken copies, so the check can fail', () => {

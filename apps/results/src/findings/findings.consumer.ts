@@ -3,6 +3,7 @@ import { decodeFindingsEvent, type FindingsEvent, FindingsEventInvalidError, Tho
 import { type FailureContext, type IncomingRecord, KafkaConnection, type RecordHandler, type RetryPolicy } from '@thorax/kafka';
 import type { Logger } from '@thorax/observability';
 import { RESULTS_CONFIG, type ResultsConfig } from '../config';
+import { FhirTopicPublisher } from '../fhir/fhir-topic.publisher';
 import { FindingsRecorder } from './findings-recorder.service';
 
 /**
@@ -13,8 +14,9 @@ export const STORE_RETRY_POLICY: RetryPolicy = { maxAttempts: 8, initialBackoffM
 
 /**
  * Consumes thorax.findings.v1 (all partitions) into the results store. The offset is committed
- * only after the row is durable; an invalid event goes to thorax.findings.v1.dlq (no error event
- * is re-emitted: this is the last stage).
+ * only after the row is durable (and, with RESULTS_FHIR_TOPIC set, after the study's new FHIR
+ * bundle is acknowledged); an invalid event goes to thorax.findings.v1.dlq (no error event is
+ * re-emitted: this is the last stage).
  */
 @Injectable()
 export class FindingsConsumer implements OnApplicationBootstrap, RecordHandler {
@@ -22,6 +24,7 @@ export class FindingsConsumer implements OnApplicationBootstrap, RecordHandler {
     @Inject(RESULTS_CONFIG) private readonly config: ResultsConfig,
     private readonly kafka: KafkaConnection,
     private readonly recorder: FindingsRecorder,
+    private readonly fhirTopic: FhirTopicPublisher,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -45,6 +48,11 @@ export class FindingsConsumer implements OnApplicationBootstrap, RecordHandler {
     const outcome = await this.recorder.record(event);
     if (outcome.kind === 'duplicate') log.debug({ status: event.status }, 'findings already stored');
     else log.debug({ status: event.status, seq: outcome.record.seq.toString(), outcome: outcome.kind }, 'findings stored');
+    // Also after a duplicate: a bundle whose publishing failed last time goes out now.
+    if (this.fhirTopic.enabled && event.study.studyUid) {
+      const version = await this.fhirTopic.publishStudy(event.study.studyUid);
+      if (version !== null) log.debug({ fhirVersion: version }, 'study FHIR bundle published');
+    }
   }
 
   describe(record: IncomingRecord): FailureContext {

@@ -15,6 +15,8 @@ export interface StoredStudy {
   seq: bigint;
   /** 1 for the first aggregate, +1 each time it changes (FHIR meta.versionId). */
   version: number;
+  /** The last version published to the FHIR topic (0: none yet). */
+  publishedVersion: number;
   updatedAt: Date;
   result: StudyResult;
 }
@@ -100,6 +102,8 @@ export interface FindingsRepository {
   listStudies(query: StudyListQuery): Promise<StudyPage>;
   /** A study computed with the model behind a FHIR Device id (the Device is read from it). */
   studyByDevice(deviceId: string): Promise<StoredStudy | null>;
+  /** Marks a study version as published to the FHIR topic. */
+  markPublished(studyUid: string, version: number): Promise<void>;
   /** Called in-process after each stored or replaced row; returns the unsubscribe function. */
   onStored(listener: (record: StoredFindings) => void): () => void;
   /** Throws unless the store answers (readiness). */

@@ -19,6 +19,7 @@ export interface Migration {
  * recomputed in the transaction that stores a new result of the study. `version` grows only when
  * the aggregate changes (a redelivery changes nothing); `seq` orders studies like findings.
  * `resource_id` is the study's FHIR id, `device_id` the FHIR Device id of its model.
+ * `published_version` is the last version sent to the thorax.fhir.v1 topic (an outbox marker).
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -71,6 +72,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX study_results_accession_seq_idx ON study_results (accession, seq DESC);
       CREATE INDEX study_results_patient_seq_idx ON study_results (patient_id, seq DESC);
       CREATE INDEX study_results_device_idx ON study_results (device_id);
+    `,
+  },
+  {
+    version: 3,
+    name: 'study_results_published_version',
+    sql: `
+      ALTER TABLE study_results ADD COLUMN published_version integer NOT NULL DEFAULT 0;
+      CREATE INDEX study_results_unpublished_idx ON study_results (seq) WHERE published_version < version;
     `,
   },
 ];

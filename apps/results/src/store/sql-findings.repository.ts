@@ -24,6 +24,7 @@ import {
   buildStudyByDeviceQuery,
   buildStudyGetQuery,
   buildStudyListQuery,
+  buildMarkPublishedQuery,
   buildStudyLockQuery,
   buildStudyRowsQuery,
   buildStudyUpsertQuery,
@@ -99,6 +100,10 @@ export class SqlFindingsRepository implements FindingsRepository {
     return row ? toStoredStudy(row) : null;
   }
 
+  async markPublished(studyUid: string, version: number): Promise<void> {
+    await this.run(buildMarkPublishedQuery(studyUid, version));
+  }
+
   onStored(listener: (record: StoredFindings) => void): () => void {
     this.stored.on(STORED, listener);
     return () => this.stored.off(STORED, listener);
@@ -129,6 +134,7 @@ function toStoredStudy(row: StudyRow): StoredStudy {
   return {
     seq: BigInt(row.seq),
     version: Number(row.version),
+    publishedVersion: Number(row.published_version),
     updatedAt: row.updated_at instanceof Date ? row.updated_at : new Date(row.updated_at),
     result: typeof row.result === 'string' ? (JSON.parse(row.result) as StudyResult) : row.result,
   };

@@ -4,11 +4,12 @@ import type { StudyListQuery } from './findings.repository';
 import { RESULT_COLUMNS, type SqlQuery } from './findings.sql';
 
 /** Columns every study read returns; seq as text so both drivers hand back the same type. */
-export const STUDY_COLUMNS = 'seq::text AS seq, version, updated_at, result';
+export const STUDY_COLUMNS = 'seq::text AS seq, version, published_version, updated_at, result';
 
 export interface StudyRow {
   seq: string;
   version: number | string;
+  published_version: number | string;
   updated_at: Date | string;
   result: StudyResult | string;
 }
@@ -102,5 +103,13 @@ export function buildStudyListQuery(query: StudyListQuery): SqlQuery {
       .filter((part) => part !== '')
       .join(' '),
     values,
+  };
+}
+
+/** Records that a version of the study went out on the FHIR topic (never moves backwards). */
+export function buildMarkPublishedQuery(studyUid: string, version: number): SqlQuery {
+  return {
+    text: 'UPDATE study_results SET published_version = $2::int WHERE study_uid = $1 AND published_version < $2::int',
+    values: [studyUid, version],
   };
 }
