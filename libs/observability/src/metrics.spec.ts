@@ -100,7 +100,7 @@ describe('ThoraxMetrics', () => {
     const m = new ThoraxMetrics('inference');
     populate(m);
     m.errors.inc({ stage: 'ingest', code: 'UNSUPPORTED_MEDIA_TYPE' });
-    m.queueDepth.set({ stage: 'inference' }, 17);
+    m.queueDepth.set({ stage: 'inference', model: 'thorax-tiny-cnn', version: '2026.11.30-1' }, 17);
     m.consumerBatchSize.observe({ topic: 'thorax.tensors.v1' }, 40);
     m.buildInfo.set({ version: '0.1.0' }, 1);
     expect(findIdLikeLabelValues(await m.registry.metrics())).toEqual([]);

@@ -42,8 +42,11 @@ export class ThoraxMetrics {
   readonly errors: Counter<'stage' | 'code'>;
   /** Records per batch a consumer fetched from one partition. */
   readonly consumerBatchSize: Histogram<'topic'>;
-  /** Items waiting in an in-process queue in front of a stage (e.g. the inference batcher). */
-  readonly queueDepth: Gauge<'stage'>;
+  /**
+   * Items waiting in an in-process queue in front of a stage (e.g. the inference batcher);
+   * `model` and `version` where the queue belongs to one model version, else left out.
+   */
+  readonly queueDepth: Gauge<'stage' | 'model' | 'version'>;
   readonly httpRequests: Counter<'method' | 'route' | 'status_code'>;
   readonly httpDuration: Histogram<'method' | 'route'>;
   readonly grpcHandled: Counter<'grpc_service' | 'grpc_method' | 'grpc_type' | 'grpc_code'>;
@@ -128,8 +131,8 @@ export class ThoraxMetrics {
     });
     this.queueDepth = new Gauge({
       name: 'thorax_queue_depth',
-      help: 'Items waiting in an in-process queue in front of a stage (e.g. the inference batcher).',
-      labelNames: ['stage'],
+      help: 'Items waiting in an in-process queue in front of a stage (e.g. the inference batcher, per model version).',
+      labelNames: ['stage', 'model', 'version'],
       registers,
     });
     this.httpRequests = new Counter({

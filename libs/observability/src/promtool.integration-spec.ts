@@ -37,7 +37,7 @@ describe('promtool', () => {
     m.findings.inc({ label: 'Edema', positive: 'false' });
     m.errors.inc({ stage: 'results', code: 'INVALID_MESSAGE' });
     m.consumerBatchSize.observe({ topic: 'thorax.findings.v1' }, 3);
-    m.queueDepth.set({ stage: 'inference' }, 2);
+    m.queueDepth.set({ stage: 'inference', model: 'thorax-tiny-cnn', version: '2026.11.30-1' }, 2);
     m.httpRequests.inc({ method: 'GET', route: '/v1/findings/:id', status_code: '200' });
     m.httpDuration.observe({ method: 'GET', route: '/v1/findings/:id' }, 0.003);
     m.grpcHandled.inc({ grpc_service: 'thorax.v1.ResultsService', grpc_method: 'GetFindings', grpc_type: 'unary', grpc_code: 'OK' });
