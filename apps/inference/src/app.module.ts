@@ -13,7 +13,12 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [
-        ObservabilityModule.forRoot({ service: 'inference', version: SERVICE_VERSION, logLevel: config.LOG_LEVEL, logger }),
+        ObservabilityModule.forRoot({
+          service: 'inference',
+          version: SERVICE_VERSION,
+          logLevel: config.LOG_LEVEL,
+          logger,
+        }),
         KafkaModule.forRoot({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? 'thorax-inference' }),
       ],
       providers: [{ provide: INFERENCE_CONFIG, useValue: config }, ModelService, InferenceService, TensorsConsumer],

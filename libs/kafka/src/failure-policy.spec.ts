@@ -13,7 +13,10 @@ describe('decide', () => {
     const transient = new ThoraxError('INFERENCE_FAILED', 'busy', { transient: true });
     expect(decide(transient, 1, DEFAULT_RETRY_POLICY, notBroker)).toEqual({ kind: 'retry', delayMs: 200 });
     expect(decide(transient, 2, DEFAULT_RETRY_POLICY, notBroker)).toEqual({ kind: 'retry', delayMs: 400 });
-    expect(decide(transient, 3, DEFAULT_RETRY_POLICY, notBroker)).toMatchObject({ kind: 'dead-letter', code: 'INFERENCE_FAILED' });
+    expect(decide(transient, 3, DEFAULT_RETRY_POLICY, notBroker)).toMatchObject({
+      kind: 'dead-letter',
+      code: 'INFERENCE_FAILED',
+    });
     expect(decide(new TypeError('x is undefined'), 3, DEFAULT_RETRY_POLICY, notBroker)).toMatchObject({
       kind: 'dead-letter',
       code: 'INTERNAL_ERROR',

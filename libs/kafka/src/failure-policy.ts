@@ -1,9 +1,7 @@
 import { type ErrorCode, ThoraxError } from '@thorax/contracts';
 
 export type Decision =
-  | { kind: 'retry'; delayMs: number }
-  | { kind: 'dead-letter'; code: ErrorCode; message: string }
-  | { kind: 'rethrow' };
+  { kind: 'retry'; delayMs: number } | { kind: 'dead-letter'; code: ErrorCode; message: string } | { kind: 'rethrow' };
 
 export interface RetryPolicy {
   maxAttempts: number;
@@ -23,7 +21,12 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 3, initialBackof
  * - an unavailable dependency (ThoraxError with `redeliver`) is retried in place, then
  *   rethrown the same way — a store outage never sends valid records to the DLQ.
  */
-export function decide(error: unknown, attempt: number, policy: RetryPolicy, isBrokerError: (e: unknown) => boolean): Decision {
+export function decide(
+  error: unknown,
+  attempt: number,
+  policy: RetryPolicy,
+  isBrokerError: (e: unknown) => boolean,
+): Decision {
   if (isBrokerError(error)) return { kind: 'rethrow' };
   if (error instanceof ThoraxError && !error.transient) {
     return { kind: 'dead-letter', code: error.code, message: error.message };

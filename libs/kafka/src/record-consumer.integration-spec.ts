@@ -34,7 +34,14 @@ async function withConsumer(
   const health = new HealthRegistry();
   const consumer = new RecordConsumer(
     kafka,
-    { groupId: group, topic, stage: 'preprocess', findingsTopic, retry: { maxAttempts: 3, initialBackoffMs: 10, maxBackoffMs: 50 }, lagIntervalMs: 0 },
+    {
+      groupId: group,
+      topic,
+      stage: 'preprocess',
+      findingsTopic,
+      retry: { maxAttempts: 3, initialBackoffMs: 10, maxBackoffMs: 50 },
+      lagIntervalMs: 0,
+    },
     handler,
     new KafkaPublisher(producer),
     metrics,
@@ -61,7 +68,11 @@ describe('RecordConsumer', () => {
     const out = `${run}.outcomes.out`;
     await createTopics(topic, `${topic}.dlq`, findings, out);
     await produce(kafka, topic, [
-      { key: 'ok-1', value: Buffer.from('a'), headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } },
+      {
+        key: 'ok-1',
+        value: Buffer.from('a'),
+        headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+      },
       { key: 'bad-1', value: Buffer.from('b') },
       { key: 'flaky-1', value: Buffer.from('c') },
     ]);
@@ -101,7 +112,11 @@ describe('RecordConsumer', () => {
     const events = await collect(kafka, findings, (rs) => rs.length >= 1, 15_000);
     expect(events).toHaveLength(1);
     const event = decodeFindingsEvent(events[0]?.value ?? null);
-    expect(event).toMatchObject({ id: 'bad-1', status: 'error', error: { code: 'CORRUPT_IMAGE', stage: 'preprocess' } });
+    expect(event).toMatchObject({
+      id: 'bad-1',
+      status: 'error',
+      error: { code: 'CORRUPT_IMAGE', stage: 'preprocess' },
+    });
   });
 
   it('never dead-letters on a broker failure: the record is redelivered and offsets commit only after success', async () => {

@@ -198,7 +198,9 @@ export class RecordConsumer {
       [HEADERS.errorMessage]: message.slice(0, 1024),
       [HEADERS.failedStage]: stage,
     };
-    const outputs: OutgoingRecord[] = [{ topic: dlqTopic(record.topic), key: context.id, value: record.value ?? Buffer.alloc(0), headers }];
+    const outputs: OutgoingRecord[] = [
+      { topic: dlqTopic(record.topic), key: context.id, value: record.value ?? Buffer.alloc(0), headers },
+    ];
     if (this.options.findingsTopic) {
       const event = errorFindingsEvent({
         id: context.id,
@@ -208,7 +210,12 @@ export class RecordConsumer {
       });
       const traceparent = record.headers[HEADERS.traceparent];
       const forwarded: Record<string, string> = traceparent ? { [HEADERS.traceparent]: traceparent } : {};
-      outputs.push({ topic: this.options.findingsTopic, key: context.id, value: encodeFindingsEvent(event), headers: forwarded });
+      outputs.push({
+        topic: this.options.findingsTopic,
+        key: context.id,
+        value: encodeFindingsEvent(event),
+        headers: forwarded,
+      });
     }
     await this.publisher.publish(outputs);
     this.metrics.messages.inc({ topic: record.topic, outcome: 'dead_lettered' });

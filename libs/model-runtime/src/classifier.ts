@@ -19,6 +19,10 @@ export function availableProviders(): string[] {
  * An ONNX Runtime session over a Thorax model: uint8 grey images in, per-label sigmoid
  * probabilities out, in the model's label order.
  */
+// Provider load failures are reported once, structured, through onProviderEvent; ONNX Runtime's
+// own coloured stderr line for them (process-wide logger) would only duplicate it.
+ort.env.logLevel = 'fatal';
+
 export class Classifier {
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -75,7 +79,8 @@ export class Classifier {
     if (!output) throw new Error(`model produced no ${this.metadata.output.name} output`);
     const labels = this.metadata.labels.length;
     const data = output.data as Float32Array;
-    if (data.length !== images.length * labels) throw new Error(`output has ${data.length} values, expected ${images.length * labels}`);
+    if (data.length !== images.length * labels)
+      throw new Error(`output has ${data.length} values, expected ${images.length * labels}`);
     return images.map((_, i) => data.slice(i * labels, (i + 1) * labels));
   }
 

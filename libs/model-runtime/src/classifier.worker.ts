@@ -45,9 +45,12 @@ async function main(): Promise<void> {
         const out = new Float32Array(rows.length * labels);
         rows.forEach((row, i) => out.set(row, i * labels));
         const runMs = Number(process.hrtime.bigint() - started) / 1e6;
-        port.postMessage({ kind: 'result', id: request.id, scores: out.buffer, runMs } satisfies WorkerReply, [out.buffer]);
+        port.postMessage({ kind: 'result', id: request.id, scores: out.buffer, runMs } satisfies WorkerReply, [
+          out.buffer,
+        ]);
       },
-      (error: Error) => port.postMessage({ kind: 'error', id: request.id, message: error.message } satisfies WorkerReply),
+      (error: Error) =>
+        port.postMessage({ kind: 'error', id: request.id, message: error.message } satisfies WorkerReply),
     );
   });
 }

@@ -38,7 +38,8 @@ export async function resolveModelFile(modelDir: string, version?: string): Prom
   if (!version && (await exists(direct))) return direct;
   const versions = await listModelVersions(modelDir);
   if (version) {
-    if (!versions.includes(version)) throw new Error(`model version ${version} not found in ${modelDir} (have: ${versions.join(', ') || 'none'})`);
+    if (!versions.includes(version))
+      throw new Error(`model version ${version} not found in ${modelDir} (have: ${versions.join(', ') || 'none'})`);
     return path.join(modelDir, version, 'model.onnx');
   }
   const latest = versions.at(-1);

@@ -8,7 +8,12 @@ function modelProto(props: Record<string, string>): Uint8Array {
   w.uint32((2 << 3) | 2).string('thorax-trainer'); // producer_name
   w.uint32((7 << 3) | 2).bytes(new Uint8Array([0x0a, 0x02, 0x6e, 0x6e])); // graph (skipped)
   for (const [key, value] of Object.entries(props)) {
-    const entry = new BinaryWriter().uint32((1 << 3) | 2).string(key).uint32((2 << 3) | 2).string(value).finish();
+    const entry = new BinaryWriter()
+      .uint32((1 << 3) | 2)
+      .string(key)
+      .uint32((2 << 3) | 2)
+      .string(value)
+      .finish();
     w.uint32((14 << 3) | 2).bytes(entry);
   }
   return w.finish();
@@ -21,7 +26,15 @@ const valid = {
   'thorax.model.version': '1',
   'thorax.labels': JSON.stringify(labels),
   'thorax.thresholds': JSON.stringify([0.3, 0.6]),
-  'thorax.input': JSON.stringify({ name: 'image', dtype: 'uint8', layout: 'NCHW', channels: 1, height: 256, width: 256, pixelFormat: 'grey8' }),
+  'thorax.input': JSON.stringify({
+    name: 'image',
+    dtype: 'uint8',
+    layout: 'NCHW',
+    channels: 1,
+    height: 256,
+    width: 256,
+    pixelFormat: 'grey8',
+  }),
   'thorax.output': JSON.stringify({ name: 'probabilities', activation: 'sigmoid' }),
 };
 
@@ -39,9 +52,9 @@ describe('ONNX metadata', () => {
   it('names what is wrong with a model that breaks the contract', () => {
     expect(() => parseModelMetadata({ ...valid, 'thorax.thresholds': '[0.5]' })).toThrow(/differ in length/);
     expect(() => parseModelMetadata({ ...valid, 'thorax.labels': 'not json' })).toThrow(ModelContractError);
-    expect(() => parseModelMetadata({ ...valid, 'thorax.input': JSON.stringify({ name: 'x', dtype: 'float32' }) })).toThrow(
-      /thorax\.input/,
-    );
+    expect(() =>
+      parseModelMetadata({ ...valid, 'thorax.input': JSON.stringify({ name: 'x', dtype: 'float32' }) }),
+    ).toThrow(/thorax\.input/);
     const { 'thorax.schema': _schema, ...missing } = valid;
     expect(() => parseModelMetadata(missing)).toThrow(/thorax\.schema/);
   });

@@ -12,7 +12,12 @@ export interface PoolOptions {
   intraOpThreads: number;
   /** Ordered execution providers, e.g. ['cuda', 'cpu']. */
   providers: string[];
-  onProviderEvent?: (event: { worker: number; provider: string; outcome: 'skipped' | 'failed' | 'active'; reason?: string }) => void;
+  onProviderEvent?: (event: {
+    worker: number;
+    provider: string;
+    outcome: 'skipped' | 'failed' | 'active';
+    reason?: string;
+  }) => void;
 }
 
 export interface BatchResult {
@@ -52,7 +57,12 @@ export class InferencePool {
     try {
       for (let i = 0; i < options.workers; i += 1) {
         const copy = new Uint8Array(bytes).buffer;
-        const setup: WorkerSetup = { artifact: rest, bytes: copy, providers: options.providers, intraOpThreads: options.intraOpThreads };
+        const setup: WorkerSetup = {
+          artifact: rest,
+          bytes: copy,
+          providers: options.providers,
+          intraOpThreads: options.intraOpThreads,
+        };
         const worker = new Worker(script, { workerData: setup, transferList: [copy] });
         const slot: Slot = { worker, busy: 0, pending: new Map() };
         slots.push(slot);

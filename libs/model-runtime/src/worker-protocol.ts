@@ -9,9 +9,7 @@ export interface WorkerSetup {
   intraOpThreads: number;
 }
 
-export type WorkerRequest =
-  | { kind: 'classify'; id: number; count: number; pixels: ArrayBuffer }
-  | { kind: 'close' };
+export type WorkerRequest = { kind: 'classify'; id: number; count: number; pixels: ArrayBuffer } | { kind: 'close' };
 
 export type WorkerReply =
   | { kind: 'provider'; provider: string; outcome: 'skipped' | 'failed' | 'active'; reason?: string }

@@ -71,10 +71,13 @@ export class DynamicBatcher<TIn, TOut> {
 
   private arm(delayMs: number): void {
     if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.pump();
-    }, Math.max(0, delayMs));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.pump();
+      },
+      Math.max(0, delayMs),
+    );
   }
 
   private take(n: number): Entry<TIn, TOut>[] {

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { BatchResult, InferencePool } from '@thorax/model-runtime';
 import { DynamicBatcher } from '../batching/dynamic-batcher';
 
@@ -42,6 +43,11 @@ export class ModelSlot {
 
   get version(): string {
     return this.pool.metadata.version;
+  }
+
+  /** The version directory it was loaded from (what MODEL_DIR polling compares). */
+  get directory(): string {
+    return path.basename(path.dirname(this.pool.modelPath));
   }
 
   get name(): string {

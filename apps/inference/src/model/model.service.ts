@@ -86,12 +86,17 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
     this.swapping = true;
     try {
       const latest = (await listModelVersions(this.config.MODEL_DIR)).at(-1);
-      if (!latest || latest === this.primarySlot.version) return 'unchanged';
+      if (!latest || latest === this.primarySlot.directory) return 'unchanged';
       const next = await this.load('primary', latest);
       const previous = this.primarySlot;
       this.primarySlot = next;
       this.log.info({ from: previous.version, to: next.version }, 'primary model swapped');
-      this.metrics.modelInfo.remove({ model: previous.name, version: previous.version, provider: previous.pool.provider });
+      const [was, now] = [previous, next].map((s) => ({
+        model: s.name,
+        version: s.version,
+        provider: s.pool.provider,
+      }));
+      if (JSON.stringify(was) !== JSON.stringify(now) && was) this.metrics.modelInfo.remove(was);
       void previous.drainAndClose();
       return 'swapped';
     } catch (error) {
@@ -112,7 +117,10 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
       onProviderEvent: (e) =>
         e.outcome === 'active'
           ? this.log.debug({ role, worker: e.worker, provider: e.provider }, 'execution provider active')
-          : this.log.warn({ role, worker: e.worker, provider: e.provider, reason: e.reason }, `execution provider ${e.outcome}; trying the next`),
+          : this.log.warn(
+              { role, worker: e.worker, provider: e.provider, reason: e.reason },
+              `execution provider ${e.outcome}; trying the next`,
+            ),
     });
     const { name, version: v } = artifact.metadata;
     const labels = { model: name, version: v };
@@ -140,7 +148,7 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
       {
         role,
         model: name,
-        version: v,
+        modelVersion: v,
         sha256: artifact.sha256,
         provider: pool.provider,
         workers: pool.size,

@@ -43,7 +43,12 @@ export class InferenceService {
     return event;
   }
 
-  private async run(slot: ModelSlot, record: IncomingRecord, image: PreprocessedImage, topic: string): Promise<FindingsEvent> {
+  private async run(
+    slot: ModelSlot,
+    record: IncomingRecord,
+    image: PreprocessedImage,
+    topic: string,
+  ): Promise<FindingsEvent> {
     const { width, height } = slot.pool.inputSize;
     if (image.pixelFormat !== PixelFormat.PIXEL_FORMAT_GREY8 || image.width !== width || image.height !== height) {
       throw new ThoraxError(
@@ -61,7 +66,11 @@ export class InferenceService {
     try {
       probabilities = await slot.classify(image.pixels, image.priority === Priority.PRIORITY_STAT);
     } catch (error) {
-      throw new ThoraxError('INFERENCE_FAILED', (error as Error).message, { stage: 'inference', transient: true, cause: error });
+      throw new ThoraxError('INFERENCE_FAILED', (error as Error).message, {
+        stage: 'inference',
+        transient: true,
+        cause: error,
+      });
     }
     const { name, version, labels, thresholds } = slot.pool.metadata;
     const event = okFindingsEvent({
@@ -91,7 +100,8 @@ export class InferenceService {
 
 /** Decodes a thorax.tensors.v1 value; anything else is INVALID_MESSAGE. */
 export function decodePreprocessedImage(value: Buffer | null): PreprocessedImage {
-  if (!value || value.length === 0) throw new ThoraxError('INVALID_MESSAGE', 'empty tensors record', { stage: 'inference' });
+  if (!value || value.length === 0)
+    throw new ThoraxError('INVALID_MESSAGE', 'empty tensors record', { stage: 'inference' });
   let image: PreprocessedImage;
   try {
     image = PreprocessedImage.decode(value);
