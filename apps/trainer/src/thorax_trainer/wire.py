@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -179,7 +180,9 @@ def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
     return max(size, math.floor(width * scale + 0.5)), max(size, math.floor(height * scale + 0.5))
 
 
+@lru_cache(maxsize=64)
 def _axis_taps(in_size: int, out_size: int, first: int, count: int) -> tuple[IntArray, FloatArray]:
+    """Input indices and weights of output positions [first, first + count) (cached, read-only)."""
     scale = in_size / out_size
     filter_scale = max(scale, 1.0)
     support = 3 * filter_scale
@@ -200,6 +203,8 @@ def _axis_taps(in_size: int, out_size: int, first: int, count: int) -> tuple[Int
             total += w
         if total != 0:
             weight[o] = weight[o] / total
+    index.flags.writeable = False
+    weight.flags.writeable = False
     return index, weight
 
 
