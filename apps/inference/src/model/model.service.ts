@@ -2,7 +2,6 @@ import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } fro
 import { InferencePool, listModelVersions, loadModelArtifact } from '@thorax/model-runtime';
 import { HealthRegistry, healthy, LOGGER, type Logger, ThoraxMetrics, unhealthy } from '@thorax/observability';
 import { createHash } from 'node:crypto';
-import { Gauge } from 'prom-client';
 import { INFERENCE_CONFIG, type InferenceConfig } from '../config';
 import { ModelSlot } from './model-slot';
 
@@ -23,7 +22,6 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
   private swapping = false;
   private readonly pressureListeners: ((high: boolean) => void)[] = [];
   private pressured = false;
-  private readonly queueDepth: Gauge<'model' | 'version'>;
 
   constructor(
     @Inject(INFERENCE_CONFIG) private readonly config: InferenceConfig,
@@ -34,12 +32,6 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
     health.addReadiness('model', () =>
       this.primarySlot ? healthy : unhealthy(this.loadError ?? 'model not loaded and warmed up yet'),
     );
-    this.queueDepth = new Gauge({
-      name: 'thorax_inference_queue_depth',
-      help: 'Images queued or running in the dynamic batcher, per model version.',
-      labelNames: ['model', 'version'],
-      registers: [metrics.registry],
-    });
   }
 
   get primary(): ModelSlot {
@@ -130,7 +122,7 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
       highWatermark: c.INFERENCE_QUEUE_HIGH,
       lowWatermark: c.INFERENCE_QUEUE_LOW,
       onPressure: () => this.updatePressure(),
-      onDepth: (depth) => this.queueDepth.set(labels, depth),
+      onDepth: (depth) => this.metrics.queueDepth.set({ stage: 'inference', ...labels }, depth),
       onBatch: (size, result) => {
         this.metrics.inferenceBatchSize.observe(labels, size);
         this.metrics.inferenceDuration.observe({ ...labels, provider: pool.provider }, result.runMs / 1000);
