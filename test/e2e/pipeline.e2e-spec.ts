@@ -81,7 +81,7 @@ beforeAll(async () => {
     { id: `${RUN}-empty`, value: Buffer.alloc(0), expect: ingestError('EMPTY_PAYLOAD') },
     { id: `${RUN}-gif`, value: gif, expect: ingestError('UNSUPPORTED_MEDIA_TYPE') },
     { id: `${RUN}-mismatch`, value: jpeg, headers: { 'content-type': 'image/png' }, expect: ingestError('CONTENT_TYPE_MISMATCH') },
-    { id: `${RUN}-dicom`, value: dicomish, expect: ingestError('DICOM_NOT_SUPPORTED') },
+    { id: `${RUN}-dicom`, value: dicomish, expect: ingestError('CORRUPT_IMAGE') },
     { id: `${RUN}-truncated`, value: png.subarray(0, Math.floor(png.length / 2)), expect: preprocessError('CORRUPT_IMAGE') },
     { id: `${RUN}-tiny`, value: tiny, expect: preprocessError('IMAGE_TOO_SMALL') },
   );
