@@ -18,7 +18,7 @@ describe('study queries', () => {
     expect(buildStudyLockQuery("x'); DROP TABLE study_results; --").values).toEqual([7305, "x'); DROP TABLE study_results; --"]);
     const q = buildStudyListQuery({ studyUidOrAccession: "1.2'", patientId: 'P', before: 10n, limit: 5 });
     expect(squash(q.text)).toBe(
-      'SELECT seq::text AS seq, version, updated_at, result FROM study_results WHERE (study_uid = $1 OR accession = $1) AND patient_id = $2 AND seq < $3::text::bigint ORDER BY seq DESC LIMIT $4::int',
+      'SELECT seq::text AS seq, version, published_version, updated_at, result FROM study_results WHERE (study_uid = $1 OR accession = $1) AND patient_id = $2 AND seq < $3::text::bigint ORDER BY seq DESC LIMIT $4::int',
     );
     expect(q.values).toEqual(["1.2'", 'P', '10', 6]);
   });
