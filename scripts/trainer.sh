@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Thorax trainer (apps/trainer): environment, checks and the tiny reference model.
 #
-#   scripts/trainer.sh setup   create apps/trainer/.venv and install the package (idempotent)
-#   scripts/trainer.sh test    ruff check, ruff format --check, mypy, pytest
-#   scripts/trainer.sh model   synth + train + export + verify into models/thorax-tiny-cnn/<version>/
-#   scripts/trainer.sh cli …   run `python -m thorax_trainer …` inside the venv
+#   scripts/trainer.sh setup        create apps/trainer/.venv and install the package (idempotent)
+#   scripts/trainer.sh test         ruff check, ruff format --check, mypy, pytest (fast suite, CI)
+#   scripts/trainer.sh acceptance   the slow tests: a CPU training run to AUROC >= 0.95 whose export
+#                                   the inference service's model runtime (Node) loads and serves
+#   scripts/trainer.sh bench        training images/s vs the raw model step on a synthetic set
+#   scripts/trainer.sh model        synth + train + export + quantize + verify into
+#                                   models/thorax-tiny-cnn/<version>/
+#   scripts/trainer.sh cli …        run `python -m thorax_trainer …` inside the venv
 #
 # Installs use uv (bootstrapped from PyPI into the venv) with the pins in
 # apps/trainer/constraints.txt. PyPI's Linux torch wheel is the CUDA build: it needs the nvidia-*
@@ -75,6 +79,34 @@ cmd_test() {
   "$VENV/bin/pytest" "$@"
 }
 
+# The slow tests. The serving check runs the exported model through libs/model-runtime (built
+# into dist/ by scripts/build.mjs) under Node, so Node packages and a build are prepared first.
+cmd_acceptance() {
+  cmd_setup
+  # shellcheck source=scripts/lib.sh
+  source "$ROOT/scripts/lib.sh"
+  ensure_node_deps
+  build_dist
+  cd "$APP"
+  log "acceptance: pytest -m slow"
+  THORAX_REQUIRE_SERVE_CHECK=1 "$VENV/bin/pytest" -m slow -s "$@"
+}
+
+# Training throughput on this machine's device: THORAX_BENCH_IMAGES synthetic images (2000),
+# THORAX_BENCH_ARGS passed to `bench` (default: DenseNet-121 at 224, batch 16, a few steps).
+cmd_bench() {
+  cmd_setup
+  local work="${THORAX_TRAINER_WORK:-$ROOT/.data/trainer}"
+  local images="${THORAX_BENCH_IMAGES:-2000}"
+  local data="$work/bench-$images"
+  if [[ ! -f "$data/Data_Entry_2017.csv" ]]; then
+    "$PY" -m thorax_trainer synth --out "$data" --images "$images" --size 256 --layout nih \
+      --workers "$(nproc)" --clean
+  fi
+  # shellcheck disable=SC2086
+  "$PY" -m thorax_trainer bench --data "$data" ${THORAX_BENCH_ARGS:---steps 4 --rounds 2 --warmup-steps 1} "$@"
+}
+
 cmd_model() {
   cmd_setup
   local version="${THORAX_MODEL_VERSION:-$(date -u +%Y.%m.%d)-1}"
@@ -83,18 +115,23 @@ cmd_model() {
   local data="$work/synthetic"
   local run="$work/runs/$name-$version"
   local out="$ROOT/models/$name/$version"
-  local images="${THORAX_SYNTH_IMAGES:-1200}"
+  local images="${THORAX_SYNTH_IMAGES:-2000}"
   local seed="${THORAX_SEED:-7}"
-  local epochs="${THORAX_EPOCHS:-10}"
+  local epochs="${THORAX_EPOCHS:-12}"
   local started=$SECONDS
   log "model: $name $version ($images synthetic images, $epochs epochs, seed $seed)"
-  "$PY" -m thorax_trainer synth --out "$data" --images "$images" --seed "$seed" --clean
+  "$PY" -m thorax_trainer synth --out "$data" --images "$images" --seed "$seed" --layout nih \
+    --workers "$(nproc)" --clean
   rm -rf "$run"
-  "$PY" -m thorax_trainer train --data "$data" --run-dir "$run" --epochs "$epochs" --seed "$seed"
+  "$PY" -m thorax_trainer train --data "$data" --run-dir "$run" --backbone tiny-cnn \
+    --epochs "$epochs" --batch-size 32 --lr 3e-3 --early-stopping 4 --seed "$seed" --device cpu
   "$PY" -m thorax_trainer export --checkpoint "$run/best.pt" --out "$out/model.onnx" \
     --name "$name" --version "$version"
   "$PY" -m thorax_trainer verify --model "$out/model.onnx" --checkpoint "$run/best.pt" \
     --data "$data"
+  "$PY" -m thorax_trainer quantize --model "$out/model.onnx" --checkpoint "$run/best.pt"
+  "$PY" -m thorax_trainer verify --model "$out/model.int8.onnx"
+  cp "$run/report.md" "$out/report.md"
   log "model: $out/model.onnx ($(du -h "$out/model.onnx" | cut -f1)) in $((SECONDS - started)) s"
 }
 
@@ -109,10 +146,12 @@ main() {
   case "$command" in
     setup) cmd_setup ;;
     test) cmd_test "$@" ;;
+    acceptance) cmd_acceptance "$@" ;;
+    bench) cmd_bench "$@" ;;
     model) cmd_model ;;
     cli) cmd_cli "$@" ;;
     *)
-      echo "usage: $0 {setup|test|model|cli ARGS…}" >&2
+      echo "usage: $0 {setup|test|acceptance|bench|model|cli ARGS…}" >&2
       exit 2
       ;;
   esac

@@ -14,7 +14,6 @@ from thorax_trainer.dataset import (
     TRAIN_VAL_LIST,
     DatasetError,
     Record,
-    WireImageDataset,
     format_finding_labels,
     index_images,
     load_split,
@@ -27,6 +26,7 @@ from thorax_trainer.dataset import (
     write_list,
     write_records,
 )
+from thorax_trainer.loader import WireImageDataset
 
 # The first rows of an NIH-style file, with the trailing empty column of the 2017 release and
 # the "058Y" ages of the older one.

@@ -18,11 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from torch.utils.data import Dataset
 
-from thorax_trainer.contract import LABELS, NO_FINDING, WIRE_SIZE
-from thorax_trainer.wire import UInt8Array, load_wire
+from thorax_trainer.contract import LABELS, NO_FINDING
 
 CSV_NAME = "Data_Entry_2017.csv"
 # Optional sidecar describing the dataset (name, kind, …) for the model's training summary.
@@ -356,45 +353,3 @@ def load_split(
     if method == "random-patient":
         return split_by_patient(rows, fractions, seed)
     raise ValueError(f"unknown split method {method!r} (official, random-patient)")
-
-
-class WireImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """(uint8 wire image [1, 256, 256], float target [14]) pairs.
-
-    With ``preload`` every image is decoded once into memory (64 KiB each at 256²), which is the
-    right choice for small datasets; without it images are decoded on access.
-    """
-
-    def __init__(self, root: Path, records: Sequence[Record], *, preload: bool = True) -> None:
-        self.records = list(records)
-        self.paths = resolve_image_paths(root, self.records)
-        self.targets = torch.from_numpy(
-            np.stack([r.target() for r in self.records])
-            if self.records
-            else np.zeros((0, len(LABELS)), dtype=np.float32)
-        )
-        self._cache: torch.Tensor | None = None
-        if preload:
-            self._cache = torch.from_numpy(self._load_all())
-
-    def _load_all(self) -> UInt8Array:
-        images = np.empty((len(self.paths), 1, WIRE_SIZE, WIRE_SIZE), dtype=np.uint8)
-        for i, path in enumerate(self.paths):
-            images[i, 0] = load_wire(path)
-        return images
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._cache is not None:
-            image = self._cache[index]
-        else:
-            image = torch.from_numpy(load_wire(self.paths[index])).unsqueeze(0)
-        return image, self.targets[index]
-
-    def images(self) -> torch.Tensor:
-        """All images as one uint8 tensor [n, 1, 256, 256]."""
-        if self._cache is not None:
-            return self._cache
-        return torch.from_numpy(self._load_all())

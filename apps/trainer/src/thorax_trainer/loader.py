@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch.nn import functional as F  # noqa: N812
+from torch.utils.data import Dataset
+
+from thorax_trainer.contract import LABELS, WIRE_SIZE
+from thorax_trainer.dataset import Record, resolve_image_paths
+from thorax_trainer.wire import UInt8Array, load_wire
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -172,3 +178,45 @@ class BatchLoader:
                     images.to(self.device, non_blocking=non_blocking),
                     targets.to(self.device, non_blocking=non_blocking),
                 )
+
+
+class WireImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """(uint8 wire image [1, 256, 256], float target [14]) pairs.
+
+    With ``preload`` every image is decoded once into memory (64 KiB each at 256²), which is the
+    right choice for small datasets; without it images are decoded on access.
+    """
+
+    def __init__(self, root: Path, records: Sequence[Record], *, preload: bool = True) -> None:
+        self.records = list(records)
+        self.paths = resolve_image_paths(root, self.records)
+        self.targets = torch.from_numpy(
+            np.stack([r.target() for r in self.records])
+            if self.records
+            else np.zeros((0, len(LABELS)), dtype=np.float32)
+        )
+        self._cache: torch.Tensor | None = None
+        if preload:
+            self._cache = torch.from_numpy(self._load_all())
+
+    def _load_all(self) -> UInt8Array:
+        images = np.empty((len(self.paths), 1, WIRE_SIZE, WIRE_SIZE), dtype=np.uint8)
+        for i, path in enumerate(self.paths):
+            images[i, 0] = load_wire(path)
+        return images
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is not None:
+            image = self._cache[index]
+        else:
+            image = torch.from_numpy(load_wire(self.paths[index])).unsqueeze(0)
+        return image, self.targets[index]
+
+    def images(self) -> torch.Tensor:
+        """All images as one uint8 tensor [n, 1, 256, 256]."""
+        if self._cache is not None:
+            return self._cache
+        return torch.from_numpy(self._load_all())

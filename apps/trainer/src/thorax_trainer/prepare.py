@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from thorax_trainer import _decode
 from thorax_trainer.contract import WIRE_RESAMPLING, WIRE_SIZE
 from thorax_trainer.dataset import CSV_NAME, DatasetError, Record, index_images, read_records
-from thorax_trainer.wire import load_wire
 
 log = logging.getLogger(__name__)
 
@@ -111,28 +111,6 @@ def cache_matches(cache_dir: Path, data: Path) -> bool:
     )
 
 
-# Worker state: each decoding process opens the memmap once.
-_worker_images: np.memmap[Any, np.dtype[np.uint8]] | None = None
-
-
-def _worker_init(path: str, count: int) -> None:
-    global _worker_images
-    _worker_images = np.memmap(path, dtype=np.uint8, mode="r+", shape=(count, WIRE_SIZE, WIRE_SIZE))
-
-
-def _worker_init_reset() -> None:
-    global _worker_images
-    _worker_images = None
-
-
-def _decode_chunk(chunk: list[tuple[int, str]]) -> int:
-    assert _worker_images is not None
-    for position, path in chunk:
-        _worker_images[position] = load_wire(Path(path))
-    _worker_images.flush()
-    return len(chunk)
-
-
 def prepare(
     data: Path,
     cache_dir: Path | None = None,
@@ -179,16 +157,16 @@ def prepare(
     done = 0
     next_report = 0.1
     if processes == 1:
-        _worker_init(str(data_path), len(present))
+        _decode.open_target(str(data_path), len(present))
         try:
-            for count in map(_decode_chunk, chunks):
+            for count in map(_decode.decode_chunk, chunks):
                 done += count
         finally:
-            _worker_init_reset()
+            _decode.close_target()
     else:
         context = multiprocessing.get_context("spawn")
-        with context.Pool(processes, _worker_init, (str(data_path), len(present))) as pool:
-            for count in pool.imap_unordered(_decode_chunk, chunks):
+        with context.Pool(processes, _decode.open_target, (str(data_path), len(present))) as pool:
+            for count in pool.imap_unordered(_decode.decode_chunk, chunks):
                 done += count
                 if done >= next_report * len(present):
                     log.info("prepare: %d/%d images", done, len(present))

@@ -32,7 +32,7 @@ from thorax_trainer.contract import (
     ContractError,
     validate_metadata,
 )
-from thorax_trainer.dataset import WireImageDataset
+from thorax_trainer.loader import WireImageDataset
 from thorax_trainer.metrics import mean_auroc, per_label_auroc
 from thorax_trainer.model import example_input
 from thorax_trainer.train import load_checkpoint, model_from_checkpoint, predict, split_for
