@@ -526,6 +526,7 @@ describe('each service /metrics', () => {
     const version = model[0]?.metric['version'] ?? '';
     expect(await value(`sum(thorax_inference_batch_size_count{service="inference", model="thorax-tiny-cnn", version="${version}"})`)).toBeGreaterThan(0);
     expect(await value(`sum(thorax_inference_duration_seconds_count{service="inference", provider="cpu"})`)).toBeGreaterThan(0);
+    expect(await value(`count(thorax_queue_depth{service="inference", stage="inference", model="thorax-tiny-cnn", version="${version}"})`)).toBe(1);
     const perLabel = await promQuery('sum by (label) (thorax_findings_total{service="inference"})');
     expect(perLabel).toHaveLength(14);
     expect(new Set(perLabel.map((s) => s.value[1])).size).toBe(1); // every image decides all 14 labels
