@@ -45,6 +45,11 @@ function boundaries(allowTesting) {
       bannedExternalImports: ['@nestjs/*'],
     },
     {
+      // Benchmarks and developer tools drive the system like a client and may use pure libs.
+      sourceTag: 'type:tool',
+      onlyDependOnLibsWithTags: ['type:testing', 'type:util', 'type:contracts'],
+    },
+    {
       sourceTag: 'type:e2e',
       onlyDependOnLibsWithTags: ['type:testing', 'type:contracts'],
       bannedExternalImports: ['@nestjs/*'],

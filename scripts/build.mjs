@@ -1,4 +1,4 @@
-// Compiles apps/*/src and libs/*/src to dist/ with swc (decorator metadata on, @thorax/* imports
+// Compiles apps/*/src, libs/*/src and tools/*/src to dist/ with swc (decorator metadata on, @thorax/* imports
 // rewritten to relative paths) and copies JSON assets beside the JavaScript. Type checking is a
 // separate step (`tsc --noEmit`), so this stays fast.
 import { transformFile } from '@swc/core';
@@ -20,7 +20,7 @@ async function* walk(dir) {
 }
 
 const sources = [];
-for (const group of ['apps', 'libs']) {
+for (const group of ['apps', 'libs', 'tools']) {
   for (const project of await readdir(path.join(root, group), { withFileTypes: true })) {
     if (!project.isDirectory()) continue;
     const src = path.join(root, group, project.name, 'src');

@@ -12,7 +12,9 @@ export const ingestConfigSchema = z.object({
   INGEST_MAX_BYTES: positiveInt(52_428_800),
   /** Largest DICOM dataset after inflating a deflated transfer syntax, bytes (zip-bomb guard). */
   INGEST_MAX_INFLATED_BYTES: positiveInt(268_435_456),
-  INGEST_PARTITIONS_CONCURRENCY: positiveInt(2),
+  INGEST_PARTITIONS_CONCURRENCY: positiveInt(6),
+  /** Records of one partition handled at once (offsets still commit in order). */
+  INGEST_IN_FLIGHT_PER_PARTITION: positiveInt(4),
   /** Accept DICOM at all (false: DICOM_NOT_SUPPORTED). */
   INGEST_DICOM_ENABLED: flag(true),
   /** Clinical gates on DICOM tags (docs/imaging.md); `*` switches one off. */

@@ -18,7 +18,9 @@ export const preprocessConfigSchema = z.object({
   /** Decode worker threads, and the V8 heap each may use (MiB). */
   PREPROCESS_DECODE_WORKERS: positiveInt(2),
   PREPROCESS_DECODE_WORKER_HEAP_MB: positiveInt(2048),
-  PREPROCESS_PARTITIONS_CONCURRENCY: positiveInt(2),
+  PREPROCESS_PARTITIONS_CONCURRENCY: positiveInt(6),
+  /** Records of one partition handled at once (offsets still commit in order). */
+  PREPROCESS_IN_FLIGHT_PER_PARTITION: positiveInt(4),
 });
 
 export type PreprocessConfig = z.infer<typeof preprocessConfigSchema>;

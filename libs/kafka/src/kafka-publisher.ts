@@ -1,24 +1,68 @@
 import type { Producer } from 'kafkajs';
 import type { OutgoingRecord, Publisher } from './records';
 
-/** Publisher over a kafkajs producer: acks from all in-sync replicas, one request per call. */
-export class KafkaPublisher implements Publisher {
-  constructor(private readonly producer: Producer) {}
+export interface PublisherOptions {
+  /**
+   * How long records wait for companions before a send (Kafka's linger.ms). Records published
+   * by concurrent handlers within this window go to the broker in one request; each caller's
+   * promise still resolves only once its own records are acknowledged.
+   */
+  lingerMs: number;
+  /** Send at once when this many records are waiting. */
+  maxBatchRecords: number;
+}
 
-  async publish(records: OutgoingRecord[]): Promise<void> {
-    if (records.length === 0) return;
+interface Waiting {
+  records: OutgoingRecord[];
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/** Publisher over a kafkajs producer: acks from all in-sync replicas, concurrent calls coalesced. */
+export class KafkaPublisher implements Publisher {
+  private queue: Waiting[] = [];
+  private queued = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly producer: Producer,
+    private readonly options: PublisherOptions = { lingerMs: 2, maxBatchRecords: 500 },
+  ) {}
+
+  publish(records: OutgoingRecord[]): Promise<void> {
+    if (records.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ records, resolve, reject });
+      this.queued += records.length;
+      if (this.queued >= this.options.maxBatchRecords || this.options.lingerMs === 0) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), this.options.lingerMs);
+    });
+  }
+
+  private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const waiting = this.queue;
+    this.queue = [];
+    this.queued = 0;
+    if (waiting.length === 0) return;
     const byTopic = new Map<string, OutgoingRecord[]>();
-    for (const record of records) {
+    for (const record of waiting.flatMap((w) => w.records)) {
       const list = byTopic.get(record.topic) ?? [];
       list.push(record);
       byTopic.set(record.topic, list);
     }
-    await this.producer.sendBatch({
-      acks: -1,
-      topicMessages: [...byTopic].map(([topic, list]) => ({
-        topic,
-        messages: list.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {} })),
-      })),
-    });
+    this.producer
+      .sendBatch({
+        acks: -1,
+        topicMessages: [...byTopic].map(([topic, list]) => ({
+          topic,
+          messages: list.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {} })),
+        })),
+      })
+      .then(
+        () => waiting.forEach((w) => w.resolve()),
+        (error: unknown) => waiting.forEach((w) => w.reject(error)),
+      );
   }
 }

@@ -24,6 +24,7 @@ export class StudiesConsumer implements OnApplicationBootstrap, RecordHandler {
           stage: 'ingest',
           findingsTopic: this.config.TOPIC_FINDINGS,
           partitionsConsumedConcurrently: this.config.INGEST_PARTITIONS_CONCURRENCY,
+          maxInFlightPerPartition: this.config.INGEST_IN_FLIGHT_PER_PARTITION,
         },
         this,
       )

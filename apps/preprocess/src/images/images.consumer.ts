@@ -23,6 +23,7 @@ export class ImagesConsumer implements OnApplicationBootstrap, RecordHandler {
           stage: 'preprocess',
           findingsTopic: this.config.TOPIC_FINDINGS,
           partitionsConsumedConcurrently: this.config.PREPROCESS_PARTITIONS_CONCURRENCY,
+          maxInFlightPerPartition: this.config.PREPROCESS_IN_FLIGHT_PER_PARTITION,
         },
         this,
       )

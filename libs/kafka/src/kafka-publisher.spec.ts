@@ -1,0 +1,53 @@
+import type { Producer } from 'kafkajs';
+import { KafkaPublisher } from './kafka-publisher';
+
+function fakeProducer(fail = false) {
+  const sent: { topic: string; keys: string[] }[][] = [];
+  const producer = {
+    sendBatch: jest.fn(async (batch: { topicMessages: { topic: string; messages: { key: string }[] }[] }) => {
+      sent.push(batch.topicMessages.map((t) => ({ topic: t.topic, keys: t.messages.map((m) => m.key) })));
+      if (fail) throw new Error('broker down');
+      return [];
+    }),
+  };
+  return { producer: producer as unknown as Producer, sent };
+}
+
+describe('KafkaPublisher', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  it('coalesces concurrent publishes into one acknowledged request, grouped by topic', async () => {
+    const { producer, sent } = fakeProducer();
+    const publisher = new KafkaPublisher(producer, { lingerMs: 5, maxBatchRecords: 100 });
+    const a = publisher.publish([{ topic: 't1', key: 'a', value: Buffer.from('1') }]);
+    const b = publisher.publish([
+      { topic: 't2', key: 'b', value: Buffer.from('2') },
+      { topic: 't1', key: 'c', value: Buffer.from('3') },
+    ]);
+    expect(sent).toHaveLength(0);
+    await jest.advanceTimersByTimeAsync(5);
+    await Promise.all([a, b]);
+    expect(sent).toEqual([[{ topic: 't1', keys: ['a', 'c'] }, { topic: 't2', keys: ['b'] }]]);
+  });
+
+  it('sends at once when the batch is full', async () => {
+    const { producer, sent } = fakeProducer();
+    const publisher = new KafkaPublisher(producer, { lingerMs: 1000, maxBatchRecords: 2 });
+    await publisher.publish([
+      { topic: 't', key: 'a', value: Buffer.alloc(0) },
+      { topic: 't', key: 'b', value: Buffer.alloc(0) },
+    ]);
+    expect(sent).toHaveLength(1);
+  });
+
+  it('rejects every caller of a failed request (nothing is reported as published)', async () => {
+    const { producer } = fakeProducer(true);
+    const publisher = new KafkaPublisher(producer, { lingerMs: 1, maxBatchRecords: 10 });
+    const a = publisher.publish([{ topic: 't', key: 'a', value: Buffer.alloc(0) }]);
+    const b = publisher.publish([{ topic: 't', key: 'b', value: Buffer.alloc(0) }]);
+    const settled = Promise.allSettled([a, b]);
+    await jest.advanceTimersByTimeAsync(1);
+    expect((await settled).map((s) => s.status)).toEqual(['rejected', 'rejected']);
+  });
+});
