@@ -45,6 +45,7 @@ step "lint" bash -c 'cd "$0" && nx show projects >/dev/null && eslint . --max-wa
 step "build" build_dist
 step "unit" jest --rootDir "$ROOT" --selectProjects unit
 step "trainer" bash "$ROOT/scripts/trainer.sh" test
+step "prometheus" bash "$ROOT/scripts/prometheus.sh" ensure
 
 if [ -z "${KAFKA_BROKERS:-}" ]; then
   start_test_kafka() {

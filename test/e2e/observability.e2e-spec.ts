@@ -634,9 +634,8 @@ describe('logs', () => {
     expect(event.status).toBe('ok');
   });
 
-  // Known gap, marked failing: nothing calls ensureTraceparent on intake yet. When ingest (or
-  // the record consumer) does, this starts passing, it.failing reports it: make it a plain `it`.
-  it.failing('ingest starts a trace when the PACS sent none', () => {
+  // The record consumer starts a trace for any record that arrives without one.
+  it('ingest starts a trace when the PACS sent none', () => {
     for (const id of [`${RUN}-png-untraced`, `${RUN}-junk`]) {
       const record = findings1.find((r) => r.key === id);
       expect(record?.headers['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/);

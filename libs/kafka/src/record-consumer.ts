@@ -8,7 +8,7 @@ import {
   type StudyInfo,
 } from '@thorax/contracts';
 import type { HealthRegistry, Logger, ThoraxMetrics } from '@thorax/observability';
-import { healthy, unhealthy } from '@thorax/observability';
+import { ensureTraceparent, healthy, unhealthy } from '@thorax/observability';
 import { type Admin, type Consumer, type EachBatchPayload, type Kafka, KafkaJSError, type KafkaMessage } from 'kafkajs';
 import { decide, DEFAULT_RETRY_POLICY, type RetryPolicy } from './failure-policy';
 import { decodeHeaders, type IncomingRecord, type OutgoingRecord, type Publisher } from './records';
@@ -55,6 +55,7 @@ export class RecordConsumer {
   private readonly admin: Admin;
   private readonly retry: RetryPolicy;
   private joined = false;
+  private brokerSeenAt = Date.now();
   private crashed: string | null = null;
   private lagTimer: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -86,14 +87,21 @@ export class RecordConsumer {
     this.consumer.on(REBALANCING, () => this.log.info({ group: options.groupId }, 'rebalancing'));
     this.consumer.on(CRASH, (e) => {
       this.log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
+      this.joined = false;
       if (!e.payload.restart) this.crashed = e.payload.error.message;
     });
     health.addLiveness(`consumer:${options.topic}`, () =>
       this.crashed ? unhealthy(`consumer crashed: ${this.crashed}`) : healthy,
     );
-    health.addReadiness(`consumer:${options.topic}`, () =>
-      this.joined ? healthy : unhealthy(`not yet a member of ${options.groupId}`),
-    );
+    health.addReadiness(`consumer:${options.topic}`, () => {
+      if (!this.joined) return unhealthy(`not a member of ${options.groupId}`);
+      const interval = options.lagIntervalMs ?? 10_000;
+      const silentMs = Date.now() - this.brokerSeenAt;
+      if (interval > 0 && silentMs > 3 * interval) {
+        return unhealthy(`broker has not answered offset requests for ${Math.round(silentMs / 1000)} s`);
+      }
+      return healthy;
+    });
   }
 
   async start(): Promise<void> {
@@ -126,6 +134,7 @@ export class RecordConsumer {
 
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
+    this.metrics.consumerBatchSize.observe({ topic: batch.topic }, batch.messages.length);
     const window = Math.max(1, this.options.maxInFlightPerPartition ?? 1);
     // Records of one partition run up to `window` at a time (so a batcher downstream sees more
     // than one record per partition), but offsets resolve strictly in order: an offset is
@@ -238,6 +247,7 @@ export class RecordConsumer {
         const lag = Math.max(0, Number(end.high) - base);
         this.metrics.consumerLag.set({ topic, partition: String(end.partition), group: groupId }, lag);
       }
+      this.brokerSeenAt = Date.now();
     } catch (error) {
       this.log.debug({ err: error }, 'consumer lag not updated');
     }
@@ -251,7 +261,8 @@ function toRecord(topic: string, partition: number, message: KafkaMessage): Inco
     offset: message.offset,
     key: message.key ? message.key.toString('utf8') : null,
     value: message.value,
-    headers: decodeHeaders(message.headers),
+    // A record without trace context starts a trace here (ingest, for a PACS that sent none).
+    headers: ensureTraceparent(decodeHeaders(message.headers)),
     timestamp: Number(message.timestamp),
   };
 }
