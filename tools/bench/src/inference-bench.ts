@@ -41,14 +41,23 @@ const LOG_DIR = path.join(REPO_ROOT, '.data', 'bench', RUN);
 const kafka = new Kafka({ clientId: 'thorax-bench', brokers: BROKERS, logLevel: logLevel.NOTHING });
 
 type StageName = 'ingest' | 'preprocess' | 'inference' | 'results';
-const PORTS: Record<StageName, number> = { results: PORT_BASE, ingest: PORT_BASE + 1, preprocess: PORT_BASE + 2, inference: PORT_BASE + 3 };
+const PORTS: Record<StageName, number> = {
+  results: PORT_BASE,
+  ingest: PORT_BASE + 1,
+  preprocess: PORT_BASE + 2,
+  inference: PORT_BASE + 3,
+};
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
 // ---------------------------------------------------------------- (a) raw onnxruntime-node
-async function rawThroughput(modelFile: string, batchSizes: number[], seconds: number): Promise<Record<number, number>> {
+async function rawThroughput(
+  modelFile: string,
+  batchSizes: number[],
+  seconds: number,
+): Promise<Record<number, number>> {
   const dir = path.dirname(modelFile);
   const artifact = await loadModelArtifact(path.dirname(dir), path.basename(dir));
   const bytes = (await import('node:fs')).readFileSync(modelFile);
@@ -105,7 +114,9 @@ async function createTopics(scenario: string): Promise<Topics> {
 async function deleteTopics(t: Topics): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
-  await admin.deleteTopics({ topics: [...Object.values(t), ...Object.values(t).map((x) => `${x}.dlq`)] }).catch(() => undefined);
+  await admin
+    .deleteTopics({ topics: [...Object.values(t), ...Object.values(t).map((x) => `${x}.dlq`)] })
+    .catch(() => undefined);
   await admin.disconnect();
 }
 
@@ -119,7 +130,10 @@ async function withProducer<T>(work: (p: Producer) => Promise<T>): Promise<T> {
   }
 }
 
-async function fill(topic: string, records: { key: string; value: Buffer; headers?: Record<string, string> }[]): Promise<void> {
+async function fill(
+  topic: string,
+  records: { key: string; value: Buffer; headers?: Record<string, string> }[],
+): Promise<void> {
   await withProducer(async (p) => {
     for (let i = 0; i < records.length; i += 100) {
       await p.send({ topic, acks: -1, messages: records.slice(i, i + 100) });
@@ -147,11 +161,24 @@ function serviceEnv(t: Topics, scenario: string): Record<string, string> {
   };
 }
 
-async function startServices(names: StageName[], t: Topics, scenario: string, extra: Record<string, string> = {}): Promise<RunningService[]> {
+async function startServices(
+  names: StageName[],
+  t: Topics,
+  scenario: string,
+  extra: Record<string, string> = {},
+): Promise<RunningService[]> {
   const services = names.map((name) =>
-    startBuiltService(name, { ...serviceEnv(t, scenario), ...extra, HTTP_PORT: String(PORTS[name]) }, path.join(LOG_DIR, scenario)),
+    startBuiltService(
+      name,
+      { ...serviceEnv(t, scenario), ...extra, HTTP_PORT: String(PORTS[name]) },
+      path.join(LOG_DIR, scenario),
+    ),
   );
-  await Promise.all(services.map((s) => waitForHttp(`http://127.0.0.1:${PORTS[s.name as StageName]}/readyz`, 120_000, () => s.process.exitCode === null)));
+  await Promise.all(
+    services.map((s) =>
+      waitForHttp(`http://127.0.0.1:${PORTS[s.name as StageName]}/readyz`, 120_000, () => s.process.exitCode === null),
+    ),
+  );
   return services;
 }
 
@@ -160,7 +187,11 @@ async function okCount(name: StageName, topic: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${PORTS[name]}/metrics`)).text();
   let total = 0;
   for (const line of text.split('\n')) {
-    if (line.startsWith('thorax_messages_total{') && line.includes(`topic="${topic}"`) && line.includes('outcome="ok"')) {
+    if (
+      line.startsWith('thorax_messages_total{') &&
+      line.includes(`topic="${topic}"`) &&
+      line.includes('outcome="ok"')
+    ) {
       total += Number(line.slice(line.lastIndexOf(' ') + 1));
     }
   }
@@ -241,7 +272,11 @@ function findingsRecord(id: string): Buffer {
 }
 
 // ---------------------------------------------------------------- scenarios
-async function stageAlone(name: StageName, make: (t: Topics) => { topic: string; records: { key: string; value: Buffer; headers?: Record<string, string> }[] }, extra: Record<string, string> = {}): Promise<number> {
+async function stageAlone(
+  name: StageName,
+  make: (t: Topics) => { topic: string; records: { key: string; value: Buffer; headers?: Record<string, string> }[] },
+  extra: Record<string, string> = {},
+): Promise<number> {
   const t = await createTopics(name);
   const { topic, records } = make(t);
   await fill(topic, records);
@@ -259,7 +294,9 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
-async function pipeline(fx: { png: Buffer[] }): Promise<{ throughput: number; latency: { p50: number; p95: number; p99: number; n: number; rate: number } }> {
+async function pipeline(fx: {
+  png: Buffer[];
+}): Promise<{ throughput: number; latency: { p50: number; p95: number; p99: number; n: number; rate: number } }> {
   const t = await createTopics('pipeline');
   const records = Array.from({ length: PIPELINE_IMAGES }, (_, i) => ({
     key: `${RUN}-p-${i}`,
@@ -300,7 +337,11 @@ async function pipeline(fx: { png: Buffer[] }): Promise<{ throughput: number; la
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         const key = `${RUN}-l-${i}`;
         sentAt.set(key, performance.now());
-        await p.send({ topic: t.studies, acks: -1, messages: [{ key, value: fx.png[i % fx.png.length] as Buffer, headers: { 'content-type': 'image/png' } }] });
+        await p.send({
+          topic: t.studies,
+          acks: -1,
+          messages: [{ key, value: fx.png[i % fx.png.length] as Buffer, headers: { 'content-type': 'image/png' } }],
+        });
       }
     });
     await Promise.race([done, new Promise((r) => setTimeout(r, 60_000))]);
@@ -308,7 +349,13 @@ async function pipeline(fx: { png: Buffer[] }): Promise<{ throughput: number; la
     latencies.sort((a, b) => a - b);
     return {
       throughput,
-      latency: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), n: latencies.length, rate },
+      latency: {
+        p50: percentile(latencies, 50),
+        p95: percentile(latencies, 95),
+        p99: percentile(latencies, 99),
+        n: latencies.length,
+        rate,
+      },
     };
   } finally {
     await Promise.all(services.map((s) => s.stop()));
@@ -321,15 +368,26 @@ async function main(): Promise<void> {
   const versions = await listModelVersions(MODEL_DIR);
   const version = versions.at(-1) ?? '';
   const versionDir = path.join(MODEL_DIR, version);
-  const variants = readdirSync(versionDir).filter((f) => f.endsWith('.onnx')).sort();
-  say(`Thorax inference benchmark ${RUN}: model ${path.relative(REPO_ROOT, versionDir)} (${variants.join(', ')}), brokers ${BROKERS.join(',')}`);
+  const variants = readdirSync(versionDir)
+    .filter((f) => f.endsWith('.onnx'))
+    .sort();
+  say(
+    `Thorax inference benchmark ${RUN}: model ${path.relative(REPO_ROOT, versionDir)} (${variants.join(', ')}), brokers ${BROKERS.join(',')}`,
+  );
 
   const batchSizes = [1, 2, 4, 8, 16, 32];
   const raw: Record<string, Record<number, number>> = {};
   for (const file of variants) raw[file] = await rawThroughput(path.join(versionDir, file), batchSizes, 2);
   const fp32 = raw['model.onnx'] ?? {};
-  const [bestBatch, bestRaw] = Object.entries(fp32).reduce((a, b) => (b[1] > a[1] ? b : a), ['1', 0] as [string, number]);
-  say(`(a) raw onnxruntime-node, in process, img/s by batch: ${Object.entries(fp32).map(([b, r]) => `${b}:${r.toFixed(0)}`).join('  ')}`);
+  const [bestBatch, bestRaw] = Object.entries(fp32).reduce((a, b) => (b[1] > a[1] ? b : a), ['1', 0] as [
+    string,
+    number,
+  ]);
+  say(
+    `(a) raw onnxruntime-node, in process, img/s by batch: ${Object.entries(fp32)
+      .map(([b, r]) => `${b}:${r.toFixed(0)}`)
+      .join('  ')}`,
+  );
   for (const [file, rates] of Object.entries(raw)) {
     if (file === 'model.onnx') continue;
     const best = Math.max(...Object.values(rates));
@@ -339,17 +397,53 @@ async function main(): Promise<void> {
   const fx = await fixtures();
   const n = STAGE_IMAGES;
   const maxBatch = env['INFERENCE_MAX_BATCH'] ?? bestBatch;
-  const inference = await stageAlone('inference', (t) => ({ topic: t.tensors, records: Array.from({ length: n }, (_, i) => ({ key: `${RUN}-t-${i}`, value: tensor(`${RUN}-t-${i}`, fx.wire[i % fx.wire.length] as Buffer) })) }), { INFERENCE_MAX_BATCH: String(maxBatch) });
-  say(`(b) inference service alone (max batch ${maxBatch}): ${inference.toFixed(1)} img/s   (b)/(a) = ${(inference / bestRaw).toFixed(2)}`);
-  const ingest = await stageAlone('ingest', (t) => ({ topic: t.studies, records: Array.from({ length: PNG_IMAGES }, (_, i) => ({ key: `${RUN}-s-${i}`, value: fx.png[i % fx.png.length] as Buffer, headers: { 'content-type': 'image/png' } })) }));
-  const preprocess = await stageAlone('preprocess', (t) => ({ topic: t.images, records: Array.from({ length: PNG_IMAGES }, (_, i) => ({ key: `${RUN}-i-${i}`, value: accepted(`${RUN}-i-${i}`, fx.png[i % fx.png.length] as Buffer) })) }));
-  const results = await stageAlone('results', (t) => ({ topic: t.findings, records: Array.from({ length: n }, (_, i) => ({ key: `${RUN}-f-${i}`, value: findingsRecord(`${RUN}-f-${i}`) })) }));
+  const inference = await stageAlone(
+    'inference',
+    (t) => ({
+      topic: t.tensors,
+      records: Array.from({ length: n }, (_, i) => ({
+        key: `${RUN}-t-${i}`,
+        value: tensor(`${RUN}-t-${i}`, fx.wire[i % fx.wire.length] as Buffer),
+      })),
+    }),
+    { INFERENCE_MAX_BATCH: String(maxBatch) },
+  );
+  say(
+    `(b) inference service alone (max batch ${maxBatch}): ${inference.toFixed(1)} img/s   (b)/(a) = ${(inference / bestRaw).toFixed(2)}`,
+  );
+  const ingest = await stageAlone('ingest', (t) => ({
+    topic: t.studies,
+    records: Array.from({ length: PNG_IMAGES }, (_, i) => ({
+      key: `${RUN}-s-${i}`,
+      value: fx.png[i % fx.png.length] as Buffer,
+      headers: { 'content-type': 'image/png' },
+    })),
+  }));
+  const preprocess = await stageAlone('preprocess', (t) => ({
+    topic: t.images,
+    records: Array.from({ length: PNG_IMAGES }, (_, i) => ({
+      key: `${RUN}-i-${i}`,
+      value: accepted(`${RUN}-i-${i}`, fx.png[i % fx.png.length] as Buffer),
+    })),
+  }));
+  const results = await stageAlone('results', (t) => ({
+    topic: t.findings,
+    records: Array.from({ length: n }, (_, i) => ({ key: `${RUN}-f-${i}`, value: findingsRecord(`${RUN}-f-${i}`) })),
+  }));
   const stages = { ingest, preprocess, inference, results };
   const ideal = 1 / Object.values(stages).reduce((sum, r) => sum + 1 / r, 0);
-  say(`(d) isolated stage rates, img/s: ${Object.entries(stages).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}  → ideal pipeline ${ideal.toFixed(1)} img/s`);
+  say(
+    `(d) isolated stage rates, img/s: ${Object.entries(stages)
+      .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+      .join(', ')}  → ideal pipeline ${ideal.toFixed(1)} img/s`,
+  );
   const pipe = await pipeline(fx);
-  say(`(c) whole pipeline, 1024² PNG on the studies topic → stored results: ${pipe.throughput.toFixed(1)} img/s   (c)/(d) = ${(pipe.throughput / ideal).toFixed(2)}`);
-  say(`    latency at ${pipe.latency.rate.toFixed(1)} img/s (n=${pipe.latency.n}), publish → findings event: p50 ${pipe.latency.p50.toFixed(0)} ms, p95 ${pipe.latency.p95.toFixed(0)} ms, p99 ${pipe.latency.p99.toFixed(0)} ms`);
+  say(
+    `(c) whole pipeline, 1024² PNG on the studies topic → stored results: ${pipe.throughput.toFixed(1)} img/s   (c)/(d) = ${(pipe.throughput / ideal).toFixed(2)}`,
+  );
+  say(
+    `    latency at ${pipe.latency.rate.toFixed(1)} img/s (n=${pipe.latency.n}), publish → findings event: p50 ${pipe.latency.p50.toFixed(0)} ms, p95 ${pipe.latency.p95.toFixed(0)} ms, p99 ${pipe.latency.p99.toFixed(0)} ms`,
+  );
 
   const report = {
     run: RUN,

@@ -1,0 +1,124 @@
+import {
+  CHESTXRAY14_LABELS,
+  decodeFindingsEvent,
+  PixelFormat,
+  type PreprocessedImage,
+  Priority,
+  ThoraxError,
+} from '@thorax/contracts';
+import type { IncomingRecord, OutgoingRecord, Publisher } from '@thorax/kafka';
+import { createLogger, ThoraxMetrics } from '@thorax/observability';
+import { loadConfig } from '@thorax/config';
+import { inferenceConfigSchema } from '../config';
+import type { ModelSlot } from '../model/model-slot';
+import type { ModelService } from '../model/model.service';
+import { InferenceService } from './inference.service';
+
+function slot(
+  role: ModelSlot['role'],
+  version: string,
+  classify: (pixels: Uint8Array, urgent: boolean) => Promise<Float32Array>,
+): ModelSlot {
+  return {
+    role,
+    version,
+    classify,
+    pool: {
+      inputSize: { width: 256, height: 256 },
+      metadata: { name: 'm', version, labels: [...CHESTXRAY14_LABELS], thresholds: CHESTXRAY14_LABELS.map(() => 0.5) },
+      sha256: 'a'.repeat(64),
+      provider: 'cpu',
+    },
+  } as unknown as ModelSlot;
+}
+
+const scores = (value: number) => async () => new Float32Array(14).fill(value);
+
+function setup(primary: ModelSlot, shadow: ModelSlot | null) {
+  const published: OutgoingRecord[] = [];
+  const publisher: Publisher = { publish: async (records) => void published.push(...records) };
+  const models = { route: () => primary, shadow } as unknown as ModelService;
+  const config = loadConfig(inferenceConfigSchema, {});
+  const service = new InferenceService(
+    config,
+    publisher,
+    createLogger({ service: 't', version: '0', level: 'silent' }),
+    models,
+    new ThoraxMetrics('inference'),
+  );
+  return { service, published };
+}
+
+const record: IncomingRecord = {
+  topic: 'thorax.tensors.v1',
+  partition: 0,
+  offset: '0',
+  key: 'img-1',
+  value: null,
+  headers: {},
+  timestamp: Date.now(),
+};
+const image = (overrides: Partial<PreprocessedImage> = {}): PreprocessedImage => ({
+  id: 'img-1',
+  study: undefined,
+  priority: Priority.PRIORITY_STAT,
+  receivedAt: new Date(),
+  width: 256,
+  height: 256,
+  pixelFormat: PixelFormat.PIXEL_FORMAT_GREY8,
+  pixels: new Uint8Array(256 * 256),
+  source: undefined,
+  preprocessing: 'thorax.wire.v1',
+  ...overrides,
+});
+
+describe('InferenceService', () => {
+  it('publishes the primary findings and sends STAT images ahead in the batcher', async () => {
+    const urgency: boolean[] = [];
+    const { service, published } = setup(
+      slot('primary', '2', async (_p, urgent) => {
+        urgency.push(urgent);
+        return new Float32Array(14).fill(0.7);
+      }),
+      null,
+    );
+    const event = await service.infer(record, image());
+    expect(urgency).toEqual([true]);
+    expect(published.map((r) => r.topic)).toEqual(['thorax.findings.v1']);
+    expect(event.positives).toHaveLength(14);
+    expect(decodeFindingsEvent(published[0]?.value ?? null).model?.version).toBe('2');
+  });
+
+  it('runs the shadow on the same image, publishes it only to the shadow topic, and never lets it fail the primary', async () => {
+    const ok = setup(slot('primary', '1', scores(0.1)), slot('shadow', '2', scores(0.9)));
+    await ok.service.infer(record, image());
+    expect(ok.published.map((r) => [r.topic, r.headers?.['thorax-model-role'] ?? 'primary'])).toEqual([
+      ['thorax.findings.v1', 'primary'],
+      ['thorax.findings.shadow.v1', 'shadow'],
+    ]);
+    expect(decodeFindingsEvent(ok.published[0]?.value ?? null).positives).toEqual([]);
+
+    const broken = setup(
+      slot('primary', '1', scores(0.1)),
+      slot('shadow', '2', async () => Promise.reject(new Error('boom'))),
+    );
+    await expect(broken.service.infer(record, image())).resolves.toMatchObject({ status: 'ok' });
+    expect(broken.published.map((r) => r.topic)).toEqual(['thorax.findings.v1']);
+  });
+
+  it('classifies failures: wrong input size, model errors (retryable), NaN scores', async () => {
+    const { service } = setup(slot('primary', '1', scores(0.5)), null);
+    await expect(service.infer(record, image({ width: 224, height: 224 }))).rejects.toMatchObject({
+      code: 'MODEL_INPUT_MISMATCH',
+    });
+    const failing = setup(
+      slot('primary', '1', async () => Promise.reject(new Error('session lost'))),
+      null,
+    );
+    const error = await failing.service.infer(record, image()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ThoraxError);
+    expect(error).toMatchObject({ code: 'INFERENCE_FAILED', transient: true });
+    const nan = setup(slot('primary', '1', scores(Number.NaN)), null);
+    await expect(nan.service.infer(record, image())).rejects.toMatchObject({ code: 'INFERENCE_FAILED' });
+  });
+});
