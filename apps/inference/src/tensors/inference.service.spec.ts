@@ -66,7 +66,7 @@ const image = (overrides: Partial<PreprocessedImage> = {}): PreprocessedImage =>
   width: 256,
   height: 256,
   pixelFormat: PixelFormat.PIXEL_FORMAT_GREY8,
-  pixels: new Uint8Array(256 * 256),
+  pixels: Buffer.alloc(256 * 256),
   source: undefined,
   preprocessing: 'thorax.wire.v1',
   ...overrides,
