@@ -9,7 +9,15 @@ import pytest
 from PIL import Image
 
 from thorax_trainer.contract import LABELS
-from thorax_trainer.dataset import COLUMNS, CSV_NAME, DATASET_INFO, read_records
+from thorax_trainer.dataset import (
+    COLUMNS,
+    CSV_NAME,
+    DATASET_INFO,
+    TEST_LIST,
+    TRAIN_VAL_LIST,
+    read_list,
+    read_records,
+)
 from thorax_trainer.synthetic import PREVALENCE, _draw_anatomy, generate, plan_records, render
 
 
@@ -69,3 +77,24 @@ def test_every_label_plants_a_visible_sign(label: str) -> None:
     # (at least 100 pixels changed by more than 20 grey levels inside the 224 crop).
     changed = difference[16:240, 16:240] > 20
     assert int(changed.sum()) >= 100, f"{label}: {int(changed.sum())} pixels changed"
+
+
+def test_nih_layout_splits_folders_and_writes_patient_disjoint_lists(tmp_path: Path) -> None:
+    records = generate(tmp_path, images=25, seed=4, size=64, layout="nih", archive_size=10)
+    folders = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("images_*/images"))
+    assert folders == ["images_001/images", "images_002/images", "images_003/images"]
+    assert [len(list((tmp_path / f).iterdir())) for f in folders] == [10, 10, 5]
+    assert not (tmp_path / "images").exists()
+    train_val = read_list(tmp_path / TRAIN_VAL_LIST)
+    test = read_list(tmp_path / TEST_LIST)
+    assert sorted(train_val + test) == sorted(r.image_index for r in records)
+    patient = {r.image_index: r.patient_id for r in records}
+    assert not {patient[n] for n in train_val} & {patient[n] for n in test}
+    assert 0.2 <= len(test) / len(records) < 0.5  # whole patients until 20 % is reached
+    assert test == sorted(test)
+
+
+def test_parallel_rendering_writes_the_same_bytes(tmp_path: Path) -> None:
+    generate(tmp_path / "one", images=8, seed=5, size=64)
+    generate(tmp_path / "two", images=8, seed=5, size=64, workers=2)
+    assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
