@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { errorEvent, okEvent } from '../testing/findings-events';
 import { followFindings } from './findings-feed';
+import { buildStoreQuery } from './findings.sql';
 import { migrate, MIGRATIONS } from './migrations';
 import { PgSqlClient } from './pg-sql-client';
 import { PgliteSqlClient } from './pglite-sql-client';
@@ -326,6 +327,16 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
       expect(stored?.result).toMatchObject({ status: 'error', model: null, findings: [], positives: [], contributingImages: [] });
     });
 
+    it('backfills aggregates of studies whose results predate the study table', async () => {
+      const study = unique('1.2.840.backfill');
+      await repo.store(okEvent(`${study}-img`, { study: info(study, 'PA'), positives: ['Nodule'] }));
+      await db.query('DELETE FROM study_results WHERE study_uid = $1', [study]);
+      expect(await repo.getStudy({ studyUid: study })).toBeNull();
+      expect(await repo.backfillStudies()).toBeGreaterThanOrEqual(1);
+      expect((await repo.getStudy({ studyUid: study }))?.result.positives).toEqual(['Nodule']);
+      expect(await repo.backfillStudies()).toBe(0);
+    });
+
     it('finds studies by UID, resource id, accession, patient and model device, newest first', async () => {
       const tag = unique('1.2.840.find');
       const studies = [`${tag}.1`, `${tag}.2`, `${tag}.3`];
@@ -364,6 +375,25 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
     const outcome = await repo.store(okEvent(unique('img')));
     expect(outcome.kind).toBe('stored');
     if (outcome.kind === 'stored') expect(await repo.latestSeq()).toBe(outcome.record.seq);
+  });
+});
+
+describe('upgrading a store from schema version 1', () => {
+  it('adds the study tables and computes the aggregates of results already stored', async () => {
+    const db = await PgliteSqlClient.open('memory://');
+    try {
+      expect(await migrate(db, MIGRATIONS.slice(0, 1))).toEqual([1]);
+      // A result as version 1 stored it: the findings row alone.
+      const old = okEvent('img-before-studies', { study: { studyUid: '1.2.840.old', viewPosition: 'PA' }, positives: ['Fibrosis'] });
+      const insert = buildStoreQuery(old);
+      await db.query(insert.text, insert.values);
+      expect(await migrate(db)).toEqual(MIGRATIONS.slice(1).map((m) => m.version));
+      const repo = new SqlFindingsRepository(db);
+      expect(await repo.backfillStudies()).toBe(1);
+      expect(await repo.getStudy({ studyUid: '1.2.840.old' })).toMatchObject({ version: 1, publishedVersion: 0, result: { positives: ['Fibrosis'] } });
+    } finally {
+      await db.close();
+    }
   });
 });
 

@@ -25,6 +25,7 @@ import {
   buildStudyGetQuery,
   buildStudyListQuery,
   buildMarkPublishedQuery,
+  buildStudiesWithoutAggregateQuery,
   buildStudyLockQuery,
   buildStudyRowsQuery,
   buildStudyUpsertQuery,
@@ -98,6 +99,21 @@ export class SqlFindingsRepository implements FindingsRepository {
   async studyByDevice(deviceId: string): Promise<StoredStudy | null> {
     const [row] = await this.run<StudyRow>(buildStudyByDeviceQuery(deviceId));
     return row ? toStoredStudy(row) : null;
+  }
+
+  /**
+   * Computes the aggregate of every study that has results but no aggregate yet: results stored
+   * before the study table existed (a store upgraded from schema version 1). Returns how many.
+   */
+  async backfillStudies(): Promise<number> {
+    const missing = await this.db.query<{ study_uid: string }>(buildStudiesWithoutAggregateQuery().text);
+    for (const { study_uid: studyUid } of missing) {
+      await this.db.transaction(async (tx) => {
+        await run(tx, buildStudyLockQuery(studyUid));
+        await aggregate(tx, studyUid);
+      });
+    }
+    return missing.length;
   }
 
   async markPublished(studyUid: string, version: number): Promise<void> {

@@ -34,6 +34,8 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sql
     : await PgliteSqlClient.open(options.dataDir);
   try {
     const applied = await migrate(db);
+    const backfilled = await new SqlFindingsRepository(db).backfillStudies();
+    if (backfilled > 0) log.info({ studies: backfilled }, 'study aggregates computed for results stored before them');
     log.info(
       { engine: db.engine, ...(db.engine === 'pglite' ? { dataDir: options.dataDir } : {}), migrationsApplied: applied },
       'results store open',

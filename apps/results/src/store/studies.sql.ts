@@ -113,3 +113,14 @@ export function buildMarkPublishedQuery(studyUid: string, version: number): SqlQ
     values: [studyUid, version],
   };
 }
+
+/** Studies with stored results but no aggregate (results stored before schema version 2). */
+export function buildStudiesWithoutAggregateQuery(): SqlQuery {
+  return {
+    text: `SELECT DISTINCT f.study_uid FROM findings_results f
+           WHERE f.study_uid IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM study_results s WHERE s.study_uid = f.study_uid)
+           ORDER BY f.study_uid`,
+    values: [],
+  };
+}
