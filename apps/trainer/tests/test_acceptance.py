@@ -23,14 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
 from thorax_trainer.cli import main
-from thorax_trainer.contract import LABELS
+from thorax_trainer.contract import LABELS, build_metadata
+from thorax_trainer.export import write_model
+from thorax_trainer.model import build_model, example_input
 from thorax_trainer.prepare import open_cache
 from thorax_trainer.train import load_checkpoint, split_for
-from thorax_trainer.verify import run_onnx
+from thorax_trainer.verify import check_graph_io, run_onnx
 
 REPO = Path(__file__).resolve().parents[3]
 SERVE_SCRIPT = Path(__file__).parent / "node" / "serve-model.cjs"
@@ -142,3 +146,28 @@ def test_cpu_run_reaches_095_and_the_service_runtime_serves_the_export(tmp_path:
     probabilities = np.asarray(served["probabilities"], dtype=np.float32)
     assert probabilities.shape == (16, 14)
     assert float(np.max(np.abs(probabilities - expected))) <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["densenet121", "resnet50"])
+def test_the_real_backbones_export_in_the_contract(backbone: str, tmp_path: Path) -> None:
+    """DenseNet-121 / ResNet-50 at 224 through the same exporter: contract I/O and parity."""
+    torch.manual_seed(0)
+    model = build_model(backbone).eval()
+    metadata = build_metadata(
+        name=f"thorax-{backbone}",
+        version="0",
+        thresholds=[0.5] * 14,
+        auroc_validation=dict.fromkeys(LABELS, None),
+        training={"backbone": backbone, "note": "untrained; export check only"},
+    )
+    path = tmp_path / "model.onnx"
+    write_model(model, metadata, path)
+    check_graph_io(onnx.load(path))
+    images = example_input(3, seed=4)
+    with torch.no_grad():
+        expected = model(images).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        actual = run_onnx(session, images.numpy(), batch)
+        assert float(np.max(np.abs(actual - expected))) <= 1e-4

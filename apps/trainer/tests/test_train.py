@@ -177,3 +177,22 @@ def test_ddp_with_torchrun_on_cpu(synthetic_dir: Path, tmp_path: Path) -> None:
     assert best["test"]["images"] == best["dataset"]["split"]["images"]["test"]
     assert len(best["validation"]["thresholds"]) == 14
     assert not (run / "best.pt.tmp").exists()
+
+
+def test_autocast_and_channels_last_paths_run_on_the_cpu(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    """The GPU defaults (bf16 autocast, channels_last) forced on the CPU: same code path."""
+    result = train(
+        tiny_config(synthetic_dir, tmp_path / "run", epochs=1, precision="bf16", channels_last="on")
+    )
+    device = load_checkpoint(result.best_checkpoint)["device"]
+    assert device == {
+        "type": "cpu",
+        "name": "cpu",
+        "worldSize": 1,
+        "autocast": "bfloat16",
+        "channelsLast": True,
+        "compile": False,
+    }
+    assert result.validation_mean_auroc is not None

@@ -580,7 +580,18 @@ class _Trainer:
             torch.set_rng_state(state["torch"])
             if self.device.type == "cuda" and "cuda" in state:
                 torch.cuda.set_rng_state(state["cuda"], self.device)
-            self.generator.set_state(state["augmentation"][self.ctx.rank])
+            augmentation_states = state["augmentation"]
+            if len(augmentation_states) == self.ctx.world:
+                self.generator.set_state(augmentation_states[self.ctx.rank])
+            else:
+                log.warning(
+                    "resuming with %d rank(s) instead of %d: augmentation is reseeded, so the "
+                    "run will not match an uninterrupted one exactly",
+                    self.ctx.world,
+                    len(augmentation_states),
+                )
+                resumed_at = int(last["epoch"]) + 1
+                self.generator.manual_seed(config.seed * 1000 + 997 * resumed_at + self.ctx.rank)
             history = list(last["history"])
             start_epoch = int(last["epoch"]) + 1
             global_step = int(last["globalStep"])
