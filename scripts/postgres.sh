@@ -7,6 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORT="${PG_TEST_PORT:-15432}"
 STATE="${PG_STATE_DIR:-$CACHE/postgres}"
+case "$STATE" in /*) ;; *) STATE="$PWD/$STATE" ;; esac
 DATA="$STATE/data"
 SOCK="$STATE/run"
 

@@ -19,6 +19,7 @@ LOG_DIR="${THORAX_LOG_DIR:-$ROOT/.data/logs}"
 mkdir -p "$LOG_DIR"
 export MODEL_DIR="${MODEL_DIR:-$ROOT/models/thorax-tiny-cnn}"
 export RESULTS_DATA_DIR="${RESULTS_DATA_DIR:-$ROOT/.data/results}"
+export RESULTS_FHIR_TOPIC="${RESULTS_FHIR_TOPIC-thorax.fhir.v1}"
 
 declare -A PIDS=()
 stop_all() {

@@ -550,9 +550,7 @@ describe('each service /metrics', () => {
     }
   });
 
-  // Known gap, marked failing: apps/results does not install grpcMetricsInterceptor yet. When it
-  // does, this test starts passing, it.failing reports it, and it becomes a plain `it`.
-  it.failing('counts results gRPC calls by method and code', async () => {
+  it('counts results gRPC calls by method and code', async () => {
     const client = new ResultsServiceClient(`127.0.0.1:${PORTS.resultsGrpc}`, credentials.createInsecure());
     try {
       await new Promise((resolve) => client.getFindings({ id: `${RUN}-r2-ok-0`, modelVersion: '' }, resolve));

@@ -1,10 +1,10 @@
-import { type BeforeApplicationShutdown, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { type BeforeApplicationShutdown, Inject, Injectable, type OnApplicationBootstrap, Optional } from '@nestjs/common';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import { PROTO_FILES, protoRoot, ResultsServiceService } from '@thorax/contracts';
-import { LOGGER, type Logger } from '@thorax/observability';
+import { grpcMetricsInterceptor, LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
 import path from 'node:path';
 import { ResultsGrpcController } from '../findings/results.grpc-controller';
 import { FINDINGS_REPOSITORY, type FindingsRepository } from '../store/findings.repository';
@@ -42,6 +42,7 @@ export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShut
     private readonly results: ResultsGrpcController,
     @Inject(LOGGER) private readonly log: Logger,
     @Inject(FINDINGS_REPOSITORY) private readonly repository: Pick<FindingsRepository, 'ping'>,
+    @Optional() private readonly metrics?: ThoraxMetrics,
   ) {}
 
   get port(): number {
@@ -57,7 +58,8 @@ export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShut
   }
 
   async start(): Promise<number> {
-    const server = new Server();
+    // Request rate, errors and duration per method (thorax_grpc_server_*).
+    const server = new Server({ interceptors: this.metrics ? [grpcMetricsInterceptor(this.metrics)] : [] });
     server.addService(ResultsServiceService, this.results.service);
     this.health.addToServer(server);
     reflectionService().addToServer(server);
