@@ -12,10 +12,11 @@ import {
   produce,
   REPO_ROOT,
   type RunningService,
-  startBuiltService,
+  type ServiceName,
+  servicePorts,
+  startServices,
   testBrokers,
   testKafka,
-  waitForHttp,
 } from '@thorax/testing';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -26,7 +27,7 @@ const RUN = `dicom-${Date.now().toString(36)}`;
 // Ports of their own, so this suite can share a machine with the others and with `npm start`:
 // results, ingest, preprocess, inference on base..base+3; results gRPC on base+10.
 const BASE = Number(process.env['THORAX_E2E_DICOM_PORT_BASE'] ?? 38080);
-const PORTS = { results: BASE, ingest: BASE + 1, preprocess: BASE + 2, inference: BASE + 3, resultsGrpc: BASE + 10 };
+const PORTS = servicePorts(BASE);
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'imaging');
 const kafka = testKafka('thorax-e2e-dicom');
 const services: RunningService[] = [];
@@ -83,13 +84,7 @@ beforeAll(async () => {
     INFERENCE_PROVIDERS: 'cpu',
     PREPROCESS_DECODE_WORKERS: '2',
   };
-  for (const name of ['results', 'inference', 'preprocess', 'ingest'] as const) {
-    const extra: Record<string, string> = name === 'results' ? { GRPC_PORT: String(PORTS.resultsGrpc) } : {};
-    services.push(startBuiltService(name, { ...common, ...extra, HTTP_PORT: String(PORTS[name]) }, logDir));
-  }
-  await Promise.all(
-    services.map((s) => waitForHttp(`http://127.0.0.1:${PORTS[s.name as keyof typeof PORTS]}/readyz`, 120_000, () => s.process.exitCode === null)),
-  );
+  services.push(...(await startServices({ ports: PORTS, env: common, logDir })).values());
   await produce(
     kafka,
     'thorax.studies.v1',
@@ -186,7 +181,7 @@ describe('DICOM and the imaging corpus through the pipeline', () => {
   it('keeps serving after the hostile corpus', async () => {
     for (const s of services) {
       expect(s.process.exitCode).toBeNull();
-      expect((await fetch(`http://127.0.0.1:${PORTS[s.name as keyof typeof PORTS]}/readyz`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${PORTS[s.name as ServiceName]}/readyz`)).status).toBe(200);
     }
     const after = [idOf('valid/jpeg-ls-lossless.dcm', '-after'), idOf('valid/rle-mono1.dcm', '-after')];
     await produce(kafka, 'thorax.studies.v1', [

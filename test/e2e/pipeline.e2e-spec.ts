@@ -17,11 +17,12 @@ import {
   produce,
   REPO_ROOT,
   type RunningService,
-  startBuiltService,
+  type ServiceName,
+  servicePorts,
+  startServices,
   syntheticChestXray,
   testBrokers,
   testKafka,
-  waitForHttp,
 } from '@thorax/testing';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -32,8 +33,7 @@ jest.setTimeout(240_000);
 const RUN = `e2e-${Date.now().toString(36)}`;
 // Ports away from `npm start`'s defaults, so both can run on one machine; THORAX_E2E_PORT_BASE
 // moves them (results, ingest, preprocess, inference on base..base+3; results gRPC on base+10).
-const BASE = Number(process.env['THORAX_E2E_PORT_BASE'] ?? 18080);
-const PORTS = { results: BASE, ingest: BASE + 1, preprocess: BASE + 2, inference: BASE + 3, resultsGrpc: BASE + 10 };
+const PORTS = servicePorts(Number(process.env['THORAX_E2E_PORT_BASE'] ?? 18080));
 const kafka = testKafka('thorax-e2e');
 const services: RunningService[] = [];
 
@@ -56,13 +56,7 @@ beforeAll(async () => {
     RESULTS_DATA_DIR: 'memory://',
     INFERENCE_PROVIDERS: 'cpu',
   };
-  for (const name of ['results', 'inference', 'preprocess', 'ingest'] as const) {
-    const extra: Record<string, string> = name === 'results' ? { GRPC_PORT: String(PORTS.resultsGrpc) } : {};
-    services.push(startBuiltService(name, { ...common, ...extra, HTTP_PORT: String(PORTS[name]) }, logDir));
-  }
-  await Promise.all(
-    services.map((s) => waitForHttp(`http://127.0.0.1:${PORTS[s.name as keyof typeof PORTS]}/readyz`, 120_000, () => s.process.exitCode === null)),
-  );
+  services.push(...(await startServices({ ports: PORTS, env: common, logDir })).values());
 
   const png = await syntheticChestXray({ width: 600, height: 520, seed: 7 });
   const jpeg = await syntheticChestXray({ width: 512, height: 640, seed: 8, format: 'jpeg' });
@@ -201,7 +195,7 @@ describe('PNG and JPEG studies through the pipeline', () => {
   it('keeps every service alive and ready after the junk', async () => {
     for (const s of services) {
       expect(s.process.exitCode).toBeNull();
-      const res = await fetch(`http://127.0.0.1:${PORTS[s.name as keyof typeof PORTS]}/readyz`);
+      const res = await fetch(`http://127.0.0.1:${PORTS[s.name as ServiceName]}/readyz`);
       expect(res.status).toBe(200);
     }
   });

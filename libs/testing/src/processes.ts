@@ -24,11 +24,15 @@ export function startBuiltService(name: string, env: Record<string, string>, log
   mkdirSync(logDir, { recursive: true });
   const logFile = path.join(logDir, `${name}.log`);
   const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(process.execPath, ['--enable-source-maps', path.join(REPO_ROOT, 'dist', 'apps', name, 'src', 'main.js')], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--enable-source-maps', path.join(REPO_ROOT, 'dist', 'apps', name, 'src', 'main.js')],
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   return {
@@ -64,4 +68,56 @@ export async function waitForHttp(url: string, timeoutMs: number, isAlive: () =>
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
+}
+
+export type ServiceName = 'ingest' | 'preprocess' | 'inference' | 'results';
+
+export interface ServicePorts {
+  results: number;
+  ingest: number;
+  preprocess: number;
+  inference: number;
+  resultsGrpc: number;
+}
+
+/** HTTP ports base..base+3 (results, ingest, preprocess, inference), results gRPC on base+10. */
+export function servicePorts(base: number): ServicePorts {
+  return { results: base, ingest: base + 1, preprocess: base + 2, inference: base + 3, resultsGrpc: base + 10 };
+}
+
+/**
+ * Starts built services on their own ports with a shared environment and waits until every one
+ * reports ready (results first, ingest last, as npm start does).
+ */
+export async function startServices(options: {
+  ports: ServicePorts;
+  env: Record<string, string>;
+  logDir: string;
+  names?: ServiceName[];
+  readyTimeoutMs?: number;
+}): Promise<Map<ServiceName, RunningService>> {
+  const names = options.names ?? ['results', 'inference', 'preprocess', 'ingest'];
+  const services = new Map<ServiceName, RunningService>();
+  for (const name of names) {
+    const grpc: Record<string, string> = name === 'results' ? { GRPC_PORT: String(options.ports.resultsGrpc) } : {};
+    services.set(
+      name,
+      startBuiltService(name, { ...options.env, ...grpc, HTTP_PORT: String(options.ports[name]) }, options.logDir),
+    );
+  }
+  try {
+    await Promise.all(
+      [...services].map(([name, s]) =>
+        waitForHttp(
+          `http://127.0.0.1:${options.ports[name]}/readyz`,
+          options.readyTimeoutMs ?? 120_000,
+          () => s.process.exitCode === null,
+        ),
+      ),
+    );
+  } catch (error) {
+    await Promise.all([...services.values()].map((s) => s.stop()));
+    throw error;
+  }
+  return services;
 }

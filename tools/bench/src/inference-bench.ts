@@ -21,7 +21,7 @@ import {
 } from '@thorax/contracts';
 import { toWireImage } from '@thorax/imaging';
 import { Classifier, listModelVersions, loadModelArtifact } from '@thorax/model-runtime';
-import { REPO_ROOT, type RunningService, startBuiltService, syntheticChestXray, waitForHttp } from '@thorax/testing';
+import { REPO_ROOT, type RunningService, startServices, syntheticChestXray } from '@thorax/testing';
 import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -160,32 +160,25 @@ function serviceEnv(t: Topics, scenario: string): Record<string, string> {
     INFERENCE_GROUP_ID: `${RUN}-${scenario}-inference`,
     RESULTS_GROUP_ID: `${RUN}-${scenario}-results`,
     RESULTS_DATA_DIR: 'memory://',
-    GRPC_PORT: String(PORT_BASE + 10),
     MODEL_DIR,
     INFERENCE_PROVIDERS: 'cpu',
     INFERENCE_MODEL_POLL_MS: '0',
   };
 }
 
-async function startServices(
+async function startStages(
   names: StageName[],
   t: Topics,
   scenario: string,
   extra: Record<string, string> = {},
 ): Promise<RunningService[]> {
-  const services = names.map((name) =>
-    startBuiltService(
-      name,
-      { ...serviceEnv(t, scenario), ...extra, HTTP_PORT: String(PORTS[name]) },
-      path.join(LOG_DIR, scenario),
-    ),
-  );
-  await Promise.all(
-    services.map((s) =>
-      waitForHttp(`http://127.0.0.1:${PORTS[s.name as StageName]}/readyz`, 120_000, () => s.process.exitCode === null),
-    ),
-  );
-  return services;
+  const services = await startServices({
+    names,
+    ports: { ...PORTS, resultsGrpc: PORT_BASE + 10 },
+    env: { ...serviceEnv(t, scenario), ...extra },
+    logDir: path.join(LOG_DIR, scenario),
+  });
+  return [...services.values()];
 }
 
 /** thorax_messages_total{topic, outcome="ok"} of one service, from its /metrics. */
@@ -286,7 +279,7 @@ async function stageAlone(
   const t = await createTopics(name);
   const { topic, records } = make(t);
   await fill(topic, records);
-  const services = await startServices([name], t, name, extra);
+  const services = await startStages([name], t, name, extra);
   try {
     return await measureRate(name, topic, records.length);
   } finally {
@@ -310,7 +303,7 @@ async function pipeline(fx: {
     headers: { 'content-type': 'image/png' },
   }));
   await fill(t.studies, records);
-  const services = await startServices(['results', 'inference', 'preprocess', 'ingest'], t, 'pipeline');
+  const services = await startStages(['results', 'inference', 'preprocess', 'ingest'], t, 'pipeline');
   try {
     const throughput = await measureRate('results', t.findings, PIPELINE_IMAGES);
     // Latency at about half of the measured throughput: paced publishing, timed to the findings.
