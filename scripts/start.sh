@@ -10,8 +10,9 @@ build_dist
 
 STARTED_KAFKA=0
 if [ -z "${KAFKA_BROKERS:-}" ]; then
+  # Reuse a broker this script family already runs; stop only one we start here.
+  if ! bash "$ROOT/scripts/kafka.sh" status >/dev/null 2>&1; then STARTED_KAFKA=1; fi
   bash "$ROOT/scripts/kafka.sh" start
-  STARTED_KAFKA=1
   export KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT:-9092}"
 fi
 
