@@ -407,6 +407,7 @@ class _Trainer:
                 lr=config.learning_rate,
                 betas=(0.9, 0.999),
                 weight_decay=config.weight_decay,
+                fused=self.device.type == "cuda",  # one kernel for all parameters on a GPU
             )
         else:
             self.optimizer = torch.optim.SGD(
