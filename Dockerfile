@@ -20,4 +20,4 @@ COPY models models
 ARG APP=ingest
 ENV APP=${APP} MODEL_DIR=/thorax/models/thorax-tiny-cnn
 USER node
-CMD ["sh", "-c", "exec node --enable-source-maps dist/apps/${APP}/src/main.js"]
+CMD ["sh", "-c", "exec node --enable-source-maps --disable-warning=TimeoutNegativeWarning dist/apps/${APP}/src/main.js"]

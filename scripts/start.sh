@@ -35,7 +35,7 @@ trap stop_all INT TERM EXIT
 
 declare -A PORTS=([ingest]=8081 [preprocess]=8082 [inference]=8083 [results]=8080)
 for name in results inference preprocess ingest; do
-  HTTP_PORT="${PORTS[$name]}" node --enable-source-maps "$ROOT/dist/apps/$name/src/main.js" >>"$LOG_DIR/$name.log" 2>&1 &
+  HTTP_PORT="${PORTS[$name]}" node --enable-source-maps --disable-warning=TimeoutNegativeWarning "$ROOT/dist/apps/$name/src/main.js" >>"$LOG_DIR/$name.log" 2>&1 &
   PIDS[$name]=$!
 done
 for name in results inference preprocess ingest; do

@@ -36,7 +36,7 @@ trap cleanup EXIT
 
 # PGlite (the embedded results store) loads parts of itself with import(), which Jest's CommonJS
 # sandbox only allows with Node's VM modules enabled.
-export NODE_OPTIONS="${NODE_OPTIONS:-} --experimental-vm-modules --disable-warning=ExperimentalWarning"
+export NODE_OPTIONS="${NODE_OPTIONS:-} --experimental-vm-modules --disable-warning=ExperimentalWarning --disable-warning=TimeoutNegativeWarning"
 
 step "install" ensure_node_deps
 step "contracts" bash -c 'cd "$0" && bash scripts/proto.sh && git diff --exit-code --stat -- libs/contracts/src/generated' "$ROOT"

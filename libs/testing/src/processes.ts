@@ -26,7 +26,8 @@ export function startBuiltService(name: string, env: Record<string, string>, log
   const log = createWriteStream(logFile, { flags: 'a' });
   const child = spawn(
     process.execPath,
-    ['--enable-source-maps', path.join(REPO_ROOT, 'dist', 'apps', name, 'src', 'main.js')],
+    // kafkajs 2.2.4 passes a negative delay to setTimeout on Node 24 (clamped to 1 ms, harmless).
+    ['--enable-source-maps', '--disable-warning=TimeoutNegativeWarning', path.join(REPO_ROOT, 'dist', 'apps', name, 'src', 'main.js')],
     {
       cwd: REPO_ROOT,
       env: { ...process.env, ...env },
