@@ -27,7 +27,11 @@ export function startBuiltService(name: string, env: Record<string, string>, log
   const child = spawn(
     process.execPath,
     // kafkajs 2.2.4 passes a negative delay to setTimeout on Node 24 (clamped to 1 ms, harmless).
-    ['--enable-source-maps', '--disable-warning=TimeoutNegativeWarning', path.join(REPO_ROOT, 'dist', 'apps', name, 'src', 'main.js')],
+    [
+      '--enable-source-maps',
+      '--disable-warning=TimeoutNegativeWarning',
+      path.join(REPO_ROOT, 'dist', 'apps', name, 'src', 'main.js'),
+    ],
     {
       cwd: REPO_ROOT,
       env: { ...process.env, ...env },
