@@ -11,6 +11,11 @@ export const inferenceConfigSchema = z
     MODEL_DIR: z.string().min(1).default('models/thorax-tiny-cnn'),
     /** Pin a version directory; empty: the highest, with hot swap when a newer one appears. */
     INFERENCE_MODEL_VERSION: z.string().default(''),
+    /** Which file of a version to serve: model.onnx, or a variant beside it (model.int8.onnx). */
+    INFERENCE_MODEL_FILE: z
+      .string()
+      .regex(/^[\w.-]+\.onnx$/, 'a file name ending in .onnx')
+      .default('model.onnx'),
     /** How often MODEL_DIR is checked for a newer version (ms); 0 turns hot swap off. */
     INFERENCE_MODEL_POLL_MS: nonNegativeInt(30_000),
     /** Ordered execution providers; unavailable ones are skipped with a log line. */

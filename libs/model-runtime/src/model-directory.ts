@@ -33,22 +33,28 @@ export async function listModelVersions(modelDir: string): Promise<string[]> {
  * Resolves a model directory: either a directory holding model.onnx, or a directory of version
  * sub-directories (each with model.onnx), of which `version` or else the highest is taken.
  */
-export async function resolveModelFile(modelDir: string, version?: string): Promise<string> {
-  const direct = path.join(modelDir, 'model.onnx');
+export async function resolveModelFile(modelDir: string, version?: string, fileName = 'model.onnx'): Promise<string> {
+  const direct = path.join(modelDir, fileName);
   if (!version && (await exists(direct))) return direct;
   const versions = await listModelVersions(modelDir);
   if (version) {
     if (!versions.includes(version))
       throw new Error(`model version ${version} not found in ${modelDir} (have: ${versions.join(', ') || 'none'})`);
-    return path.join(modelDir, version, 'model.onnx');
+    return checked(path.join(modelDir, version, fileName));
   }
   const latest = versions.at(-1);
   if (latest === undefined) throw new Error(`no model.onnx in ${modelDir} or its version directories`);
-  return path.join(modelDir, latest, 'model.onnx');
+  return checked(path.join(modelDir, latest, fileName));
 }
 
-export async function loadModelArtifact(modelDir: string, version?: string): Promise<ModelArtifact> {
-  const file = await resolveModelFile(modelDir, version);
+async function checked(file: string): Promise<string> {
+  if (!(await exists(file))) throw new Error(`${file} does not exist`);
+  return file;
+}
+
+/** Loads `fileName` (model.onnx, or a variant such as model.int8.onnx) of a version. */
+export async function loadModelArtifact(modelDir: string, version?: string, fileName = 'model.onnx'): Promise<ModelArtifact> {
+  const file = await resolveModelFile(modelDir, version, fileName);
   const bytes = await readFile(file);
   const { props } = readOnnxMetadataProps(bytes);
   return {

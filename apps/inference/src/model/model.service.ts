@@ -101,7 +101,7 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
 
   private async load(role: ModelSlot['role'], version?: string): Promise<ModelSlot> {
     const c = this.config;
-    const artifact = await loadModelArtifact(c.MODEL_DIR, version);
+    const artifact = await loadModelArtifact(c.MODEL_DIR, version, c.INFERENCE_MODEL_FILE);
     const pool = await InferencePool.start(artifact, {
       workers: c.INFERENCE_WORKERS,
       intraOpThreads: c.INFERENCE_INTRA_OP_THREADS,
