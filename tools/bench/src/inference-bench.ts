@@ -410,6 +410,22 @@ async function main(): Promise<void> {
   say(
     `(b) inference service alone (max batch ${maxBatch}): ${inference.toFixed(1)} img/s   (b)/(a) = ${(inference / bestRaw).toFixed(2)}`,
   );
+  const variantsServed: Record<string, number> = {};
+  for (const file of variants.filter((f) => f !== 'model.onnx')) {
+    const rate = await stageAlone(
+      'inference',
+      (t) => ({
+        topic: t.tensors,
+        records: Array.from({ length: n }, (_, i) => ({
+          key: `${RUN}-v-${i}`,
+          value: tensor(`${RUN}-v-${i}`, fx.wire[i % fx.wire.length] as Buffer),
+        })),
+      }),
+      { INFERENCE_MAX_BATCH: String(maxBatch), INFERENCE_MODEL_FILE: file },
+    );
+    variantsServed[file] = rate;
+    say(`    service with ${file}: ${rate.toFixed(1)} img/s = ${(rate / inference).toFixed(2)}x the fp32 service`);
+  }
   const ingest = await stageAlone('ingest', (t) => ({
     topic: t.studies,
     records: Array.from({ length: PNG_IMAGES }, (_, i) => ({
@@ -454,6 +470,7 @@ async function main(): Promise<void> {
     a_raw_best: bestRaw,
     b_inference_service: inference,
     b_over_a: inference / bestRaw,
+    b_variants: variantsServed,
     d_stages: stages,
     d_ideal: ideal,
     c_pipeline: pipe.throughput,
