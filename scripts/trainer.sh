@@ -6,6 +6,8 @@
 #   scripts/trainer.sh acceptance   the slow tests: a CPU training run to AUROC >= 0.95 whose export
 #                                   the inference service's model runtime (Node) loads and serves
 #   scripts/trainer.sh bench        training images/s vs the raw model step on a synthetic set
+#   scripts/trainer.sh gpu-check    one script for a GPU machine without registry access: synthetic
+#                                   set, bench eager and compiled, a short DenseNet-121 run (bf16)
 #   scripts/trainer.sh model        synth + train + export + quantize + verify into
 #                                   models/thorax-tiny-cnn/<version>/
 #   scripts/trainer.sh cli …        run `python -m thorax_trainer …` inside the venv
@@ -107,6 +109,46 @@ cmd_bench() {
   "$PY" -m thorax_trainer bench --data "$data" ${THORAX_BENCH_ARGS:---steps 4 --rounds 2 --warmup-steps 1} "$@"
 }
 
+# For a machine with a GPU whose Python already has torch, torchvision, onnx and onnxruntime and
+# no registry access: no venv, the package runs from source. Figures go to $OUT (or the work dir).
+# THORAX_GPU_PYTHON (python3), THORAX_BENCH_IMAGES (20000), THORAX_GPU_BACKBONE (densenet121),
+# THORAX_GPU_BATCH (256), THORAX_GPU_COMPILE (1).
+cmd_gpu_check() {
+  local py="${THORAX_GPU_PYTHON:-python3}"
+  local work="${THORAX_TRAINER_WORK:-$ROOT/.data/trainer}"
+  local images="${THORAX_BENCH_IMAGES:-20000}"
+  local backbone="${THORAX_GPU_BACKBONE:-densenet121}"
+  local batch="${THORAX_GPU_BATCH:-256}"
+  local data="$work/bench-$images"
+  local out="${OUT:-$work/gpu-check}"
+  local started=$SECONDS
+  export PYTHONPATH="$APP/src${PYTHONPATH:+:$PYTHONPATH}"
+  mkdir -p "$out"
+  { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true; } >"$out/gpu.txt" 2>&1
+  "$py" -c 'import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.cuda.is_available())' \
+    | tee "$out/versions.txt"
+  if [[ ! -f "$data/Data_Entry_2017.csv" ]]; then
+    "$py" -m thorax_trainer synth --out "$data" --images "$images" --size 256 --layout nih \
+      --workers "$(nproc)" --clean
+  fi
+  "$py" -m thorax_trainer prepare --data "$data"
+  log "gpu-check: data ready after $((SECONDS - started)) s"
+  "$py" -m thorax_trainer bench --data "$data" --backbone "$backbone" --batch-size "$batch" \
+    --steps 20 --rounds 2 --warmup-steps 3 --loader-threads 6 | tee "$out/bench-eager.json"
+  if [[ "${THORAX_GPU_COMPILE:-1}" == "1" ]]; then
+    "$py" -m thorax_trainer bench --data "$data" --backbone "$backbone" --batch-size "$batch" \
+      --steps 30 --rounds 2 --warmup-steps 3 --loader-threads 6 --compile \
+      | tee "$out/bench-compiled.json"
+  fi
+  log "gpu-check: benches done after $((SECONDS - started)) s"
+  "$py" -m thorax_trainer train --data "$data" --run-dir "$out/run" --backbone "$backbone" \
+    --batch-size "$batch" --epochs 2 --max-steps-per-epoch 40 --lr 1e-3 --no-deterministic \
+    --loader-threads 6 --log-every 10 2>&1 | tail -n 30 | tee "$out/train.log"
+  cp "$out/run/report.md" "$out/report.md" 2>/dev/null || true
+  rm -f "$out/run/"*.pt
+  log "gpu-check: done in $((SECONDS - started)) s; figures in $out"
+}
+
 cmd_model() {
   cmd_setup
   local version="${THORAX_MODEL_VERSION:-$(date -u +%Y.%m.%d)-1}"
@@ -148,10 +190,11 @@ main() {
     test) cmd_test "$@" ;;
     acceptance) cmd_acceptance "$@" ;;
     bench) cmd_bench "$@" ;;
+    gpu-check) cmd_gpu_check ;;
     model) cmd_model ;;
     cli) cmd_cli "$@" ;;
     *)
-      echo "usage: $0 {setup|test|acceptance|bench|model|cli ARGS…}" >&2
+      echo "usage: $0 {setup|test|acceptance|bench|gpu-check|model|cli ARGS…}" >&2
       exit 2
       ;;
   esac
