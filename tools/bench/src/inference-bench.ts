@@ -198,16 +198,21 @@ async function okCount(name: StageName, topic: string): Promise<number> {
 }
 
 /** Images/s between the first progress and the last record, polled from a service's metrics. */
+/**
+ * Images/s from the first progress to the last record, polled from a service's metrics. The
+ * clock starts at the last poll that still saw no progress, so a fast stage is timed
+ * conservatively (never a division by zero).
+ */
 async function measureRate(name: StageName, topic: string, expected: number, timeoutMs = 600_000): Promise<number> {
   const deadline = Date.now() + timeoutMs;
-  let first: { t: number; n: number } | null = null;
+  let idleSince = performance.now();
+  let started = false;
   for (;;) {
     const n = await okCount(name, topic);
     const t = performance.now();
-    if (!first && n > 0) first = { t, n };
-    if (n >= expected && first) {
-      return (n - first.n) / ((t - first.t) / 1000);
-    }
+    if (n > 0) started = true;
+    else idleSince = t;
+    if (started && n >= expected) return n / ((t - idleSince) / 1000);
     if (Date.now() > deadline) throw new Error(`${name} handled ${n}/${expected} records before the timeout`);
     await new Promise((r) => setTimeout(r, 50));
   }
