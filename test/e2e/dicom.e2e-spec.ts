@@ -26,7 +26,7 @@ jest.setTimeout(300_000);
 const RUN = `dicom-${Date.now().toString(36)}`;
 // Ports of their own, so this suite can share a machine with the others and with `npm start`:
 // results, ingest, preprocess, inference on base..base+3; results gRPC on base+10.
-const BASE = Number(process.env['THORAX_E2E_DICOM_PORT_BASE'] ?? 38080);
+const BASE = Number(process.env['THORAX_E2E_DICOM_PORT_BASE'] ?? 26080);
 const PORTS = servicePorts(BASE);
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'imaging');
 const kafka = testKafka('thorax-e2e-dicom');

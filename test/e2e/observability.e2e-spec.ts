@@ -7,8 +7,8 @@
  *
  * Needs KAFKA_BROKERS (npm test starts a broker) and prometheus + promtool on PATH or in
  * PROMETHEUS_BIN / PROMTOOL_BIN (`bash scripts/prometheus.sh ensure`). Ports: services on
- * THORAX_OBS_E2E_PORT_BASE (default 48080; results, ingest, preprocess, inference), results gRPC
- * on THORAX_OBS_E2E_GRPC_PORT (48090), Prometheus on THORAX_OBS_E2E_PROMETHEUS_PORT (49090).
+ * THORAX_OBS_E2E_PORT_BASE (default 27080; results, ingest, preprocess, inference), results gRPC
+ * on THORAX_OBS_E2E_GRPC_PORT (27090), Prometheus on THORAX_OBS_E2E_PROMETHEUS_PORT (27099).
  */
 import { credentials } from '@grpc/grpc-js';
 import { decodeFindingsEvent, type FindingsEvent, ResultsServiceClient } from '@thorax/contracts';
@@ -35,14 +35,14 @@ jest.setTimeout(240_000);
 
 const letters = (n: number) => Array.from({ length: n }, () => String.fromCharCode(97 + randomInt(26))).join('');
 const RUN = `obs${letters(8)}`;
-const BASE = Number(process.env['THORAX_OBS_E2E_PORT_BASE'] ?? 48080);
+const BASE = Number(process.env['THORAX_OBS_E2E_PORT_BASE'] ?? 27080);
 const PORTS = {
   results: BASE,
   ingest: BASE + 1,
   preprocess: BASE + 2,
   inference: BASE + 3,
-  resultsGrpc: Number(process.env['THORAX_OBS_E2E_GRPC_PORT'] ?? 48090),
-  prometheus: Number(process.env['THORAX_OBS_E2E_PROMETHEUS_PORT'] ?? 49090),
+  resultsGrpc: Number(process.env['THORAX_OBS_E2E_GRPC_PORT'] ?? 27090),
+  prometheus: Number(process.env['THORAX_OBS_E2E_PROMETHEUS_PORT'] ?? 27099),
 };
 const SERVICES = ['results', 'inference', 'preprocess', 'ingest'] as const;
 type ServiceName = (typeof SERVICES)[number];

@@ -31,7 +31,8 @@ import sharp from 'sharp';
 jest.setTimeout(240_000);
 
 const RUN = `e2e-${Date.now().toString(36)}`;
-// Ports away from `npm start`'s defaults, so both can run on one machine; THORAX_E2E_PORT_BASE
+// Ports away from `npm start`'s defaults, so both can run on one machine, and below Linux's
+// ephemeral range (32768+), where an outgoing connection could hold one; THORAX_E2E_PORT_BASE
 // moves them (results, ingest, preprocess, inference on base..base+3; results gRPC on base+10).
 const PORTS = servicePorts(Number(process.env['THORAX_E2E_PORT_BASE'] ?? 18080));
 const kafka = testKafka('thorax-e2e');
