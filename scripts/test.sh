@@ -45,6 +45,8 @@ step "lint" bash -c 'cd "$0" && nx show projects >/dev/null && eslint . --max-wa
 step "build" build_dist
 step "unit" jest --rootDir "$ROOT" --selectProjects unit
 step "trainer" bash "$ROOT/scripts/trainer.sh" test
+# A CPU training run to mean validation AUROC >= 0.95 whose export the serving runtime loads.
+step "trainer-acceptance" bash "$ROOT/scripts/trainer.sh" acceptance
 step "prometheus" bash "$ROOT/scripts/prometheus.sh" ensure
 
 if [ -z "${KAFKA_BROKERS:-}" ]; then
