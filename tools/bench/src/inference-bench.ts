@@ -8,6 +8,7 @@
  * plus p50/p95/p99 latency (publish → findings event readable) at about half of (c).
  * Prints a table and writes JSON under .data/bench/. A command, not a test: figures are noisy on
  * shared machines, so compare the ratios, which are measured in the same run.
+ * BENCH_ONLY=service stops after (a) and (b), for tuning the inference service alone.
  */
 import {
   ImageAccepted,
@@ -430,6 +431,10 @@ async function main(): Promise<void> {
     );
     variantsServed[file] = rate;
     say(`    service with ${file}: ${rate.toFixed(1)} img/s = ${(rate / inference).toFixed(2)}x the fp32 service`);
+  }
+  if (env['BENCH_ONLY'] === 'service') {
+    say('BENCH_ONLY=service: stopping after (a) and (b)');
+    return;
   }
   const ingest = await stageAlone('ingest', (t) => ({
     topic: t.studies,
