@@ -26,6 +26,7 @@ import { REPO_ROOT, type RunningService, startServices, syntheticChestXray } fro
 import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import path from 'node:path';
 
 const env = process.env;
@@ -60,12 +61,13 @@ async function rawThroughput(
   seconds: number,
 ): Promise<Record<number, number>> {
   const dir = path.dirname(modelFile);
-  const artifact = await loadModelArtifact(path.dirname(dir), path.basename(dir));
-  const bytes = (await import('node:fs')).readFileSync(modelFile);
-  const classifier = await Classifier.create(
-    { ...artifact, bytes, path: modelFile },
-    { providers: ['cpu'], intraOpThreads: Number(env['INFERENCE_INTRA_OP_THREADS'] ?? 2) },
-  );
+  const artifact = await loadModelArtifact(path.dirname(dir), path.basename(dir), path.basename(modelFile));
+  // The limit: one in-process session using every core (run() holds its thread, so sessions in
+  // one thread cannot overlap).
+  const classifier = await Classifier.create(artifact, {
+    providers: ['cpu'],
+    intraOpThreads: Number(env['BENCH_RAW_THREADS'] ?? cpus().length),
+  });
   const image = new Uint8Array(256 * 256).map((_, i) => (i * 31) % 251);
   // Rounds interleave the batch sizes so a burst of load from elsewhere does not favour one;
   // the median round counts.
@@ -473,7 +475,7 @@ async function main(): Promise<void> {
   const report = {
     run: RUN,
     date: new Date().toISOString(),
-    machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+    machine: { cpus: cpus().length, node: process.version },
     model: { dir: versionDir, variants },
     raw,
     bestBatch: Number(bestBatch),
