@@ -53,7 +53,11 @@ async function checked(file: string): Promise<string> {
 }
 
 /** Loads `fileName` (model.onnx, or a variant such as model.int8.onnx) of a version. */
-export async function loadModelArtifact(modelDir: string, version?: string, fileName = 'model.onnx'): Promise<ModelArtifact> {
+export async function loadModelArtifact(
+  modelDir: string,
+  version?: string,
+  fileName = 'model.onnx',
+): Promise<ModelArtifact> {
   const file = await resolveModelFile(modelDir, version, fileName);
   const bytes = await readFile(file);
   const { props } = readOnnxMetadataProps(bytes);

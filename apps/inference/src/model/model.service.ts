@@ -29,9 +29,10 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
     private readonly metrics: ThoraxMetrics,
     health: HealthRegistry,
   ) {
-    health.addReadiness('model', () =>
-      this.primarySlot ? healthy : unhealthy(this.loadError ?? 'model not loaded and warmed up yet'),
-    );
+    health.addReadiness('model', () => {
+      if (!this.primarySlot) return unhealthy(this.loadError ?? 'model not loaded and warmed up yet');
+      return this.primarySlot.pool.alive > 0 ? healthy : unhealthy('every inference worker is restarting');
+    });
   }
 
   get primary(): ModelSlot {
@@ -106,6 +107,8 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
       workers: c.INFERENCE_WORKERS,
       intraOpThreads: c.INFERENCE_INTRA_OP_THREADS,
       providers: c.INFERENCE_PROVIDERS,
+      onWorkerExit: (e) =>
+        this.log.error({ role, worker: e.worker, code: e.code }, 'inference worker died; replacing it'),
       onProviderEvent: (e) =>
         e.outcome === 'active'
           ? this.log.debug({ role, worker: e.worker, provider: e.provider }, 'execution provider active')
