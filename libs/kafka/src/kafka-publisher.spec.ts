@@ -28,7 +28,12 @@ describe('KafkaPublisher', () => {
     expect(sent).toHaveLength(0);
     await jest.advanceTimersByTimeAsync(5);
     await Promise.all([a, b]);
-    expect(sent).toEqual([[{ topic: 't1', keys: ['a', 'c'] }, { topic: 't2', keys: ['b'] }]]);
+    expect(sent).toEqual([
+      [
+        { topic: 't1', keys: ['a', 'c'] },
+        { topic: 't2', keys: ['b'] },
+      ],
+    ]);
   });
 
   it('sends at once when the batch is full', async () => {

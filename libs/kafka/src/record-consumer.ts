@@ -8,7 +8,7 @@ import {
   type StudyInfo,
 } from '@thorax/contracts';
 import type { HealthRegistry, Logger, ThoraxMetrics } from '@thorax/observability';
-import { ensureTraceparent, healthy, unhealthy } from '@thorax/observability';
+import { ensureTraceparent, healthy, parseTraceparent, unhealthy } from '@thorax/observability';
 import { type Admin, type Consumer, type EachBatchPayload, type Kafka, KafkaJSError, type KafkaMessage } from 'kafkajs';
 import { decide, DEFAULT_RETRY_POLICY, type RetryPolicy } from './failure-policy';
 import { decodeHeaders, type IncomingRecord, type OutgoingRecord, type Publisher } from './records';
@@ -173,7 +173,7 @@ export class RecordConsumer {
       partition: record.partition,
       offset: record.offset,
       id: record.key,
-      traceId: traceIdOf(record.headers[HEADERS.traceparent]),
+      traceId: parseTraceparent(record.headers[HEADERS.traceparent])?.traceId,
     });
     for (let attempt = 1; ; attempt += 1) {
       try {
@@ -265,10 +265,4 @@ function toRecord(topic: string, partition: number, message: KafkaMessage): Inco
     headers: ensureTraceparent(decodeHeaders(message.headers)),
     timestamp: Number(message.timestamp),
   };
-}
-
-/** The trace id of a W3C traceparent header (version-traceid-parentid-flags), if well formed. */
-export function traceIdOf(traceparent: string | undefined): string | undefined {
-  const match = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent?.trim() ?? '');
-  return match?.[1];
 }

@@ -1,4 +1,4 @@
-import { HEADERS } from '@thorax/contracts';
+import { HEADERS, type StudyInfo, type StudyRef, studyInfoFromRef } from '@thorax/contracts';
 
 /** A record as handlers see it: headers decoded to strings, key as a string. */
 export interface IncomingRecord {
@@ -53,4 +53,24 @@ export function decodeHeaders(raw: Record<string, RawHeaderValue> | undefined): 
 /** The record's key, or a stable stand-in naming its position when it has none. */
 export function recordId(record: IncomingRecord): string {
   return record.key || `unkeyed:${record.topic}:${record.partition}:${record.offset}`;
+}
+
+/**
+ * What an error event says about a record whose value is a protobuf message carrying id, study
+ * and receipt time; falls back to the record's key when the value cannot be decoded.
+ */
+export function describeDecoded(
+  record: IncomingRecord,
+  decode: (value: Buffer) => { id: string; study?: StudyRef | undefined; receivedAt?: Date | undefined },
+): { id: string; study?: StudyInfo; receivedAt?: Date } {
+  try {
+    const message = decode(record.value ?? Buffer.alloc(0));
+    return {
+      id: message.id || recordId(record),
+      study: studyInfoFromRef(message.study),
+      ...(message.receivedAt ? { receivedAt: message.receivedAt } : {}),
+    };
+  } catch {
+    return { id: recordId(record) };
+  }
 }

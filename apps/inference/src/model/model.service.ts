@@ -84,12 +84,11 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
       const previous = this.primarySlot;
       this.primarySlot = next;
       this.log.info({ from: previous.version, to: next.version }, 'primary model swapped');
-      const [was, now] = [previous, next].map((s) => ({
-        model: s.name,
-        version: s.version,
-        provider: s.pool.provider,
-      }));
-      if (JSON.stringify(was) !== JSON.stringify(now) && was) this.metrics.modelInfo.remove(was);
+      // Same name, version and provider (a re-published version): the series is already right.
+      const was = { model: previous.name, version: previous.version, provider: previous.pool.provider };
+      if (was.model !== next.name || was.version !== next.version || was.provider !== next.pool.provider) {
+        this.metrics.modelInfo.remove(was);
+      }
       void previous.drainAndClose();
       return 'swapped';
     } catch (error) {

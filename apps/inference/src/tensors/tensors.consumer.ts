@@ -1,6 +1,12 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
-import { PreprocessedImage, studyInfoFromRef } from '@thorax/contracts';
-import { type FailureContext, type IncomingRecord, KafkaConnection, type RecordHandler, recordId } from '@thorax/kafka';
+import { PreprocessedImage } from '@thorax/contracts';
+import {
+  describeDecoded,
+  type FailureContext,
+  type IncomingRecord,
+  KafkaConnection,
+  type RecordHandler,
+} from '@thorax/kafka';
 import type { Logger } from '@thorax/observability';
 import { INFERENCE_CONFIG, type InferenceConfig } from '../config';
 import { ModelService } from '../model/model.service';
@@ -40,16 +46,6 @@ export class TensorsConsumer implements OnApplicationBootstrap, RecordHandler {
   }
 
   describe(record: IncomingRecord): FailureContext {
-    const fallback: FailureContext = { id: recordId(record) };
-    try {
-      const image = PreprocessedImage.decode(record.value ?? Buffer.alloc(0));
-      return {
-        id: image.id || fallback.id,
-        study: studyInfoFromRef(image.study),
-        ...(image.receivedAt ? { receivedAt: image.receivedAt } : {}),
-      };
-    } catch {
-      return fallback;
-    }
+    return describeDecoded(record, (value) => PreprocessedImage.decode(value));
   }
 }

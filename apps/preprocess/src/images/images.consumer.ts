@@ -1,6 +1,12 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
-import { ImageAccepted, studyInfoFromRef } from '@thorax/contracts';
-import { type FailureContext, type IncomingRecord, KafkaConnection, type RecordHandler, recordId } from '@thorax/kafka';
+import { ImageAccepted } from '@thorax/contracts';
+import {
+  describeDecoded,
+  type FailureContext,
+  type IncomingRecord,
+  KafkaConnection,
+  type RecordHandler,
+} from '@thorax/kafka';
 import type { Logger } from '@thorax/observability';
 import { PREPROCESS_CONFIG, type PreprocessConfig } from '../config';
 import { decodeImageAccepted, PreprocessService } from './preprocess.service';
@@ -36,16 +42,6 @@ export class ImagesConsumer implements OnApplicationBootstrap, RecordHandler {
   }
 
   describe(record: IncomingRecord): FailureContext {
-    const fallback: FailureContext = { id: recordId(record) };
-    try {
-      const accepted = ImageAccepted.decode(record.value ?? Buffer.alloc(0));
-      return {
-        id: accepted.id || fallback.id,
-        study: studyInfoFromRef(accepted.study),
-        ...(accepted.receivedAt ? { receivedAt: accepted.receivedAt } : {}),
-      };
-    } catch {
-      return fallback;
-    }
+    return describeDecoded(record, (value) => ImageAccepted.decode(value));
   }
 }

@@ -81,7 +81,8 @@ export class PreprocessService implements OnModuleDestroy {
 
 /** Decodes a thorax.images.v1 value; a record that is not one is INVALID_MESSAGE. */
 export function decodeImageAccepted(value: Buffer | null): ImageAccepted {
-  if (!value || value.length === 0) throw new ThoraxError('INVALID_MESSAGE', 'empty images record', { stage: 'preprocess' });
+  if (!value || value.length === 0)
+    throw new ThoraxError('INVALID_MESSAGE', 'empty images record', { stage: 'preprocess' });
   let accepted: ImageAccepted;
   try {
     accepted = ImageAccepted.decode(value);
