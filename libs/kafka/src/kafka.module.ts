@@ -9,15 +9,13 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import { HealthRegistry, healthy, LOGGER, type Logger, ThoraxMetrics, unhealthy } from '@thorax/observability';
-import { Kafka, logLevel, type LogEntry, Partitioners, type Producer } from 'kafkajs';
+import { type Kafka, Partitioners, type Producer } from 'kafkajs';
+import { createKafkaClient, type KafkaClientOptions } from './kafka-client';
 import { KafkaPublisher } from './kafka-publisher';
 import { type RecordConsumerOptions, type RecordHandler, RecordConsumer } from './record-consumer';
 import { PUBLISHER, type Publisher } from './records';
 
-export interface KafkaModuleOptions {
-  brokers: string[];
-  clientId: string;
-}
+export type KafkaModuleOptions = KafkaClientOptions;
 
 const KAFKA_OPTIONS = Symbol('thorax.kafka.options');
 
@@ -40,18 +38,7 @@ export class KafkaConnection implements OnModuleInit, BeforeApplicationShutdown,
     private readonly metrics: ThoraxMetrics,
     private readonly health: HealthRegistry,
   ) {
-    const kafkaLog = log.child({ component: 'kafkajs' });
-    this.kafka = new Kafka({
-      clientId: options.clientId,
-      brokers: options.brokers,
-      logLevel: logLevel.WARN,
-      logCreator: () => (entry: LogEntry) => {
-        const { message, ...extra } = entry.log;
-        const level = entry.level <= logLevel.ERROR ? 'error' : entry.level === logLevel.WARN ? 'warn' : 'debug';
-        kafkaLog[level]({ namespace: entry.namespace, ...extra }, message);
-      },
-      retry: { initialRetryTime: 300, retries: 10 },
-    });
+    this.kafka = createKafkaClient(options, log);
     this.producer = this.kafka.producer({
       allowAutoTopicCreation: false,
       maxInFlightRequests: 5,
