@@ -1,0 +1,3 @@
+export * from './auth-failure';
+export * from './token-verifier';
+export * from './from-config';
