@@ -1,4 +1,5 @@
 import { type DynamicModule, Module } from '@nestjs/common';
+import { kafkaClientOptions } from '@thorax/config';
 import { KafkaModule } from '@thorax/kafka';
 import { type Logger, ObservabilityModule } from '@thorax/observability';
 import { INFERENCE_CONFIG, type InferenceConfig } from './config';
@@ -19,7 +20,7 @@ export class AppModule {
           logLevel: config.LOG_LEVEL,
           logger,
         }),
-        KafkaModule.forRoot({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? 'thorax-inference' }),
+        KafkaModule.forRoot(kafkaClientOptions(config, 'thorax-inference')),
       ],
       providers: [{ provide: INFERENCE_CONFIG, useValue: config }, ModelService, InferenceService, TensorsConsumer],
     };

@@ -1,4 +1,5 @@
 import { type DynamicModule, Module } from '@nestjs/common';
+import { kafkaClientOptions } from '@thorax/config';
 import { KafkaModule } from '@thorax/kafka';
 import { type Logger, ObservabilityModule } from '@thorax/observability';
 import { INGEST_CONFIG, type IngestConfig } from './config';
@@ -13,7 +14,7 @@ export class AppModule {
       module: AppModule,
       imports: [
         ObservabilityModule.forRoot({ service: 'ingest', version: SERVICE_VERSION, logLevel: config.LOG_LEVEL, logger }),
-        KafkaModule.forRoot({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? 'thorax-ingest' }),
+        KafkaModule.forRoot(kafkaClientOptions(config, 'thorax-ingest')),
       ],
       providers: [{ provide: INGEST_CONFIG, useValue: config }, StudyIntakeService, StudiesConsumer],
     };

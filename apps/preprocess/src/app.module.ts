@@ -1,4 +1,5 @@
 import { type DynamicModule, Module } from '@nestjs/common';
+import { kafkaClientOptions } from '@thorax/config';
 import { KafkaModule } from '@thorax/kafka';
 import { type Logger, ObservabilityModule } from '@thorax/observability';
 import { PREPROCESS_CONFIG, type PreprocessConfig } from './config';
@@ -13,7 +14,7 @@ export class AppModule {
       module: AppModule,
       imports: [
         ObservabilityModule.forRoot({ service: 'preprocess', version: SERVICE_VERSION, logLevel: config.LOG_LEVEL, logger }),
-        KafkaModule.forRoot({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? 'thorax-preprocess' }),
+        KafkaModule.forRoot(kafkaClientOptions(config, 'thorax-preprocess')),
       ],
       providers: [{ provide: PREPROCESS_CONFIG, useValue: config }, PreprocessService, ImagesConsumer],
     };

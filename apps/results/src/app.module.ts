@@ -1,4 +1,5 @@
 import { type DynamicModule, Module } from '@nestjs/common';
+import { kafkaClientOptions } from '@thorax/config';
 import { KafkaModule } from '@thorax/kafka';
 import { type Logger, ObservabilityModule } from '@thorax/observability';
 import { RESULTS_CONFIG, type ResultsConfig } from './config';
@@ -31,7 +32,7 @@ export class AppModule {
       module: AppModule,
       imports: [
         ObservabilityModule.forRoot({ service: 'results', version: SERVICE_VERSION, logLevel: config.LOG_LEVEL, logger }),
-        KafkaModule.forRoot({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? 'thorax-results' }),
+        KafkaModule.forRoot(kafkaClientOptions(config, 'thorax-results')),
         StoreModule.forRoot({
           databaseUrl: config.DATABASE_URL,
           dataDir: config.RESULTS_DATA_DIR,

@@ -1,1 +1,4 @@
+export * from './api-security';
+export * from './kafka-env';
 export * from './load-config';
+export * from './server-tls';

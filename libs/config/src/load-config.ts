@@ -1,12 +1,15 @@
 import { z } from 'zod';
+import { ConfigError } from './config-error';
+import { kafkaEnv, kafkaEnvProblems } from './kafka-env';
+import { apiSecurityEnv, apiSecurityProblems } from './api-security';
 
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
+export { ConfigError } from './config-error';
+export { flag, list, port, positiveInt } from './env-types';
 
 /**
  * Parses environment variables once, at start-up, into a typed object. A bad value throws a
  * ConfigError naming every offending variable; nothing else in an app reads process.env.
+ * Schemas that include the shared Kafka variables also get their cross-variable rules checked.
  */
 export function loadConfig<S extends z.ZodType>(
   schema: S,
@@ -16,47 +19,37 @@ export function loadConfig<S extends z.ZodType>(
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const variable = issue.path.join('.') || '(environment)';
-      return `${variable}: ${issue.message} (got ${JSON.stringify(env[String(issue.path[0])] ?? null)})`;
+      return `${variable}: ${issue.message} (got ${describeValue(variable, env[String(issue.path[0])])})`;
     });
     throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   }
+  const data = parsed.data as Record<string, unknown>;
+  if (typeof data === 'object' && data !== null && 'KAFKA_SASL_MECHANISM' in data) {
+    const problems = kafkaEnvProblems(data).map((p) => `${p.variable}: ${p.message}`);
+    if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  const securityProblems = typeof data === 'object' && data !== null ? apiSecurityProblems(data) : [];
+  if (securityProblems.length > 0) throw new ConfigError(`invalid configuration:\n  ${securityProblems.join('\n  ')}`);
   return parsed.data;
 }
 
-/** A TCP port given as an environment string. */
-export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+/** The offending value for the message; secrets are never echoed. */
+function describeValue(variable: string, value: string | undefined): string {
+  if (value !== undefined && /PASSWORD|SECRET|TOKEN|_KEY$/.test(variable) && !variable.endsWith('_FILE')) {
+    return '[redacted]';
+  }
+  return JSON.stringify(value ?? null);
+}
 
-/** A positive integer given as an environment string. */
-export const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
-
-/** A boolean given as an environment string: true/false/1/0/yes/no. */
-export const flag = (fallback: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no'])
-    .default(fallback ? 'true' : 'false')
-    .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
-/** Comma-separated list. */
-export const list = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((v) =>
-      v
-        .split(',')
-        .map((s) => s.trim())
-        .filter((s) => s.length > 0),
-    );
-
-/** Variables every Thorax service shares (DESIGN.md, Configuration). */
+/** Variables every Thorax service shares (docs/contract.md, Configuration). */
 export const sharedEnv = {
-  KAFKA_BROKERS: list('127.0.0.1:9092').pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, 'expected host:port')).min(1)),
-  KAFKA_CLIENT_ID: z.string().min(1).optional(),
+  ...kafkaEnv,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TOPIC_STUDIES: z.string().min(1).default('thorax.studies.v1'),
   TOPIC_IMAGES: z.string().min(1).default('thorax.images.v1'),
   TOPIC_TENSORS: z.string().min(1).default('thorax.tensors.v1'),
   TOPIC_FINDINGS: z.string().min(1).default('thorax.findings.v1'),
+  ...apiSecurityEnv,
 };
 
 export { z };

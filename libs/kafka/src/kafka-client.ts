@@ -1,28 +1,98 @@
+import { isIP, type Socket, connect as netConnect } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import type { KafkaClientConfig } from '@thorax/config';
 import type { Logger } from '@thorax/observability';
-import { Kafka, logLevel, type LogEntry } from 'kafkajs';
-
-/** How a service reaches its Kafka cluster (docs/contract.md, Configuration). */
-export interface KafkaClientOptions {
-  brokers: string[];
-  clientId: string;
-}
+import { type ISocketFactory, Kafka, type KafkaConfig, logLevel, type LogEntry, type SASLOptions } from 'kafkajs';
 
 /**
- * The one place a kafkajs client is built: brokers, client id, retry policy and kafkajs logs
- * routed through the service's structured logger. Every producer, consumer and admin client of
- * a service (and the topic provisioner) comes from a client made here.
+ * How a service reaches its Kafka cluster (docs/contract.md, Configuration): brokers and client
+ * id, and optionally TLS, SASL and producer settings (`kafkaClientOptions(config, …)` of
+ * @thorax/config builds the whole object from the environment).
  */
-export function createKafkaClient(options: KafkaClientOptions, log: Logger): Kafka {
+export type KafkaClientOptions = Pick<KafkaClientConfig, 'brokers' | 'clientId'> &
+  Partial<Omit<KafkaClientConfig, 'brokers' | 'clientId'>>;
+
+/** Hooks into the client's transport, for diagnosis (TLS handshake failures are seen at once). */
+export interface KafkaClientHooks {
+  /** A socket to a broker failed (TLS handshake, refused, reset); kafkajs retries it itself. */
+  onSocketError?: (error: Error, broker: string) => void;
+}
+
+const KEEP_ALIVE_DELAY_MS = 60_000;
+const LIMITED_RETRIES_WARNING = 'Limiting retries for the idempotent producer may invalidate EoS guarantees';
+
+/**
+ * The one place a kafkajs client is built: brokers, client id, TLS and SASL, retry policy and
+ * kafkajs logs routed through the service's structured logger. Every producer, consumer and
+ * admin client of a service (and the topic provisioner) comes from a client made here.
+ */
+export function createKafkaClient(options: KafkaClientOptions, log: Logger, hooks: KafkaClientHooks = {}): Kafka {
+  return new Kafka(kafkaConfig(options, log, hooks));
+}
+
+/** The kafkajs configuration createKafkaClient uses (exported for tests). */
+export function kafkaConfig(options: KafkaClientOptions, log: Logger, hooks: KafkaClientHooks = {}): KafkaConfig {
   const kafkaLog = log.child({ component: 'kafkajs' });
-  return new Kafka({
+  const ssl = tlsOptions(options);
+  return {
     clientId: options.clientId,
     brokers: options.brokers,
+    ...(ssl ? { ssl } : {}),
+    ...(options.sasl ? { sasl: saslOptions(options.sasl) } : {}),
+    socketFactory: socketFactory(hooks),
     logLevel: logLevel.WARN,
     logCreator: () => (entry: LogEntry) => {
       const { message, ...extra } = entry.log;
-      const level = entry.level <= logLevel.ERROR ? 'error' : entry.level === logLevel.WARN ? 'warn' : 'debug';
+      // The idempotent producer's bounded retries are intended: a send that gives up is followed
+      // by a fresh producer id before the next one (KafkaConnection), so no sequence is reused.
+      const expected = message === LIMITED_RETRIES_WARNING;
+      const level = expected ? 'debug' : entry.level <= logLevel.ERROR ? 'error' : entry.level === logLevel.WARN ? 'warn' : 'debug';
       kafkaLog[level]({ namespace: entry.namespace, ...extra }, message);
     },
     retry: { initialRetryTime: 300, retries: 10 },
-  });
+  };
+}
+
+/** TLS context options: certificates always verified, the CA and client pair when given. */
+export function tlsOptions(options: KafkaClientOptions): ConnectionOptions | null {
+  if (!options.tls) return null;
+  const { ca, cert, key, servername } = options.tls;
+  return {
+    rejectUnauthorized: true,
+    ...(ca ? { ca } : {}),
+    ...(cert && key ? { cert, key } : {}),
+    ...(servername ? { servername } : {}),
+  };
+}
+
+function saslOptions(sasl: NonNullable<KafkaClientOptions['sasl']>): SASLOptions {
+  const { username, password } = sasl;
+  switch (sasl.mechanism) {
+    case 'plain':
+      return { mechanism: 'plain', username, password };
+    case 'scram-sha-256':
+      return { mechanism: 'scram-sha-256', username, password };
+    case 'scram-sha-512':
+      return { mechanism: 'scram-sha-512', username, password };
+  }
+}
+
+/**
+ * kafkajs's own socket factory (TCP or TLS, SNI from the host name unless an IP, keep-alive),
+ * plus a listener that reports socket errors as they happen: kafkajs wraps a failed TLS
+ * handshake in a retriable connection error and retries it for minutes, while the service wants
+ * to say at once that its certificates are wrong.
+ */
+function socketFactory(hooks: KafkaClientHooks): ISocketFactory {
+  return ({ host, port, ssl, onConnect }) => {
+    const socket: Socket = ssl
+      ? tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...ssl }, onConnect)
+      : netConnect({ host, port }, onConnect);
+    socket.setKeepAlive(true, KEEP_ALIVE_DELAY_MS);
+    if (hooks.onSocketError) {
+      const report = hooks.onSocketError;
+      socket.on('error', (error) => report(error, `${host}:${port}`));
+    }
+    return socket;
+  };
 }

@@ -55,4 +55,55 @@ describe('KafkaPublisher', () => {
     await jest.advanceTimersByTimeAsync(1);
     expect((await settled).map((s) => s.status)).toEqual(['rejected', 'rejected']);
   });
+
+  it('serial: one request in flight, records published meanwhile go together in the next', async () => {
+    const sent: string[][] = [];
+    const pending: (() => void)[] = [];
+    const producer = {
+      sendBatch: jest.fn((batch: { topicMessages: { messages: { key: string }[] }[] }) => {
+        sent.push(batch.topicMessages.flatMap((t) => t.messages.map((m) => m.key)));
+        return new Promise<[]>((resolve) => pending.push(() => resolve([])));
+      }),
+    } as unknown as Producer;
+    const publisher = new KafkaPublisher(producer, { lingerMs: 0, maxBatchRecords: 100, serial: true });
+    const a = publisher.publish([{ topic: 't', key: 'a', value: Buffer.alloc(0) }]);
+    const b = publisher.publish([{ topic: 't', key: 'b', value: Buffer.alloc(0) }]);
+    const c = publisher.publish([{ topic: 't', key: 'c', value: Buffer.alloc(0) }]);
+    expect(sent).toEqual([['a']]);
+    let bDone = false;
+    void b.then(() => (bDone = true));
+    pending.shift()!();
+    await a;
+    await jest.advanceTimersByTimeAsync(0);
+    expect(sent).toEqual([['a'], ['b', 'c']]);
+    expect(bDone).toBe(false);
+    pending.shift()!();
+    await Promise.all([b, c]);
+  });
+
+  it('serial: after a failed request, the recovery runs before the next request is sent', async () => {
+    const order: string[] = [];
+    let fail = true;
+    const producer = {
+      sendBatch: jest.fn(async (batch: { topicMessages: { messages: { key: string }[] }[] }) => {
+        order.push(`send ${batch.topicMessages[0]!.messages.map((m) => m.key).join(',')}`);
+        if (fail) throw new Error('request timed out');
+        return [];
+      }),
+    } as unknown as Producer;
+    const publisher = new KafkaPublisher(producer, {
+      lingerMs: 0,
+      maxBatchRecords: 100,
+      serial: true,
+      afterFailure: async () => {
+        order.push('recover');
+        fail = false;
+      },
+    });
+    const a = publisher.publish([{ topic: 't', key: 'a', value: Buffer.alloc(0) }]);
+    const b = publisher.publish([{ topic: 't', key: 'b', value: Buffer.alloc(0) }]);
+    await expect(a).rejects.toThrow('request timed out');
+    await b;
+    expect(order).toEqual(['send a', 'recover', 'send b']);
+  });
 });

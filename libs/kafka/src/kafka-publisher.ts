@@ -10,6 +10,17 @@ export interface PublisherOptions {
   lingerMs: number;
   /** Send at once when this many records are waiting. */
   maxBatchRecords: number;
+  /**
+   * At most one request in flight: records published meanwhile wait and go together in the next
+   * one. The idempotent producer needs it (kafkajs rolls a failed request's sequence numbers back,
+   * so a concurrent request must not take them).
+   */
+  serial?: boolean;
+  /**
+   * Serial mode: runs after a failed request and before the next one, e.g. to replace an
+   * idempotent producer whose sequence state is no longer known. Its own failure is ignored.
+   */
+  afterFailure?: (error: unknown) => Promise<void>;
 }
 
 interface Waiting {
@@ -18,16 +29,24 @@ interface Waiting {
   reject: (error: unknown) => void;
 }
 
+type SendingProducer = Pick<Producer, 'sendBatch'>;
+
 /** Publisher over a kafkajs producer: acks from all in-sync replicas, concurrent calls coalesced. */
 export class KafkaPublisher implements Publisher {
   private queue: Waiting[] = [];
   private queued = 0;
   private timer: NodeJS.Timeout | null = null;
+  private sending = false;
 
   constructor(
-    private readonly producer: Producer,
+    private producer: SendingProducer,
     private readonly options: PublisherOptions = { lingerMs: 2, maxBatchRecords: 500 },
   ) {}
+
+  /** Sends later requests through another producer (the current request, if any, finishes first). */
+  useProducer(producer: SendingProducer): void {
+    this.producer = producer;
+  }
 
   publish(records: OutgoingRecord[]): Promise<void> {
     if (records.length === 0) return Promise.resolve();
@@ -42,6 +61,8 @@ export class KafkaPublisher implements Publisher {
   private flush(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    // Serial: the request in flight flushes what has gathered when it completes.
+    if (this.options.serial && this.sending) return;
     const waiting = this.queue;
     this.queue = [];
     this.queued = 0;
@@ -52,7 +73,8 @@ export class KafkaPublisher implements Publisher {
       list.push(record);
       byTopic.set(record.topic, list);
     }
-    this.producer
+    this.sending = true;
+    void this.producer
       .sendBatch({
         acks: -1,
         topicMessages: [...byTopic].map(([topic, list]) => ({
@@ -61,8 +83,23 @@ export class KafkaPublisher implements Publisher {
         })),
       })
       .then(
-        () => waiting.forEach((w) => w.resolve()),
-        (error: unknown) => waiting.forEach((w) => w.reject(error)),
-      );
+        () => {
+          waiting.forEach((w) => w.resolve());
+          return null;
+        },
+        (error: unknown) => {
+          waiting.forEach((w) => w.reject(error));
+          return error;
+        },
+      )
+      .then(async (error) => {
+        if (error !== null && this.options.serial && this.options.afterFailure) {
+          await this.options.afterFailure(error).catch(() => undefined);
+        }
+      })
+      .finally(() => {
+        this.sending = false;
+        if (this.options.serial && this.queue.length > 0) this.flush();
+      });
   }
 }

@@ -10,75 +10,252 @@ import {
 } from '@nestjs/common';
 import { HealthRegistry, healthy, LOGGER, type Logger, ThoraxMetrics, unhealthy } from '@thorax/observability';
 import { type Kafka, Partitioners, type Producer } from 'kafkajs';
+import { classifyKafkaFailure, classifySocketError, type KafkaFailure } from './connection-failure';
 import { createKafkaClient, type KafkaClientOptions } from './kafka-client';
 import { KafkaPublisher } from './kafka-publisher';
 import { type RecordConsumerOptions, type RecordHandler, RecordConsumer } from './record-consumer';
-import { PUBLISHER, type Publisher } from './records';
+import { PUBLISHER } from './records';
 
 export type KafkaModuleOptions = KafkaClientOptions;
 
 const KAFKA_OPTIONS = Symbol('thorax.kafka.options');
 
+/** Exit status when authentication or TLS kept failing (EX_CONFIG of sysexits.h). */
+export const EXIT_KAFKA_CONFIG = 78;
+
+/** Connect retry backoff: 1 s doubling to 30 s, ±20 % jitter. */
+export function connectBackoffMs(attempt: number, random: () => number = Math.random): number {
+  const base = Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5));
+  return Math.round(base * (0.8 + 0.4 * random()));
+}
+
 /**
- * Owns the service's Kafka client: one idempotence-free producer with acks from all replicas
- * (kafkajs's idempotent mode is experimental), and the consumers the app creates. On shutdown
- * the consumers drain and commit first, then the producer disconnects.
+ * Owns the service's Kafka client: one producer (acks from all in-sync replicas; idempotent
+ * unless KAFKA_PRODUCER_IDEMPOTENT=false) and the consumers the app creates.
+ *
+ * Start-up never blocks on the broker: the HTTP server comes up, the producer connects in the
+ * background with backoff, and `/readyz` says why it is not connected yet
+ * (`kafka: authentication failed (SCRAM-SHA-512)`, `kafka: TLS handshake failed (…)`,
+ * `kafka: brokers unreachable (…)`). An authentication, authorization or TLS failure is logged
+ * once as an error naming the variables to check; consumers start only once the producer is
+ * connected. When such a failure lasts KAFKA_AUTH_FAILURE_EXIT_MS the process exits (status 78)
+ * so its supervisor restarts it with the current secrets.
+ *
+ * Idempotence with kafkajs 2.2.4 (marked experimental there): its sequence numbers are assigned
+ * per request and rolled back when a request fails, so two requests in flight could reuse a
+ * number and the broker would drop the second as a duplicate. Hence one request in flight per
+ * service (the publisher is serial, maxInFlightRequests 1) and, after a send that gave up, a
+ * fresh producer (new producer id) before the next send. Retried requests within one send keep
+ * their sequence numbers, which is what lets the broker discard the copies a broker failover or
+ * a lost response would otherwise duplicate.
+ *
+ * On shutdown the consumers drain and commit first, then the producer disconnects.
  */
 @Injectable()
 export class KafkaConnection implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
   readonly kafka: Kafka;
-  readonly producer: Producer;
-  readonly publisher: Publisher;
-  private producerConnected = false;
+  readonly publisher: KafkaPublisher;
+  private producer: Producer;
+  private connected = false;
+  private closed = false;
+  private failure: KafkaFailure | null = null;
+  /** Since when authentication/TLS has been failing without a success in between. */
+  private failingSince: number | null = null;
+  private readonly logged = new Set<string>();
   private readonly consumers: RecordConsumer[] = [];
+  private readonly idempotent: boolean;
+  private readonly connectedOnce: Promise<void>;
+  private markConnected: () => void = () => undefined;
 
   constructor(
-    @Inject(KAFKA_OPTIONS) options: KafkaModuleOptions,
+    @Inject(KAFKA_OPTIONS) private readonly options: KafkaModuleOptions,
     @Inject(LOGGER) private readonly log: Logger,
     private readonly metrics: ThoraxMetrics,
     private readonly health: HealthRegistry,
   ) {
-    this.kafka = createKafkaClient(options, log);
-    this.producer = this.kafka.producer({
-      allowAutoTopicCreation: false,
-      maxInFlightRequests: 5,
-      createPartitioner: Partitioners.DefaultPartitioner,
+    this.idempotent = options.idempotentProducer ?? true;
+    this.connectedOnce = new Promise((resolve) => (this.markConnected = resolve));
+    this.kafka = createKafkaClient(options, log, {
+      onSocketError: (error, broker) => {
+        const failure = classifySocketError(error, options);
+        if (failure) this.noteFailure(failure, { broker });
+      },
     });
-    this.producer.on(this.producer.events.CONNECT, () => (this.producerConnected = true));
-    this.producer.on(this.producer.events.DISCONNECT, () => (this.producerConnected = false));
-    this.publisher = new KafkaPublisher(this.producer);
+    this.producer = this.newProducer();
+    this.publisher = new KafkaPublisher(this.producer, {
+      lingerMs: 2,
+      maxBatchRecords: 500,
+      serial: this.idempotent,
+      afterFailure: this.idempotent ? (error) => this.renewProducer(error) : undefined,
+    });
     health.addReadiness('kafka-producer', () =>
-      this.producerConnected ? healthy : unhealthy('producer not connected'),
+      this.connected ? healthy : unhealthy(this.failure?.reason ?? 'kafka: connecting'),
     );
   }
 
-  async onModuleInit(): Promise<void> {
-    await this.producer.connect();
-    this.log.info('kafka producer connected');
+  /** Starts connecting in the background; readiness reports the outcome. */
+  onModuleInit(): void {
+    void this.connectUntilDone();
   }
 
+  /**
+   * A consumer of the app; its `start()` returns at once and the consumer really starts once the
+   * producer is connected (retried with backoff if it fails, e.g. a topic not provisioned yet).
+   */
   createConsumer(options: RecordConsumerOptions, handler: RecordHandler): RecordConsumer {
-    const consumer = new RecordConsumer(
+    const log = this.log.child({ component: 'consumer', group: options.groupId });
+    const consumer = new GatedRecordConsumer(
+      (start) => void this.startWhenConnected(start, options, log),
       this.kafka,
       options,
       handler,
       this.publisher,
       this.metrics,
       this.health,
-      this.log.child({ component: 'consumer', group: options.groupId }),
+      log,
     );
     this.consumers.push(consumer);
     return consumer;
   }
 
   async beforeApplicationShutdown(): Promise<void> {
+    this.closed = true;
     await Promise.all(this.consumers.map((c) => c.stop()));
   }
 
   async onApplicationShutdown(): Promise<void> {
+    this.closed = true;
     await this.producer.disconnect();
     this.log.info('kafka producer disconnected');
   }
+
+  private newProducer(): Producer {
+    const producer = this.kafka.producer({
+      allowAutoTopicCreation: false,
+      idempotent: this.idempotent,
+      // kafkajs serialises an idempotent producer's requests per broker anyway; one in flight
+      // keeps ordering under retries for the non-idempotent mode too.
+      maxInFlightRequests: this.idempotent ? 1 : 5,
+      retry: { retries: 10 },
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    producer.on(producer.events.CONNECT, () => {
+      if (producer === this.producer) this.connected = true;
+    });
+    producer.on(producer.events.DISCONNECT, () => {
+      if (producer === this.producer) this.connected = false;
+    });
+    return producer;
+  }
+
+  private async connectUntilDone(): Promise<void> {
+    for (let attempt = 0; !this.closed; attempt++) {
+      if (await this.connectOnce()) return;
+      await sleep(connectBackoffMs(attempt));
+    }
+  }
+
+  private async connectOnce(): Promise<boolean> {
+    const producer = this.producer;
+    try {
+      await producer.connect();
+      if (producer !== this.producer) return false;
+      if (this.failure) this.log.info({ after: this.failure.reason }, 'kafka connection established after failures');
+      this.failure = null;
+      this.failingSince = null;
+      this.logged.clear();
+      this.connected = true;
+      this.log.info(
+        { brokers: this.options.brokers, tls: Boolean(this.options.tls), sasl: this.options.sasl?.mechanism ?? 'none', idempotent: this.idempotent },
+        'kafka producer connected',
+      );
+      this.markConnected();
+      return true;
+    } catch (error) {
+      if (!this.closed) this.noteFailure(classifyKafkaFailure(error, this.options), {});
+      return false;
+    }
+  }
+
+  /** Records a failure for readiness; logs each distinct one once; exits when auth keeps failing. */
+  private noteFailure(failure: KafkaFailure, context: { broker?: string }): void {
+    if (this.connected && failure.kind === 'unreachable') return;
+    this.failure = failure;
+    const permanent = failure.kind !== 'unreachable';
+    if (permanent) this.failingSince ??= Date.now();
+    else this.failingSince = null;
+    if (!this.logged.has(failure.reason)) {
+      this.logged.add(failure.reason);
+      const fields = { kind: failure.kind, check: failure.check, detail: failure.detail, brokers: this.options.brokers, ...context };
+      if (permanent) {
+        this.log.error(fields, `${failure.reason}; retrying with backoff; check ${failure.check.join(', ')}`);
+      } else {
+        this.log.warn(fields, `${failure.reason}; retrying with backoff`);
+      }
+    }
+    const exitMs = this.options.authFailureExitMs ?? 0;
+    if (permanent && exitMs > 0 && this.failingSince !== null && Date.now() - this.failingSince >= exitMs && !this.closed) {
+      this.log.fatal(
+        { kind: failure.kind, check: failure.check, failingForMs: Date.now() - this.failingSince },
+        `${failure.reason} for ${Math.round(exitMs / 1000)} s; exiting so the service restarts with current secrets (KAFKA_AUTH_FAILURE_EXIT_MS)`,
+      );
+      this.closed = true;
+      process.exit(EXIT_KAFKA_CONFIG);
+    }
+  }
+
+  /** After a failed send of the idempotent producer: a new producer id for what comes next. */
+  private async renewProducer(error: unknown): Promise<void> {
+    if (this.closed) return;
+    const old = this.producer;
+    this.producer = this.newProducer();
+    this.connected = false;
+    this.publisher.useProducer(this.producer);
+    this.log.warn(
+      { err: error },
+      'a send failed: replacing the idempotent producer (fresh producer id) before the next send',
+    );
+    await old.disconnect().catch(() => undefined);
+    await this.connectOnce();
+  }
+
+  private async startWhenConnected(start: () => Promise<void>, options: RecordConsumerOptions, log: Logger): Promise<void> {
+    await this.connectedOnce;
+    for (let attempt = 0; !this.closed; attempt++) {
+      try {
+        await start();
+        return;
+      } catch (error) {
+        if (this.closed) return;
+        const failure = classifyKafkaFailure(error, this.options);
+        const delayMs = connectBackoffMs(attempt);
+        log.error(
+          { err: error, topic: options.topic, kind: failure.kind, check: failure.check, delayMs },
+          `consumer could not start: ${failure.reason}; retrying`,
+        );
+        await sleep(delayMs);
+      }
+    }
+  }
+}
+
+/** A RecordConsumer whose start is handed to a gate (KafkaConnection starts it once connected). */
+class GatedRecordConsumer extends RecordConsumer {
+  constructor(
+    private readonly gate: (start: () => Promise<void>) => void,
+    ...args: ConstructorParameters<typeof RecordConsumer>
+  ) {
+    super(...args);
+  }
+
+  override start(): Promise<void> {
+    this.gate(() => super.start());
+    return Promise.resolve();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 @Global()
@@ -96,3 +273,4 @@ export class KafkaModule {
     };
   }
 }
+

@@ -18,6 +18,9 @@ export const PATIENT_FIELDS = [
 /** Record headers that may carry patient identifiers (the contract's and common PACS extras). */
 export const PATIENT_HEADERS = ['thorax-patient-id', 'thorax-patient-name', 'patient-id', 'patient-name'];
 
+/** Field names that hold credentials (SASL passwords, key passphrases); never logged. */
+export const SECRET_FIELDS = ['password', 'passphrase', 'KAFKA_SASL_PASSWORD'];
+
 /**
  * Paths that may carry patient identifiers, censored wherever they appear in a log object up to
  * three levels deep (`study.patientId`, `event.study.patientId`, `record.headers[…]`). Code logs
@@ -26,6 +29,7 @@ export const PATIENT_HEADERS = ['thorax-patient-id', 'thorax-patient-name', 'pat
 export const REDACTED_PATHS = [
   ...PATIENT_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
   ...PATIENT_HEADERS.flatMap((h) => [`headers["${h}"]`, `*.headers["${h}"]`]),
+  ...SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
 ];
 
 export function createLogger(options: { service: string; version: string; level: string }): Logger {

@@ -1,0 +1,4 @@
+/** A bad configuration value; the message names every offending variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
