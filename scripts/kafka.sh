@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Thorax: a real single-node Apache Kafka broker (KRaft, combined broker+controller) for
-# development, tests and the demo, run from jars fetched with Maven; no Docker engine needed.
+# Thorax: a real Apache Kafka broker (KRaft, combined broker+controller) for development, tests
+# and the demo, run from jars fetched with Maven; no Docker engine needed. A single node by
+# default; `cluster` runs a replicated N-node KRaft cluster from the same jars on this machine.
 #
 #   scripts/kafka.sh fetch    download the broker jars into the cache (once)
 #   scripts/kafka.sh start    fetch if needed, format storage once, start, wait until ready, create topics
@@ -8,6 +9,22 @@
 #   scripts/kafka.sh stop     stop the broker started by this script
 #   scripts/kafka.sh status   exit 0 when running, 1 when not
 #   scripts/kafka.sh reset    stop and delete the broker's data (clean broker on next start)
+#
+#   scripts/kafka.sh cluster start      start every node (format once), wait for all, create topics
+#   scripts/kafka.sh cluster stop       stop every node
+#   scripts/kafka.sh cluster status     one line per node; exit 0 when all run
+#   scripts/kafka.sh cluster kill N     SIGKILL node N (a crash: no controlled shutdown)
+#   scripts/kafka.sh cluster restart N  (re)start node N and wait until it answers
+#   scripts/kafka.sh cluster wait-isr   wait until no partition is under-replicated
+#   scripts/kafka.sh cluster topics     create the topics of topics.conf (idempotent)
+#   scripts/kafka.sh cluster brokers    print the bootstrap list (host:port,...)
+#   scripts/kafka.sh cluster reset      stop every node and delete the cluster's data
+#
+# Topics: deploy/kafka/topics.conf gives partitions, replication factor and configs per topic.
+# This script caps the replication factor at its broker count (1 for the single node) and
+# min.insync.replicas at the replication factor, unless KAFKA_TOPIC_REPLICATION_FACTOR /
+# KAFKA_TOPIC_MIN_INSYNC_REPLICAS set them. Existing topics are left as they are; the topic
+# provisioner (`node dist/apps/topics/src/main.js`, `thorax topics` in the image) also fixes drift.
 #
 # Environment (all optional):
 #   THORAX_CACHE           cache root (default <repo>/.cache); this script uses $THORAX_CACHE/kafka
@@ -21,6 +38,15 @@
 #   KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL (default 30)
 #   KAFKA_SKIP_TOPICS=1    `start` does not create topics
 #   TOPIC_STUDIES, TOPIC_IMAGES, TOPIC_TENSORS, TOPIC_FINDINGS   topic name overrides (DLQs follow)
+#   KAFKA_TOPIC_REPLICATION_FACTOR, KAFKA_TOPIC_MIN_INSYNC_REPLICAS  replication for every topic
+#
+# Cluster mode (ignores KAFKA_PORT, KAFKA_CONTROLLER_PORT, KAFKA_STATE_DIR, KAFKA_DATA_DIR and
+# KAFKA_HEAP_OPTS; each node has its own ports and state under KAFKA_CLUSTER_DIR/node-<id>):
+#   KAFKA_CLUSTER_NODES      number of nodes, 1-9 (default 3); all are brokers and controller voters
+#   KAFKA_CLUSTER_PORT_BASE  node N listens on 127.0.0.1:<base+N>, its controller on <base+10+N>
+#                            (default 29100: brokers 29101-29103, controllers 29111-29113)
+#   KAFKA_CLUSTER_DIR        cluster state (default $THORAX_CACHE/kafka/cluster)
+#   KAFKA_CLUSTER_HEAP_OPTS  heap of each node (default "-Xms128m -Xmx512m")
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -55,6 +81,10 @@ HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 MAX_MESSAGE_BYTES=52428800 # 50 MiB: raw DICOM/PNG records
+# The instance this invocation manages: the single node, or (cluster mode, see use_node) one node.
+NODE_ID=1
+VOTERS="1@$HOST:$CONTROLLER_PORT"
+BROKER_COUNT=1
 
 if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA=java; fi
 
@@ -165,14 +195,22 @@ broker_log_tail() {
 # ---------------------------------------------------------------------------------------------
 # start
 
+# Replication of the internal topics (consumer offsets, transaction state) and the broker
+# defaults for this many brokers: 3 replicas and min.insync 2 from three brokers on, 1/1 on one.
+internal_rf() { echo $((BROKER_COUNT < 3 ? BROKER_COUNT : 3)); }
+internal_min_isr() { echo $(($(internal_rf) >= 3 ? 2 : 1)); }
+
 write_server_config() {
-  mkdir -p "$KAFKA_DIR" "$DATA_DIR"
+  mkdir -p "$STATE_DIR" "$DATA_DIR"
+  local rf min_isr
+  rf="$(internal_rf)"
+  min_isr="$(internal_min_isr)"
   cat >"$CONFIG_FILE" <<EOF
 # Written by scripts/kafka.sh on every start; edit the script, not this file.
-# Single-node KRaft (combined broker + controller) for Thorax development and tests.
+# KRaft node $NODE_ID of $BROKER_COUNT (combined broker + controller) for Thorax development and tests.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
+node.id=$NODE_ID
+controller.quorum.voters=$VOTERS
 controller.listener.names=CONTROLLER
 listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://$HOST:$PORT
@@ -181,13 +219,15 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 
 log.dirs=$DATA_DIR
 
-# one broker: internal topics cannot be replicated
-offsets.topic.replication.factor=1
+# internal topics and broker defaults replicated across the nodes (1 on a single node)
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=12
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-default.replication.factor=1
-min.insync.replicas=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$min_isr
+default.replication.factor=$rf
+min.insync.replicas=$min_isr
+# a replica that was not in sync never becomes leader: no silent loss of acknowledged records
+unclean.leader.election.enable=false
 
 num.partitions=6
 auto.create.topics.enable=false
@@ -216,8 +256,8 @@ format_storage() {
     printf '%s\n' "$cid" >"$CLUSTER_ID_FILE"
   fi
   log "formatting storage in $DATA_DIR (cluster id $cid)"
-  kafka_tool kafka.tools.StorageTool format -t "$cid" -c "$CONFIG_FILE" --ignore-formatted >"$KAFKA_DIR/format.log" 2>&1 || {
-    cat "$KAFKA_DIR/format.log" >&2
+  kafka_tool kafka.tools.StorageTool format -t "$cid" -c "$CONFIG_FILE" --ignore-formatted >"$STATE_DIR/format.log" 2>&1 || {
+    cat "$STATE_DIR/format.log" >&2
     die "formatting the storage failed"
   }
 }
@@ -233,7 +273,7 @@ launch_broker() {
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent
     -Djava.awt.headless=true
     -Dlog4j.configuration="file:$DEPLOY_DIR/log4j.properties"
-    -Dkafka.logs.dir="$KAFKA_DIR"
+    -Dkafka.logs.dir="$STATE_DIR"
     "${extra[@]}"
     -cp "$LIBS_DIR/*" kafka.Kafka "$CONFIG_FILE"
   )
@@ -321,30 +361,47 @@ resolve_topic() { # default name -> name after TOPIC_* overrides
 cmd_topics() {
   ensure_libs
   [[ -f "$TOPICS_CONF" ]] || die "missing $TOPICS_CONF"
-  port_open "$PORT" || die "no broker at $BOOTSTRAP; run scripts/kafka.sh start"
+  local rf_override="${KAFKA_TOPIC_REPLICATION_FACTOR:-}" isr_override="${KAFKA_TOPIC_MIN_INSYNC_REPLICAS:-}"
+  [[ -z "$rf_override" ]] || require_int KAFKA_TOPIC_REPLICATION_FACTOR "$rf_override"
+  [[ -z "$isr_override" ]] || require_int KAFKA_TOPIC_MIN_INSYNC_REPLICAS "$isr_override"
   local existing
-  existing="$(topic_tool --list 2>"$KAFKA_DIR/topics.err")" || {
-    cat "$KAFKA_DIR/topics.err" >&2
-    die "listing topics on $BOOTSTRAP failed"
+  existing="$(topic_tool --list 2>"$STATE_DIR/topics.err")" || {
+    cat "$STATE_DIR/topics.err" >&2
+    die "listing topics on $BOOTSTRAP failed (is the broker running? scripts/kafka.sh start)"
   }
-  local name partitions kv topic created=0 present=0
+  local name partitions replicas rest kv topic rf min_isr created=0 present=0
   local -a cfg
-  while read -r name partitions rest; do
+  while read -r name partitions replicas rest; do
     [[ -z "$name" || "$name" == \#* ]] && continue
     require_int "partitions of $name in $TOPICS_CONF" "$partitions"
+    require_int "replication factor of $name in $TOPICS_CONF" "$replicas"
     topic="$(resolve_topic "$name")"
     if grep -qxF -- "$topic" <<<"$existing"; then
       present=$((present + 1))
       continue
     fi
+    # replication: the override, else the file's capped at the brokers this script runs
+    rf="${rf_override:-$((replicas < BROKER_COUNT ? replicas : BROKER_COUNT))}"
+    min_isr="$isr_override"
     cfg=()
-    for kv in $rest; do cfg+=(--config "$kv"); done
+    for kv in $rest; do
+      if [[ "$kv" == min.insync.replicas=* ]]; then
+        [[ -n "$min_isr" ]] || min_isr="${kv#*=}"
+      else
+        cfg+=(--config "$kv")
+      fi
+    done
+    min_isr="${min_isr:-1}"
+    require_int "min.insync.replicas of $name" "$min_isr"
+    if [[ -z "$isr_override" ]] && ((min_isr > rf)); then min_isr=$rf; fi
+    ((min_isr <= rf)) || die "$topic: min.insync.replicas=$min_isr above replication factor $rf"
     topic_tool --create --if-not-exists --topic "$topic" --partitions "$partitions" \
-      --replication-factor 1 "${cfg[@]}" >/dev/null 2>"$KAFKA_DIR/topics.err" || {
-      cat "$KAFKA_DIR/topics.err" >&2
+      --replication-factor "$rf" --config "min.insync.replicas=$min_isr" "${cfg[@]}" \
+      >/dev/null 2>"$STATE_DIR/topics.err" || {
+      cat "$STATE_DIR/topics.err" >&2
       die "creating topic $topic failed"
     }
-    log "created $topic (partitions=$partitions${rest:+ $rest})"
+    log "created $topic (partitions=$partitions replication=$rf min.insync.replicas=$min_isr)"
     created=$((created + 1))
   done <"$TOPICS_CONF"
   log "topics: $created created, $present already present"
@@ -410,6 +467,206 @@ cmd_reset() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# cluster: N combined broker+controller nodes on this machine, one quorum, replicated topics
+
+CLUSTER_NODES="${KAFKA_CLUSTER_NODES:-3}"
+CLUSTER_PORT_BASE="${KAFKA_CLUSTER_PORT_BASE:-29100}"
+CLUSTER_DIR="${KAFKA_CLUSTER_DIR:-$KAFKA_DIR/cluster}"
+CLUSTER_HEAP="${KAFKA_CLUSTER_HEAP_OPTS:--Xms128m -Xmx512m}"
+ISR_TIMEOUT="${KAFKA_ISR_TIMEOUT:-180}"
+
+cluster_init() {
+  require_int KAFKA_CLUSTER_NODES "$CLUSTER_NODES"
+  require_int KAFKA_CLUSTER_PORT_BASE "$CLUSTER_PORT_BASE"
+  require_int KAFKA_ISR_TIMEOUT "$ISR_TIMEOUT"
+  ((CLUSTER_NODES >= 1 && CLUSTER_NODES <= 9)) || die "KAFKA_CLUSTER_NODES must be 1-9, got $CLUSTER_NODES"
+  ((CLUSTER_PORT_BASE >= 1024 && CLUSTER_PORT_BASE <= 65500)) || die "KAFKA_CLUSTER_PORT_BASE must be 1024-65500"
+  case "$CLUSTER_DIR" in /*) ;; *) CLUSTER_DIR="$PWD/$CLUSTER_DIR" ;; esac
+  mkdir -p "$CLUSTER_DIR"
+  local id voters=()
+  for ((id = 1; id <= CLUSTER_NODES; id++)); do voters+=("$id@$HOST:$((CLUSTER_PORT_BASE + 10 + id))"); done
+  VOTERS="$(IFS=,; echo "${voters[*]}")"
+  BROKER_COUNT=$CLUSTER_NODES
+  HEAP_OPTS="$CLUSTER_HEAP"
+  ADMIN_CONFIG="$CLUSTER_DIR/admin.properties"
+  CLUSTER_ID_FILE="$CLUSTER_DIR/cluster.id"
+}
+
+cluster_bootstrap() {
+  local id list=()
+  for ((id = 1; id <= CLUSTER_NODES; id++)); do list+=("$HOST:$((CLUSTER_PORT_BASE + id))"); done
+  (IFS=,; echo "${list[*]}")
+}
+
+use_node() { # id: point the single-instance helpers at node <id>
+  local id=$1
+  [[ "$id" =~ ^[0-9]+$ ]] && ((id >= 1 && id <= CLUSTER_NODES)) || die "no node '$id' (nodes are 1-$CLUSTER_NODES)"
+  NODE_ID=$id
+  STATE_DIR="$CLUSTER_DIR/node-$id"
+  mkdir -p "$STATE_DIR"
+  CONFIG_FILE="$STATE_DIR/server.properties"
+  PID_FILE="$STATE_DIR/kafka.pid"
+  LOG_FILE="$STATE_DIR/kafka.log"
+  DATA_DIR="$STATE_DIR/data"
+  PORT=$((CLUSTER_PORT_BASE + id))
+  CONTROLLER_PORT=$((CLUSTER_PORT_BASE + 10 + id))
+  BOOTSTRAP="$HOST:$PORT"
+}
+
+use_cluster() { # admin tools talk to every node
+  STATE_DIR="$CLUSTER_DIR"
+  BOOTSTRAP="$(cluster_bootstrap)"
+}
+
+start_node() { # id: launch one node (format on first use); does not wait
+  use_node "$1"
+  local p
+  for p in "$PORT" "$CONTROLLER_PORT"; do
+    port_open "$p" && die "port $HOST:$p of node $NODE_ID is already in use; stop it or set KAFKA_CLUSTER_PORT_BASE"
+  done
+  write_server_config
+  format_storage
+  log "starting node $NODE_ID on $BOOTSTRAP (controller $HOST:$CONTROLLER_PORT, heap: $HEAP_OPTS)"
+  launch_broker
+}
+
+cmd_cluster_start() {
+  local t0=$SECONDS id
+  ensure_libs
+  write_admin_config
+  # every node first: the controllers need a majority of the quorum to elect a leader
+  for ((id = 1; id <= CLUSTER_NODES; id++)); do
+    use_node "$id"
+    if broker_pid >/dev/null; then log "node $id already running"; else start_node "$id"; fi
+  done
+  for ((id = 1; id <= CLUSTER_NODES; id++)); do
+    use_node "$id"
+    wait_ready "$t0"
+  done
+  use_cluster
+  log "cluster ready: $BOOTSTRAP ($CLUSTER_NODES nodes, $(kafka_version), $((SECONDS - t0))s)"
+  if [[ "${KAFKA_SKIP_TOPICS:-0}" == 1 ]]; then
+    log "KAFKA_SKIP_TOPICS=1: not creating topics"
+  else
+    cmd_topics
+  fi
+}
+
+cmd_cluster_stop() {
+  local id pid waited=0
+  local -a pids=()
+  # all at once: a node stopping alone would wait for controlled shutdown by a quorum that is leaving too
+  for ((id = 1; id <= CLUSTER_NODES; id++)); do
+    use_node "$id"
+    if pid="$(broker_pid)"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+    rm -f "$PID_FILE"
+  done
+  if ((${#pids[@]} == 0)); then
+    log "cluster not running"
+    return 0
+  fi
+  log "stopping ${#pids[@]} node(s) ..."
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do
+      if ((waited >= STOP_TIMEOUT * 10)); then
+        log "pid $pid still running after ${STOP_TIMEOUT}s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.5
+        break
+      fi
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+  done
+  log "cluster stopped"
+}
+
+cmd_cluster_status() {
+  local id pid up=0
+  for ((id = 1; id <= CLUSTER_NODES; id++)); do
+    use_node "$id"
+    if pid="$(broker_pid)"; then
+      up=$((up + 1))
+      log "node $id: running on $BOOTSTRAP (pid $pid)"
+    else
+      log "node $id: not running ($BOOTSTRAP)"
+    fi
+  done
+  ((up == CLUSTER_NODES))
+}
+
+cmd_cluster_kill() { # id
+  use_node "${1:-}"
+  local pid
+  pid="$(broker_pid)" || die "node $NODE_ID is not running"
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$PID_FILE"
+  log "killed node $NODE_ID (pid $pid, SIGKILL)"
+}
+
+cmd_cluster_restart() { # id
+  local t0=$SECONDS pid
+  use_node "${1:-}"
+  if pid="$(broker_pid)"; then
+    log "stopping node $NODE_ID (pid $pid) ..."
+    stop_pid "$pid"
+  fi
+  ensure_libs
+  start_node "$NODE_ID"
+  wait_ready "$t0"
+}
+
+cmd_cluster_wait_isr() {
+  local t0=$SECONDS out
+  use_cluster
+  log "waiting until every partition on $BOOTSTRAP has all its replicas in sync (timeout ${ISR_TIMEOUT}s) ..."
+  while :; do
+    if out="$(topic_tool --describe --under-replicated-partitions 2>/dev/null)" && [[ -z "$(tr -d '[:space:]' <<<"$out")" ]]; then
+      log "all replicas in sync ($((SECONDS - t0))s)"
+      return 0
+    fi
+    ((SECONDS - t0 < ISR_TIMEOUT)) || die "partitions still under-replicated after ${ISR_TIMEOUT}s:"$'\n'"${out:-(no answer)}"
+    sleep 2
+  done
+}
+
+cmd_cluster_reset() {
+  cmd_cluster_stop
+  case "$CLUSTER_DIR" in
+    "" | / | "$HOME" | "$REPO_ROOT" | "$CACHE_ROOT" | "$KAFKA_DIR") die "refusing to delete '$CLUSTER_DIR'" ;;
+  esac
+  local id
+  for ((id = 1; id <= 9; id++)); do rm -rf "$CLUSTER_DIR/node-$id"; done
+  rm -f "$CLUSTER_ID_FILE" "$ADMIN_CONFIG" "$CLUSTER_DIR/topics.err"
+  log "cluster reset: deleted the nodes' data in $CLUSTER_DIR (the jar cache is kept)"
+}
+
+cmd_cluster() {
+  local sub="${1:-help}"
+  [[ $# -gt 0 ]] && shift
+  cluster_init
+  case "$sub" in
+    start) cmd_cluster_start ;;
+    stop) cmd_cluster_stop ;;
+    status) cmd_cluster_status ;;
+    kill) cmd_cluster_kill "${1:-}" ;;
+    restart) cmd_cluster_restart "${1:-}" ;;
+    wait-isr) cmd_cluster_wait_isr ;;
+    topics) use_cluster && cmd_topics ;;
+    brokers) cluster_bootstrap ;;
+    reset) cmd_cluster_reset ;;
+    *)
+      usage >&2
+      die "unknown cluster command '$sub'"
+      ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------------------------
 
 main() {
   local cmd="${1:-help}"
@@ -421,6 +678,7 @@ main() {
     stop) cmd_stop ;;
     status) cmd_status ;;
     reset) cmd_reset ;;
+    cluster) cmd_cluster "$@" ;;
     help | -h | --help) usage ;;
     *)
       usage >&2
