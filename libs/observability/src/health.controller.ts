@@ -7,6 +7,7 @@ import {
   HealthIndicatorService,
 } from '@nestjs/terminus';
 import type { Response } from 'express';
+import { Public } from './api-auth';
 import { HealthRegistry, type Probe } from './health';
 import { LOGGER } from './tokens';
 import type { Logger } from './logger';
@@ -16,9 +17,11 @@ import { ThoraxMetrics } from './metrics';
  * GET /healthz (liveness), /readyz (readiness) and /metrics, the same on every service. The
  * probes run the checks components registered with the HealthRegistry through @nestjs/terminus:
  * 200 `{ status: "ok", info, error, details }` when all pass, 503 with the failing checks under
- * `error` otherwise, and 503 `shutting_down` once shutdown has begun.
+ * `error` otherwise, and 503 `shutting_down` once shutdown has begun. Open without a token, for
+ * probes and scrapers.
  */
 @Controller()
+@Public()
 export class HealthController {
   private lastReady: boolean | null = null;
 

@@ -10,3 +10,5 @@ export * from './grpc-metrics';
 export * from './trace-context';
 export * from './label-cardinality';
 export * from './promql-names';
+export * from './api-auth';
+export * from './grpc-auth';
