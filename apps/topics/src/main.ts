@@ -1,14 +1,14 @@
-import { loadConfig } from '@thorax/config';
+import { kafkaClientOptions, loadConfig } from '@thorax/config';
 import { createKafkaClient, desiredTopics, parseTopicsConf, provisionTopics, topicNameOverrides } from '@thorax/kafka';
 import { createLogger } from '@thorax/observability';
 import { readFileSync } from 'node:fs';
 import { topicsConfigSchema } from './config';
 import { SERVICE_VERSION } from './version';
 
-// One-shot: create or fix the topics of topics.conf on the cluster, then exit (0: done).
+// One-shot (`thorax topics`): create or fix the topics of topics.conf on the cluster, then exit 0.
 const config = loadConfig(topicsConfigSchema, process.env);
 const log = createLogger({ service: 'topics', version: SERVICE_VERSION, level: config.LOG_LEVEL });
-const admin = createKafkaClient({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? 'thorax-topics' }, log).admin();
+let disconnect = (): Promise<void> => Promise.resolve();
 
 async function main(): Promise<void> {
   const topics = desiredTopics(parseTopicsConf(readFileSync(config.TOPICS_CONF, 'utf8'), config.TOPICS_CONF), {
@@ -16,15 +16,15 @@ async function main(): Promise<void> {
     replicationFactor: config.KAFKA_TOPIC_REPLICATION_FACTOR,
     minInsyncReplicas: config.KAFKA_TOPIC_MIN_INSYNC_REPLICAS,
   });
+  const admin = createKafkaClient(kafkaClientOptions(config, 'thorax-topics'), log).admin();
+  disconnect = () => admin.disconnect();
   const report = await provisionTopics(admin, topics, { waitTimeoutMs: config.TOPICS_WAIT_TIMEOUT_MS, dryRun: config.TOPICS_DRY_RUN }, log);
   log.info({ file: config.TOPICS_CONF, ...report, dryRun: config.TOPICS_DRY_RUN }, 'topics provisioned');
 }
 
-main().then(
-  () => admin.disconnect(),
-  async (error: unknown) => {
+main()
+  .catch((error: unknown) => {
     log.fatal({ err: error }, `topic provisioning failed: ${(error as Error).message}`);
     process.exitCode = 1;
-    await admin.disconnect().catch(() => undefined);
-  },
-);
+  })
+  .finally(() => disconnect().catch(() => undefined));
