@@ -216,8 +216,9 @@ function metricNamesIn(expr: string): string[] {
   );
 }
 
+/** A dashboard query as Grafana sends it with every variable on All (`.+`). */
 function grafanaToPromQL(expr: string): string {
-  return expr.replace(/\$__(rate_interval|interval|range)\b/g, '1m').replace(/\$\{?service\}?/g, '.*');
+  return expr.replace(/\$__(rate_interval|interval|range)\b/g, '1m').replace(/\$\{?(job|instance|service)\}?/g, '.+');
 }
 
 /** Label values that look like identifiers (the same rules as libs/observability's guard). */
@@ -424,6 +425,14 @@ describe('a real Prometheus scraping the pipeline', () => {
     expect(unhealthy).toEqual([]);
     const names = rules.flatMap((g) => g.rules.map((r) => r.name));
     expect(names).toEqual(expect.arrayContaining(['ThoraxNoFindingsWhileInputArrives', 'ThoraxPositiveRateDrift', 'thorax:findings_positive_ratio:avg7d']));
+    // The job the down-target alert recognises as Thorax's, and nothing firing on a healthy pipeline.
+    const jobs = await eventually('thorax:build_info:jobs recorded', 20_000, async () => {
+      const got = await promQuery('thorax:build_info:jobs');
+      return got.length > 0 ? got : undefined;
+    });
+    expect(jobs.map((s) => [s.metric['job'], s.metric['namespace'], s.value[1]])).toEqual([['thorax', undefined, '1']]);
+    const down = await promQuery('up == 0 and on (namespace, job) last_over_time(thorax:build_info:jobs[1d])');
+    expect(down).toEqual([]);
   });
 
   it('shows the expected increase of thorax_messages_total for the measured round', async () => {
@@ -483,6 +492,14 @@ describe('a real Prometheus scraping the pipeline', () => {
     const failing: string[] = [];
     for (const t of targets) await promQuery(grafanaToPromQL(t.expr)).catch((e: Error) => failing.push(`${t.panel}: ${e.message}`));
     expect(failing).toEqual([]);
+    // The Ready panel with every variable on All: readiness and scrape state of all four services,
+    // `up` carrying the service from thorax_build_info (it has none of its own on Kubernetes).
+    const ready = targets.filter((t) => t.panel === 'Ready');
+    expect(ready).toHaveLength(2);
+    for (const t of ready) {
+      const samples = await promQuery(grafanaToPromQL(t.expr));
+      expect(samples.map((x) => [x.metric['service'], x.value[1]]).sort()).toEqual(SERVICES.map((x) => [x, '1']).sort());
+    }
     const [throughput] = await promQuery(`sum(rate(thorax_messages_total{service="ingest"}[1m]))`);
     expect(Number(throughput?.value[1])).toBeGreaterThan(0);
   });
