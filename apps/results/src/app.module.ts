@@ -1,5 +1,6 @@
 import { type DynamicModule, Module } from '@nestjs/common';
-import { kafkaClientOptions } from '@thorax/config';
+import { tokenVerifierFromConfig } from '@thorax/auth';
+import { kafkaClientOptions, type ServerTls } from '@thorax/config';
 import { KafkaModule } from '@thorax/kafka';
 import { type Logger, ObservabilityModule } from '@thorax/observability';
 import { RESULTS_CONFIG, type ResultsConfig } from './config';
@@ -20,8 +21,10 @@ import { SERVICE_VERSION } from './version';
 
 @Module({})
 export class AppModule {
-  static forRoot(config: ResultsConfig, logger: Logger): DynamicModule {
-    const grpc: GrpcServerOptions = { host: '0.0.0.0', port: config.GRPC_PORT };
+  /** `tls`: from loadServerTls, shared with the HTTP server; the JWK Set file, if any, is read here. */
+  static forRoot(config: ResultsConfig, logger: Logger, tls: ServerTls | null = null): DynamicModule {
+    const auth = tokenVerifierFromConfig(config);
+    const grpc: GrpcServerOptions = { host: '0.0.0.0', port: config.GRPC_PORT, tls, auth };
     const reader: ReaderOptions = { watchPollMs: config.RESULTS_WATCH_POLL_MS };
     const fhir: FhirOptions = {
       baseUrl: config.RESULTS_FHIR_BASE_URL,
@@ -31,7 +34,7 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [
-        ObservabilityModule.forRoot({ service: 'results', version: SERVICE_VERSION, logLevel: config.LOG_LEVEL, logger }),
+        ObservabilityModule.forRoot({ service: 'results', version: SERVICE_VERSION, logLevel: config.LOG_LEVEL, logger, auth }),
         KafkaModule.forRoot(kafkaClientOptions(config, 'thorax-results')),
         StoreModule.forRoot({
           databaseUrl: config.DATABASE_URL,

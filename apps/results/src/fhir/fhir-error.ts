@@ -2,7 +2,7 @@ import { HttpStatus } from '@nestjs/common';
 import { toApiError } from '../findings/api-error';
 
 /** OperationOutcome.issue.code values this server uses (FHIR R4 IssueType). */
-export type IssueType = 'invalid' | 'not-found' | 'not-supported' | 'exception' | 'transient' | 'processing';
+export type IssueType = 'invalid' | 'not-found' | 'not-supported' | 'exception' | 'transient' | 'processing' | 'login' | 'forbidden';
 
 /** A FHIR failure: its HTTP status and the OperationOutcome issue that explains it. */
 export class FhirError extends Error {
@@ -27,6 +27,10 @@ export function toFhirError(error: unknown): FhirError {
       return new FhirError(HttpStatus.NOT_FOUND, 'not-found', api.message, { cause: error });
     case 'INVALID_ARGUMENT':
       return new FhirError(HttpStatus.BAD_REQUEST, 'invalid', api.message, { cause: error });
+    case 'UNAUTHENTICATED':
+      return new FhirError(HttpStatus.UNAUTHORIZED, 'login', api.message, { cause: error });
+    case 'PERMISSION_DENIED':
+      return new FhirError(HttpStatus.FORBIDDEN, 'forbidden', api.message, { cause: error });
     case 'UNAVAILABLE':
       return new FhirError(HttpStatus.SERVICE_UNAVAILABLE, 'transient', api.message, { cause: error });
     case 'INTERNAL':

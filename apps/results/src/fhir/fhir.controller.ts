@@ -1,5 +1,5 @@
 import { type ArgumentsHost, Catch, Controller, type ExceptionFilter, Get, Inject, Param, Query, Req, Res, UseFilters } from '@nestjs/common';
-import { LOGGER, type Logger } from '@thorax/observability';
+import { LOGGER, type Logger, Public } from '@thorax/observability';
 import type { Request, Response } from 'express';
 import { SERVICE_VERSION } from '../version';
 import { capabilityStatement } from './capability-statement';
@@ -20,7 +20,11 @@ export class FhirErrorFilter implements ExceptionFilter {
   }
 }
 
-/** FHIR R4 (read-only) under /fhir: metadata, read, search-type. */
+/**
+ * FHIR R4 (read-only) under /fhir: metadata, read, search-type. With auth on, read and search need
+ * the read scope; the CapabilityStatement stays public, as FHIR clients fetch it before they
+ * authenticate (it holds no patient data).
+ */
 @Controller('fhir')
 @UseFilters(FhirErrorFilter)
 export class FhirController {
@@ -29,6 +33,7 @@ export class FhirController {
   constructor(private readonly fhir: FhirService) {}
 
   @Get('metadata')
+  @Public()
   metadata(@Req() req: Request, @Res() res: Response): void {
     send(res, capabilityStatement(SERVICE_VERSION, this.baseUrl(req), this.started));
   }

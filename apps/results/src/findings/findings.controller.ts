@@ -21,6 +21,8 @@ import { listParamsFromHttp } from './list-params';
 export const HTTP_STATUS_OF: Record<ApiErrorCode, number> = {
   NOT_FOUND: HttpStatus.NOT_FOUND,
   INVALID_ARGUMENT: HttpStatus.BAD_REQUEST,
+  UNAUTHENTICATED: HttpStatus.UNAUTHORIZED,
+  PERMISSION_DENIED: HttpStatus.FORBIDDEN,
   UNAVAILABLE: HttpStatus.SERVICE_UNAVAILABLE,
   INTERNAL: HttpStatus.INTERNAL_SERVER_ERROR,
 };
@@ -45,7 +47,7 @@ export interface FindingsListBody {
   nextCursor: string | null;
 }
 
-/** REST read API: GET /v1/findings/{id}, GET /v1/findings?… */
+/** REST read API: GET /v1/findings/{id}, GET /v1/findings?… (read scope when auth is on). */
 @Controller('v1/findings')
 @UseFilters(ResultsApiErrorFilter)
 export class FindingsController {

@@ -19,6 +19,8 @@ import { toStudyMessage } from '../studies/study.mapper';
 export const GRPC_STATUS_OF: Record<ApiErrorCode, GrpcStatus> = {
   NOT_FOUND: GrpcStatus.NOT_FOUND,
   INVALID_ARGUMENT: GrpcStatus.INVALID_ARGUMENT,
+  UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
+  PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
   UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   INTERNAL: GrpcStatus.INTERNAL,
 };

@@ -4,7 +4,9 @@ import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import { PROTO_FILES, protoRoot, ResultsServiceService } from '@thorax/contracts';
-import { grpcMetricsInterceptor, LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
+import type { TokenVerifier } from '@thorax/auth';
+import type { ServerTls } from '@thorax/config';
+import { grpcAuthInterceptor, grpcMetricsInterceptor, LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
 import path from 'node:path';
 import { ResultsGrpcController } from '../findings/results.grpc-controller';
 import { FINDINGS_REPOSITORY, type FindingsRepository } from '../store/findings.repository';
@@ -17,6 +19,10 @@ export interface GrpcServerOptions {
   shutdownGraceMs?: number;
   /** How often grpc.health.v1 re-checks the store, ms. */
   healthCheckMs?: number;
+  /** TLS server credentials (TLS_CERT_FILE/TLS_KEY_FILE); null or absent: plaintext. */
+  tls?: ServerTls | null;
+  /** Bearer-token check on thorax.v1.ResultsService (health and reflection stay open); null or absent: off. */
+  auth?: TokenVerifier | null;
 }
 
 /** The service name grpc.health.v1 reports besides the server as a whole (""). */
@@ -27,8 +33,10 @@ export const GRPC_SERVER_OPTIONS = Symbol('thorax.results.grpc-server-options');
 /**
  * The service's gRPC server: thorax.v1.ResultsService, the standard grpc.health.v1 service
  * (SERVING while the store answers, NOT_SERVING otherwise and from shutdown on) and server
- * reflection (v1 and v1alpha) over the .proto files of both. Starts once the app is up; on
- * shutdown it ends open watch streams, lets unary calls finish, then closes.
+ * reflection (v1 and v1alpha) over the .proto files of both. With TLS configured it serves TLS
+ * only; with auth configured ResultsService calls need `authorization: Bearer <jwt>` metadata
+ * granting the read scope. Starts once the app is up; on shutdown it ends open watch streams,
+ * lets unary calls finish, then closes.
  */
 @Injectable()
 export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -58,21 +66,31 @@ export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShut
   }
 
   async start(): Promise<number> {
-    // Request rate, errors and duration per method (thorax_grpc_server_*).
-    const server = new Server({ interceptors: this.metrics ? [grpcMetricsInterceptor(this.metrics)] : [] });
+    // Request rate, errors and duration per method (thorax_grpc_server_*); the auth interceptor
+    // comes last (outermost), so its refusals pass through the metrics interceptor and are counted.
+    const interceptors = [
+      ...(this.metrics ? [grpcMetricsInterceptor(this.metrics)] : []),
+      ...(this.options.auth ? [grpcAuthInterceptor(this.options.auth, this.log)] : []),
+    ];
+    const server = new Server({ interceptors });
     server.addService(ResultsServiceService, this.results.service);
     this.health.addToServer(server);
     reflectionService().addToServer(server);
     const address = `${this.options.host}:${this.options.port}`;
     this.boundPort = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
+      server.bindAsync(address, credentialsOf(this.options.tls ?? null), (error, port) => (error ? reject(error) : resolve(port))),
     );
     this.server = server;
     await this.checkHealth();
     this.healthTimer = setInterval(() => void this.checkHealth(), this.options.healthCheckMs ?? 5000);
     this.healthTimer.unref();
     this.log.info(
-      { grpcPort: this.boundPort, services: [RESULTS_SERVICE_NAME, 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection'] },
+      {
+        grpcPort: this.boundPort,
+        tls: Boolean(this.options.tls),
+        auth: this.options.auth ? 'bearer-jwt' : 'off',
+        services: [RESULTS_SERVICE_NAME, 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection'],
+      },
       'gRPC server listening',
     );
     return this.boundPort;
@@ -115,6 +133,11 @@ export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShut
     });
     this.log.info('gRPC server stopped');
   }
+}
+
+function credentialsOf(tls: ServerTls | null): ServerCredentials {
+  if (!tls) return ServerCredentials.createInsecure();
+  return ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
 }
 
 /**

@@ -14,7 +14,18 @@ const fhirJson = (description: string): Schema => ({
 const errors = (...statuses: number[]): Record<string, Schema> =>
   Object.fromEntries(statuses.map((s) => [String(s), { $ref: `#/components/responses/Error${s}` }]));
 const fhirErrors = (...statuses: number[]): Record<string, Schema> =>
-  Object.fromEntries(statuses.map((s) => [String(s), fhirJson('OperationOutcome')]));
+  Object.fromEntries(statuses.map((s) => [String(s), s === 401 ? { $ref: '#/components/responses/FhirUnauthorized' } : fhirJson('OperationOutcome')]));
+/** What the HTTP server itself answers before routing: an unparsable request (400), oversized headers (431). */
+const clientError: Record<string, Schema> = { '4XX': { $ref: '#/components/responses/ClientError' } };
+/** Open to every caller, token or not (health, metrics, this document, the CapabilityStatement). */
+const PUBLIC: Schema = { security: [] };
+/** The `WWW-Authenticate` challenge of a 401 (RFC 6750). */
+const challengeHeader: Schema = {
+  'WWW-Authenticate': {
+    description: 'RFC 6750 challenge, e.g. `Bearer realm="thorax", error="invalid_token", error_description="the bearer token has expired"`.',
+    schema: { type: 'string' },
+  },
+};
 const query = (name: string, description: string, schema: Schema = { type: 'string' }): Schema => ({ name, in: 'query', required: false, description, schema });
 const path = (name: string, description: string): Schema => ({ name, in: 'path', required: true, description, schema: { type: 'string' } });
 
@@ -94,20 +105,32 @@ export function openApiDocument(version: string): Schema {
       title: 'Thorax results API',
       version,
       description:
-        'AI findings on chest X-rays (ChestX-ray14 labels) for EHR systems: per image (thorax.findings.v1 events), per study (aggregates) and as FHIR R4 resources. The same data is served over gRPC (thorax.v1.ResultsService).',
+        'AI findings on chest X-rays (ChestX-ray14 labels) for EHR systems: per image (thorax.findings.v1 events), per study (aggregates) and as FHIR R4 resources. The same data is served over gRPC (thorax.v1.ResultsService).\n\n' +
+        'When the server is configured for it (AUTH_JWKS_URL or AUTH_JWKS_FILE), every operation except the public ones (health, metrics, this document, the FHIR CapabilityStatement) needs `Authorization: Bearer <JWT>` with the read scope (`thorax.read` unless configured otherwise; the admin scope `thorax.admin` implies it). A missing, malformed, expired or otherwise invalid token gets 401 with a `WWW-Authenticate: Bearer` challenge, a valid token without the scope 403 (`error="insufficient_scope"`), and 503 when the signing keys cannot be fetched.',
+      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
     },
+    servers: [{ url: '/', description: 'This server (HTTP, or HTTPS when TLS is configured).' }],
+    security: [{ bearerAuth: [] }],
+    tags: [
+      { name: 'Findings', description: 'Per-image results (thorax.findings.v1 events).' },
+      { name: 'Studies', description: 'Per-study aggregates.' },
+      { name: 'FHIR', description: 'FHIR R4 resources (DiagnosticReport, Observation, ImagingStudy, Device).' },
+      { name: 'Operations', description: 'Health, readiness, metrics and this document: public.' },
+    ],
     paths: {
       '/v1/findings/{id}': {
         get: {
           operationId: 'getFindings',
+          tags: ['Findings'],
           summary: "An image's latest result (or one model version's).",
           parameters: [path('id', 'The image id (Kafka record key).'), query('modelVersion', 'Return the result of this model version.')],
-          responses: { '200': json(ref('FindingsEvent'), 'The stored thorax.findings.v1 event.'), ...errors(400, 404, 503) },
+          responses: { '200': json(ref('FindingsEvent'), 'The stored thorax.findings.v1 event.'), ...errors(400, 401, 403, 404, 503) },
         },
       },
       '/v1/findings': {
         get: {
           operationId: 'listFindings',
+          tags: ['Findings'],
           summary: 'Stored results, newest first, with cursor pagination.',
           parameters: [
             query('studyUid', 'Study Instance UID.'),
@@ -119,19 +142,26 @@ export function openApiDocument(version: string): Schema {
             query('limit', `Page size (default ${DEFAULT_PAGE_SIZE}, at most ${MAX_PAGE_SIZE}).`, { type: 'integer', minimum: 1 }),
             query('cursor', 'nextCursor of the previous page.'),
           ],
-          responses: { '200': json(ref('FindingsList'), 'A page of results.'), ...errors(400, 503) },
+          responses: { '200': json(ref('FindingsList'), 'A page of results.'), ...errors(400, 401, 403, 503) },
         },
       },
       '/v1/studies/{studyUid}': {
         get: {
           operationId: 'getStudy',
+          tags: ['Studies'],
           summary: 'A study aggregate: per label the maximum over its frontal images, with the images that contributed.',
           parameters: [path('studyUid', 'Study Instance UID (or the study key the PACS sent).')],
-          responses: { '200': json(ref('StudyResult'), 'The study aggregate.'), ...errors(400, 404, 503) },
+          responses: { '200': json(ref('StudyResult'), 'The study aggregate.'), ...errors(400, 401, 403, 404, 503) },
         },
       },
       '/fhir/metadata': {
-        get: { operationId: 'fhirCapabilities', summary: 'FHIR R4 CapabilityStatement.', tags: ['FHIR'], responses: { '200': fhirJson('CapabilityStatement') } },
+        get: {
+          operationId: 'fhirCapabilities',
+          summary: 'FHIR R4 CapabilityStatement (public: clients read it before they authenticate).',
+          tags: ['FHIR'],
+          ...PUBLIC,
+          responses: { '200': fhirJson('CapabilityStatement'), ...fhirErrors(406) },
+        },
       },
       '/fhir/{type}': {
         get: {
@@ -139,7 +169,7 @@ export function openApiDocument(version: string): Schema {
           summary: 'FHIR search (DiagnosticReport, ImagingStudy): identifier, subject:identifier, patient:identifier, _id, _count, _include=DiagnosticReport:result.',
           tags: ['FHIR'],
           parameters: [path('type', 'DiagnosticReport or ImagingStudy.')],
-          responses: { '200': fhirJson('A searchset Bundle.'), ...fhirErrors(400, 404, 406, 503) },
+          responses: { '200': fhirJson('A searchset Bundle.'), ...fhirErrors(400, 401, 403, 404, 406, 503) },
         },
       },
       '/fhir/{type}/{id}': {
@@ -148,21 +178,42 @@ export function openApiDocument(version: string): Schema {
           summary: 'FHIR read: DiagnosticReport, Observation, ImagingStudy, Device.',
           tags: ['FHIR'],
           parameters: [path('type', 'Resource type.'), path('id', 'Resource id.')],
-          responses: { '200': fhirJson('The resource (ETag W/"<versionId>").'), ...fhirErrors(400, 404, 503) },
+          responses: { '200': fhirJson('The resource (ETag W/"<versionId>").'), ...fhirErrors(400, 401, 403, 404, 503) },
         },
       },
       '/openapi.json': {
-        get: { operationId: 'openApi', summary: 'This document.', responses: { '200': json({ type: 'object' }, 'OpenAPI 3.1 document.') } },
+        get: { operationId: 'openApi', summary: 'This document.', tags: ['Operations'], ...PUBLIC, responses: { '200': json({ type: 'object' }, 'OpenAPI 3.1 document.'), ...clientError } },
       },
-      '/healthz': { get: { operationId: 'liveness', summary: 'Alive.', responses: { '200': json({ type: 'object' }, 'Alive.') } } },
+      '/healthz': { get: { operationId: 'liveness', summary: 'Alive.', tags: ['Operations'], ...PUBLIC, responses: { '200': json({ type: 'object' }, 'Alive.'), ...clientError } } },
       '/readyz': {
-        get: { operationId: 'readiness', summary: 'Store and broker reachable.', responses: { '200': json({ type: 'object' }, 'Ready.'), '503': json({ type: 'object' }, 'Not ready.') } },
+        get: {
+          operationId: 'readiness',
+          summary: 'Store and broker reachable.',
+          tags: ['Operations'],
+          ...PUBLIC,
+          responses: { '200': json({ type: 'object' }, 'Ready.'), ...clientError, '503': json({ type: 'object' }, 'Not ready.') },
+        },
       },
       '/metrics': {
-        get: { operationId: 'metrics', summary: 'Prometheus metrics.', responses: { '200': { description: 'Prometheus text format.', content: { 'text/plain': { schema: { type: 'string' } } } } } },
+        get: {
+          operationId: 'metrics',
+          summary: 'Prometheus metrics.',
+          tags: ['Operations'],
+          ...PUBLIC,
+          responses: { '200': { description: 'Prometheus text format.', content: { 'text/plain': { schema: { type: 'string' } } } }, ...clientError },
+        },
       },
     },
     components: {
+      securitySchemes: {
+        bearerAuth: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'JWT',
+          description:
+            'A JWT signed by the configured issuer (verified against its JWK Set; RS*, PS*, ES* or EdDSA; `exp` required; `iss`/`aud` checked when configured). Scopes from the `scope` or `scp` claim: the read scope for every operation here.',
+        },
+      },
       schemas: {
         FindingsEvent: findingsEventComponent(),
         FindingsList: {
@@ -188,8 +239,12 @@ export function openApiDocument(version: string): Schema {
       },
       responses: {
         Error400: json(ref('Error'), 'INVALID_ARGUMENT'),
+        ClientError: { description: 'A request the HTTP server cannot parse (400) or with headers over its limit (431), answered before routing, without a body.' },
+        Error401: { ...json(ref('Error'), 'UNAUTHENTICATED: no bearer token, or one that is malformed, expired, wrongly signed or for another issuer or audience.'), headers: challengeHeader },
+        Error403: json(ref('Error'), 'PERMISSION_DENIED: the token is valid but lacks the read scope.'),
+        FhirUnauthorized: { ...fhirJson('OperationOutcome (issue code `login`).'), headers: challengeHeader },
         Error404: json(ref('Error'), 'NOT_FOUND'),
-        Error503: json(ref('Error'), 'UNAVAILABLE: the store is not reachable.'),
+        Error503: json(ref('Error'), 'UNAVAILABLE: the store is not reachable, or the token signing keys cannot be fetched.'),
       },
     },
   };

@@ -1,6 +1,8 @@
 import type { INestApplication } from '@nestjs/common';
 import { type DynamicModule, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { TokenVerifier } from '@thorax/auth';
+import type { ServerTls } from '@thorax/config';
 import { ObservabilityModule } from '@thorax/observability';
 import type { AddressInfo } from 'node:net';
 import { FhirController } from '../fhir/fhir.controller';
@@ -14,10 +16,10 @@ import { StudiesReader } from '../studies/studies-reader.service';
 
 @Module({})
 class ResultsHttpTestModule {
-  static forRoot(repository: FindingsRepository, fhir: FhirOptions): DynamicModule {
+  static forRoot(repository: FindingsRepository, fhir: FhirOptions, auth: TokenVerifier | null): DynamicModule {
     return {
       module: ResultsHttpTestModule,
-      imports: [ObservabilityModule.forRoot({ service: 'results-test', version: 'test', logLevel: 'silent' })],
+      imports: [ObservabilityModule.forRoot({ service: 'results-test', version: 'test', logLevel: 'silent', auth })],
       controllers: [FindingsController, StudiesController, FhirController, OpenApiController],
       providers: [
         { provide: FINDINGS_REPOSITORY, useValue: repository },
@@ -31,13 +33,22 @@ class ResultsHttpTestModule {
   }
 }
 
-/** The results HTTP edge (REST, FHIR, OpenAPI) in-process on a free port, over a given store. */
+/**
+ * The results HTTP edge (REST, FHIR, OpenAPI) in-process over a given store: on a free port unless
+ * `port` is given, with bearer-token auth when `auth` is, HTTPS when `tls` is.
+ */
 export async function startResultsHttp(
   repository: FindingsRepository,
   fhir: FhirOptions = {},
+  options: { auth?: TokenVerifier | null; tls?: ServerTls | null; port?: number } = {},
 ): Promise<{ app: INestApplication; url: string }> {
-  const app = await NestFactory.create(ResultsHttpTestModule.forRoot(repository, fhir), { logger: false, bodyParser: false });
-  await app.listen(0, '127.0.0.1');
+  const tls = options.tls ?? null;
+  const app = await NestFactory.create(ResultsHttpTestModule.forRoot(repository, fhir, options.auth ?? null), {
+    logger: false,
+    bodyParser: false,
+    ...(tls ? { httpsOptions: { cert: tls.cert, key: tls.key } } : {}),
+  });
+  await app.listen(options.port ?? 0, '127.0.0.1');
   const { port } = app.getHttpServer().address() as AddressInfo;
-  return { app, url: `http://127.0.0.1:${port}` };
+  return { app, url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}` };
 }
