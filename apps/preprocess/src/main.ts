@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { loadConfig } from '@thorax/config';
+import { loadConfig, loadServerTls } from '@thorax/config';
 import { createLogger, startService } from '@thorax/observability';
 import { AppModule } from './app.module';
 import { preprocessConfigSchema } from './config';
@@ -7,4 +7,4 @@ import { SERVICE_VERSION } from './version';
 
 const config = loadConfig(preprocessConfigSchema, process.env);
 const logger = createLogger({ service: 'preprocess', version: SERVICE_VERSION, level: config.LOG_LEVEL });
-void startService(AppModule.forRoot(config, logger), { logger, httpPort: config.HTTP_PORT });
+void startService(AppModule.forRoot(config, logger), { logger, httpPort: config.HTTP_PORT, tls: loadServerTls(config) });
