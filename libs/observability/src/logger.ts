@@ -30,6 +30,11 @@ export const REDACTED_PATHS = [
   ...PATIENT_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
   ...PATIENT_HEADERS.flatMap((h) => [`headers["${h}"]`, `*.headers["${h}"]`]),
   ...SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
+  // Bearer tokens: code never logs request headers; this is the net under that rule.
+  'headers.authorization',
+  '*.headers.authorization',
+  'token',
+  '*.token',
 ];
 
 export function createLogger(options: { service: string; version: string; level: string }): Logger {
