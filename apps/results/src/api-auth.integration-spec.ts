@@ -1,4 +1,4 @@
-import { type ChannelCredentials, credentials, type GrpcObject, loadPackageDefinition, Metadata, type ServiceClientConstructor, type ServiceError, status } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ClientDuplexStream, credentials, type GrpcObject, loadPackageDefinition, Metadata, type ServiceClientConstructor, type ServiceError, status } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import type { INestApplication } from '@nestjs/common';
 import { tokenVerifierFromConfig } from '@thorax/auth';
@@ -117,11 +117,29 @@ function grpcClients(address: string, channel: ChannelCredentials, options: Reco
     if (authorization !== undefined) m.set('authorization', authorization);
     return m;
   };
+  const reflectionDefinition = loadSync('grpc/reflection/v1/reflection.proto', {
+    includeDirs: [path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto')],
+  });
+  const reflectionPackage = loadPackageDefinition(reflectionDefinition) as unknown as { grpc: { reflection: { v1: GrpcObject } } };
+  const Reflection = reflectionPackage.grpc.reflection.v1['ServerReflection'] as ServiceClientConstructor;
+  const reflection = new Reflection(address, channel, options);
   return {
     close: () => {
       client.close();
       health.close();
+      reflection.close();
     },
+    /** Service names listed by server reflection, without a token. */
+    listServices: () =>
+      new Promise<string[]>((resolve, reject) => {
+        const stream = reflection['ServerReflectionInfo']!() as ClientDuplexStream<unknown, { listServicesResponse?: { service: Array<{ name: string }> } }>;
+        stream.on('data', (response) => {
+          resolve((response.listServicesResponse?.service ?? []).map((s) => s.name).sort());
+          stream.end();
+        });
+        stream.on('error', reject);
+        stream.write({ listServices: '' });
+      }),
     getFindings: (authorization: string | undefined) =>
       new Promise<{ code: status; details: string; response?: GetFindingsResponse }>((resolve) =>
         client.getFindings({ id: 'auth-img-1', modelVersion: '' }, meta(authorization), (error: ServiceError | null, response) =>
@@ -236,6 +254,8 @@ describe('bearer JWTs from a JWK Set file (AUTH_JWKS_FILE)', () => {
     }
     expect((await clients.getFindings(undefined)).details).toBe('a bearer token is required');
     expect(await clients.health()).toEqual({ code: status.OK, status: 'SERVING' });
+    // Reflection answers without a token too (it lists the services of its descriptors).
+    expect(await clients.listServices()).toEqual(['grpc.health.v1.Health', 'thorax.v1.ResultsService']);
     const text = await metrics.registry.metrics();
     const handled = (method: string, code: string) =>
       Number(new RegExp(`thorax_grpc_server_handled_total\\{[^}]*grpc_method="${method}"[^}]*grpc_code="${code}"[^}]*\\} (\\d+)`).exec(text)?.[1] ?? 0);
