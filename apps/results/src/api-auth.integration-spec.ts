@@ -132,8 +132,9 @@ function grpcClients(address: string, channel: ChannelCredentials, options: Reco
     /** Service names listed by server reflection, without a token. */
     listServices: () =>
       new Promise<string[]>((resolve, reject) => {
-        const stream = reflection['ServerReflectionInfo']!() as ClientDuplexStream<unknown, { listServicesResponse?: { service: Array<{ name: string }> } }>;
-        stream.on('data', (response) => {
+        type ListServices = { listServicesResponse?: { service: Array<{ name: string }> } };
+        const stream = reflection['ServerReflectionInfo']!() as ClientDuplexStream<unknown, ListServices>;
+        stream.on('data', (response: ListServices) => {
           resolve((response.listServicesResponse?.service ?? []).map((s) => s.name).sort());
           stream.end();
         });
