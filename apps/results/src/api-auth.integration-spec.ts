@@ -155,6 +155,22 @@ function grpcClients(address: string, channel: ChannelCredentials, options: Reco
           (error: ServiceError | null, response) => resolve(error ? { code: error.code } : { code: status.OK, response }),
         ),
       ),
+    /** WatchFindings from the beginning: the first message's image id, or the status that ended it. */
+    watchFirst: (authorization: string | undefined) =>
+      new Promise<{ code: status; firstId?: string }>((resolve) => {
+        const stream = client.watchFindings({ cursor: '0' }, meta(authorization));
+        stream.on('data', (message: { result?: { id: string } }) => {
+          resolve({ code: status.OK, firstId: message.result?.id });
+          stream.cancel();
+        });
+        stream.on('error', (error: ServiceError) => resolve({ code: error.code }));
+      }),
+    getStudy: (authorization: string | undefined) =>
+      new Promise<{ code: status; studyUid?: string }>((resolve) =>
+        client.getStudy({ studyUid: STUDY }, meta(authorization), (error: ServiceError | null, response) =>
+          resolve(error ? { code: error.code } : { code: status.OK, studyUid: response?.study?.studyUid }),
+        ),
+      ),
     health: () =>
       new Promise<{ code: status; status?: string }>((resolve) =>
         health['check']!({ service: 'thorax.v1.ResultsService' }, (error: ServiceError | null, response?: { status: string }) =>
@@ -254,6 +270,13 @@ describe('bearer JWTs from a JWK Set file (AUTH_JWKS_FILE)', () => {
       }
     }
     expect((await clients.getFindings(undefined)).details).toBe('a bearer token is required');
+    // The server stream and GetStudy too: nothing is streamed before the token is verified.
+    const read = `Bearer ${await token({ scope: 'thorax.read' })}`;
+    expect(await clients.watchFirst(undefined)).toEqual({ code: status.UNAUTHENTICATED });
+    expect(await clients.watchFirst(`Bearer ${await token({ scope: 'openid' })}`)).toEqual({ code: status.PERMISSION_DENIED });
+    expect(await clients.watchFirst(read)).toEqual({ code: status.OK, firstId: 'auth-img-1' });
+    expect(await clients.getStudy(undefined)).toEqual({ code: status.UNAUTHENTICATED });
+    expect(await clients.getStudy(read)).toEqual({ code: status.OK, studyUid: STUDY });
     expect(await clients.health()).toEqual({ code: status.OK, status: 'SERVING' });
     // Reflection answers without a token too (it lists the services of its descriptors).
     expect(await clients.listServices()).toEqual(['grpc.health.v1.Health', 'thorax.v1.ResultsService']);
