@@ -27,4 +27,8 @@ main()
     log.fatal({ err: error }, `topic provisioning failed: ${(error as Error).message}`);
     process.exitCode = 1;
   })
-  .finally(() => disconnect().catch(() => undefined));
+  // kafkajs may still be retrying a connect in the background: exit once disconnected (or after 5 s).
+  .finally(async () => {
+    await Promise.race([disconnect().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    process.exit();
+  });

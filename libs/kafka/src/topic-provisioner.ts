@@ -221,8 +221,10 @@ export async function provisionTopics(admin: Admin, desired: TopicSpec[], option
     if (action.kind === 'create') {
       log.info({ ...fields, partitions: topic.partitions, replicationFactor: topic.replicationFactor, configs: topic.configs }, 'creating topic');
       if (!options.dryRun) {
+        // kafkajs's own waitForLeaders gives up when a broker has not yet heard of the new topic
+        // (UNKNOWN_TOPIC_OR_PARTITION on a multi-broker cluster); wait for leaders here instead.
         await admin.createTopics({
-          waitForLeaders: true,
+          waitForLeaders: false,
           topics: [
             {
               topic: topic.name,
@@ -232,6 +234,7 @@ export async function provisionTopics(admin: Admin, desired: TopicSpec[], option
             },
           ],
         });
+        await waitForLeaders(admin, topic, options.waitTimeoutMs);
       }
       report.created.push(topic.name);
     } else if (action.kind === 'add-partitions') {
@@ -258,13 +261,41 @@ export async function provisionTopics(admin: Admin, desired: TopicSpec[], option
   return report;
 }
 
+/** Until every partition of a new topic has a leader (metadata reaches every broker in time). */
+async function waitForLeaders(admin: Admin, topic: TopicSpec, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    try {
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic.name] });
+      const partitions = topics[0]?.partitions ?? [];
+      if (partitions.length === topic.partitions && partitions.every((p) => p.leader >= 0)) return;
+      last = `${partitions.filter((p) => p.leader >= 0).length} of ${topic.partitions} partitions have a leader`;
+    } catch (error) {
+      last = (error as Error).message;
+    }
+    if (Date.now() >= deadline) throw new TopicProvisioningError(`${topic.name} was created but has no leaders after ${Math.round(timeoutMs / 1000)}s: ${last}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** A promise that rejects after `ms` unless `work` settles first (kafkajs retries connects for minutes). */
+function within<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${Math.round(ms / 1000)}s`)), Math.max(0, ms));
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
 async function waitForCluster(admin: Admin, brokersNeeded: number, timeoutMs: number, log: Logger): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
   for (let attempt = 1; ; attempt += 1) {
     try {
-      await admin.connect();
-      const { brokers } = await admin.describeCluster();
+      const remaining = deadline - Date.now();
+      await within(admin.connect(), remaining);
+      const { brokers } = await within(admin.describeCluster(), deadline - Date.now());
       if (brokers.length >= brokersNeeded) return brokers.length;
       last = `the cluster has ${brokers.length} broker(s) and topics.conf asks for replication factor ${brokersNeeded}`;
     } catch (error) {
