@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { kafkaConfig, tlsOptions } from './kafka-client';
+import { kafkaConfig, RepeatFilter, tlsOptions } from './kafka-client';
 
 const log = pino({ level: 'silent' });
 
@@ -38,5 +38,20 @@ describe('kafkaConfig', () => {
       const config = kafkaConfig({ brokers: ['b:1'], clientId: 'c', sasl: { mechanism, username: 'u', password: 'p' } }, log);
       expect(config.sasl).toEqual({ mechanism, username: 'u', password: 'p' });
     }
+  });
+});
+
+describe('RepeatFilter', () => {
+  it('lets a line through once per window and counts what it held back', () => {
+    let t = 0;
+    const filter = new RepeatFilter(60_000, () => t);
+    expect(filter.admit('a')).toBe(0);
+    t = 1000;
+    expect(filter.admit('a')).toBeNull();
+    expect(filter.admit('a')).toBeNull();
+    expect(filter.admit('b')).toBe(0);
+    t = 60_000;
+    expect(filter.admit('a')).toBe(2);
+    expect(filter.admit('a')).toBeNull();
   });
 });

@@ -19,6 +19,7 @@ export interface KafkaClientHooks {
 }
 
 const KEEP_ALIVE_DELAY_MS = 60_000;
+const REPEAT_WINDOW_MS = 60_000;
 const LIMITED_RETRIES_WARNING = 'Limiting retries for the idempotent producer may invalidate EoS guarantees';
 
 /**
@@ -33,6 +34,7 @@ export function createKafkaClient(options: KafkaClientOptions, log: Logger, hook
 /** The kafkajs configuration createKafkaClient uses (exported for tests). */
 export function kafkaConfig(options: KafkaClientOptions, log: Logger, hooks: KafkaClientHooks = {}): KafkaConfig {
   const kafkaLog = log.child({ component: 'kafkajs' });
+  const repeats = new RepeatFilter(REPEAT_WINDOW_MS);
   const ssl = tlsOptions(options);
   return {
     clientId: options.clientId,
@@ -47,7 +49,10 @@ export function kafkaConfig(options: KafkaClientOptions, log: Logger, hooks: Kaf
       // by a fresh producer id before the next one (KafkaConnection), so no sequence is reused.
       const expected = message === LIMITED_RETRIES_WARNING;
       const level = expected ? 'debug' : entry.level <= logLevel.ERROR ? 'error' : entry.level === logLevel.WARN ? 'warn' : 'debug';
-      kafkaLog[level]({ namespace: entry.namespace, ...extra }, message);
+      // kafkajs logs every retry of a failing connection; the same line is kept once a minute.
+      const repeated = level === 'debug' ? 0 : repeats.admit(`${entry.namespace}|${message}`);
+      if (repeated === null) return;
+      kafkaLog[level]({ namespace: entry.namespace, ...extra, ...(repeated > 0 ? { repeated } : {}) }, message);
     },
     retry: { initialRetryTime: 300, retries: 10 },
   };
@@ -95,4 +100,30 @@ function socketFactory(hooks: KafkaClientHooks): ISocketFactory {
     }
     return socket;
   };
+}
+
+/**
+ * Lets a log line through once per window: `admit` answers null for a repeat inside the window,
+ * else how many repeats were held back since the line last went out.
+ */
+export class RepeatFilter {
+  private readonly seen = new Map<string, { until: number; held: number }>();
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly now: () => number = Date.now,
+    private readonly maxKeys = 500,
+  ) {}
+
+  admit(key: string): number | null {
+    const t = this.now();
+    const entry = this.seen.get(key);
+    if (entry && t < entry.until) {
+      entry.held += 1;
+      return null;
+    }
+    if (!entry && this.seen.size >= this.maxKeys) this.seen.clear();
+    this.seen.set(key, { until: t + this.windowMs, held: 0 });
+    return entry?.held ?? 0;
+  }
 }

@@ -1,3 +1,4 @@
 export * from './fixtures';
 export * from './kafka';
 export * from './processes';
+export * from './secure-kafka';
