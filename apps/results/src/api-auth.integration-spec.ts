@@ -249,6 +249,11 @@ describe('bearer JWTs from a JWK Set file (AUTH_JWKS_FILE)', () => {
     expect(bundle.body).toMatchObject({ resourceType: 'Bundle', type: 'searchset', total: 1 });
     const metadata = await get('/fhir/metadata');
     expect([metadata.status, metadata.body['resourceType']]).toEqual([200, 'CapabilityStatement']);
+    // It tells clients how to authenticate.
+    expect((metadata.body['rest'] as Array<Record<string, unknown>>)[0]?.['security']).toMatchObject({
+      service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'OAuth' }] }],
+      description: expect.stringContaining('`thorax.read` scope'),
+    });
   });
 
   it('health, readiness, metrics and the OpenAPI document stay open', async () => {

@@ -133,6 +133,8 @@ describe('FHIR R4', () => {
     expect(status).toBe(200);
     expect(type).toMatch(/^application\/fhir\+json/);
     expect(body).toMatchObject({ resourceType: 'CapabilityStatement', fhirVersion: '4.0.1', kind: 'instance', status: 'active' });
+    // Auth is off here: no rest.security (the auth test checks it when on).
+    expect((body['rest'] as Json[])[0]?.['security']).toBeUndefined();
     const rest = (body['rest'] as Json[])[0]!['resource'] as Json[];
     expect(rest.map((r) => r['type'])).toEqual(['DiagnosticReport', 'ImagingStudy', 'Observation', 'Device']);
     expect(((rest[0]!['searchParam'] as Json[]).map((p) => p['name']))).toEqual(expect.arrayContaining(['identifier', 'subject:identifier', 'patient:identifier']));

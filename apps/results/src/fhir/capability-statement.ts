@@ -11,8 +11,11 @@ const SEARCH_PARAM_TYPES: Record<string, { type: string; documentation: string }
   'patient:identifier': { type: 'reference', documentation: 'Same as subject:identifier.' },
 };
 
-/** GET /fhir/metadata: what this server does, as an R4 CapabilityStatement. */
-export function capabilityStatement(version: string, baseUrl: string, date: string): Record<string, unknown> {
+/**
+ * GET /fhir/metadata: what this server does, as an R4 CapabilityStatement. `bearerScope`: the scope
+ * a bearer token needs when API auth is on (rest.security says so); null when auth is off.
+ */
+export function capabilityStatement(version: string, baseUrl: string, date: string, bearerScope: string | null = null): Record<string, unknown> {
   const searchable = (type: SearchableType) =>
     SEARCH_PARAMS[type]
       .filter((name) => name in SEARCH_PARAM_TYPES)
@@ -35,6 +38,20 @@ export function capabilityStatement(version: string, baseUrl: string, date: stri
     rest: [
       {
         mode: 'server',
+        ...(bearerScope === null
+          ? {}
+          : {
+              security: {
+                cors: false,
+                service: [
+                  {
+                    coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'OAuth', display: 'OAuth' }],
+                    text: 'OAuth 2.0 bearer token (JWT)',
+                  },
+                ],
+                description: `Every interaction except GET /metadata needs \`Authorization: Bearer <JWT>\` from the hospital's identity provider with the \`${bearerScope}\` scope: 401 without a valid token, 403 without the scope.`,
+              },
+            }),
         documentation:
           'Read-only. One DiagnosticReport (status preliminary, or cancelled when no image could be analysed) and ImagingStudy stub per study, one Observation per ChestX-ray14 label, one Device per model version. Unknown search parameters are rejected with 400. Pages continue through the Bundle next link.',
         resource: [

@@ -1,5 +1,6 @@
 import { type ArgumentsHost, Catch, Controller, type ExceptionFilter, Get, Inject, Param, Query, Req, Res, UseFilters } from '@nestjs/common';
-import { LOGGER, type Logger, Public } from '@thorax/observability';
+import type { TokenVerifier } from '@thorax/auth';
+import { API_AUTH, LOGGER, type Logger, Public } from '@thorax/observability';
 import type { Request, Response } from 'express';
 import { SERVICE_VERSION } from '../version';
 import { capabilityStatement } from './capability-statement';
@@ -30,12 +31,15 @@ export class FhirErrorFilter implements ExceptionFilter {
 export class FhirController {
   private readonly started = new Date().toISOString();
 
-  constructor(private readonly fhir: FhirService) {}
+  constructor(
+    private readonly fhir: FhirService,
+    @Inject(API_AUTH) private readonly auth: TokenVerifier | null,
+  ) {}
 
   @Get('metadata')
   @Public()
   metadata(@Req() req: Request, @Res() res: Response): void {
-    send(res, capabilityStatement(SERVICE_VERSION, this.baseUrl(req), this.started));
+    send(res, capabilityStatement(SERVICE_VERSION, this.baseUrl(req), this.started, this.auth?.scopeFor('read') ?? null));
   }
 
   @Get(':type')
