@@ -1,0 +1,552 @@
+/**
+ * The Helm chart as a cluster would receive it: `helm template` with the default, GPU and secure
+ * values (and a few overrides), parsed back into objects and checked field by field — security
+ * contexts, probes, resources, autoscaling triggers, selectors, disruption budgets, network
+ * policies, secrets, and the rules and dashboards shipped from deploy/. Schema validation of the
+ * same output (kubeconform) is `bash scripts/k8s-tools.sh check`.
+ */
+import { REPO_ROOT } from '@thorax/testing';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse, parseAllDocuments } from 'yaml';
+
+// The first run on a fresh machine builds helm from source (minutes).
+jest.setTimeout(900_000);
+
+const CHART = path.join(REPO_ROOT, 'helm', 'thorax');
+const COMPONENTS = ['ingest', 'preprocess', 'inference', 'results'] as const;
+type Component = (typeof COMPONENTS)[number];
+const PORTS: Record<Component, number> = { ingest: 8081, preprocess: 8082, inference: 8083, results: 8080 };
+const CONSUMES: Record<Component, string> = {
+  ingest: 'thorax.studies.v1',
+  preprocess: 'thorax.images.v1',
+  inference: 'thorax.tensors.v1',
+  results: 'thorax.findings.v1',
+};
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- rendered manifests are free-form YAML */
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  spec?: any;
+  data?: Record<string, string>;
+};
+
+let helm = '';
+const HELM_HOME = path.join(REPO_ROOT, '.cache', 'k8s-tools', 'helm-home');
+
+function helmTemplate(
+  release: string,
+  args: string[] = [],
+): { ok: true; objects: K8sObject[] } | { ok: false; error: string } {
+  const run = spawnSync(helm, ['template', release, CHART, '--namespace', 'thorax', ...args], {
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      HELM_CACHE_HOME: path.join(HELM_HOME, 'cache'),
+      HELM_CONFIG_HOME: path.join(HELM_HOME, 'config'),
+      HELM_DATA_HOME: path.join(HELM_HOME, 'data'),
+    },
+  });
+  if (run.status !== 0) return { ok: false, error: run.stderr };
+  const objects = parseAllDocuments(run.stdout)
+    .map((doc) => doc.toJS() as K8sObject | null)
+    .filter((o): o is K8sObject => o !== null);
+  return { ok: true, objects };
+}
+
+function render(release: string, args: string[] = []): K8sObject[] {
+  const result = helmTemplate(release, args);
+  if (!result.ok) throw new Error(`helm template ${args.join(' ')} failed: ${result.error}`);
+  return result.objects;
+}
+
+const values = (name: string): string[] => ['-f', path.join(CHART, name)];
+const ofKind = (objects: K8sObject[], kind: string): K8sObject[] => objects.filter((o) => o.kind === kind);
+function named(objects: K8sObject[], kind: string, name: string): K8sObject {
+  const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
+  if (!found) throw new Error(`no ${kind} ${name} in ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
+  return found;
+}
+const deployment = (objects: K8sObject[], c: Component): K8sObject => named(objects, 'Deployment', `thorax-${c}`);
+const container = (d: K8sObject): any => d.spec.template.spec.containers[0];
+const envOf = (d: K8sObject): Record<string, any> =>
+  Object.fromEntries(
+    (container(d).env as { name: string; value?: string; valueFrom?: unknown }[]).map((e) => [
+      e.name,
+      e.value ?? e.valueFrom,
+    ]),
+  );
+const matches = (selector: Record<string, string>, labels: Record<string, string>): boolean =>
+  Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+beforeAll(() => {
+  helm = execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'k8s-tools.sh'), 'path', 'helm'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
+});
+
+describe('default values', () => {
+  let objects: K8sObject[];
+  beforeAll(() => {
+    objects = render('thorax');
+  });
+
+  it('renders one Deployment, Service and PodDisruptionBudget per service, and the topics Job', () => {
+    expect(
+      ofKind(objects, 'Deployment')
+        .map((d) => d.metadata.name)
+        .sort(),
+    ).toEqual(COMPONENTS.map((c) => `thorax-${c}`).sort());
+    expect(ofKind(objects, 'Service')).toHaveLength(4);
+    expect(ofKind(objects, 'PodDisruptionBudget')).toHaveLength(4);
+    expect(ofKind(objects, 'Job')).toHaveLength(1);
+    // Optional CRDs stay off by default: the chart installs on a bare cluster.
+    for (const kind of ['ScaledObject', 'TriggerAuthentication', 'ServiceMonitor', 'PrometheusRule']) {
+      expect(ofKind(objects, kind)).toHaveLength(0);
+    }
+  });
+
+  it.each(COMPONENTS)('%s runs non-root with a read-only root, no privileges and RuntimeDefault seccomp', (c) => {
+    const pod = deployment(objects, c).spec.template.spec;
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      runAsGroup: 10001,
+      fsGroup: 10001,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(pod.automountServiceAccountToken).toBe(false);
+    for (const ctr of [...pod.containers, ...(pod.initContainers ?? [])]) {
+      expect(ctr.securityContext).toMatchObject({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        runAsNonRoot: true,
+        runAsUser: 10001,
+        privileged: false,
+        capabilities: { drop: ['ALL'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
+    }
+    // The only writable paths are volumes.
+    const mounts = Object.fromEntries(
+      container(deployment(objects, c)).volumeMounts.map((m: any) => [m.mountPath, m.name]),
+    );
+    expect(mounts['/tmp']).toBe('tmp');
+    expect(mounts['/var/lib/thorax']).toBe('data');
+  });
+
+  it.each(COMPONENTS)('%s has requests and limits, its port and its probes', (c) => {
+    const d = deployment(objects, c);
+    const ctr = container(d);
+    expect(ctr.args).toEqual([c]);
+    expect(ctr.image).toBe('thorax:0.1.0');
+    for (const key of ['requests', 'limits']) {
+      expect(ctr.resources[key].cpu).toBeDefined();
+      expect(ctr.resources[key].memory).toBeDefined();
+    }
+    expect(envOf(d)['HTTP_PORT']).toBe(String(PORTS[c]));
+    expect(ctr.ports[0]).toEqual({ name: 'http', containerPort: PORTS[c], protocol: 'TCP' });
+    expect(ctr.startupProbe.httpGet).toEqual({ path: '/healthz', port: 'http', scheme: 'HTTP' });
+    expect(ctr.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http', scheme: 'HTTP' });
+    expect(ctr.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http', scheme: 'HTTP' });
+    expect(d.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(60);
+    expect(d.spec.template.metadata.annotations['checksum/config']).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('gives inference minutes to load and warm its model before liveness counts', () => {
+    const probe = container(deployment(objects, 'inference')).startupProbe;
+    expect(probe.periodSeconds * probe.failureThreshold).toBeGreaterThanOrEqual(240);
+    expect(envOf(deployment(objects, 'inference'))).toMatchObject({
+      MODEL_DIR: '/opt/thorax/models/thorax-tiny-cnn',
+      INFERENCE_PROVIDERS: 'cpu',
+    });
+  });
+
+  it('passes the gRPC port to results and publishes it', () => {
+    const results = deployment(objects, 'results');
+    expect(envOf(results)['GRPC_PORT']).toBe('50051');
+    expect(container(results).ports).toContainEqual({ name: 'grpc', containerPort: 50051, protocol: 'TCP' });
+    expect(named(objects, 'Service', 'thorax-results').spec.ports).toContainEqual(
+      expect.objectContaining({ name: 'grpc', port: 50051, targetPort: 'grpc' }),
+    );
+  });
+
+  it('keeps the embedded store of results on a PVC, one pod at a time', () => {
+    const results = deployment(objects, 'results');
+    expect(results.spec.replicas).toBe(1);
+    expect(results.spec.strategy).toEqual({ type: 'Recreate' });
+    expect(envOf(results)['RESULTS_DATA_DIR']).toBe('/var/lib/thorax/results');
+    expect(envOf(results)['DATABASE_URL']).toBeUndefined();
+    const volume = results.spec.template.spec.volumes.find((v: any) => v.name === 'results');
+    expect(volume.persistentVolumeClaim.claimName).toBe('thorax-results');
+    expect(named(objects, 'PersistentVolumeClaim', 'thorax-results').spec.resources.requests.storage).toBe('8Gi');
+  });
+
+  it('scales preprocess and inference on CPU without KEDA, and leaves their replica count to the HPA', () => {
+    const hpas = ofKind(objects, 'HorizontalPodAutoscaler');
+    expect(hpas.map((h) => h.spec.scaleTargetRef.name).sort()).toEqual(['thorax-inference', 'thorax-preprocess']);
+    for (const hpa of hpas) {
+      expect(hpa.spec.metrics[0].resource).toEqual({
+        name: 'cpu',
+        target: { type: 'Utilization', averageUtilization: 70 },
+      });
+      expect(hpa.spec.maxReplicas).toBe(6);
+    }
+    expect(deployment(objects, 'preprocess').spec.replicas).toBeUndefined();
+    expect(deployment(objects, 'ingest').spec.replicas).toBe(2);
+  });
+
+  it('has a disruption budget per service selecting only that service', () => {
+    for (const c of COMPONENTS) {
+      const pdb = named(objects, 'PodDisruptionBudget', `thorax-${c}`);
+      expect(pdb.spec.maxUnavailable).toBe(1);
+      expect(pdb.spec.selector.matchLabels).toEqual(deployment(objects, c).spec.selector.matchLabels);
+    }
+  });
+
+  it('denies by default: API ports from the namespace, metrics from monitoring, egress to DNS and Kafka only', () => {
+    const policies = ofKind(objects, 'NetworkPolicy');
+    expect(policies.map((p) => p.metadata.name).sort()).toEqual(
+      [...COMPONENTS, 'topics'].map((c) => `thorax-${c}`).sort(),
+    );
+    const monitoring = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } };
+    for (const policy of policies) {
+      expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+      const egressPorts = policy.spec.egress.flatMap((rule: any) =>
+        rule.ports.map((p: any) => `${p.port}/${p.protocol}`),
+      );
+      expect(egressPorts.sort()).toEqual(['53/TCP', '53/UDP', '9092/TCP']);
+    }
+    // Preprocess serves no API: only the scrape reaches it.
+    expect(named(objects, 'NetworkPolicy', 'thorax-preprocess').spec.ingress).toEqual([
+      { from: [monitoring], ports: [{ port: 'http', protocol: 'TCP' }] },
+    ]);
+    expect(named(objects, 'NetworkPolicy', 'thorax-results').spec.ingress[1]).toEqual({
+      from: [{ podSelector: {} }],
+      ports: [
+        { port: 'http', protocol: 'TCP' },
+        { port: 'grpc', protocol: 'TCP' },
+      ],
+    });
+    expect(named(objects, 'NetworkPolicy', 'thorax-topics').spec.ingress ?? []).toEqual([]);
+  });
+
+  it('provisions topics with a hook Job: replication 3, min.insync 2, from the image topics.conf', () => {
+    const job = named(objects, 'Job', 'thorax-topics');
+    expect(job.metadata.annotations?.['helm.sh/hook']).toBe('pre-install,pre-upgrade');
+    const ctr = job.spec.template.spec.containers[0];
+    expect(ctr.args).toEqual(['topics']);
+    const env = Object.fromEntries(ctr.env.map((e: any) => [e.name, e.value]));
+    expect(env).toMatchObject({
+      TOPICS_CONF: '/opt/thorax/deploy/kafka/topics.conf',
+      KAFKA_TOPIC_REPLICATION_FACTOR: '3',
+      KAFKA_TOPIC_MIN_INSYNC_REPLICAS: '2',
+      KAFKA_BROKERS: 'kafka:9092',
+    });
+    expect(ctr.securityContext.readOnlyRootFilesystem).toBe(true);
+    expect(job.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
+  });
+
+  it('puts no token into any pod', () => {
+    expect(named(objects, 'ServiceAccount', 'thorax')).toMatchObject({ automountServiceAccountToken: false });
+    expect(ofKind(objects, 'Secret')).toHaveLength(0);
+  });
+});
+
+describe('labels and selectors', () => {
+  it('selects by instance, so two releases in one namespace never select each other', () => {
+    const a = render('alpha');
+    const b = render('beta');
+    const selectorsOf = (objects: K8sObject[]): Record<string, string>[] => [
+      ...ofKind(objects, 'Deployment').map((d) => d.spec.selector.matchLabels),
+      ...ofKind(objects, 'Service').map((s) => s.spec.selector),
+      ...ofKind(objects, 'PodDisruptionBudget').map((p) => p.spec.selector.matchLabels),
+      ...ofKind(objects, 'NetworkPolicy').map((p) => p.spec.podSelector.matchLabels),
+    ];
+    const podsOf = (objects: K8sObject[]): Record<string, string>[] =>
+      [...ofKind(objects, 'Deployment'), ...ofKind(objects, 'Job')].map((d) => d.spec.template.metadata.labels);
+    for (const [own, other, release] of [
+      [a, b, 'alpha'],
+      [b, a, 'beta'],
+    ] as const) {
+      const selectors = selectorsOf(own);
+      expect(selectors).toHaveLength(4 * 4 + 1);
+      for (const selector of selectors) {
+        expect(selector['app.kubernetes.io/instance']).toBe(release);
+        expect(podsOf(own).some((labels) => matches(selector, labels))).toBe(true);
+        expect(podsOf(other).some((labels) => matches(selector, labels))).toBe(false);
+      }
+    }
+    // Within a release each selector picks one component.
+    for (const c of COMPONENTS) {
+      const selector = named(a, 'Deployment', `alpha-thorax-${c}`).spec.selector.matchLabels;
+      expect(podsOf(a).filter((labels) => matches(selector, labels))).toHaveLength(1);
+    }
+  });
+
+  it('labels every object the standard way', () => {
+    for (const o of render('thorax')) {
+      expect(o.metadata.labels).toMatchObject({
+        'app.kubernetes.io/name': 'thorax',
+        'app.kubernetes.io/instance': 'thorax',
+        'app.kubernetes.io/version': '0.1.0',
+        'app.kubernetes.io/managed-by': 'Helm',
+        'helm.sh/chart': expect.stringMatching(/^thorax-\d+\.\d+\.\d+$/),
+      });
+    }
+  });
+});
+
+describe('GPU profile (values-gpu.yaml)', () => {
+  let objects: K8sObject[];
+  beforeAll(() => {
+    objects = render('thorax', values('values-gpu.yaml'));
+  });
+
+  it('gives inference one GPU, the CUDA provider first, and a GPU node', () => {
+    const inference = deployment(objects, 'inference');
+    expect(container(inference).resources.limits['nvidia.com/gpu']).toBe(1);
+    expect(envOf(inference)['INFERENCE_PROVIDERS']).toBe('cuda,cpu');
+    expect(inference.spec.template.spec.nodeSelector).toEqual({ 'nvidia.com/gpu.present': 'true' });
+    expect(inference.spec.template.spec.tolerations).toContainEqual({
+      key: 'nvidia.com/gpu',
+      operator: 'Exists',
+      effect: 'NoSchedule',
+    });
+    for (const c of ['ingest', 'preprocess', 'results'] as const) {
+      expect(container(deployment(objects, c)).resources.limits['nvidia.com/gpu']).toBeUndefined();
+    }
+  });
+
+  it('scales preprocess and inference on their consumer lag with KEDA', () => {
+    expect(ofKind(objects, 'HorizontalPodAutoscaler')).toHaveLength(0);
+    const scaled = ofKind(objects, 'ScaledObject');
+    expect(scaled.map((s) => s.metadata.name).sort()).toEqual(['thorax-inference', 'thorax-preprocess']);
+    for (const c of ['preprocess', 'inference'] as const) {
+      const so = named(objects, 'ScaledObject', `thorax-${c}`);
+      expect(so.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: `thorax-${c}` });
+      const kafka = so.spec.triggers.find((t: any) => t.type === 'kafka');
+      expect(kafka.metadata).toMatchObject({
+        bootstrapServers: 'kafka:9092',
+        consumerGroup: `thorax-${c}`,
+        topic: CONSUMES[c],
+        allowIdleConsumers: 'false',
+      });
+      expect(Number(kafka.metadata.lagThreshold)).toBeGreaterThan(0);
+      expect(kafka.metadata.tls).toBeUndefined();
+      expect(kafka.authenticationRef).toBeUndefined();
+      expect(so.spec.triggers.find((t: any) => t.type === 'cpu')).toBeDefined();
+    }
+    expect(named(objects, 'ScaledObject', 'thorax-inference').spec.maxReplicaCount).toBe(4);
+  });
+});
+
+describe('secure profile (values-secure.yaml)', () => {
+  let objects: K8sObject[];
+  beforeAll(() => {
+    objects = render('thorax', values('values-secure.yaml'));
+  });
+
+  it('configures Kafka TLS, SCRAM-SHA-512, token auth and server TLS through the ConfigMap', () => {
+    expect(named(objects, 'ConfigMap', 'thorax').data).toMatchObject({
+      KAFKA_TLS: 'true',
+      KAFKA_TLS_CA_FILE: '/etc/thorax/kafka-tls/ca.crt',
+      KAFKA_SASL_MECHANISM: 'scram-sha-512',
+      KAFKA_SASL_USERNAME: 'thorax',
+      KAFKA_SASL_PASSWORD_FILE: '/etc/thorax/kafka-sasl/password',
+      AUTH_JWKS_URL: 'https://login.example.org/realms/hospital/protocol/openid-connect/certs',
+      AUTH_ISSUER: 'https://login.example.org/realms/hospital',
+      AUTH_AUDIENCE: 'thorax',
+      AUTH_READ_SCOPE: 'thorax.read',
+      AUTH_ADMIN_SCOPE: 'thorax.admin',
+      TLS_CERT_FILE: '/etc/thorax/server-tls/tls.crt',
+      TLS_KEY_FILE: '/etc/thorax/server-tls/tls.key',
+    });
+    // Secrets stay in the Secrets they came in; nothing secret is rendered.
+    expect(ofKind(objects, 'Secret')).toHaveLength(0);
+    expect(JSON.stringify(objects)).not.toMatch(/KAFKA_SASL_PASSWORD"/);
+  });
+
+  it.each(COMPONENTS)('%s mounts the Kafka and server certificates and the SASL password as read-only files', (c) => {
+    const d = deployment(objects, c);
+    const volumes = Object.fromEntries(d.spec.template.spec.volumes.map((v: any) => [v.name, v]));
+    expect(volumes['kafka-tls'].secret).toMatchObject({
+      secretName: 'thorax-kafka-ca',
+      items: [{ key: 'ca.crt', path: 'ca.crt' }],
+    });
+    expect(volumes['kafka-sasl'].secret).toMatchObject({
+      secretName: 'thorax-kafka-sasl',
+      items: [{ key: 'password', path: 'password' }],
+    });
+    expect(volumes['server-tls'].secret.secretName).toBe('thorax-server-tls');
+    const mounts = Object.fromEntries(container(d).volumeMounts.map((m: any) => [m.name, m]));
+    expect(mounts['kafka-tls']).toEqual({ name: 'kafka-tls', mountPath: '/etc/thorax/kafka-tls', readOnly: true });
+    expect(mounts['kafka-sasl']).toEqual({ name: 'kafka-sasl', mountPath: '/etc/thorax/kafka-sasl', readOnly: true });
+    expect(mounts['server-tls']).toEqual({ name: 'server-tls', mountPath: '/etc/thorax/server-tls', readOnly: true });
+    // Probes follow the server onto HTTPS.
+    expect(container(d).readinessProbe.httpGet.scheme).toBe('HTTPS');
+    expect(container(d).startupProbe.httpGet.scheme).toBe('HTTPS');
+  });
+
+  it('runs results on PostgreSQL from a Secret, scaled out', () => {
+    const results = deployment(objects, 'results');
+    expect(results.spec.replicas).toBe(2);
+    expect(results.spec.strategy.type).toBe('RollingUpdate');
+    expect(envOf(results)['DATABASE_URL']).toEqual({ secretKeyRef: { name: 'thorax-database', key: 'DATABASE_URL' } });
+    expect(envOf(results)['RESULTS_DATA_DIR']).toBeUndefined();
+    expect(ofKind(objects, 'PersistentVolumeClaim')).toHaveLength(0);
+    const egress = named(objects, 'NetworkPolicy', 'thorax-results').spec.egress.flatMap((r: any) =>
+      r.ports.map((p: any) => p.port),
+    );
+    expect(egress).toEqual(expect.arrayContaining([53, 9093, 5432, 443]));
+  });
+
+  it('hands KEDA the same TLS and SCRAM credentials', () => {
+    const kafka = named(objects, 'ScaledObject', 'thorax-inference').spec.triggers[0];
+    expect(kafka.metadata).toMatchObject({ tls: 'enable', sasl: 'scram_sha512', consumerGroup: 'thorax-inference' });
+    expect(kafka.authenticationRef).toEqual({ name: 'thorax-kafka' });
+    const auth = named(objects, 'TriggerAuthentication', 'thorax-kafka');
+    expect(auth.spec.secretTargetRef).toEqual([
+      { parameter: 'password', name: 'thorax-kafka-sasl', key: 'password' },
+      { parameter: 'ca', name: 'thorax-kafka-ca', key: 'ca.crt' },
+    ]);
+    expect(auth.spec.configMapTargetRef).toEqual([
+      { parameter: 'username', name: 'thorax', key: 'KAFKA_SASL_USERNAME' },
+    ]);
+  });
+
+  it('mounts the Kafka credentials in the topics Job too', () => {
+    const job = named(objects, 'Job', 'thorax-topics');
+    const env = Object.fromEntries(job.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]));
+    expect(env).toMatchObject({
+      KAFKA_TLS: 'true',
+      KAFKA_SASL_MECHANISM: 'scram-sha-512',
+      KAFKA_SASL_PASSWORD_FILE: '/etc/thorax/kafka-sasl/password',
+    });
+    const secrets = job.spec.template.spec.volumes.filter((v: any) => v.secret).map((v: any) => v.secret.secretName);
+    expect(secrets.sort()).toEqual(['thorax-kafka-ca', 'thorax-kafka-sasl']);
+  });
+
+  it('ships the repository rules and dashboards unchanged', () => {
+    const ruleDir = path.join(REPO_ROOT, 'deploy', 'prometheus', 'rules');
+    const groups = readdirSync(ruleDir)
+      .filter((f) => f.endsWith('.yml'))
+      .sort()
+      .flatMap((f) => (parse(readFileSync(path.join(ruleDir, f), 'utf8')) as { groups: unknown[] }).groups);
+    expect(groups.length).toBeGreaterThan(0);
+    expect(named(objects, 'PrometheusRule', 'thorax').spec.groups).toEqual(groups);
+
+    const dashDir = path.join(REPO_ROOT, 'deploy', 'grafana', 'dashboards');
+    const dashboards = named(objects, 'ConfigMap', 'thorax-dashboards');
+    expect(dashboards.metadata.labels?.['grafana_dashboard']).toBe('1');
+    const files = readdirSync(dashDir)
+      .filter((f) => f.endsWith('.json'))
+      .sort();
+    expect(Object.keys(dashboards.data ?? {}).sort()).toEqual(files);
+    for (const f of files) {
+      expect(JSON.parse(dashboards.data?.[f] ?? '')).toEqual(JSON.parse(readFileSync(path.join(dashDir, f), 'utf8')));
+    }
+
+    const monitor = named(objects, 'ServiceMonitor', 'thorax');
+    expect(monitor.spec.endpoints[0]).toMatchObject({
+      port: 'http',
+      path: '/metrics',
+      honorLabels: true,
+      scheme: 'https',
+    });
+    expect(monitor.spec.selector.matchLabels).toEqual({
+      'app.kubernetes.io/name': 'thorax',
+      'app.kubernetes.io/instance': 'thorax',
+    });
+  });
+});
+
+describe('guards', () => {
+  it('refuses more than one results replica on the embedded store', () => {
+    const result = helmTemplate('thorax', ['--set', 'services.results.replicas=2']);
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error).toMatch(/services\.results\.replicas > 1 needs PostgreSQL/);
+    expect(
+      helmTemplate('thorax', ['--set', 'services.results.replicas=2', '--set', 'database.existingSecret=pg']).ok,
+    ).toBe(true);
+  });
+
+  it.each([
+    ['a misspelt key', ['--set', 'services.inferense.replicas=2'], /'\/services': additional properties 'inferense'/],
+    [
+      'an unknown SASL mechanism',
+      ['--set', 'kafka.sasl.mechanism=scram'],
+      /\/kafka\/sasl\/mechanism': value must be one of/,
+    ],
+    ['a port out of range', ['--set', 'services.ingest.httpPort=70000'], /\/services\/ingest\/httpPort': maximum/],
+    [
+      'TLS without its Secret',
+      ['--set', 'kafka.tls.enabled=true'],
+      /kafka\.tls\.enabled needs kafka\.tls\.existingSecret/,
+    ],
+    [
+      'SASL without a password',
+      ['--set', 'kafka.sasl.mechanism=scram-sha-512', '--set', 'kafka.sasl.username=u'],
+      /needs kafka\.sasl\.password or kafka\.sasl\.existingSecret/,
+    ],
+    ['auth without keys', ['--set', 'auth.enabled=true'], /auth\.enabled needs auth\.jwksUrl/],
+  ])('rejects %s', (_what, args, message) => {
+    const result = helmTemplate('thorax', args);
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error).toMatch(message);
+  });
+
+  it('rolls the pods when the configuration changes', () => {
+    const checksum = (args: string[]): string =>
+      deployment(render('thorax', args), 'preprocess').spec.template.metadata.annotations['checksum/config'];
+    expect(checksum([])).toBe(checksum([]));
+    expect(checksum(['--set', 'logLevel=debug'])).not.toBe(checksum([]));
+  });
+
+  it('leaves topics to Strimzi when provisioning is off, and supports a plain Job for GitOps', () => {
+    expect(ofKind(render('thorax', ['--set', 'topics.provision=false']), 'Job')).toHaveLength(0);
+    const job = named(render('thorax', ['--set', 'topics.hook=false']), 'Job', 'thorax-topics');
+    expect(job.metadata.annotations).toBeUndefined();
+    expect(job.spec.ttlSecondsAfterFinished).toBe(3600);
+  });
+
+  it('loads the model from a claim or an init container into the model directory', () => {
+    const fromClaim = deployment(
+      render('thorax', [
+        '--set',
+        'model.source=volume',
+        '--set',
+        'model.volume.existingClaim=models',
+        '--set',
+        'model.name=chexnet',
+      ]),
+      'inference',
+    );
+    expect(envOf(fromClaim)['MODEL_DIR']).toBe('/var/lib/thorax/models/chexnet');
+    expect(fromClaim.spec.template.spec.volumes).toContainEqual({
+      name: 'models',
+      persistentVolumeClaim: { claimName: 'models', readOnly: true },
+    });
+    const fromInit = deployment(
+      render('thorax', [
+        '--set',
+        'model.source=initContainer',
+        '--set-json',
+        'model.initContainer.command=["sh","-c","cp -r /models/x /var/lib/thorax/models/"]',
+      ]),
+      'inference',
+    );
+    const init = fromInit.spec.template.spec.initContainers[0];
+    expect(init.volumeMounts).toContainEqual({ name: 'models', mountPath: '/var/lib/thorax/models' });
+    expect(init.securityContext.readOnlyRootFilesystem).toBe(true);
+    expect(container(fromInit).volumeMounts).toContainEqual({
+      name: 'models',
+      mountPath: '/var/lib/thorax/models',
+      readOnly: true,
+    });
+  });
+});
