@@ -72,4 +72,7 @@ function logAuthMode(logger: Logger, auth: TokenVerifier | null): void {
     { auth: 'bearer-jwt', jwks: keys.kind === 'remote' ? keys.url.href : 'file', issuer: issuer ?? null, audience: audience ?? null, readScope, adminScope },
     'API authentication on: bearer JWTs required',
   );
+  if (keys.kind === 'remote' && keys.url.protocol === 'http:') {
+    logger.warn({ jwks: keys.url.href }, 'AUTH_JWKS_URL is plain http: whoever can alter that traffic can mint accepted tokens; use https');
+  }
 }
