@@ -42,6 +42,8 @@ step "install" ensure_node_deps
 step "contracts" bash -c 'cd "$0" && bash scripts/proto.sh && git diff --exit-code --stat -- libs/contracts/src/generated' "$ROOT"
 step "typecheck" tsc -p "$ROOT/tsconfig.json" --noEmit
 step "lint" bash -c 'cd "$0" && nx show projects >/dev/null && eslint . --max-warnings 0' "$ROOT"
+# Helm chart: lint --strict, render and kubeconform -strict (offline schemas) for each values profile.
+step "helm" bash "$ROOT/scripts/k8s-tools.sh" check
 step "build" build_dist
 step "unit" jest --rootDir "$ROOT" --selectProjects unit
 step "trainer" bash "$ROOT/scripts/trainer.sh" test
