@@ -320,6 +320,8 @@ describe('GPU profile (values-gpu.yaml)', () => {
     for (const c of ['ingest', 'preprocess', 'results'] as const) {
       expect(container(deployment(objects, c)).resources.limits['nvidia.com/gpu']).toBeUndefined();
     }
+    // No surge pod waiting for a GPU during a rollout.
+    expect(inference.spec.strategy.rollingUpdate).toEqual({ maxSurge: 0, maxUnavailable: 1 });
   });
 
   it('scales preprocess and inference on their consumer lag with KEDA', () => {
