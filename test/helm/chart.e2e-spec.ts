@@ -149,6 +149,7 @@ describe('default values', () => {
       expect(ctr.resources[key].memory).toBeDefined();
     }
     expect(envOf(d)['HTTP_PORT']).toBe(String(PORTS[c]));
+    expect(envOf(d)[`${c.toUpperCase()}_GROUP_ID`]).toBe(`thorax-${c}`);
     expect(ctr.ports[0]).toEqual({ name: 'http', containerPort: PORTS[c], protocol: 'TCP' });
     expect(ctr.startupProbe.httpGet).toEqual({ path: '/healthz', port: 'http', scheme: 'HTTP' });
     expect(ctr.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http', scheme: 'HTTP' });
@@ -344,6 +345,13 @@ describe('GPU profile (values-gpu.yaml)', () => {
       expect(so.spec.triggers.find((t: any) => t.type === 'cpu')).toBeDefined();
     }
     expect(named(objects, 'ScaledObject', 'thorax-inference').spec.maxReplicaCount).toBe(4);
+    // The trigger reads the group the pods join, whatever its name.
+    const renamed = render('thorax', [...values('values-gpu.yaml'), '--set', 'kafka.consumerGroupPrefix=radiology-a']);
+    const trigger = named(renamed, 'ScaledObject', 'thorax-preprocess').spec.triggers[0];
+    expect(trigger.metadata.consumerGroup).toBe('radiology-a-preprocess');
+    expect(envOf(named(renamed, 'Deployment', 'thorax-preprocess'))['PREPROCESS_GROUP_ID']).toBe(
+      'radiology-a-preprocess',
+    );
   });
 });
 

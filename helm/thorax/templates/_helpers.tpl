@@ -45,6 +45,11 @@ app.kubernetes.io/part-of: thorax
 {{- end }}
 {{- end -}}
 
+{{/* A stage's consumer group, shared by its env (<SERVICE>_GROUP_ID) and its KEDA trigger. */}}
+{{- define "thorax.consumerGroup" -}}
+{{- printf "%s-%s" .root.Values.kafka.consumerGroupPrefix .component -}}
+{{- end -}}
+
 {{- define "thorax.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "thorax.fullname" .) .Values.serviceAccount.name -}}
