@@ -87,6 +87,9 @@ ensure_schemas() {
 
 ensure() {
   mkdir -p "$TOOLS"
+  # One builder at a time (a test and a check may ask at once); the others wait for its result.
+  exec 9>"$TOOLS/.lock"
+  flock 9
   [ -x "$HELM" ] || go_install "$HELM" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$(helm_ldflags)"
   go_install "$KUBECONFORM" "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
   ensure_schemas
