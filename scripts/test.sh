@@ -68,5 +68,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
   export DATABASE_URL
 fi
 
+# promtool of Prometheus 3 (built from its Go module once, cached): the rules tests run on 2.x and 3.x.
+step "promtool3" bash "$ROOT/scripts/prometheus.sh" ensure3
 step "integration" jest --rootDir "$ROOT" --selectProjects integration --runInBand
 step "e2e" jest --rootDir "$ROOT" --selectProjects e2e --runInBand
