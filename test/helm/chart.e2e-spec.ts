@@ -7,7 +7,8 @@
  */
 import { REPO_ROOT } from '@thorax/testing';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 
@@ -522,6 +523,63 @@ describe('guards', () => {
     const job = named(render('thorax', ['--set', 'topics.hook=false']), 'Job', 'thorax-topics');
     expect(job.metadata.annotations).toBeUndefined();
     expect(job.spec.ttlSecondsAfterFinished).toBe(3600);
+  });
+
+  it('keeps secrets given as values in a Secret, never in the ConfigMap', () => {
+    const url = 'postgres://thorax:db-secret@pg:5432/thorax';
+    const objects = render('thorax', [
+      '--set',
+      `database.url=${url}`,
+      '--set',
+      'kafka.sasl.mechanism=scram-sha-512',
+      '--set',
+      'kafka.sasl.username=thorax',
+      '--set',
+      'kafka.sasl.password=sasl-secret',
+    ]);
+    const secret = named(objects, 'Secret', 'thorax');
+    const decoded = Object.fromEntries(
+      Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
+    );
+    expect(decoded).toEqual({ DATABASE_URL: url, password: 'sasl-secret' });
+    const plain = JSON.stringify(objects.filter((o) => o.kind !== 'Secret'));
+    expect(plain).not.toContain('db-secret');
+    expect(plain).not.toContain('sasl-secret');
+    expect(envOf(deployment(objects, 'results'))['DATABASE_URL']).toEqual({
+      secretKeyRef: { name: 'thorax', key: 'DATABASE_URL' },
+    });
+    // The pre-install hook runs before the release's Secret exists: it gets its own hook Secret.
+    const hookSecret = named(objects, 'Secret', 'thorax-topics');
+    expect(hookSecret.metadata.annotations?.['helm.sh/hook']).toBe('pre-install,pre-upgrade');
+    expect(Number(hookSecret.metadata.annotations?.['helm.sh/hook-weight'])).toBeLessThan(0);
+    const job = named(objects, 'Job', 'thorax-topics');
+    const sasl = job.spec.template.spec.volumes.find((v: any) => v.name === 'kafka-sasl');
+    expect(sasl.secret.secretName).toBe('thorax-topics');
+  });
+
+  it('mounts an inline JWK Set from a ConfigMap', () => {
+    const jwks = '{"keys":[{"kty":"EC","crv":"P-256","x":"x","y":"y","kid":"k1"}]}';
+    const dir = mkdtempSync(path.join(tmpdir(), 'thorax-jwks-'));
+    writeFileSync(path.join(dir, 'jwks.json'), jwks);
+    let objects: K8sObject[];
+    try {
+      objects = render('thorax', [
+        '--set',
+        'auth.enabled=true',
+        '--set-file',
+        `auth.jwks=${path.join(dir, 'jwks.json')}`,
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(named(objects, 'ConfigMap', 'thorax-jwks').data).toEqual({ 'jwks.json': jwks });
+    expect(named(objects, 'ConfigMap', 'thorax').data?.['AUTH_JWKS_FILE']).toBe('/etc/thorax/auth/jwks.json');
+    const results = deployment(objects, 'results');
+    expect(container(results).volumeMounts).toContainEqual({
+      name: 'jwks',
+      mountPath: '/etc/thorax/auth',
+      readOnly: true,
+    });
   });
 
   it('loads the model from a claim or an init container into the model directory', () => {
