@@ -3,7 +3,8 @@
 #   k8s-tools.sh ensure     build helm and kubeconform from the Go module proxy when missing, fetch
 #                           the Kubernetes JSON schemas (PyPI's kubernetes-validate) and the CRD
 #                           schemas of KEDA and the Prometheus Operator (their Go modules)
-#   k8s-tools.sh check      ensure, then for the default, GPU and secure values: helm lint --strict,
+#   k8s-tools.sh check      ensure, then for the default, GPU and secure values (and a set of
+#                           overrides reaching the other branches): helm lint --strict,
 #                           helm template, kubeconform -strict on every rendered object; helm
 #                           package (the chart's symlinked rules and dashboards must travel)
 #   k8s-tools.sh helm ARGS  run the cached helm;  k8s-tools.sh kubeconform ARGS  the cached kubeconform
@@ -107,6 +108,9 @@ PROFILES=(
   "default|"
   "gpu|-f $CHART/values-gpu.yaml"
   "secure|-f $CHART/values-secure.yaml"
+  # The branches no profile takes: model from an init container, secrets given as values (the
+  # chart's Secret and the hook's), mutual TLS, a local JWK Set, a plain topics Job, KEDA over TLS.
+  "variants|--set model.source=initContainer --set-json model.initContainer.command=[\"/bin/cp\",\"-r\",\"/models/m\",\"/var/lib/thorax/models/\"] --set model.name=m --set database.url=postgres://u:p@pg:5432/t --set kafka.sasl.mechanism=scram-sha-256 --set kafka.sasl.username=u --set kafka.sasl.password=p --set kafka.tls.enabled=true --set kafka.tls.existingSecret=ca --set kafka.tls.clientAuth=true --set auth.enabled=true --set auth.existingJwksConfigMap=jwks --set topics.hook=false --set keda.enabled=true --set monitoring.serviceMonitor.enabled=true --set services.results.replicas=3 --set services.ingest.autoscaling.enabled=true"
 )
 
 check() {
@@ -143,7 +147,7 @@ check() {
     { log "packaged chart lacks the Prometheus rules"; return 1; }
   grep -q '^thorax/files/grafana-dashboards/.*\.json$' <<<"$listing" ||
     { log "packaged chart lacks the Grafana dashboards"; return 1; }
-  log "chart OK: $(grep -c '^kind:' "$out/default.yaml") objects (default), $(grep -c '^kind:' "$out/gpu.yaml") (gpu), $(grep -c '^kind:' "$out/secure.yaml") (secure); rendered into $out"
+  log "chart OK: $(for p in "${PROFILES[@]}"; do printf '%s %s objects, ' "${p%%|*}" "$(grep -c '^kind:' "$out/${p%%|*}.yaml")"; done)rendered into $out"
 }
 
 case "${1:-}" in
