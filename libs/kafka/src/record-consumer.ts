@@ -110,6 +110,9 @@ export class RecordConsumer {
     await this.consumer.subscribe({ topics: [this.options.topic], fromBeginning: true });
     await this.consumer.run({
       autoCommit: true,
+      // Also commit inside a long batch (see eachBatch), so a consumer restarted after a broker
+      // failover replays at most about a second of work per partition, not the whole batch.
+      autoCommitInterval: 1_000,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 1,
       eachBatch: (payload) => this.eachBatch(payload),
@@ -146,6 +149,7 @@ export class RecordConsumer {
       await head.done;
       resolveOffset(head.offset);
       await heartbeat();
+      await commitOffsetsIfNecessary();
     };
     for (const message of batch.messages) {
       if (!isRunning() || isStale()) break;
