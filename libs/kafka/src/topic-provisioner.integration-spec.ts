@@ -48,7 +48,8 @@ describe('provisionTopics on a real broker', () => {
     const first = await provision(conf(2, 3_600_000));
     expect(first).toMatchObject({ brokers: 1, created: [`${RUN}.events`, `${RUN}.events.dlq`], unchanged: [], warnings: [] });
     const { topics } = await admin.fetchTopicMetadata({ topics: [`${RUN}.events`, `${RUN}.events.dlq`] });
-    expect(topics.map((t) => [t.name, t.partitions.length, t.partitions[0]?.replicas.length])).toEqual([
+    const described = topics.map((t) => [t.name, t.partitions.length, t.partitions[0]?.replicas.length]);
+    expect(described.sort((a, b) => String(a[0]).localeCompare(String(b[0])))).toEqual([
       [`${RUN}.events`, 3, 1],
       [`${RUN}.events.dlq`, 2, 1],
     ]);

@@ -293,9 +293,9 @@ async function waitForCluster(admin: Admin, brokersNeeded: number, timeoutMs: nu
   let last = 'no answer yet';
   for (let attempt = 1; ; attempt += 1) {
     try {
-      const remaining = deadline - Date.now();
-      await within(admin.connect(), remaining);
-      const { brokers } = await within(admin.describeCluster(), deadline - Date.now());
+      // each attempt gets at least 2 s, so the last one before the deadline can still succeed
+      await within(admin.connect(), Math.max(2000, deadline - Date.now()));
+      const { brokers } = await within(admin.describeCluster(), Math.max(2000, deadline - Date.now()));
       if (brokers.length >= brokersNeeded) return brokers.length;
       last = `the cluster has ${brokers.length} broker(s) and topics.conf asks for replication factor ${brokersNeeded}`;
     } catch (error) {
