@@ -53,16 +53,18 @@ image_exists() { buildah_ inspect --type image "$1" >/dev/null 2>&1; }
 image_label() { podman_ image inspect --format "{{index .Config.Labels \"$2\"}}" "$1" 2>/dev/null || true; }
 image_id() { podman_ image inspect --format '{{.Id}}' "$1"; }
 
-# buildah, podman and mmdebstrap from Debian when missing. Returns 1 when they cannot be installed.
+# buildah, podman, mmdebstrap (and kcat for the smoke test) from Debian when missing. Returns 1 when
+# they cannot be installed.
 ensure_tools() {
-  local missing=()
-  for tool in buildah podman mmdebstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  local missing=() packages
+  for tool in buildah podman mmdebstrap kcat; do command -v "$tool" >/dev/null || missing+=("$tool"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]} with apt-get"
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then return 1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends buildah podman mmdebstrap \
-    uidmap fuse-overlayfs >&2 || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y --no-install-recommends buildah podman mmdebstrap uidmap fuse-overlayfs >&2; } || return 1
+  packages=("${missing[@]}" uidmap)
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}" >&2 ||
+    { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}" >&2; } ||
+    return 1
 }
 
 need_root() {

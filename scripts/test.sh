@@ -72,3 +72,6 @@ fi
 step "promtool3" bash "$ROOT/scripts/prometheus.sh" ensure3
 step "integration" jest --rootDir "$ROOT" --selectProjects integration --runInBand
 step "e2e" jest --rootDir "$ROOT" --selectProjects e2e --runInBand
+# The thorax image, built with buildah (skipped when its inputs are unchanged); every service run
+# from its root filesystem as UID 10001 with a read-only root until ready, and one image through.
+step "image" bash "$ROOT/scripts/image.sh" smoke
