@@ -45,7 +45,7 @@ PYTHON_BASE="localhost/thorax-python-base:$SUITE"
 WORK="$CACHE/image"
 # The service image's runtime packages: what `ldd` shows node, onnxruntime-node and sharp's libvips
 # need (libc6, libgcc-s1, libstdc++6), plus CA certificates, time zones, /etc/services and os-release.
-RUNTIME_PACKAGES=base-files,gcc-12-base,libc6,libgcc-s1,libstdc++6,ca-certificates,tzdata,netbase
+RUNTIME_PACKAGES="base-files,gcc-12-base,libc6,libgcc-s1,libstdc++6,ca-certificates,tzdata,netbase"
 
 buildah_() { buildah --storage-driver "$DRIVER" "$@"; }
 podman_() { podman --storage-driver "$DRIVER" "$@"; }
@@ -194,7 +194,11 @@ cmd_build_trainer() {
   build_python_base
   local started=$SECONDS
   log "building $TRAINER_IMAGE:$TAG (PyTorch with CUDA wheels from PyPI: several GB)"
+  # The host's uv cache (as scripts/trainer.sh fills it) saves downloading the wheels again.
+  local uv_cache="${UV_CACHE_DIR:-$HOME/.cache/uv}"
+  mkdir -p "$uv_cache"
   buildah_ bud --format docker --isolation chroot --pull=never --layers=false "${CA_ARGS[@]}" \
+    --volume "$uv_cache:/root/.cache/uv" \
     --build-arg "PYTHON_BASE=$PYTHON_BASE" --build-arg "UV_VERSION=$UV_VERSION" \
     --build-arg "VERSION=$TAG" --build-arg "REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" \
     --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
@@ -405,7 +409,8 @@ cmd_smoke() {
   log "healthcheck command: 0 against ingest, non-zero against a closed port"
 
   # One image through the pipeline: Kafka in, a stored result out of the results REST API.
-  local id="image-smoke-$(date +%s)" body
+  local id body
+  id="image-smoke-$(date +%s)"
   kcat -P -b "$brokers" -t thorax.studies.v1 -k "$id" -H content-type=image/png \
     "$ROOT/test/fixtures/imaging/valid/grey8.png" || fail "kcat could not publish"
   for _ in $(seq 1 120); do
