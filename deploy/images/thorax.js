@@ -64,6 +64,8 @@ if (command === 'healthcheck') {
   healthcheck(argument);
 } else if (COMMANDS.includes(command)) {
   process.title = `thorax-${command}`;
+  // Relative paths in configuration mean the same whatever working directory the runtime sets.
+  process.chdir(APP_ROOT);
   require(path.join(APP_ROOT, 'dist', 'apps', command, 'src', 'main.js'));
 } else if (command === undefined || command === 'help' || command === '--help') {
   usage(process.stdout);
