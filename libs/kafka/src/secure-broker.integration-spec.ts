@@ -16,7 +16,7 @@ import {
   startServices,
   syntheticChestXray,
 } from '@thorax/testing';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { createKafkaClient } from './kafka-client';
@@ -29,7 +29,8 @@ const BASE = Number(process.env['THORAX_SECURE_KAFKA_PORT_BASE'] ?? 22080);
 const PORTS = servicePorts(BASE);
 const BROKER_PORT = BASE + 12;
 const RUN = `secure-${Date.now().toString(36)}`;
-const DIR = path.join(REPO_ROOT, '.cache', 'secure-kafka-test');
+// Certificates, config and data of this run's broker (removed afterwards; its log is kept).
+const DIR = path.join(REPO_ROOT, '.cache', 'secure-kafka-test', RUN);
 const LOG_DIR = path.join(REPO_ROOT, '.data', 'test-logs', RUN);
 const PASSWORDS = {
   admin: `adm-${Math.random().toString(36).slice(2)}-secret`,
@@ -43,12 +44,17 @@ const silent = pino({ level: 'silent' });
 let broker: SecureKafka;
 const services: RunningService[] = [];
 
-/** The environment an operator would set: TLS with the CA file, SCRAM with a password file. */
+/**
+ * The environment an operator would set: TLS with the CA file and a client certificate (the
+ * broker requires one), SCRAM with a password file.
+ */
 function secureEnv(passwordFile: string, caFile = broker.caFile): Record<string, string> {
   return {
     KAFKA_BROKERS: broker.bootstrap,
     KAFKA_TLS: 'true',
     KAFKA_TLS_CA_FILE: caFile,
+    KAFKA_TLS_CERT_FILE: broker.clientCertFile,
+    KAFKA_TLS_KEY_FILE: broker.clientKeyFile,
     KAFKA_SASL_MECHANISM: 'scram-sha-512',
     KAFKA_SASL_USERNAME: 'thorax',
     KAFKA_SASL_PASSWORD_FILE: passwordFile,
@@ -63,6 +69,8 @@ function clientFor(user: 'admin' | 'pacs', clientId: string): ReturnType<typeof 
       KAFKA_BROKERS: broker.bootstrap,
       KAFKA_TLS: 'true',
       KAFKA_TLS_CA_FILE: broker.caFile,
+      KAFKA_TLS_CERT_FILE: broker.clientCertFile,
+      KAFKA_TLS_KEY_FILE: broker.clientKeyFile,
       KAFKA_SASL_MECHANISM: 'scram-sha-512',
       KAFKA_SASL_USERNAME: user,
       KAFKA_SASL_PASSWORD: PASSWORDS[user],
@@ -99,7 +107,10 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
 }
 
 beforeAll(async () => {
-  broker = await startSecureKafka({ dir: DIR, port: BROKER_PORT, controllerPort: BROKER_PORT + 1, users: PASSWORDS });
+  const t0 = Date.now();
+  broker = await startSecureKafka({ dir: DIR, port: BROKER_PORT, controllerPort: BROKER_PORT + 1, users: PASSWORDS, mutualTls: true });
+  // eslint-disable-next-line no-console -- set-up cost, for whoever tunes the suite's time
+  console.info(`secure broker (certificates, format, start) ready in ${Date.now() - t0} ms`);
   const admin = clientFor('admin', 'thorax-test-admin').admin();
   await admin.connect();
   try {
@@ -119,7 +130,12 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(services.map((s) => s.stop()));
-  await broker?.stop();
+  if (broker) {
+    await broker.stop();
+    mkdirSync(LOG_DIR, { recursive: true });
+    copyFileSync(broker.logFile, path.join(LOG_DIR, 'broker.kafka-log'));
+    rmSync(broker.dir, { recursive: true, force: true });
+  }
 });
 
 describe('services on a TLS + SCRAM-SHA-512 broker', () => {
@@ -220,11 +236,28 @@ describe('services on a TLS + SCRAM-SHA-512 broker', () => {
     await ingest.stop();
   });
 
+  it('no client certificate where the broker requires one: /readyz 503 naming the TLS failure', async () => {
+    const port = BASE + 7;
+    const env = secureEnv(writeSecret('thorax3.password', PASSWORDS.thorax));
+    delete env['KAFKA_TLS_CERT_FILE'];
+    delete env['KAFKA_TLS_KEY_FILE'];
+    const ingest = startBuiltService('ingest', { ...env, HTTP_PORT: String(port) }, path.join(LOG_DIR, 'no-client-cert'));
+    services.push(ingest);
+    const ready = await until('readiness naming the TLS failure', 20_000, async () => {
+      const r = await readyz(port);
+      return r.body.includes('TLS handshake failed') ? r : null;
+    });
+    expect(ready.status).toBe(503);
+    expect(ready.body).toMatch(/kafka: TLS handshake failed \(ERR_SSL_[A-Z0-9_/]+\)/);
+    expect(readFileSync(ingest.logFile, 'utf8')).toMatch(/"msg":"kafka: TLS handshake failed[^\n]*check KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE/);
+    await ingest.stop();
+  });
+
   it('no password appears in any log', () => {
     const files = readdirSync(LOG_DIR, { recursive: true, withFileTypes: true })
       .filter((e) => e.isFile() && e.name.endsWith('.log'))
       .map((e) => path.join(e.parentPath, e.name));
-    expect(files.length).toBeGreaterThanOrEqual(6);
+    expect(files.length).toBeGreaterThanOrEqual(7);
     for (const file of files) {
       const log = readFileSync(file, 'utf8');
       for (const secret of [...Object.values(PASSWORDS), WRONG_PASSWORD]) expect(log).not.toContain(secret);
