@@ -16,12 +16,13 @@ import { promisify } from 'node:util';
 import { REPO_ROOT, type RunningService, type ServiceName, servicePorts, startServices, syntheticChestXray } from '@thorax/testing';
 import { ConfigResourceTypes, type Admin, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 
-jest.setTimeout(600_000);
-
 const run = promisify(execFile);
 const RUN = `e2e-cluster-${Date.now().toString(36)}`;
 const IMAGES = Number(process.env['THORAX_CLUSTER_IMAGES'] ?? 300);
 const RATE = Number(process.env['THORAX_CLUSTER_RATE'] ?? 6); // images per second
+// Publishing takes IMAGES / RATE seconds; draining is allowed 300 s plus 0.2 s an image.
+const QUIET_TIMEOUT_MS = 300_000 + IMAGES * 200;
+jest.setTimeout(300_000 + (IMAGES / RATE) * 2000 + QUIET_TIMEOUT_MS);
 const NODES = 3;
 // Brokers on base+1..3 (controllers base+11..13), services on base+100.. (see servicePorts).
 const BASE = Number(process.env['THORAX_CLUSTER_PORT_BASE'] ?? 21100);
@@ -239,12 +240,12 @@ describe('a three-broker KRaft cluster losing a broker under load', () => {
     // Quiet: every input stored and every consumer group caught up with its topic.
     const want = new Set(ids);
     let rows: StoredRow[] = [];
-    const deadline = Date.now() + 300_000;
+    const deadline = Date.now() + QUIET_TIMEOUT_MS;
     for (;;) {
       rows = await storedRows(studyUids);
       const stored = new Set(rows.map((r) => r.id).filter((id) => want.has(id)));
       if (stored.size === want.size && (await pipelineLag()) === 0) break;
-      if (Date.now() > deadline) throw new Error(`not quiet after 300s: ${stored.size} of ${want.size} stored, lag ${await pipelineLag()}`);
+      if (Date.now() > deadline) throw new Error(`not quiet in time: ${stored.size} of ${want.size} stored, lag ${await pipelineLag()}`);
       await sleep(2000);
     }
     const drainS = (Date.now() - t0) / 1000 - publishS;
