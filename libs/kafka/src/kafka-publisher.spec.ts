@@ -106,4 +106,43 @@ describe('KafkaPublisher', () => {
     await b;
     expect(order).toEqual(['send a', 'recover', 'send b']);
   });
+
+  it('serial: what gathered during a request goes in requests within the byte limit, whole calls each', async () => {
+    const sent: string[][] = [];
+    const pending: (() => void)[] = [];
+    const producer = {
+      sendBatch: jest.fn((batch: { topicMessages: { messages: { key: string }[] }[] }) => {
+        sent.push(batch.topicMessages.flatMap((t) => t.messages.map((m) => m.key)));
+        return new Promise<[]>((resolve) => pending.push(() => resolve([])));
+      }),
+    } as unknown as Producer;
+    const publisher = new KafkaPublisher(producer, { lingerMs: 0, maxBatchRecords: 100, maxBatchBytes: 1000, serial: true });
+    const mb = (key: string, bytes: number) => ({ topic: 't', key, value: Buffer.alloc(bytes) });
+    const calls = [
+      publisher.publish([mb('a', 10)]),
+      publisher.publish([mb('b1', 400), mb('b2', 400)]),
+      publisher.publish([mb('c', 300)]),
+      publisher.publish([mb('d', 5000)]),
+      publisher.publish([mb('e', 10)]),
+    ];
+    // b (800) fits alone, c (300) would pass 1000 with it; d (5000) exceeds the limit by itself
+    // and still goes, alone; e follows.
+    for (let i = 0; i < 5; i += 1) {
+      await jest.advanceTimersByTimeAsync(0);
+      expect(pending).toHaveLength(1);
+      pending.shift()!();
+    }
+    await Promise.all(calls);
+    expect(sent).toEqual([['a'], ['b1', 'b2'], ['c'], ['d'], ['e']]);
+  });
+
+  it('not serial: calls beyond the byte limit go in a second request at once', async () => {
+    const { producer, sent } = fakeProducer();
+    const publisher = new KafkaPublisher(producer, { lingerMs: 5, maxBatchRecords: 100, maxBatchBytes: 100 });
+    const a = publisher.publish([{ topic: 't', key: 'a', value: Buffer.alloc(80) }]);
+    const b = publisher.publish([{ topic: 't', key: 'b', value: Buffer.alloc(80) }]);
+    await jest.advanceTimersByTimeAsync(5);
+    await Promise.all([a, b]);
+    expect(sent).toEqual([[{ topic: 't', keys: ['a'] }], [{ topic: 't', keys: ['b'] }]]);
+  });
 });

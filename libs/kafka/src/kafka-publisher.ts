@@ -8,8 +8,14 @@ export interface PublisherOptions {
    * promise still resolves only once its own records are acknowledged.
    */
   lingerMs: number;
-  /** Send at once when this many records are waiting. */
+  /** Send at once when this many records are waiting; also the most one request carries. */
   maxBatchRecords: number;
+  /**
+   * Most payload bytes (keys, values, headers) one request carries, so that what gathers while
+   * a request is in flight never exceeds the broker's request or batch limits; a single larger
+   * publish call still goes alone. Default 16 MiB.
+   */
+  maxBatchBytes?: number;
   /**
    * At most one request in flight: records published meanwhile wait and go together in the next
    * one. The idempotent producer needs it (kafkajs rolls a failed request's sequence numbers back,
@@ -25,11 +31,20 @@ export interface PublisherOptions {
 
 interface Waiting {
   records: OutgoingRecord[];
+  bytes: number;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
 
 type SendingProducer = Pick<Producer, 'sendBatch'>;
+
+const DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024;
+
+function recordBytes(record: OutgoingRecord): number {
+  let bytes = Buffer.byteLength(record.key) + record.value.length;
+  for (const [name, value] of Object.entries(record.headers ?? {})) bytes += Buffer.byteLength(name) + Buffer.byteLength(String(value));
+  return bytes;
+}
 
 /** Publisher over a kafkajs producer: acks from all in-sync replicas, concurrent calls coalesced. */
 export class KafkaPublisher implements Publisher {
@@ -51,7 +66,7 @@ export class KafkaPublisher implements Publisher {
   publish(records: OutgoingRecord[]): Promise<void> {
     if (records.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ records, resolve, reject });
+      this.queue.push({ records, bytes: records.reduce((sum, r) => sum + recordBytes(r), 0), resolve, reject });
       this.queued += records.length;
       if (this.queued >= this.options.maxBatchRecords || this.options.lingerMs === 0) this.flush();
       else this.timer ??= setTimeout(() => this.flush(), this.options.lingerMs);
@@ -63,10 +78,23 @@ export class KafkaPublisher implements Publisher {
     this.timer = null;
     // Serial: the request in flight flushes what has gathered when it completes.
     if (this.options.serial && this.sending) return;
-    const waiting = this.queue;
-    this.queue = [];
-    this.queued = 0;
-    if (waiting.length === 0) return;
+    if (this.queue.length === 0) return;
+    // Whole publish calls, in order, up to the request limits (at least one call).
+    const maxBytes = this.options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
+    let count = 0;
+    let records = 0;
+    let bytes = 0;
+    for (const w of this.queue) {
+      if (count > 0 && (records + w.records.length > this.options.maxBatchRecords || bytes + w.bytes > maxBytes)) break;
+      count += 1;
+      records += w.records.length;
+      bytes += w.bytes;
+    }
+    const waiting = this.queue.slice(0, count);
+    this.queue = this.queue.slice(count);
+    this.queued -= records;
+    // Not serial: what did not fit goes in a request of its own at once.
+    if (!this.options.serial && this.queue.length > 0) queueMicrotask(() => this.flush());
     const byTopic = new Map<string, OutgoingRecord[]>();
     for (const record of waiting.flatMap((w) => w.records)) {
       const list = byTopic.get(record.topic) ?? [];
