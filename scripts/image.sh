@@ -9,6 +9,7 @@
 #                                    a broker on the host, until each is ready (the `npm test` step)
 #   scripts/image.sh build-trainer   the `thorax-trainer` image (deploy/images/trainer/Containerfile;
 #                                    downloads several GB of PyPI wheels)
+#   scripts/image.sh smoke-trainer   the trainer image's CLI and PyTorch as 10001, read-only root
 #   scripts/image.sh bases           only the Debian base images the two builds use
 #   scripts/image.sh save FILE       write the service image as an OCI archive (skopeo/podman load,
 #                                    `kind load image-archive`, a registry push from another machine)
@@ -251,7 +252,7 @@ sandbox() { # sandbox <state dir> <extra env...> -- <command...>
     for d in null zero full random urandom; do touch "$root/dev/$d"; mount --bind "/dev/$d" "$root/dev/$d"; done
     ln -s /proc/self/fd "$root/dev/fd"
     mount -t tmpfs -o nosuid,nodev,mode=1777,size=512m tmpfs "$root/tmp"
-    mount --bind "$state" "$root/var/lib/thorax"
+    mount --bind "$state" "$root'"${SANDBOX_VOLUME:-/var/lib/thorax}"'"
     exec env -i "${envs[@]}" setpriv --no-new-privs -- chroot --userspec='"$APP_UID:$APP_UID"' --groups="" "$root" "$@"
   ' sandbox "$ROOTFS" "$state" "$SMOKE_DIR/mnt/$(basename "$state")" "${#envs[@]}" "${envs[@]}" "$@"
 }
@@ -427,9 +428,36 @@ cmd_smoke() {
   log "IMAGE SMOKE TEST PASSED: $IMAGE:$TAG ($(image_size "$IMAGE:$TAG")), 4 services ready as 10001 with a read-only root, $((SECONDS - started)) s"
 }
 
+# The trainer image the same way: its CLI and PyTorch (CUDA build) as 10001 with a read-only root,
+# a small synthetic dataset written to the /runs volume. Not part of npm test (the image is ~6 GB).
+cmd_smoke_trainer() {
+  need_root
+  image_exists "$TRAINER_IMAGE:$TAG" || cmd_build_trainer
+  use_node
+  local image_env state="$SMOKE_DIR/trainer-runs"
+  mapfile -t image_env < <(podman_ image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$TRAINER_IMAGE:$TAG" | sed '/^$/d')
+  rm -rf "$state" && mkdir -p "$state" && chown "$APP_UID:$APP_UID" "$state"
+  ROOTFS="$(podman_ image mount "$TRAINER_IMAGE:$TAG")"
+  trap 'podman_ image unmount "$TRAINER_IMAGE:$TAG" >/dev/null 2>&1 || true' EXIT
+  SANDBOX_VOLUME=/runs sandbox "$state" "${image_env[@]}" -- /opt/venv/bin/python -c '
+import os, torch, onnxruntime, thorax_trainer
+print(f"uid {os.getuid()} torch {torch.__version__} cuda build {torch.version.cuda} cuda available {torch.cuda.is_available()} onnxruntime {onnxruntime.__version__}")
+try:
+    open("/opt/venv/probe", "w")
+    raise SystemExit("root filesystem is writable")
+except OSError as error:
+    print(f"write to /opt/venv: {error.strerror}")' || fail "trainer image: PyTorch check"
+  SANDBOX_VOLUME=/runs sandbox "$state" "${image_env[@]}" -- /opt/venv/bin/thorax-trainer --quiet synth \
+    --out /runs/synth --images 40 --size 64 || fail "trainer image: synth"
+  [ -f "$state/synth/Data_Entry_2017.csv" ] && [ "$(stat -c %u "$state/synth/Data_Entry_2017.csv")" = "$APP_UID" ] ||
+    fail "trainer image: no dataset written by $APP_UID under /runs"
+  log "TRAINER IMAGE SMOKE TEST PASSED: $TRAINER_IMAGE:$TAG ($(image_size "$TRAINER_IMAGE:$TAG"))"
+}
+
 case "${1:-}" in
   build) shift; cmd_build "$@" ;;
   smoke) cmd_smoke ;;
+  smoke-trainer) cmd_smoke_trainer ;;
   build-trainer) cmd_build_trainer ;;
   bases) cmd_bases ;;
   save) shift; cmd_save "$@" ;;
