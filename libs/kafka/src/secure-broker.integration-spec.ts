@@ -1,9 +1,10 @@
 /**
  * Kafka security end to end: a real KRaft broker whose client listener is SASL_SSL with
- * SCRAM-SHA-512 (keytool-made certificates), the four built services configured by environment
- * only, and the failure modes an operator meets: a wrong password and a CA that did not sign the
- * broker. Starts its own broker on the ports below; needs `bash scripts/kafka.sh fetch`'s jars
- * and a built dist/ (npm test does both).
+ * SCRAM-SHA-512 and a required client certificate (keytool-made certificates), the topic
+ * provisioner and the four built services configured by environment only, and the failure modes
+ * an operator meets: a wrong password, a CA that did not sign the broker, no client certificate.
+ * Starts its own broker on the ports below; needs `bash scripts/kafka.sh fetch`'s jars and a
+ * built dist/ (npm test does both).
  */
 import { type KafkaClientConfig, kafkaClientOptions, loadConfig, sharedEnv, z } from '@thorax/config';
 import {
@@ -38,7 +39,6 @@ const PASSWORDS = {
   pacs: `pacs-${Math.random().toString(36).slice(2)}-secret`,
 };
 const WRONG_PASSWORD = `wrong-${Math.random().toString(36).slice(2)}-secret`;
-const TOPICS = ['thorax.studies.v1', 'thorax.images.v1', 'thorax.tensors.v1', 'thorax.findings.v1'];
 const silent = pino({ level: 'silent' });
 
 let broker: SecureKafka;
@@ -63,7 +63,7 @@ function secureEnv(passwordFile: string, caFile = broker.caFile): Record<string,
 }
 
 /** A client built the way the services build theirs: variables → loadConfig → kafkaClientOptions. */
-function clientFor(user: 'admin' | 'pacs', clientId: string): ReturnType<typeof createKafkaClient> {
+function clientFor(user: 'pacs', clientId: string): ReturnType<typeof createKafkaClient> {
   const options: KafkaClientConfig = kafkaClientOptions(
     loadConfig(z.object(sharedEnv), {
       KAFKA_BROKERS: broker.bootstrap,
@@ -111,21 +111,20 @@ beforeAll(async () => {
   broker = await startSecureKafka({ dir: DIR, port: BROKER_PORT, controllerPort: BROKER_PORT + 1, users: PASSWORDS, mutualTls: true });
   // eslint-disable-next-line no-console -- set-up cost, for whoever tunes the suite's time
   console.info(`secure broker (certificates, format, start) ready in ${Date.now() - t0} ms`);
-  const admin = clientFor('admin', 'thorax-test-admin').admin();
-  await admin.connect();
-  try {
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: [...TOPICS, 'thorax.findings.shadow.v1', ...TOPICS.map((t) => `${t}.dlq`)].map((topic) => ({
-        topic,
-        numPartitions: 2,
-        replicationFactor: 1,
-        configEntries: [{ name: 'max.message.bytes', value: '52428800' }],
-      })),
-    });
-  } finally {
-    await admin.disconnect();
-  }
+  // Topics by the provisioner (`thorax topics`, the Helm Job's command), configured like the
+  // services; one broker, so replication 1.
+  const provisioner = startBuiltService(
+    'topics',
+    {
+      ...secureEnv(writeSecret('admin.password', PASSWORDS.admin)),
+      KAFKA_SASL_USERNAME: 'admin',
+      KAFKA_TOPIC_REPLICATION_FACTOR: '1',
+      KAFKA_TOPIC_MIN_INSYNC_REPLICAS: '1',
+    },
+    LOG_DIR,
+  );
+  const code = await new Promise<number | null>((resolve) => provisioner.process.once('exit', (c) => resolve(c)));
+  if (code !== 0) throw new Error(`topic provisioning failed (exit ${code}); log: ${provisioner.logFile}`);
 }, 150_000);
 
 afterAll(async () => {
@@ -257,7 +256,7 @@ describe('services on a TLS + SCRAM-SHA-512 broker', () => {
     const files = readdirSync(LOG_DIR, { recursive: true, withFileTypes: true })
       .filter((e) => e.isFile() && e.name.endsWith('.log'))
       .map((e) => path.join(e.parentPath, e.name));
-    expect(files.length).toBeGreaterThanOrEqual(7);
+    expect(files.length).toBeGreaterThanOrEqual(8);
     for (const file of files) {
       const log = readFileSync(file, 'utf8');
       for (const secret of [...Object.values(PASSWORDS), WRONG_PASSWORD]) expect(log).not.toContain(secret);
