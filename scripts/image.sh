@@ -175,6 +175,8 @@ cmd_build() {
     return 0
   fi
   started=$SECONDS
+  local previous=""
+  image_exists "$IMAGE:$TAG" && previous="$(image_id "$IMAGE:$TAG")"
   log "building $IMAGE:$TAG (inputs ${digest:0:12}; buildah, $DRIVER storage, chroot isolation)"
   # The host's npm cache serves `npm ci` inside the build (the lock file pins every tarball by hash),
   # and the host's CA bundle lets npm through a TLS-inspecting proxy when there is one.
@@ -187,6 +189,10 @@ cmd_build() {
     --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --tag "$IMAGE:$TAG" --tag "$IMAGE:latest" --file "$ROOT/Dockerfile" "$ROOT" >&2
   log "built $IMAGE:$TAG in $((SECONDS - started)) s, $(image_size "$IMAGE:$TAG")"
+  # The image it replaces, now untagged (vfs keeps full copies: hundreds of MB each).
+  if [ -n "$previous" ] && [ "$previous" != "$(image_id "$IMAGE:$TAG")" ]; then
+    podman_ rmi "$previous" >/dev/null 2>&1 || true
+  fi
 }
 
 cmd_build_trainer() {
