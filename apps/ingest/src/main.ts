@@ -7,4 +7,9 @@ import { SERVICE_VERSION } from './version';
 
 const config = loadConfig(ingestConfigSchema, process.env);
 const logger = createLogger({ service: 'ingest', version: SERVICE_VERSION, level: config.LOG_LEVEL });
-void startService(AppModule.forRoot(config, logger), { logger, httpPort: config.HTTP_PORT, tls: loadServerTls(config) });
+void startService(AppModule.forRoot(config, logger), {
+  logger,
+  httpPort: config.HTTP_PORT,
+  tls: loadServerTls(config),
+  shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+});

@@ -8,4 +8,9 @@ import { SERVICE_VERSION } from './version';
 const config = loadConfig(resultsConfigSchema, process.env);
 const tls = loadServerTls(config);
 const logger = createLogger({ service: 'results', version: SERVICE_VERSION, level: config.LOG_LEVEL });
-void startService(AppModule.forRoot(config, logger, tls), { logger, httpPort: config.HTTP_PORT, tls });
+void startService(AppModule.forRoot(config, logger, tls), {
+  logger,
+  httpPort: config.HTTP_PORT,
+  tls,
+  shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+});

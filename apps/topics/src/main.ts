@@ -18,7 +18,12 @@ async function main(): Promise<void> {
   });
   const admin = createKafkaClient(kafkaClientOptions(config, 'thorax-topics'), log).admin();
   disconnect = () => admin.disconnect();
-  const report = await provisionTopics(admin, topics, { waitTimeoutMs: config.TOPICS_WAIT_TIMEOUT_MS, dryRun: config.TOPICS_DRY_RUN }, log);
+  const report = await provisionTopics(
+    admin,
+    topics,
+    { waitTimeoutMs: config.TOPICS_WAIT_TIMEOUT_MS, dryRun: config.TOPICS_DRY_RUN },
+    log,
+  );
   log.info({ file: config.TOPICS_CONF, ...report, dryRun: config.TOPICS_DRY_RUN }, 'topics provisioned');
 }
 
@@ -29,6 +34,9 @@ main()
   })
   // kafkajs may still be retrying a connect in the background: exit once disconnected (or after 5 s).
   .finally(async () => {
-    await Promise.race([disconnect().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    await Promise.race([
+      disconnect().catch(() => undefined),
+      new Promise((resolve) => setTimeout(resolve, 5000).unref()),
+    ]);
     process.exit();
   });

@@ -11,10 +11,7 @@ export { flag, list, port, positiveInt } from './env-types';
  * ConfigError naming every offending variable; nothing else in an app reads process.env.
  * Schemas that include the shared Kafka variables also get their cross-variable rules checked.
  */
-export function loadConfig<S extends z.ZodType>(
-  schema: S,
-  env: Record<string, string | undefined>,
-): z.infer<S> {
+export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): z.infer<S> {
   const parsed = schema.safeParse(env);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
@@ -49,6 +46,8 @@ export const sharedEnv = {
   TOPIC_IMAGES: z.string().min(1).default('thorax.images.v1'),
   TOPIC_TENSORS: z.string().min(1).default('thorax.tensors.v1'),
   TOPIC_FINDINGS: z.string().min(1).default('thorax.findings.v1'),
+  /** Longest drain after SIGTERM before the process exits anyway, ms (keep below the grace period). */
+  SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   ...apiSecurityEnv,
 };
 

@@ -3,6 +3,30 @@ import { NestFactory } from '@nestjs/core';
 import type { ServerTls } from '@thorax/config';
 import { type Logger, PinoNestLogger } from './logger';
 
+/** How long a stop signal may take to drain before the process exits anyway (SHUTDOWN_TIMEOUT_MS). */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
+
+/**
+ * Bounds the drain on SIGTERM/SIGINT. With the broker gone, kafkajs retries commits and leaves for
+ * minutes; past the deadline the process exits (status 1) instead of outliving the orchestrator's
+ * grace period. Nothing is lost: offsets not committed are redelivered to the group.
+ */
+export function armShutdownDeadline(logger: Logger, timeoutMs: number): void {
+  const arm = (signal: NodeJS.Signals) => {
+    const started = Date.now();
+    setTimeout(() => {
+      logger.error(
+        { signal, drainMs: Date.now() - started, shutdownTimeoutMs: timeoutMs },
+        'shutdown did not finish draining in time; exiting (records not committed are redelivered)',
+      );
+      logger.flush();
+      process.exit(1);
+    }, timeoutMs).unref();
+  };
+  process.once('SIGTERM', arm);
+  process.once('SIGINT', arm);
+}
+
 /**
  * Boots a Nest app with the structured logger, SIGTERM/SIGINT draining (Nest shutdown hooks run
  * consumers' stop before producers disconnect) and the HTTP port, HTTPS when `tls` is given
@@ -10,10 +34,11 @@ import { type Logger, PinoNestLogger } from './logger';
  */
 export async function startService(
   module: unknown,
-  options: { logger: Logger; httpPort: number; host?: string; tls?: ServerTls | null },
+  options: { logger: Logger; httpPort: number; host?: string; tls?: ServerTls | null; shutdownTimeoutMs?: number },
 ): Promise<INestApplication> {
   const { logger } = options;
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection'));
+  armShutdownDeadline(logger, options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS);
   try {
     const tls = options.tls ?? null;
     const app = await NestFactory.create(module as never, {
@@ -26,7 +51,11 @@ export async function startService(
     app.enableShutdownHooks(['SIGTERM', 'SIGINT'], { useProcessExit: true });
     await app.listen(options.httpPort, options.host ?? '0.0.0.0');
     logger.info(
-      { httpPort: options.httpPort, scheme: tls ? 'https' : 'http', ...(tls ? { tlsSubject: tls.subject, tlsValidTo: tls.validTo } : {}) },
+      {
+        httpPort: options.httpPort,
+        scheme: tls ? 'https' : 'http',
+        ...(tls ? { tlsSubject: tls.subject, tlsValidTo: tls.validTo } : {}),
+      },
       'service started',
     );
     return app;
