@@ -47,7 +47,12 @@ function finding(id: string, viewPosition: string, probabilities: Partial<Record
     study: { studyUid: STUDY, accession: ACCESSION, patientId: `MRN-${RUN}`, viewPosition },
     receivedAt,
     completedAt: new Date(receivedAt.getTime() + 300),
-    model: { name: 'thorax-tiny-cnn', version: '2026.11.30-1', sha256: 'b'.repeat(64) },
+    model: {
+      name: 'thorax-tiny-cnn',
+      version: '2026.11.30-1',
+      sha256: 'b'.repeat(64),
+      provenance: { data: 'synthetic', clinical: false, dataset: null, note: 'Demonstration model trained on synthetic images; not for clinical use.' },
+    },
     labels: CHESTXRAY14_LABELS,
     thresholds: CHESTXRAY14_LABELS.map(() => 0.5),
     probabilities: CHESTXRAY14_LABELS.map((label) => probabilities[label] ?? 0.05),

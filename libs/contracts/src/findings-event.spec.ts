@@ -10,8 +10,15 @@ import {
   okFindingsEvent,
 } from './findings-event';
 import { CHESTXRAY14_LABELS } from './labels';
+import { provenanceNote } from './model-provenance';
 
-const model = { name: 'thorax-tiny-cnn', version: '2026.11.30-1', sha256: 'a'.repeat(64) };
+const provenance = {
+  data: 'synthetic',
+  clinical: false,
+  dataset: 'thorax-synthetic-cxr',
+  note: 'Demonstration model trained on synthetic images; not for clinical use.',
+};
+const model = { name: 'thorax-tiny-cnn', version: '2026.11.30-1', sha256: 'a'.repeat(64), provenance };
 const receivedAt = new Date('2026-11-30T10:00:00.000Z');
 
 function ok(probabilities: number[]) {
@@ -63,5 +70,26 @@ describe('thorax.findings.v1', () => {
     const doc = readFileSync(path.resolve(__dirname, '../../../docs/error-codes.md'), 'utf8');
     const documented = [...doc.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]).sort();
     expect(documented).toEqual(codes);
+  });
+
+  it('carries the model provenance; events written before it existed still validate', () => {
+    const event = ok(CHESTXRAY14_LABELS.map(() => 0.2));
+    expect(decodeFindingsEvent(encodeFindingsEvent(event)).model?.provenance).toEqual(provenance);
+    const { provenance: _dropped, ...legacyModel } = model;
+    expect(() => assertFindingsEvent({ ...event, model: legacyModel })).not.toThrow();
+    const broken = (p: object) => () => assertFindingsEvent({ ...event, model: { ...model, provenance: p } });
+    expect(broken({ ...provenance, data: '' })).toThrow(/provenance\/data/);
+    expect(broken({ ...provenance, data: 'Synthetic Images' })).toThrow(/provenance\/data/);
+    expect(broken({ ...provenance, clinical: 'no' })).toThrow(/provenance\/clinical/);
+    expect(broken({ data: 'synthetic', clinical: false })).toThrow(/dataset|note/);
+    expect(broken({ ...provenance, extra: 1 })).toThrow(/additional/);
+  });
+
+  it('states in words what a model is for', () => {
+    expect(provenanceNote({ data: 'synthetic', clinical: false })).toBe('Demonstration model trained on synthetic images; not for clinical use.');
+    expect(provenanceNote({ data: 'synthetic', clinical: true })).toMatch(/not for clinical use/);
+    expect(provenanceNote({ data: 'nih-chestxray14', clinical: false })).toBe('Research model trained on NIH ChestX-ray14; not validated for clinical use.');
+    expect(provenanceNote({ data: 'unknown', clinical: false })).toMatch(/unknown training data; not validated/);
+    expect(provenanceNote({ data: 'site-a', clinical: true })).toMatch(/declared clinically validated/);
   });
 });

@@ -1,6 +1,7 @@
 import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import { type ErrorCode, ThoraxError } from './error-codes';
+import type { TrainingProvenance } from './model-provenance';
 import schema from './schemas/thorax.findings.v1.schema.json';
 import type { Stage } from './topics';
 
@@ -20,7 +21,15 @@ export interface ModelInfo {
   version: string;
   sha256: string;
   provider?: string;
+  /**
+   * What the model was trained on. Every event Thorax publishes carries it; it is optional in the
+   * schema only so that events written before it existed still validate.
+   */
+  provenance?: TrainingProvenance;
 }
+
+/** The model of an event being built: provenance is always stated. */
+export type ServingModelInfo = ModelInfo & { provenance: TrainingProvenance };
 
 export interface LabelFinding {
   label: string;
@@ -120,7 +129,7 @@ export function okFindingsEvent(args: {
   id: string;
   study?: StudyInfo;
   receivedAt: Date;
-  model: ModelInfo;
+  model: ServingModelInfo;
   labels: readonly string[];
   thresholds: readonly number[];
   probabilities: ArrayLike<number>;

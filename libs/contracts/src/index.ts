@@ -1,6 +1,7 @@
 export * from './error-codes';
 export * from './findings-event';
 export * from './labels';
+export * from './model-provenance';
 export * from './proto-files';
 export * from './study';
 export * from './topics';

@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { loadModelArtifact } from './model-directory';
 import { ModelContractError, parseModelMetadata, readOnnxMetadataProps } from './onnx-metadata';
 
 /** A ModelProto with ir_version, producer_name, a dummy graph and metadata_props. */
@@ -57,5 +60,57 @@ describe('ONNX metadata', () => {
     ).toThrow(/thorax\.input/);
     const { 'thorax.schema': _schema, ...missing } = valid;
     expect(() => parseModelMetadata(missing)).toThrow(/thorax\.schema/);
+  });
+
+  describe('training provenance', () => {
+    const training = (dataset: Record<string, unknown>) => JSON.stringify({ dataset, epochs: 1 });
+
+    it('derives the data source from the dataset the trainer recorded', () => {
+      const cases: [Record<string, string>, string, string | null][] = [
+        [{ 'thorax.training': training({ name: 'thorax-synthetic-cxr', kind: 'synthetic' }) }, 'synthetic', 'thorax-synthetic-cxr'],
+        [{ 'thorax.training': training({ name: 'images', kind: 'nih-layout' }) }, 'nih-chestxray14', 'images'],
+        [{ 'thorax.training': training({ name: 'NIH ChestX-ray14' }) }, 'nih-chestxray14', 'NIH ChestX-ray14'],
+        [{ 'thorax.training': training({ name: 'St. Elsewhere CXR 2025', kind: 'custom' }) }, 'st.-elsewhere-cxr-2025', 'St. Elsewhere CXR 2025'],
+        [{ 'thorax.training': JSON.stringify({ epochs: 3 }) }, 'unknown', null],
+        [{}, 'unknown', null],
+      ];
+      for (const [props, data, dataset] of cases) {
+        const { provenance } = parseModelMetadata({ ...valid, ...props });
+        expect({ data: provenance.data, dataset: provenance.dataset, clinical: provenance.clinical }).toEqual({ data, dataset, clinical: false });
+      }
+    });
+
+    it('thorax.training.data overrides the derivation; clinical only when declared and not synthetic', () => {
+      const synthetic = training({ name: 's', kind: 'synthetic' });
+      const hospital = parseModelMetadata({ ...valid, 'thorax.training': synthetic, 'thorax.training.data': 'hospital-a-2025', 'thorax.training.clinical': 'true' });
+      expect(hospital.provenance).toEqual({
+        data: 'hospital-a-2025',
+        clinical: true,
+        dataset: 's',
+        note: 'Model trained on hospital-a-2025 data and declared clinically validated by its publisher.',
+      });
+      const stillSynthetic = parseModelMetadata({ ...valid, 'thorax.training': synthetic, 'thorax.training.clinical': 'true' });
+      expect(stillSynthetic.provenance).toMatchObject({ data: 'synthetic', clinical: false });
+      expect(stillSynthetic.provenance.note).toBe('Demonstration model trained on synthetic images; not for clinical use.');
+      expect(() => parseModelMetadata({ ...valid, 'thorax.training.data': 'Not A Slug' })).toThrow(/thorax\.training\.data/);
+      expect(() => parseModelMetadata({ ...valid, 'thorax.training.clinical': 'yes' })).toThrow(/thorax\.training\.clinical/);
+    });
+
+    it('the committed model reads as a synthetic, non-clinical demonstration model', async () => {
+      const dir = path.resolve(__dirname, '../../../models/thorax-tiny-cnn');
+      const artifact = await loadModelArtifact(dir);
+      expect(artifact.metadata.provenance).toEqual({
+        data: 'synthetic',
+        clinical: false,
+        dataset: 'thorax-synthetic-cxr',
+        note: 'Demonstration model trained on synthetic images; not for clinical use.',
+      });
+      // The human copy next to it says the same.
+      const version = path.basename(path.dirname(artifact.path));
+      const human = JSON.parse(readFileSync(path.join(dir, version, 'model.json'), 'utf8')) as {
+        metadata: Record<string, { dataset?: { kind?: string } }>;
+      };
+      expect(human.metadata['thorax.training']?.dataset?.kind).toBe('synthetic');
+    });
   });
 });

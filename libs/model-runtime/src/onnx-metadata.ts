@@ -1,4 +1,11 @@
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import {
+  NIH_CHESTXRAY14_DATA,
+  provenanceNote,
+  SYNTHETIC_DATA,
+  type TrainingProvenance,
+  UNKNOWN_DATA,
+} from '@thorax/contracts';
 import { z } from 'zod';
 
 /** Field numbers of onnx.ModelProto (onnx/onnx.proto) read here. */
@@ -47,6 +54,8 @@ const json = <T extends z.ZodType>(schema: T) =>
     })
     .pipe(schema);
 
+const DATA_SLUG = /^[a-z0-9][a-z0-9._-]*$/;
+
 const inputSpec = z.object({
   name: z.string().min(1),
   dtype: z.literal('uint8'),
@@ -72,6 +81,13 @@ const thoraxMetadataSchema = z
     'thorax.preprocessing': json(z.unknown()).optional(),
     'thorax.training': json(z.unknown()).optional(),
     'thorax.auroc.validation': json(z.record(z.string(), z.number().nullable())).optional(),
+    // Optional overrides of the provenance derived from thorax.training (docs/contract.md).
+    'thorax.training.data': z
+      .string()
+      .regex(DATA_SLUG, 'lower-case slug such as synthetic or nih-chestxray14')
+      .max(64)
+      .optional(),
+    'thorax.training.clinical': z.enum(['true', 'false']).optional(),
   })
   .refine((m) => m['thorax.labels'].length === m['thorax.thresholds'].length, {
     message: 'thorax.labels and thorax.thresholds differ in length',
@@ -86,6 +102,8 @@ export interface ModelMetadata {
   input: z.infer<typeof inputSpec>;
   output: z.infer<typeof outputSpec>;
   validationAuroc: Record<string, number | null>;
+  /** What the model was trained on; carried into every findings event. */
+  provenance: TrainingProvenance;
   raw: Record<string, string>;
 }
 
@@ -108,6 +126,38 @@ export function parseModelMetadata(props: Record<string, string>): ModelMetadata
     input: m['thorax.input'],
     output: m['thorax.output'],
     validationAuroc: m['thorax.auroc.validation'] ?? {},
+    provenance: trainingProvenance(m['thorax.training'], m['thorax.training.data'], m['thorax.training.clinical']),
     raw: props,
   };
+}
+
+/**
+ * The provenance of a model: `thorax.training.data` when the file states it, else derived from
+ * the dataset the trainer recorded in `thorax.training` (kind `synthetic` → synthetic; an NIH
+ * layout or a ChestX-ray14 name → nih-chestxray14; another name → its slug; nothing → unknown).
+ * A model counts as clinical only when it says so and was not trained on synthetic images.
+ */
+export function trainingProvenance(training: unknown, data?: string, clinical?: 'true' | 'false'): TrainingProvenance {
+  const dataset = isRecord(training) && isRecord(training['dataset']) ? training['dataset'] : {};
+  const name = typeof dataset['name'] === 'string' && dataset['name'].trim() !== '' ? dataset['name'].trim() : null;
+  const kind = typeof dataset['kind'] === 'string' ? dataset['kind'].trim().toLowerCase() : '';
+  const resolved = data ?? derivedData(kind, name);
+  const provenance = { data: resolved, clinical: clinical === 'true' && resolved !== SYNTHETIC_DATA };
+  return { ...provenance, dataset: name?.slice(0, 256) ?? null, note: provenanceNote(provenance) };
+}
+
+function derivedData(kind: string, name: string | null): string {
+  if (kind === SYNTHETIC_DATA) return SYNTHETIC_DATA;
+  if (kind === 'nih-layout' || (name !== null && /chest[-_ ]?x[-_ ]?ray[-_ ]?14|\bnih\b/i.test(name)))
+    return NIH_CHESTXRAY14_DATA;
+  const slug = (name ?? kind)
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '-')
+    .replace(/^[^a-z0-9]+|-+$/g, '')
+    .slice(0, 64);
+  return slug === '' ? UNKNOWN_DATA : slug;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -271,7 +271,7 @@ function findingsRecord(id: string): Buffer {
     okFindingsEvent({
       id,
       receivedAt: new Date(),
-      model: { name: 'bench', version: '1', sha256: '0'.repeat(64) },
+      model: { name: 'bench', version: '1', sha256: '0'.repeat(64), provenance: { data: 'synthetic', clinical: false, dataset: null, note: 'bench' } },
       labels: CHESTXRAY14_LABELS,
       thresholds: CHESTXRAY14_LABELS.map(() => 0.5),
       probabilities: CHESTXRAY14_LABELS.map((_, i) => (i + 1) / 20),

@@ -72,12 +72,12 @@ export class InferenceService {
         cause: error,
       });
     }
-    const { name, version, labels, thresholds } = slot.pool.metadata;
+    const { name, version, labels, thresholds, provenance } = slot.pool.metadata;
     const event = okFindingsEvent({
       id: image.id,
       study: studyInfoFromRef(image.study),
       receivedAt: image.receivedAt ?? new Date(record.timestamp),
-      model: { name, version, sha256: slot.pool.sha256, provider: slot.pool.provider },
+      model: { name, version, sha256: slot.pool.sha256, provider: slot.pool.provider, provenance },
       labels,
       thresholds,
       probabilities,

@@ -63,4 +63,29 @@ describe('studyResources', () => {
     expect((report['text'] as { div: string }).div).not.toContain('<script>');
     expect((device!['text'] as { div: string }).div).toContain('m&lt;script&gt;');
   });
+
+  it('says what the model was trained on in the Device, every Observation and the report', () => {
+    const note = 'Demonstration model trained on synthetic images; not for clinical use.';
+    const { device, observations, report } = studyResources(stored([okEvent('a', { study })]), {});
+    expect(device).toMatchObject({
+      property: [
+        { type: { text: 'Training data' }, valueCode: [{ text: 'synthetic' }] },
+        { type: { text: 'Validated for clinical use' }, valueCode: [{ text: 'no' }] },
+      ],
+      note: [{ text: note }],
+    });
+    expect((device!['text'] as { div: string }).div).toContain(note);
+    expect(observations).toHaveLength(14);
+    for (const observation of observations) expect(observation['note']).toEqual([{ text: 'From image a.' }, { text: note }]);
+    expect(report['conclusion']).toMatch(/not reviewed by a radiologist\. Demonstration model trained on synthetic images; not for clinical use\.$/);
+  });
+
+  it('a result stored before provenance existed reads as unknown training data, never as clinical', () => {
+    const event = okEvent('a', { study });
+    const { provenance: _none, ...legacy } = event.model!;
+    const { device, observations } = studyResources(stored([{ ...event, model: legacy }]), {});
+    const note = 'Model of unknown training data; not validated for clinical use.';
+    expect(device).toMatchObject({ property: [{ valueCode: [{ text: 'unknown' }] }, { valueCode: [{ text: 'no' }] }], note: [{ text: note }] });
+    expect(observations[0]!['note']).toEqual([{ text: 'From image a.' }, { text: note }]);
+  });
 });

@@ -1,4 +1,4 @@
-import type { ModelInfo } from '@thorax/contracts';
+import { type ModelInfo, provenanceNote, UNKNOWN_DATA } from '@thorax/contracts';
 import type { StoredStudy } from '../store/findings.repository';
 import { deviceResourceId, observationResourceId, studyResourceId } from '../studies/resource-ids';
 import type { StudyFinding } from '../studies/study-aggregate';
@@ -77,7 +77,7 @@ export function studyResources(stored: StoredStudy, options: FhirMappingOptions)
       issued,
       valueQuantity: probability(finding.probability),
       interpretation: [{ coding: [finding.positive ? POSITIVE : NEGATIVE] }],
-      note: [{ text: maxNote(finding, contributing.length) }],
+      note: [{ text: maxNote(finding, contributing.length) }, ...(study.model ? [{ text: modelNote(study.model) }] : [])],
       referenceRange: [
         {
           high: threshold,
@@ -136,7 +136,9 @@ export function deviceResource(model: ModelInfo): FhirResource {
   return {
     resourceType: 'Device',
     id: deviceResourceId(model.name, model.version),
-    text: narrative(`<p>AI model ${escape(model.name)}, version ${escape(model.version)} (ChestX-ray14 classifier).</p>`),
+    text: narrative(
+      `<p>AI model ${escape(model.name)}, version ${escape(model.version)} (ChestX-ray14 classifier). ${escape(modelNote(model))}</p>`,
+    ),
     status: 'active',
     deviceName: [{ name: model.name, type: 'model-name' }],
     type: { text: 'Chest X-ray classification model (ChestX-ray14 labels)' },
@@ -144,7 +146,17 @@ export function deviceResource(model: ModelInfo): FhirResource {
       { value: model.version },
       { type: { text: 'SHA-256 of the model file' }, value: model.sha256 },
     ],
+    property: [
+      { type: { text: 'Training data' }, valueCode: [{ text: model.provenance?.data ?? UNKNOWN_DATA }] },
+      { type: { text: 'Validated for clinical use' }, valueCode: [{ text: model.provenance?.clinical ? 'yes' : 'no' }] },
+    ],
+    note: [{ text: modelNote(model) }],
   };
+}
+
+/** What the model was trained on and whether it is for clinical use (recorded, or unknown for old results). */
+function modelNote(model: ModelInfo): string {
+  return model.provenance?.note ?? provenanceNote({ data: UNKNOWN_DATA, clinical: false });
 }
 
 /** The subject when the PACS sent no patient id: marked unknown (ImagingStudy.subject is required). */
@@ -181,7 +193,8 @@ function conclusionText(findings: readonly StudyFinding[], model: ModelInfo | nu
       ? 'no ChestX-ray14 finding above its decision threshold'
       : `positive for ${positives.map((f) => `${f.label} (${f.probability.toFixed(2)})`).join(', ')}`;
   const by = model ? `${model.name} ${model.version}` : 'the AI model';
-  return `AI-generated (${by}), ${contributing} of ${images} image(s) analysed: ${found}. Preliminary, not reviewed by a radiologist.`;
+  const provenance = model ? ` ${modelNote(model)}` : '';
+  return `AI-generated (${by}), ${contributing} of ${images} image(s) analysed: ${found}. Preliminary, not reviewed by a radiologist.${provenance}`;
 }
 
 /** XHTML narrative (dom-6): generated from the same data as the structured elements. */

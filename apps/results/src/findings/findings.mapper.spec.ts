@@ -1,5 +1,5 @@
 import { assertFindingsEvent, CHESTXRAY14_LABELS, FindingsStatus } from '@thorax/contracts';
-import { errorEvent, okEvent } from '../testing/findings-events';
+import { errorEvent, okEvent, SYNTHETIC_PROVENANCE } from '../testing/findings-events';
 import { contractOrder, toFindingsResult } from './findings.mapper';
 
 const storedAt = new Date('2026-11-30T10:00:01.000Z');
@@ -19,7 +19,17 @@ describe('toFindingsResult', () => {
       modality: '',
       bodyPart: '',
     });
-    expect(result.model).toEqual({ name: 'chexnet-densenet121', version: '2026.11.30-1', sha256: 'a'.repeat(64) });
+    expect(result.model).toEqual({
+      name: 'chexnet-densenet121',
+      version: '2026.11.30-1',
+      sha256: 'a'.repeat(64),
+      provenance: {
+        data: 'synthetic',
+        clinical: false,
+        dataset: 'thorax-synthetic-cxr',
+        note: 'Demonstration model trained on synthetic images; not for clinical use.',
+      },
+    });
     expect(result.findings.map((f) => f.label)).toEqual([...CHESTXRAY14_LABELS]);
     expect(result.findings[2]).toEqual({ label: 'Effusion', probability: 0.83, threshold: 0.5, positive: true });
     expect(result.positives).toEqual(['Effusion', 'Mass']);
@@ -54,6 +64,19 @@ describe('contractOrder', () => {
     expect(ordered).toEqual(event);
     expect(() => assertFindingsEvent(ordered)).not.toThrow();
     expect(() => assertFindingsEvent(contractOrder(errorEvent('img-2')))).not.toThrow();
+  });
+
+  it('keeps the model provenance in the contract order; old events without it stay without it', () => {
+    const ordered = contractOrder(reverseKeys(okEvent('img-1')) as ReturnType<typeof okEvent>);
+    expect(Object.keys(ordered.model ?? {})).toEqual(['name', 'version', 'sha256', 'provenance']);
+    expect(Object.keys(ordered.model?.provenance ?? {})).toEqual(['data', 'clinical', 'dataset', 'note']);
+    expect(ordered.model?.provenance).toEqual(SYNTHETIC_PROVENANCE);
+    const event = okEvent('img-0');
+    const { provenance: _none, ...legacy } = event.model!;
+    const old = contractOrder({ ...event, model: legacy });
+    expect(old.model).not.toHaveProperty('provenance');
+    expect(() => assertFindingsEvent(old)).not.toThrow();
+    expect(toFindingsResult({ seq: 1n, event: { ...event, model: legacy }, storedAt }).model?.provenance).toBeUndefined();
   });
 });
 

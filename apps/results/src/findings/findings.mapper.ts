@@ -2,8 +2,10 @@ import {
   type FindingsEvent,
   type FindingsResult,
   FindingsStatus,
+  orderedModel,
   type StudyInfo,
   type StudyRef,
+  toModelRef,
 } from '@thorax/contracts';
 import type { StoredFindings } from '../store/findings.repository';
 
@@ -14,7 +16,7 @@ export function toFindingsResult(stored: StoredFindings): FindingsResult {
     id: event.id,
     status: event.status === 'ok' ? FindingsStatus.FINDINGS_STATUS_OK : FindingsStatus.FINDINGS_STATUS_ERROR,
     study: toStudyRef(event.study),
-    model: event.model ? { name: event.model.name, version: event.model.version, sha256: event.model.sha256 } : undefined,
+    model: event.model ? toModelRef(event.model) : undefined,
     findings: event.findings.map((f) => ({
       label: f.label,
       probability: f.probability,
@@ -55,7 +57,7 @@ export function contractOrder(event: FindingsEvent): FindingsEvent {
     id: event.id,
     status: event.status,
     study: pick(event.study, ['studyUid', 'seriesUid', 'accession', 'patientId', 'viewPosition']),
-    model: event.model ? pick(event.model, ['name', 'version', 'sha256', 'provider']) : null,
+    model: event.model ? orderedModel(event.model) : null,
     findings: event.findings.map((f) => ({
       label: f.label,
       probability: f.probability,

@@ -35,6 +35,13 @@ function findingsEventComponent(): Schema {
   return rest;
 }
 
+/** The model provenance object, as the findings event schema defines it. */
+function provenanceSchema(): Schema {
+  const model = (findingsEventComponent()['properties'] as { model: { oneOf: Schema[] } }).model;
+  const object = model.oneOf.find((s) => s['type'] === 'object') as { properties: { provenance: Schema } };
+  return object.properties.provenance;
+}
+
 const studyResultSchema: Schema = {
   type: 'object',
   additionalProperties: false,
@@ -48,7 +55,12 @@ const studyResultSchema: Schema = {
     model: {
       oneOf: [
         { type: 'null' },
-        { type: 'object', additionalProperties: false, required: ['name', 'version', 'sha256'], properties: { name: { type: 'string' }, version: { type: 'string' }, sha256: { type: 'string' } } },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name', 'version', 'sha256'],
+          properties: { name: { type: 'string' }, version: { type: 'string' }, sha256: { type: 'string' }, provenance: provenanceSchema() },
+        },
       ],
     },
     findings: {

@@ -1,4 +1,4 @@
-import { FindingsStatus, type StudyResult as StudyResultMessage } from '@thorax/contracts';
+import { FindingsStatus, orderedModel, type StudyResult as StudyResultMessage, toModelRef } from '@thorax/contracts';
 import type { StoredStudy } from '../store/findings.repository';
 import type { StudyResult } from './study-aggregate';
 
@@ -16,7 +16,7 @@ export function toStudyBody(stored: StoredStudy): StudyBody {
     accession: r.accession,
     patientId: r.patientId,
     status: r.status,
-    model: r.model ? { name: r.model.name, version: r.model.version, sha256: r.model.sha256 } : null,
+    model: r.model ? orderedModel(r.model, { provider: false }) : null,
     findings: r.findings.map((f) => ({ label: f.label, probability: f.probability, threshold: f.threshold, positive: f.positive, imageId: f.imageId })),
     positives: [...r.positives],
     contributingImages: [...r.contributingImages],
@@ -47,7 +47,7 @@ export function toStudyMessage(stored: StoredStudy): StudyResultMessage {
     accession: r.accession ?? '',
     patientId: r.patientId ?? '',
     status: status(r.status),
-    model: r.model ? { name: r.model.name, version: r.model.version, sha256: r.model.sha256 } : undefined,
+    model: r.model ? toModelRef(r.model) : undefined,
     findings: r.findings.map((f) => ({ label: f.label, probability: f.probability, threshold: f.threshold, positive: f.positive, imageId: f.imageId })),
     positives: [...r.positives],
     contributingImages: [...r.contributingImages],

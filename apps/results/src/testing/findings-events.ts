@@ -1,4 +1,20 @@
-import { CHESTXRAY14_LABELS, errorFindingsEvent, type FindingsEvent, okFindingsEvent, type StudyInfo } from '@thorax/contracts';
+import {
+  CHESTXRAY14_LABELS,
+  errorFindingsEvent,
+  type FindingsEvent,
+  okFindingsEvent,
+  provenanceNote,
+  type StudyInfo,
+  type TrainingProvenance,
+} from '@thorax/contracts';
+
+/** The provenance of the committed demonstration model. */
+export const SYNTHETIC_PROVENANCE: TrainingProvenance = {
+  data: 'synthetic',
+  clinical: false,
+  dataset: 'thorax-synthetic-cxr',
+  note: provenanceNote({ data: 'synthetic', clinical: false }),
+};
 
 /** Valid thorax.findings.v1 events for the results tests. */
 export function okEvent(
@@ -19,7 +35,12 @@ export function okEvent(
     study: options.study ?? { studyUid: '1.2.3', accession: 'ACC-1', patientId: 'P-1', viewPosition: 'PA' },
     receivedAt,
     completedAt: new Date(receivedAt.getTime() + 412),
-    model: { name: 'chexnet-densenet121', version: options.version ?? '2026.11.30-1', sha256: 'a'.repeat(64) },
+    model: {
+      name: 'chexnet-densenet121',
+      version: options.version ?? '2026.11.30-1',
+      sha256: 'a'.repeat(64),
+      provenance: SYNTHETIC_PROVENANCE,
+    },
     labels: CHESTXRAY14_LABELS,
     thresholds: CHESTXRAY14_LABELS.map(() => 0.5),
     probabilities: CHESTXRAY14_LABELS.map((label) => options.probabilities?.[label] ?? (positives.has(label) ? 0.83 : 0.1)),

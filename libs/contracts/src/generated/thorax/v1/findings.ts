@@ -53,10 +53,24 @@ export interface Finding {
   positive: boolean;
 }
 
+/** What a model was trained on (docs/contract.md, "Model provenance"). */
+export interface ModelProvenance {
+  /** "synthetic", "nih-chestxray14", another dataset slug, or "unknown". */
+  data: string;
+  /** True only when the model file declares clinical validation. */
+  clinical: boolean;
+  /** The dataset name the trainer recorded; empty when none. */
+  dataset: string;
+  /** One sentence for people, e.g. "Demonstration model trained on synthetic images; not for clinical use." */
+  note: string;
+}
+
 export interface ModelRef {
   name: string;
   version: string;
   sha256: string;
+  /** Absent only for results stored before provenance was recorded. */
+  provenance: ModelProvenance | undefined;
 }
 
 export interface Timing {
@@ -207,8 +221,125 @@ export const Finding: MessageFns<Finding> = {
   },
 };
 
+function createBaseModelProvenance(): ModelProvenance {
+  return { data: "", clinical: false, dataset: "", note: "" };
+}
+
+export const ModelProvenance: MessageFns<ModelProvenance> = {
+  encode(message: ModelProvenance, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data !== "") {
+      writer.uint32(10).string(message.data);
+    }
+    if (message.clinical !== false) {
+      writer.uint32(16).bool(message.clinical);
+    }
+    if (message.dataset !== "") {
+      writer.uint32(26).string(message.dataset);
+    }
+    if (message.note !== "") {
+      writer.uint32(34).string(message.note);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelProvenance {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelProvenance();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.clinical = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dataset = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelProvenance {
+    return {
+      data: isSet(object.data) ? globalThis.String(object.data) : "",
+      clinical: isSet(object.clinical) ? globalThis.Boolean(object.clinical) : false,
+      dataset: isSet(object.dataset) ? globalThis.String(object.dataset) : "",
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+    };
+  },
+
+  toJSON(message: ModelProvenance): unknown {
+    const obj: any = {};
+    if (message.data !== "") {
+      obj.data = message.data;
+    }
+    if (message.clinical !== false) {
+      obj.clinical = message.clinical;
+    }
+    if (message.dataset !== "") {
+      obj.dataset = message.dataset;
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ModelProvenance>, I>>(base?: I): ModelProvenance {
+    return ModelProvenance.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ModelProvenance>, I>>(object: I): ModelProvenance {
+    const message = createBaseModelProvenance();
+    message.data = object.data ?? "";
+    message.clinical = object.clinical ?? false;
+    message.dataset = object.dataset ?? "";
+    message.note = object.note ?? "";
+    return message;
+  },
+};
+
 function createBaseModelRef(): ModelRef {
-  return { name: "", version: "", sha256: "" };
+  return { name: "", version: "", sha256: "", provenance: undefined };
 }
 
 export const ModelRef: MessageFns<ModelRef> = {
@@ -221,6 +352,9 @@ export const ModelRef: MessageFns<ModelRef> = {
     }
     if (message.sha256 !== "") {
       writer.uint32(26).string(message.sha256);
+    }
+    if (message.provenance !== undefined) {
+      ModelProvenance.encode(message.provenance, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -262,6 +396,14 @@ export const ModelRef: MessageFns<ModelRef> = {
             message.sha256 = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.provenance = ModelProvenance.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -279,6 +421,7 @@ export const ModelRef: MessageFns<ModelRef> = {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       version: isSet(object.version) ? globalThis.String(object.version) : "",
       sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      provenance: isSet(object.provenance) ? ModelProvenance.fromJSON(object.provenance) : undefined,
     };
   },
 
@@ -293,6 +436,9 @@ export const ModelRef: MessageFns<ModelRef> = {
     if (message.sha256 !== "") {
       obj.sha256 = message.sha256;
     }
+    if (message.provenance !== undefined) {
+      obj.provenance = ModelProvenance.toJSON(message.provenance);
+    }
     return obj;
   },
 
@@ -304,6 +450,9 @@ export const ModelRef: MessageFns<ModelRef> = {
     message.name = object.name ?? "";
     message.version = object.version ?? "";
     message.sha256 = object.sha256 ?? "";
+    message.provenance = (object.provenance !== undefined && object.provenance !== null)
+      ? ModelProvenance.fromPartial(object.provenance)
+      : undefined;
     return message;
   },
 };
