@@ -3,20 +3,33 @@ import pino, { type Logger } from 'pino';
 
 export type { Logger } from 'pino';
 
-/** Field names (camelCase and DICOM keywords) that hold patient identifiers. */
+/**
+ * Field names (camelCase and DICOM keywords) that hold patient identifiers. An accession number
+ * identifies the patient's examination at the hospital, so it counts as one.
+ */
 export const PATIENT_FIELDS = [
   'patientId',
   'patientName',
   'patientBirthDate',
+  'birthDate',
   'otherPatientIds',
+  'accession',
+  'accessionNumber',
   'PatientID',
   'PatientName',
   'PatientBirthDate',
   'OtherPatientIDs',
+  'AccessionNumber',
 ];
 
 /** Record headers that may carry patient identifiers (the contract's and common PACS extras). */
-export const PATIENT_HEADERS = ['thorax-patient-id', 'thorax-patient-name', 'patient-id', 'patient-name'];
+export const PATIENT_HEADERS = [
+  'thorax-patient-id',
+  'thorax-patient-name',
+  'thorax-accession',
+  'patient-id',
+  'patient-name',
+];
 
 /** Field names that hold credentials (SASL passwords, key passphrases); never logged. */
 export const SECRET_FIELDS = ['password', 'passphrase', 'KAFKA_SASL_PASSWORD'];
@@ -37,14 +50,19 @@ export const REDACTED_PATHS = [
   '*.token',
 ];
 
-export function createLogger(options: { service: string; version: string; level: string }): Logger {
-  return pino({
+/** A JSON logger to stdout (or `destination`, which tests use to read what would be written). */
+export function createLogger(
+  options: { service: string; version: string; level: string },
+  destination?: pino.DestinationStream,
+): Logger {
+  const settings: pino.LoggerOptions = {
     level: options.level,
     base: { service: options.service, version: options.version },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-  });
+  };
+  return destination ? pino(settings, destination) : pino(settings);
 }
 
 /** Routes NestJS's own log lines into the same structured JSON stream. */
