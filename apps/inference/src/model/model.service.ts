@@ -152,6 +152,12 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
       },
       'model loaded and warmed up',
     );
+    const { provenance } = artifact.metadata;
+    if (!provenance.clinical)
+      this.log.warn(
+        { role, model: name, modelVersion: v, trainingData: provenance.data, dataset: provenance.dataset, clinical: false },
+        `model is not for clinical use: ${provenance.note}`,
+      );
     return slot;
   }
 

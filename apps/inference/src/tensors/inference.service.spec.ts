@@ -14,6 +14,13 @@ import type { ModelSlot } from '../model/model-slot';
 import type { ModelService } from '../model/model.service';
 import { InferenceService } from './inference.service';
 
+const SYNTHETIC = {
+  data: 'synthetic',
+  clinical: false,
+  dataset: 'thorax-synthetic-cxr',
+  note: 'Demonstration model trained on synthetic images; not for clinical use.',
+};
+
 function slot(
   role: ModelSlot['role'],
   version: string,
@@ -25,7 +32,13 @@ function slot(
     classify,
     pool: {
       inputSize: { width: 256, height: 256 },
-      metadata: { name: 'm', version, labels: [...CHESTXRAY14_LABELS], thresholds: CHESTXRAY14_LABELS.map(() => 0.5) },
+      metadata: {
+        name: 'm',
+        version,
+        labels: [...CHESTXRAY14_LABELS],
+        thresholds: CHESTXRAY14_LABELS.map(() => 0.5),
+        provenance: SYNTHETIC,
+      },
       sha256: 'a'.repeat(64),
       provider: 'cpu',
     },
@@ -87,6 +100,8 @@ describe('InferenceService', () => {
     expect(published.map((r) => r.topic)).toEqual(['thorax.findings.v1']);
     expect(event.positives).toHaveLength(14);
     expect(decodeFindingsEvent(published[0]?.value ?? null).model?.version).toBe('2');
+    // Every event says what the model was trained on.
+    expect(decodeFindingsEvent(published[0]?.value ?? null).model?.provenance).toEqual(SYNTHETIC);
   });
 
   it('runs the shadow on the same image, publishes it only to the shadow topic, and never lets it fail the primary', async () => {
