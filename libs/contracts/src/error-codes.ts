@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   INVALID_MESSAGE: 'An internal topic carried a record that does not match its schema.',
   MODEL_INPUT_MISMATCH: 'The preprocessed image does not match what the model expects.',
   INFERENCE_FAILED: 'The model failed on this image.',
+  PUBLISH_REJECTED: 'The broker refused an output record for good (too large for the topic, invalid, not authorised).',
   INTERNAL_ERROR: 'An unexpected failure that persisted after retries.',
 } as const;
 

@@ -27,6 +27,8 @@ export const HEADERS = {
   errorCode: 'thorax-error-code',
   errorMessage: 'thorax-error-message',
   failedStage: 'thorax-failed-stage',
+  /** On a DLQ record without its value: the original value's length in bytes (the DLQ topic refused it). */
+  valueOmitted: 'thorax-value-omitted',
 } as const;
 
 /** Pipeline stages, as they appear in error events and DLQ headers. */

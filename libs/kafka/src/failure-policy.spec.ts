@@ -1,5 +1,6 @@
 import { ThoraxError } from '@thorax/contracts';
-import { decide, DEFAULT_RETRY_POLICY } from './failure-policy';
+import { KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError } from 'kafkajs';
+import { decide, DEFAULT_RETRY_POLICY, refusedRecordType } from './failure-policy';
 
 const notBroker = () => false;
 
@@ -31,5 +32,32 @@ describe('decide', () => {
 
   it('rethrows broker failures so the record is redelivered, never dead-lettered', () => {
     expect(decide(new Error('leader not available'), 5, DEFAULT_RETRY_POLICY, () => true)).toEqual({ kind: 'rethrow' });
+  });
+
+  it('dead-letters a broker refusal of an output record as PUBLISH_REJECTED at once, not a redelivery forever', () => {
+    // What a kafkajs producer throws for a record above the topic's max.message.bytes.
+    const protocol = new KafkaJSProtocolError({ type: 'MESSAGE_TOO_LARGE', code: 10, retriable: false, message: 'too large' } as never);
+    // kafkajs' retrier gives up at once on a non-retriable error and wraps it, naming it as the cause.
+    const tooLarge = Object.assign(new KafkaJSNonRetriableError(protocol), { cause: protocol });
+    const decision = decide(tooLarge, 1, DEFAULT_RETRY_POLICY, () => true);
+    expect(decision).toMatchObject({ kind: 'dead-letter', code: 'PUBLISH_REJECTED' });
+    expect((decision as { message: string }).message).toContain('MESSAGE_TOO_LARGE');
+    // Wrapped again by a service (e.g. a ThoraxError asking for redelivery), still a refusal.
+    const wrapped = new ThoraxError('INTERNAL_ERROR', 'publishing failed', { redeliver: true, cause: tooLarge });
+    expect(decide(wrapped, 1, DEFAULT_RETRY_POLICY, () => false)).toMatchObject({ kind: 'dead-letter', code: 'PUBLISH_REJECTED' });
+  });
+
+  it('classifies only permanent refusals; leader changes and exhausted retries stay redeliveries', () => {
+    const refusal = (type: string, retriable = false) =>
+      new KafkaJSProtocolError({ type, code: 0, retriable, message: type } as never);
+    for (const type of ['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE', 'TOPIC_AUTHORIZATION_FAILED']) {
+      const e = refusal(type);
+      expect(refusedRecordType(Object.assign(new KafkaJSNonRetriableError(e), { cause: e }))).toBe(type);
+    }
+    const notLeader = refusal('NOT_LEADER_FOR_PARTITION', true);
+    const outage = new KafkaJSNumberOfRetriesExceeded(notLeader, { retryCount: 5, retryTime: 100, cause: notLeader } as never);
+    expect(refusedRecordType(outage)).toBeNull();
+    expect(decide(outage, 9, DEFAULT_RETRY_POLICY, () => true)).toEqual({ kind: 'rethrow' });
+    expect(refusedRecordType(new Error('MESSAGE_TOO_LARGE in a message is not a type'))).toBeNull();
   });
 });

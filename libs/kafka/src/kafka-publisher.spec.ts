@@ -56,6 +56,44 @@ describe('KafkaPublisher', () => {
     expect((await settled).map((s) => s.status)).toEqual(['rejected', 'rejected']);
   });
 
+  it('re-sends each call alone when the broker refuses a coalesced request for one record: only that call fails', async () => {
+    for (const serial of [false, true]) {
+      const sent: string[][] = [];
+      const producer = {
+        sendBatch: jest.fn(async (batch: { topicMessages: { messages: { key: string }[] }[] }) => {
+          const keys = batch.topicMessages.flatMap((t) => t.messages.map((m) => m.key));
+          sent.push(keys);
+          if (keys.includes('big')) {
+            const refusal = Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { type: 'MESSAGE_TOO_LARGE' });
+            throw Object.assign(new Error('non-retriable'), { cause: refusal });
+          }
+          return [];
+        }),
+      } as unknown as Producer;
+      const publisher = new KafkaPublisher(producer, { lingerMs: 1, maxBatchRecords: 10, serial });
+      const calls = ['a', 'big', 'c'].map((key) => publisher.publish([{ topic: 't', key, value: Buffer.alloc(1) }]));
+      const settled = Promise.allSettled(calls);
+      await jest.advanceTimersByTimeAsync(10);
+      expect((await settled).map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect(sent).toEqual([['a', 'big', 'c'], ['a'], ['big'], ['c']]);
+    }
+  });
+
+  it('does not split a request on a passing outage (every caller is rejected, Kafka redelivers)', async () => {
+    const sent: string[][] = [];
+    const producer = {
+      sendBatch: jest.fn(async (batch: { topicMessages: { messages: { key: string }[] }[] }) => {
+        sent.push(batch.topicMessages.flatMap((t) => t.messages.map((m) => m.key)));
+        throw Object.assign(new Error('retries exceeded'), { cause: Object.assign(new Error('not leader'), { type: 'NOT_LEADER_FOR_PARTITION' }) });
+      }),
+    } as unknown as Producer;
+    const publisher = new KafkaPublisher(producer, { lingerMs: 1, maxBatchRecords: 10 });
+    const settled = Promise.allSettled(['a', 'b'].map((key) => publisher.publish([{ topic: 't', key, value: Buffer.alloc(1) }])));
+    await jest.advanceTimersByTimeAsync(10);
+    expect((await settled).map((s) => s.status)).toEqual(['rejected', 'rejected']);
+    expect(sent).toEqual([['a', 'b']]);
+  });
+
   it('serial: one request in flight, records published meanwhile go together in the next', async () => {
     const sent: string[][] = [];
     const pending: (() => void)[] = [];

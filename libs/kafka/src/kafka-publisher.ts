@@ -1,4 +1,5 @@
 import type { Producer } from 'kafkajs';
+import { refusedRecordType } from './failure-policy';
 import type { OutgoingRecord, Publisher } from './records';
 
 export interface PublisherOptions {
@@ -34,6 +35,8 @@ interface Waiting {
   bytes: number;
   resolve: () => void;
   reject: (error: unknown) => void;
+  /** Sent in a request of its own (after a coalesced request was refused). */
+  alone?: boolean;
 }
 
 type SendingProducer = Pick<Producer, 'sendBatch'>;
@@ -85,10 +88,11 @@ export class KafkaPublisher implements Publisher {
     let records = 0;
     let bytes = 0;
     for (const w of this.queue) {
-      if (count > 0 && (records + w.records.length > this.options.maxBatchRecords || bytes + w.bytes > maxBytes)) break;
+      if (count > 0 && (w.alone || records + w.records.length > this.options.maxBatchRecords || bytes + w.bytes > maxBytes)) break;
       count += 1;
       records += w.records.length;
       bytes += w.bytes;
+      if (w.alone) break;
     }
     const waiting = this.queue.slice(0, count);
     this.queue = this.queue.slice(count);
@@ -116,7 +120,15 @@ export class KafkaPublisher implements Publisher {
           return null;
         },
         (error: unknown) => {
-          waiting.forEach((w) => w.reject(error));
+          if (waiting.length > 1 && refusedRecordType(error) !== null) {
+            // The broker refused a record for good, and fails the whole request for it: each
+            // call goes again alone, so only the call that holds the refused record fails.
+            this.queue = [...waiting.map((w) => ({ ...w, alone: true })), ...this.queue];
+            this.queued += records;
+            if (!this.options.serial) queueMicrotask(() => this.flush());
+          } else {
+            waiting.forEach((w) => w.reject(error));
+          }
           return error;
         },
       )

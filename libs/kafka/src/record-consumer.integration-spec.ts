@@ -20,13 +20,23 @@ async function createTopics(...names: string[]): Promise<void> {
   await admin.disconnect();
 }
 
+/** One-partition topics; with `maxMessageBytes`, refusing records above it (max.message.bytes). */
+async function createOnePartitionTopics(maxMessageBytes: number | null, ...names: string[]): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const configEntries = maxMessageBytes === null ? [] : [{ name: 'max.message.bytes', value: String(maxMessageBytes) }];
+  await admin.createTopics({ waitForLeaders: true, topics: names.map((topic) => ({ topic, numPartitions: 1, configEntries })) });
+  await admin.disconnect();
+}
+
 async function withConsumer(
   topic: string,
   findingsTopic: string,
   handler: RecordHandler,
-  until: () => boolean,
+  until: (metrics: ThoraxMetrics) => boolean | Promise<boolean>,
   group = `${topic}-group`,
   maxWaitMs = 60_000,
+  maxInFlightPerPartition = 1,
 ): Promise<{ metrics: ThoraxMetrics; health: HealthRegistry }> {
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
@@ -41,6 +51,7 @@ async function withConsumer(
       findingsTopic,
       retry: { maxAttempts: 3, initialBackoffMs: 10, maxBackoffMs: 50 },
       lagIntervalMs: 0,
+      maxInFlightPerPartition,
     },
     handler,
     new KafkaPublisher(producer),
@@ -50,7 +61,7 @@ async function withConsumer(
   );
   await consumer.start();
   const deadline = Date.now() + maxWaitMs;
-  while (!until() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  while (!(await until(metrics)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   await consumer.stop();
   await producer.disconnect();
   return { metrics, health };
@@ -150,6 +161,70 @@ describe('RecordConsumer', () => {
       group,
       8_000,
     );
+    expect(again).toBe(0);
+  });
+
+  it('dead-letters an input whose output the broker refuses as too large (PUBLISH_REJECTED) instead of stalling its partition', async () => {
+    const topic = `${run}.refused`;
+    const findings = `${run}.refused.findings`;
+    const out = `${run}.refused.out`;
+    // Outputs and dead letters above 2 KiB are refused; the input topic takes the broker default.
+    await createOnePartitionTopics(2048, out, `${topic}.dlq`);
+    await createOnePartitionTopics(null, topic, findings);
+    await produce(kafka, topic, [
+      { key: 'small-1', value: Buffer.alloc(10, 1) },
+      { key: 'grow-1', value: Buffer.alloc(100, 2) }, // its 8 KiB output is refused; its DLQ copy fits
+      { key: 'small-2', value: Buffer.alloc(10, 3) },
+      { key: 'huge-1', value: Buffer.alloc(4096, 4) }, // output and DLQ copy both refused
+      { key: 'small-3', value: Buffer.alloc(10, 5) },
+    ]);
+    const publisherProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await publisherProducer.connect();
+    // A linger long enough that the records handled together share requests with the refused ones.
+    const publisher = new KafkaPublisher(publisherProducer, { lingerMs: 50, maxBatchRecords: 100 });
+    const attempts = new Map<string, number>();
+    const handler: RecordHandler = {
+      async handle(record: IncomingRecord) {
+        const key = record.key ?? '';
+        attempts.set(key, (attempts.get(key) ?? 0) + 1);
+        const size = key.startsWith('small') ? 10 : 8192;
+        await publisher.publish([{ topic: out, key, value: Buffer.alloc(size, 7) }]);
+      },
+      describe: (record) => ({ id: record.key ?? '?', receivedAt: new Date(0) }),
+    };
+    const group = `${topic}-group`;
+    const ended = async (m: ThoraxMetrics) => (await counter(m, 'ok')) + (await counter(m, 'dead_lettered')) >= 5;
+    // Before PUBLISH_REJECTED, the refused records were redelivered forever and this timed out.
+    const { metrics } = await withConsumer(topic, findings, handler, ended, group, 30_000, 5);
+    await publisherProducer.disconnect();
+
+    // Every record ended: three published, two dead-lettered, each handled once (no redelivery loop).
+    expect(await counter(metrics, 'ok')).toBe(3);
+    expect(await counter(metrics, 'dead_lettered')).toBe(2);
+    expect(Object.fromEntries(attempts)).toEqual({ 'small-1': 1, 'grow-1': 1, 'small-2': 1, 'huge-1': 1, 'small-3': 1 });
+
+    const outputs = await collect(kafka, out, (rs) => rs.length >= 3, 15_000);
+    expect(outputs.map((r) => r.key).sort()).toEqual(['small-1', 'small-2', 'small-3']);
+    const dlq = await collect(kafka, `${topic}.dlq`, (rs) => rs.length >= 2, 15_000);
+    expect(dlq.map((r) => r.key).sort()).toEqual(['grow-1', 'huge-1']);
+    const grow = dlq.find((r) => r.key === 'grow-1')!;
+    expect(grow.value).toEqual(Buffer.alloc(100, 2));
+    expect(grow.headers).toMatchObject({ 'thorax-error-code': 'PUBLISH_REJECTED', 'thorax-failed-stage': 'preprocess' });
+    expect(grow.headers['thorax-error-message']).toContain('MESSAGE_TOO_LARGE');
+    expect(grow.headers['thorax-value-omitted']).toBeUndefined();
+    // The 4 KiB input does not fit the DLQ topic either: its copy goes without the value.
+    const huge = dlq.find((r) => r.key === 'huge-1')!;
+    expect(huge.value?.length ?? 0).toBe(0);
+    expect(huge.headers).toMatchObject({ 'thorax-error-code': 'PUBLISH_REJECTED', 'thorax-value-omitted': '4096' });
+    const events = (await collect(kafka, findings, (rs) => rs.length >= 2, 15_000)).map((r) => decodeFindingsEvent(r.value));
+    expect(events.map((e) => [e.id, e.status, e.error?.code]).sort()).toEqual([
+      ['grow-1', 'error', 'PUBLISH_REJECTED'],
+      ['huge-1', 'error', 'PUBLISH_REJECTED'],
+    ]);
+
+    // The partition moved on: everything was committed, a restarted member sees nothing.
+    let again = 0;
+    await withConsumer(topic, findings, { handle: async () => void (again += 1), describe: (r) => ({ id: r.key ?? '?' }) }, () => false, group, 8_000);
     expect(again).toBe(0);
   });
 });

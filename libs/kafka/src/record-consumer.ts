@@ -10,7 +10,7 @@ import {
 import type { HealthRegistry, Logger, ThoraxMetrics } from '@thorax/observability';
 import { ensureTraceparent, healthy, parseTraceparent, unhealthy } from '@thorax/observability';
 import { type Admin, type Consumer, type EachBatchPayload, type Kafka, KafkaJSError, type KafkaMessage } from 'kafkajs';
-import { decide, DEFAULT_RETRY_POLICY, type RetryPolicy } from './failure-policy';
+import { decide, DEFAULT_RETRY_POLICY, refusedRecordType, type RetryPolicy } from './failure-policy';
 import { decodeHeaders, type IncomingRecord, type OutgoingRecord, type Publisher } from './records';
 
 /** What the error findings event of a dead-lettered record says about it. */
@@ -230,7 +230,23 @@ export class RecordConsumer {
         headers: forwarded,
       });
     }
-    await this.publisher.publish(outputs);
+    try {
+      await this.publisher.publish(outputs);
+    } catch (error) {
+      const refused = refusedRecordType(error);
+      if (refused === null) throw error;
+      // The DLQ topic refused the copy itself (an input above its max.message.bytes): keep the
+      // headers and say how long the value was. A dead letter is never dead-lettered again; if
+      // this is refused too, the error propagates and the record is redelivered.
+      log.error({ code, stage, refused }, 'the DLQ topic refused the dead letter; publishing it without its value');
+      const omitted: OutgoingRecord = {
+        topic: dlqTopic(record.topic),
+        key: context.id,
+        value: Buffer.alloc(0),
+        headers: { ...headers, [HEADERS.valueOmitted]: String(record.value?.length ?? 0) },
+      };
+      await this.publisher.publish([omitted, ...outputs.slice(1)]);
+    }
     this.metrics.messages.inc({ topic: record.topic, outcome: 'dead_lettered' });
     this.metrics.errors.inc({ stage, code });
     log.warn({ code, stage }, 'record dead-lettered');
