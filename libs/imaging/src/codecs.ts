@@ -5,9 +5,9 @@ import sharp from 'sharp';
 /**
  * Decoders for encapsulated DICOM frames. JPEG baseline/extended (8-bit) goes through sharp
  * (libjpeg-turbo, the same library the trainer's Pillow uses); JPEG lossless through
- * jpeg-lossless-decoder-js; JPEG-LS and JPEG 2000 through the Cornerstone WASM builds of CharLS
- * and OpenJPEG, loaded from node_modules (no network). RLE is PS3.5 Annex G PackBits, decoded
- * here with bounds on every read and write.
+ * jpeg-lossless-decoder-js; JPEG-LS, JPEG 2000 and HTJ2K through the Cornerstone WASM builds of
+ * CharLS, OpenJPEG and OpenJPH, loaded from node_modules (no network). RLE is PS3.5 Annex G
+ * PackBits, decoded here with bounds on every read and write.
  */
 
 export interface FrameLimits {
@@ -79,18 +79,64 @@ function checkHeader(header: JpegFrameHeader | null, expected: { width: number; 
   return header;
 }
 
-/** JPEG baseline/extended through sharp: 8-bit samples only. */
+/** Whether a JPEG stream carries a JFIF (APP0) or Adobe (APP14) marker before its first scan. */
+export function jpegColourMarkers(bytes: Uint8Array): { jfif: boolean; adobe: boolean } {
+  const found = { jfif: false, adobe: false };
+  let p = 2;
+  while (p + 4 <= bytes.length && bytes[p] === 0xff) {
+    const marker = bytes[p + 1] as number;
+    if (marker === 0xff) {
+      p += 1;
+      continue;
+    }
+    if (marker === 0xda) break;
+    const length = ((bytes[p + 2] as number) << 8) | (bytes[p + 3] as number);
+    if (length < 2) break;
+    const id = String.fromCharCode(...bytes.subarray(p + 4, Math.min(p + 9, bytes.length)));
+    if (marker === 0xe0 && id.startsWith('JFIF')) found.jfif = true;
+    if (marker === 0xee && id === 'Adobe') found.adobe = true;
+    p += 2 + length;
+  }
+  return found;
+}
+
+/**
+ * A three-component stream without a JFIF or Adobe marker leaves libjpeg to guess its colour
+ * space from the component ids (1, 2, 3 reads as YCbCr). DICOM (PS3.5 8.2.1) says the
+ * Photometric Interpretation decides: an Adobe APP14 marker stating it is inserted after SOI
+ * (transform 0 = RGB, no conversion; 1 = YCbCr), which is what libjpeg obeys.
+ */
+function withColourTransform(bytes: Uint8Array, photometric: string): Uint8Array {
+  const markers = jpegColourMarkers(bytes);
+  if (markers.jfif || markers.adobe) return bytes;
+  const transform = photometric === 'RGB' ? 0 : 1;
+  const app14 = [0xff, 0xee, 0x00, 0x0e, 0x41, 0x64, 0x6f, 0x62, 0x65, 0x00, 0x64, 0x00, 0x00, 0x00, 0x00, transform];
+  const out = new Uint8Array(bytes.length + app14.length);
+  out.set(bytes.subarray(0, 2), 0);
+  out.set(app14, 2);
+  out.set(bytes.subarray(2), 2 + app14.length);
+  return out;
+}
+
+/**
+ * JPEG baseline/extended through sharp: 8-bit samples only. `photometric` is the DICOM
+ * Photometric Interpretation; it decides the colour transform of a three-component stream
+ * that does not state its own.
+ */
 export async function decodeJpeg(
   bytes: Uint8Array,
   expected: { width: number; height: number },
   limits: FrameLimits & { timeoutSeconds: number },
+  photometric = '',
 ): Promise<CodecFrame> {
   const header = checkHeader(jpegFrameHeader(bytes), expected, limits, 'JPEG');
   if (header.precision !== 8) {
+    // No decoder for 12-bit lossy JPEG (process 4) is available offline: docs/imaging.md.
     throw new ThoraxError('UNSUPPORTED_TRANSFER_SYNTAX', `JPEG with ${header.precision}-bit samples (only 8-bit lossy JPEG is decoded)`, {
       stage,
     });
   }
+  if (header.components === 3 && photometric) bytes = withColourTransform(bytes, photometric);
   try {
     const image = sharp(bytes, { failOn: 'warning', limitInputPixels: limits.maxPixels, autoOrient: false }).timeout({
       seconds: limits.timeoutSeconds,
@@ -130,6 +176,7 @@ interface WasmDecoder {
   getFrameInfo(): { width: number; height: number; bitsPerSample: number; componentCount: number; isSigned: boolean };
   decode(): void;
   readHeader?(): void;
+  getInterleaveMode?(): number;
   delete(): void;
 }
 
@@ -137,12 +184,16 @@ type WasmModule = Record<string, new () => WasmDecoder>;
 const wasmModules = new Map<string, Promise<WasmModule>>();
 
 /** The Emscripten factories read their .wasm beside themselves (fs, not fetch) under Node. */
-function wasm(name: 'openjpeg' | 'charls'): Promise<WasmModule> {
+function wasm(name: 'openjpeg' | 'charls' | 'openjph'): Promise<WasmModule> {
   let module = wasmModules.get(name);
   if (!module) {
-    const factory = (name === 'openjpeg' ? require('@cornerstonejs/codec-openjpeg/decodewasmjs') : require('@cornerstonejs/codec-charls/decodewasmjs')) as (
-      options: object,
-    ) => Promise<WasmModule>;
+    const factory = (
+      name === 'openjpeg'
+        ? require('@cornerstonejs/codec-openjpeg/decodewasmjs')
+        : name === 'charls'
+          ? require('@cornerstonejs/codec-charls/decodewasmjs')
+          : require('@cornerstonejs/codec-openjph')
+    ) as (options: object) => Promise<WasmModule>;
     module = factory({ print: () => undefined, printErr: () => undefined });
     wasmModules.set(name, module);
   }
@@ -165,11 +216,14 @@ export async function decodeJpegLs(bytes: Uint8Array, expected: { width: number;
     decoder.getEncodedBuffer(bytes.length).set(bytes);
     decoder.decode();
     const info = decoder.getFrameInfo();
+    const samples = samplesOf(decoder.getDecodedBuffer(), info.bitsPerSample, false);
+    // Interleave mode 0 (none): CharLS returns one plane per component, not interleaved samples.
+    const planar = info.componentCount > 1 && decoder.getInterleaveMode?.() === 0;
     return {
       width: info.width,
       height: info.height,
       components: info.componentCount,
-      samples: samplesOf(decoder.getDecodedBuffer(), info.bitsPerSample, false),
+      samples: planar ? interleave(samples, info.width * info.height, info.componentCount) : samples,
     };
   } catch (error) {
     throw corrupt(`JPEG-LS frame could not be decoded: ${describe(error)}`);
@@ -207,6 +261,46 @@ export async function decodeJpeg2000(bytes: Uint8Array, expected: { width: numbe
       components: after.componentCount,
       samples: samplesOf(decoder.getDecodedBuffer(), after.bitsPerSample, after.isSigned),
     };
+  } finally {
+    decoder.delete();
+  }
+}
+
+/** Planes (all of component 0, then 1, …) to interleaved samples. */
+export function interleave<T extends Uint8Array | Uint16Array | Int16Array>(planar: T, pixels: number, components: number): T {
+  const out = new (planar.constructor as new (length: number) => T)(pixels * components);
+  for (let c = 0; c < components; c += 1) {
+    const offset = c * pixels;
+    for (let i = 0; i < pixels; i += 1) out[i * components + c] = planar[offset + i] as number;
+  }
+  return out;
+}
+
+/** High-Throughput JPEG 2000 (ISO 15444-15) through OpenJPH (WASM); SIZ is checked before decoding. */
+export async function decodeHtj2k(bytes: Uint8Array, expected: { width: number; height: number }, limits: FrameLimits): Promise<CodecFrame> {
+  const info = j2kSize(bytes);
+  if (!info) throw corrupt('HTJ2K stream has no SIZ marker');
+  if (info.components < 1 || info.components > 4) throw corrupt(`HTJ2K stream with ${info.components} components`);
+  if (info.width * info.height > limits.maxPixels) {
+    throw new ThoraxError('IMAGE_TOO_LARGE', `HTJ2K frame declares ${info.width}x${info.height}`, { stage });
+  }
+  if (info.width !== expected.width || info.height !== expected.height) {
+    throw corrupt(`HTJ2K frame is ${info.width}x${info.height} but the DICOM header says ${expected.width}x${expected.height}`);
+  }
+  const module = await wasm('openjph');
+  const Decoder = module['HTJ2KDecoder'] as new () => WasmDecoder;
+  const decoder = new Decoder();
+  try {
+    decoder.getEncodedBuffer(bytes.length).set(bytes);
+    try {
+      decoder.decode();
+    } catch (error) {
+      throw corrupt(`HTJ2K frame could not be decoded: ${describe(error)}`);
+    }
+    const after = decoder.getFrameInfo();
+    const samples = samplesOf(decoder.getDecodedBuffer(), after.bitsPerSample, after.isSigned);
+    if (samples.length < after.width * after.height * after.componentCount) throw corrupt('HTJ2K frame decoded to fewer samples than declared');
+    return { width: after.width, height: after.height, components: after.componentCount, samples };
   } finally {
     decoder.delete();
   }

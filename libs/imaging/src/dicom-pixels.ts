@@ -1,6 +1,6 @@
 import { ThoraxError } from '@thorax/contracts';
 import { type DataSet, type Element, readEncapsulatedImageFrame, readEncapsulatedPixelDataFromFragments } from 'dicom-parser';
-import { type CodecFrame, decodeJpeg, decodeJpeg2000, decodeJpegLossless, decodeJpegLs, decodeRle } from './codecs';
+import { type CodecFrame, decodeHtj2k, decodeJpeg, decodeJpeg2000, decodeJpegLossless, decodeJpegLs, decodeRle } from './codecs';
 import { isSupportedTransferSyntax, type ParsedDicom, TRANSFER_SYNTAXES } from './dicom';
 import { type Lut, type MonochromeTransform, type VoiLutFunction, monochromeToGrey, samplesToGrey, usableWindow, type VoiUsed } from './grey-levels';
 
@@ -70,7 +70,7 @@ function frameBytes(parsed: ParsedDicom): Uint8Array {
   const codec = TRANSFER_SYNTAXES[info.transferSyntaxUid as keyof typeof TRANSFER_SYNTAXES].codec;
   const bytes = dataSet.byteArray;
   if (codec === 'native') {
-    const frameLength = info.rows * info.columns * info.samplesPerPixel * (info.bitsAllocated / 8);
+    const frameLength = nativeFrameLength(info);
     if (element.encapsulatedPixelData) throw corrupt('native transfer syntax with encapsulated pixel data');
     const available = Math.min(element.length, bytes.length - element.dataOffset);
     if (available < frameLength) throw corrupt(`pixel data holds ${Math.max(0, available)} bytes, a frame needs ${frameLength}`);
@@ -93,15 +93,47 @@ function frameBytes(parsed: ParsedDicom): Uint8Array {
   }
 }
 
+/**
+ * Bytes of one uncompressed frame. YBR_FULL_422 stores two samples per pixel (Y1 Y2 Cb Cr for
+ * each pair of pixels, PS3.3 C.7.6.3.1.2), every other colour format three, monochrome one.
+ */
+function nativeFrameLength(info: ParsedDicom['info']): number {
+  const samples = info.photometricInterpretation === 'YBR_FULL_422' ? 2 : info.samplesPerPixel;
+  return info.rows * info.columns * samples * (info.bitsAllocated / 8);
+}
+
 function nativeSamples(raw: Uint8Array, parsed: ParsedDicom): Uint8Array | Uint16Array {
-  const { info } = parsed;
-  if (info.bitsAllocated === 8) return raw;
+  const { info, dataSet } = parsed;
+  if (info.bitsAllocated === 8) {
+    // Big endian OW holds 16-bit words: 8-bit samples come byte-swapped in pairs (PS3.5 A.3).
+    const bigEndianWords = info.transferSyntaxUid === '1.2.840.10008.1.2.2' && dataSet.elements['x7fe00010']?.vr === 'OW';
+    if (!bigEndianWords) return raw;
+    const out = new Uint8Array(raw.length);
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      out[i] = raw[i + 1] as number;
+      out[i + 1] = raw[i] as number;
+    }
+    if (raw.length % 2 === 1) out[raw.length - 1] = raw[raw.length - 1] as number;
+    return out;
+  }
   const n = raw.length >> 1;
   const out = new Uint16Array(n);
   const bigEndian = info.transferSyntaxUid === '1.2.840.10008.1.2.2';
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   for (let i = 0; i < n; i += 1) out[i] = view.getUint16(i * 2, !bigEndian);
   if (info.planarConfiguration === 1 && info.samplesPerPixel === 3) return deplanarise(out, info.rows * info.columns);
+  return out;
+}
+
+/** YBR_FULL_422 (Y1 Y2 Cb Cr per pixel pair) to interleaved Y Cb Cr, chroma repeated. */
+function expand422<T extends Uint8Array | Uint16Array>(packed: T, pixels: number): T {
+  const out = (packed instanceof Uint16Array ? new Uint16Array(pixels * 3) : new Uint8Array(pixels * 3)) as T;
+  for (let i = 0; i < pixels; i += 1) {
+    const pair = (i >> 1) * 4;
+    out[i * 3] = packed[pair + (i & 1)] as number;
+    out[i * 3 + 1] = packed[pair + 2] as number;
+    out[i * 3 + 2] = packed[pair + 3] as number;
+  }
   return out;
 }
 
@@ -119,13 +151,21 @@ async function decodeFrame(parsed: ParsedDicom, limits: DicomPixelLimits): Promi
   let frame: CodecFrame;
   switch (codec) {
     case 'native': {
-      const samples = info.bitsAllocated === 8 && info.planarConfiguration === 1 && info.samplesPerPixel === 3
-        ? deplanarise(new Uint8Array(raw), info.rows * info.columns)
-        : nativeSamples(raw, parsed);
+      const samples = nativeSamples(raw, parsed);
+      if (info.photometricInterpretation === 'YBR_FULL_422') {
+        if (info.columns % 2 === 1) throw unsupported(`uncompressed YBR_FULL_422 with an odd width (${info.columns})`);
+        return { samples: expand422(samples, info.rows * info.columns), components: 3 };
+      }
+      if (info.bitsAllocated === 8 && info.planarConfiguration === 1 && info.samplesPerPixel === 3) {
+        return { samples: deplanarise(samples, info.rows * info.columns), components: 3 };
+      }
       return { samples, components: info.samplesPerPixel };
     }
     case 'jpeg':
-      frame = await decodeJpeg(raw, expected, limits);
+      frame = await decodeJpeg(raw, expected, limits, info.photometricInterpretation);
+      break;
+    case 'htj2k':
+      frame = await decodeHtj2k(raw, expected, limits);
       break;
     case 'jpeg-lossless':
       frame = decodeJpegLossless(raw, expected, limits);
@@ -181,17 +221,82 @@ function readLut(dataSet: DataSet, sequenceTag: string): Lut | undefined {
   return { firstMapped, bits, data: values };
 }
 
+/**
+ * Expands Segmented Palette Color LUT Data (PS3.3 C.7.9.2): a run of 16-bit words, each segment
+ * an opcode and a length — 0 discrete (length values), 1 linear (length steps from the previous
+ * value to the next word, rounded half to even as pydicom does), 2 indirect (length segments
+ * copied from the 32-bit word offset that follows, least significant word first). Every write
+ * is bounded by `entries`; recursion by `depth`.
+ */
+export function expandSegmentedLut(words: Uint16Array, entries: number, depth = 0): Uint16Array {
+  const out = new Uint16Array(entries);
+  const n = expandSegments(words, 0, out, 0, Number.POSITIVE_INFINITY, depth);
+  if (n !== entries) throw corrupt(`segmented palette expands to ${n} entries, its descriptor says ${entries}`);
+  return out;
+}
+
+function expandSegments(words: Uint16Array, start: number, out: Uint16Array, written: number, maxSegments: number, depth: number): number {
+  if (depth > 4) throw corrupt('segmented palette nests indirect segments too deep');
+  let p = start;
+  let n = written;
+  let segments = 0;
+  while (p + 1 < words.length && segments < maxSegments) {
+    const opcode = words[p] as number;
+    const length = words[p + 1] as number;
+    p += 2;
+    if (opcode === 0) {
+      if (p + length > words.length || n + length > out.length) throw corrupt('segmented palette discrete segment overflows');
+      out.set(words.subarray(p, p + length), n);
+      p += length;
+      n += length;
+    } else if (opcode === 1) {
+      if (n === 0) throw corrupt('segmented palette starts with a linear segment');
+      if (p >= words.length || n + length > out.length) throw corrupt('segmented palette linear segment overflows');
+      const y0 = out[n - 1] as number;
+      const y1 = words[p] as number;
+      p += 1;
+      for (let j = 1; j <= length; j += 1) out[n + j - 1] = roundHalfEven(y0 + ((y1 - y0) * j) / length);
+      n += length;
+    } else if (opcode === 2) {
+      if (n === 0) throw corrupt('segmented palette starts with an indirect segment');
+      if (p + 1 >= words.length) throw corrupt('segmented palette indirect segment is truncated');
+      const offset = (words[p] as number) + (words[p + 1] as number) * 0x10000;
+      p += 2;
+      if (offset >= words.length) throw corrupt('segmented palette indirect offset points past the data');
+      n = expandSegments(words, offset, out, n, length, depth + 1);
+    } else {
+      throw corrupt(`segmented palette has segment opcode ${opcode}`);
+    }
+    segments += 1;
+  }
+  return n;
+}
+
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
 function paletteToRgb(dataSet: DataSet, indices: Int32Array): { rgb: Float64Array; maxValue: number } {
   const channels = ['x00281201', 'x00281202', 'x00281203'] as const;
+  const segmentedChannels = ['x00281221', 'x00281222', 'x00281223'] as const;
   const descriptors = ['x00281101', 'x00281102', 'x00281103'] as const;
   const luts = channels.map((tag, c) => {
     const descriptor = descriptors[c] as string;
     const entries = dataSet.uint16(descriptor, 0) || 65536;
     const first = dataSet.uint16(descriptor, 1) ?? 0;
     const bits = dataSet.uint16(descriptor, 2) ?? 16;
-    const element = dataSet.elements[tag];
-    if (!element || dataSet.elements[descriptor] === undefined) throw corrupt('PALETTE COLOR without its lookup tables');
+    if (dataSet.elements[descriptor] === undefined) throw corrupt('PALETTE COLOR without its lookup tables');
     if (bits !== 8 && bits !== 16) throw corrupt(`palette with ${bits}-bit entries`);
+    const element = dataSet.elements[tag];
+    if (!element) {
+      const segmented = dataSet.elements[segmentedChannels[c] as string];
+      if (!segmented) throw corrupt('PALETTE COLOR without its lookup tables');
+      if (bits !== 16) throw unsupported('segmented palette with 8-bit entries');
+      const words = new Uint16Array(Math.floor(segmented.length / 2));
+      for (let k = 0; k < words.length; k += 1) words[k] = dataSet.byteArrayParser.readUint16(dataSet.byteArray, segmented.dataOffset + k * 2);
+      return { first, bits, data: expandSegmentedLut(words, entries) };
+    }
     if (Math.floor(element.length / 2) < entries && !(bits === 8 && element.length >= entries)) throw corrupt('palette shorter than its descriptor');
     const data = new Uint16Array(entries);
     for (let k = 0; k < entries; k += 1) {
@@ -258,7 +363,6 @@ export async function dicomToGrey(parsed: ParsedDicom, limits: DicomPixelLimits)
   // Uncompressed and RLE YBR_FULL keep Y, Cb, Cr: the Y plane is already the luma. JPEG and
   // JPEG 2000 decoders return RGB.
   if ((pi === 'YBR_FULL' || pi === 'YBR_FULL_422') && (codec === 'native' || codec === 'rle')) {
-    if (pi === 'YBR_FULL_422' && codec === 'native') throw unsupported('uncompressed YBR_FULL_422 (subsampled) is not decoded');
     const y = new Float64Array(pixels);
     for (let i = 0; i < pixels; i += 1) {
       const v = (samples[i * 3] as number) & maxValue;
