@@ -125,6 +125,13 @@ describe('PNG and JPEG studies through the pipeline', () => {
       expect(event?.positives).toEqual(event?.findings.filter((f) => f.positive).map((f) => f.label));
       expect(event?.model).toMatchObject({ name: 'thorax-tiny-cnn', provider: 'cpu' });
       expect(event?.model?.sha256).toMatch(/^[0-9a-f]{64}$/);
+      // The committed model says what it is: a demonstration trained on synthetic images.
+      expect(event?.model?.provenance).toEqual({
+        data: 'synthetic',
+        clinical: false,
+        dataset: 'thorax-synthetic-cxr',
+        note: 'Demonstration model trained on synthetic images; not for clinical use.',
+      });
       expect(event?.timing.latencyMs).toBeGreaterThanOrEqual(0);
     }
     const [withStudy] = events.get(`${RUN}-png`) ?? [];
@@ -170,7 +177,7 @@ describe('PNG and JPEG studies through the pipeline', () => {
         else await new Promise((r) => setTimeout(r, 250));
       }
       const [event] = events.get(c.id) ?? [];
-      expect(body).toMatchObject({ id: c.id, status: event?.status, findings: event?.findings, error: event?.error });
+      expect(body).toMatchObject({ id: c.id, status: event?.status, model: event?.model ?? null, findings: event?.findings, error: event?.error });
     }
     const missing = await fetch(`http://127.0.0.1:${PORTS.results}/v1/findings/${RUN}-never-sent`);
     expect(missing.status).toBe(404);
@@ -188,6 +195,8 @@ describe('PNG and JPEG studies through the pipeline', () => {
       expect(response.result?.status).toBe(FindingsStatus.FINDINGS_STATUS_OK);
       expect(response.result?.findings.map((f) => f.label)).toEqual([...CHESTXRAY14_LABELS]);
       expect(response.result?.findings[1]?.probability).toBeCloseTo(event?.findings[1]?.probability ?? -1, 6);
+      expect(response.result?.model?.provenance).toEqual({ ...event?.model?.provenance, dataset: event?.model?.provenance?.dataset ?? '' });
+      expect(response.result?.model?.provenance).toMatchObject({ data: 'synthetic', clinical: false });
     } finally {
       client.close();
     }
