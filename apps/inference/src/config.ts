@@ -9,14 +9,14 @@ export const inferenceConfigSchema = z
     INFERENCE_GROUP_ID: z.string().min(1).default('thorax-inference'),
     /** Model directory: model.onnx, or version sub-directories of which the highest is served. */
     MODEL_DIR: z.string().min(1).default('models/thorax-tiny-cnn'),
-    /** Pin a version directory; empty: the highest, with hot swap when a newer one appears. */
+    /** Pin a version directory (also how to roll back); empty: the highest, hot swapped to newer ones only. */
     INFERENCE_MODEL_VERSION: z.string().default(''),
     /** Which file of a version to serve: model.onnx, or a variant beside it (model.int8.onnx). */
     INFERENCE_MODEL_FILE: z
       .string()
       .regex(/^[\w.-]+\.onnx$/, 'a file name ending in .onnx')
       .default('model.onnx'),
-    /** How often MODEL_DIR is checked for a newer version (ms); 0 turns hot swap off. */
+    /** How often MODEL_DIR is checked for a newer version and for the served files (ms); 0: never. */
     INFERENCE_MODEL_POLL_MS: nonNegativeInt(30_000),
     /** Ordered execution providers; unavailable ones are skipped with a log line. */
     INFERENCE_PROVIDERS: list('cuda,cpu').pipe(z.array(z.string()).min(1)),
@@ -31,6 +31,11 @@ export const inferenceConfigSchema = z
     INFERENCE_MAX_BATCH: positiveInt(8),
     /** ... or when the oldest waiting image has waited this long (ms). */
     INFERENCE_MAX_DELAY_MS: nonNegativeInt(5),
+    /**
+     * Longest an inference batch may run (ms) before its worker is retired and replaced and its
+     * images retried; 0: 20 × the slowest warm-up batch, at least 10 s.
+     */
+    INFERENCE_BATCH_TIMEOUT_MS: nonNegativeInt(0),
     /** Queue depth (images) at which the Kafka partitions are paused, and resumed. */
     INFERENCE_QUEUE_HIGH: positiveInt(128),
     INFERENCE_QUEUE_LOW: nonNegativeInt(32),

@@ -25,8 +25,15 @@ export async function listModelVersions(modelDir: string): Promise<string[]> {
   }
   const versions: string[] = [];
   for (const name of entries) if (await exists(path.join(modelDir, name, 'model.onnx'))) versions.push(name);
-  // Numeric-aware order, so 2026.11.30-10 sorts after 2026.11.30-9.
-  return versions.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  return versions.sort(compareModelVersions);
+}
+
+/**
+ * The order of version directory names, the one that picks the highest: numeric-aware, so
+ * 2026.11.30-10 sorts after 2026.11.30-9. Negative when `a` is older than `b`.
+ */
+export function compareModelVersions(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true });
 }
 
 /**

@@ -12,7 +12,17 @@ export interface SlotOptions {
   onDepth: (depth: number) => void;
 }
 
-/** One served model version: its worker pool and its own dynamic batcher. */
+/**
+ * Every batch size the batcher can form that a worker warms up with: powers of two below
+ * `maxBatch`, and `maxBatch` itself.
+ */
+export function warmUpBatchSizes(maxBatch: number): number[] {
+  const sizes = new Set<number>([maxBatch]);
+  for (let n = 1; n < maxBatch; n *= 2) sizes.add(n);
+  return [...sizes].sort((a, b) => a - b);
+}
+
+/** One served model version: its worker pool (warmed up) and its own dynamic batcher. */
 export class ModelSlot {
   readonly batcher: DynamicBatcher<Uint8Array, Float32Array>;
   pressured = false;
@@ -56,17 +66,6 @@ export class ModelSlot {
 
   classify(pixels: Uint8Array, urgent: boolean): Promise<Float32Array> {
     return this.batcher.submit(pixels, urgent);
-  }
-
-  /** Runs every batch size the batcher can form on every worker, so no request pays for it. */
-  async warmUp(maxBatch: number): Promise<void> {
-    const { width, height } = this.pool.inputSize;
-    const sizes = new Set<number>([maxBatch]);
-    for (let n = 1; n < maxBatch; n *= 2) sizes.add(n);
-    for (const size of [...sizes].sort((a, b) => a - b)) {
-      const images = Array.from({ length: size }, () => new Uint8Array(width * height));
-      await Promise.all(Array.from({ length: this.pool.size }, () => this.pool.classify(images)));
-    }
   }
 
   /** Waits until nothing is queued or running here, then stops the workers. */

@@ -1,9 +1,11 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { InferencePool, listModelVersions, loadModelArtifact } from '@thorax/model-runtime';
+import { compareModelVersions, InferencePool, listModelVersions, loadModelArtifact } from '@thorax/model-runtime';
 import { HealthRegistry, healthy, LOGGER, type Logger, ThoraxMetrics, unhealthy } from '@thorax/observability';
 import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { Counter, Gauge } from 'prom-client';
 import { INFERENCE_CONFIG, type InferenceConfig } from '../config';
-import { ModelSlot } from './model-slot';
+import { ModelSlot, warmUpBatchSizes } from './model-slot';
 
 /**
  * Serves the model versions found in MODEL_DIR: a primary (pinned, or the highest version, hot
@@ -11,6 +13,11 @@ import { ModelSlot } from './model-slot';
  * swapped in atomically; a failed load keeps the old one), an optional canary that takes a share
  * of images by a hash of their id, and an optional shadow that sees every image but whose findings
  * are never the primary result. Labels, thresholds and input size come from each ONNX file.
+ *
+ * Hot swap only ever moves forward: a version that sorts below the one served (its newer
+ * directory was deleted) is never loaded automatically; the loaded model keeps serving and the
+ * missing directory is logged and exposed as `thorax_model_directory_missing`. Going back is an
+ * explicit pin (INFERENCE_MODEL_VERSION).
  */
 @Injectable()
 export class ModelService implements OnModuleInit, OnApplicationShutdown {
@@ -22,6 +29,11 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
   private swapping = false;
   private readonly pressureListeners: ((high: boolean) => void)[] = [];
   private pressured = false;
+  /** Model files of loaded slots that were found missing at the last poll. */
+  private readonly missing = new Set<string>();
+  private readonly directoryMissing: Gauge<'role' | 'model' | 'version'>;
+  private readonly batchTimeouts: Counter<'model' | 'version'>;
+  private readonly workerRestarts: Counter<'model' | 'version' | 'reason'>;
 
   constructor(
     @Inject(INFERENCE_CONFIG) private readonly config: InferenceConfig,
@@ -29,6 +41,32 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
     private readonly metrics: ThoraxMetrics,
     health: HealthRegistry,
   ) {
+    this.directoryMissing = new Gauge({
+      name: 'thorax_model_directory_missing',
+      help: 'Whether the file of a loaded model version has disappeared from MODEL_DIR (it keeps serving from memory)',
+      labelNames: ['role', 'model', 'version'],
+      registers: [metrics.registry],
+    });
+    this.batchTimeouts = new Counter({
+      name: 'thorax_inference_batch_timeouts_total',
+      help: 'Inference batches that ran past INFERENCE_BATCH_TIMEOUT_MS (their worker was replaced)',
+      labelNames: ['model', 'version'],
+      registers: [metrics.registry],
+    });
+    this.workerRestarts = new Counter({
+      name: 'thorax_inference_worker_restarts_total',
+      help: 'Inference workers replaced, by reason (exit: died; timeout: retired after a batch timeout)',
+      labelNames: ['model', 'version', 'reason'],
+      registers: [metrics.registry],
+    });
+    // Threads stuck in a run past the batch timeout cannot be stopped from JavaScript; once
+    // there are as many as workers, only a restart frees the cores they spin.
+    health.addLiveness('inference-workers', () => {
+      const stuck = [this.primarySlot, this.canarySlot, this.shadowSlot].find((s) => s && s.pool.stuck >= s.pool.size);
+      return stuck
+        ? unhealthy(`${stuck.pool.stuck} ${stuck.role} inference worker(s) stuck in a run past the batch timeout`)
+        : healthy;
+    });
     health.addReadiness('model', () => {
       if (!this.primarySlot) return unhealthy(this.loadError ?? 'model not loaded and warmed up yet');
       return this.primarySlot.pool.alive > 0 ? healthy : unhealthy('every inference worker is restarting');
@@ -67,19 +105,29 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
       this.log.error({ err: error, modelDir: c.MODEL_DIR }, 'model could not be loaded');
       throw error;
     }
-    if (!c.INFERENCE_MODEL_VERSION && c.INFERENCE_MODEL_POLL_MS > 0) {
-      this.pollTimer = setInterval(() => void this.checkForNewVersion(), c.INFERENCE_MODEL_POLL_MS);
+    if (c.INFERENCE_MODEL_POLL_MS > 0) {
+      this.pollTimer = setInterval(() => void this.poll(), c.INFERENCE_MODEL_POLL_MS);
       this.pollTimer.unref();
     }
   }
 
-  /** Loads the highest version if it differs from the primary; keeps the old one on failure. */
+  /** One MODEL_DIR check: are the served files still there, and (unpinned) is there a newer version? */
+  async poll(): Promise<'swapped' | 'unchanged' | 'failed'> {
+    await this.checkModelFiles();
+    return this.config.INFERENCE_MODEL_VERSION ? 'unchanged' : this.checkForNewVersion();
+  }
+
+  /**
+   * Loads the highest version if it sorts above the primary's (the order that picks the highest
+   * at start); keeps the current one when it fails to load. A lower highest version (the served
+   * directory was deleted) is never swapped in: that would be a silent rollback.
+   */
   async checkForNewVersion(): Promise<'swapped' | 'unchanged' | 'failed'> {
     if (this.swapping || !this.primarySlot) return 'unchanged';
     this.swapping = true;
     try {
       const latest = (await listModelVersions(this.config.MODEL_DIR)).at(-1);
-      if (!latest || latest === this.primarySlot.directory) return 'unchanged';
+      if (!latest || compareModelVersions(latest, this.primarySlot.directory) <= 0) return 'unchanged';
       const next = await this.load('primary', latest);
       const previous = this.primarySlot;
       this.primarySlot = next;
@@ -89,6 +137,8 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
       if (was.model !== next.name || was.version !== next.version || was.provider !== next.pool.provider) {
         this.metrics.modelInfo.remove(was);
       }
+      this.missing.delete(previous.pool.modelPath);
+      this.directoryMissing.remove({ role: 'primary', model: previous.name, version: previous.version });
       void previous.drainAndClose();
       return 'swapped';
     } catch (error) {
@@ -99,15 +149,67 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
+  /**
+   * Checks that the file of every loaded slot is still in MODEL_DIR. A missing one keeps serving
+   * (it is in memory); it is logged once and flagged in thorax_model_directory_missing.
+   */
+  async checkModelFiles(): Promise<string[]> {
+    const gone: string[] = [];
+    for (const slot of [this.primarySlot, this.canarySlot, this.shadowSlot]) {
+      if (!slot) continue;
+      const file = slot.pool.modelPath;
+      const labels = { role: slot.role, model: slot.name, version: slot.version };
+      const present = await stat(file).then(
+        (s) => s.isFile(),
+        () => false,
+      );
+      this.directoryMissing.set(labels, present ? 0 : 1);
+      if (!present) gone.push(slot.directory);
+      if (!present && !this.missing.has(file)) {
+        this.missing.add(file);
+        this.log.warn(
+          { role: slot.role, modelVersion: slot.version, directory: slot.directory, path: file },
+          'the served model version has disappeared from MODEL_DIR; it keeps serving from memory and is not ' +
+            'rolled back: pin INFERENCE_MODEL_VERSION to serve another version',
+        );
+      } else if (present && this.missing.delete(file)) {
+        this.log.info({ role: slot.role, modelVersion: slot.version, path: file }, 'served model file is back');
+      }
+    }
+    return gone;
+  }
+
   private async load(role: ModelSlot['role'], version?: string): Promise<ModelSlot> {
     const c = this.config;
     const artifact = await loadModelArtifact(c.MODEL_DIR, version, c.INFERENCE_MODEL_FILE);
+    const { name, version: v } = artifact.metadata;
+    const labels = { model: name, version: v };
     const pool = await InferencePool.start(artifact, {
       workers: c.INFERENCE_WORKERS,
       intraOpThreads: c.INFERENCE_INTRA_OP_THREADS,
       providers: c.INFERENCE_PROVIDERS,
-      onWorkerExit: (e) =>
-        this.log.error({ role, worker: e.worker, code: e.code }, 'inference worker died; replacing it'),
+      warmUpBatchSizes: warmUpBatchSizes(c.INFERENCE_MAX_BATCH),
+      batchTimeoutMs: c.INFERENCE_BATCH_TIMEOUT_MS,
+      onWorkerExit: (e) => {
+        this.workerRestarts.inc({ ...labels, reason: 'exit' });
+        this.log.error({ role, worker: e.worker, code: e.code }, 'inference worker died; replacing it');
+      },
+      onBatchTimeout: (e) => {
+        this.batchTimeouts.inc(labels);
+        this.workerRestarts.inc({ ...labels, reason: 'timeout' });
+        this.log.error(
+          { role, worker: e.worker, images: e.images, timeoutMs: e.timeoutMs },
+          'inference batch timed out; retiring its worker and retrying its images',
+        );
+      },
+      onWorkerReady: (e) => {
+        if (e.replacement) {
+          this.log.warn(
+            { role, worker: e.worker, warmUpMs: e.warmUpMs, batchSizes: e.batchSizes },
+            'replacement inference worker warmed up; it takes batches now',
+          );
+        }
+      },
       onProviderEvent: (e) =>
         e.outcome === 'active'
           ? this.log.debug({ role, worker: e.worker, provider: e.provider }, 'execution provider active')
@@ -116,8 +218,6 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
               `execution provider ${e.outcome}; trying the next`,
             ),
     });
-    const { name, version: v } = artifact.metadata;
-    const labels = { model: name, version: v };
     const slot = new ModelSlot(role, pool, {
       maxBatch: c.INFERENCE_MAX_BATCH,
       maxDelayMs: c.INFERENCE_MAX_DELAY_MS,
@@ -130,13 +230,6 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
         this.metrics.inferenceDuration.observe({ ...labels, provider: pool.provider }, result.runMs / 1000);
       },
     });
-    const started = Date.now();
-    try {
-      await slot.warmUp(c.INFERENCE_MAX_BATCH);
-    } catch (error) {
-      await pool.close();
-      throw error;
-    }
     this.metrics.modelInfo.set({ ...labels, provider: pool.provider }, 1);
     this.log.info(
       {
@@ -148,7 +241,7 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
         workers: pool.size,
         path: artifact.path,
         labels: artifact.metadata.labels.length,
-        warmupMs: Date.now() - started,
+        batchTimeoutMs: pool.batchTimeoutMs,
       },
       'model loaded and warmed up',
     );
