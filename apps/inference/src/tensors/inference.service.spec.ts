@@ -121,6 +121,30 @@ describe('InferenceService', () => {
     expect(broken.published.map((r) => r.topic)).toEqual(['thorax.findings.v1']);
   });
 
+  it('runs the shadow once per image however often the primary is retried', async () => {
+    let primaryCalls = 0;
+    let shadowCalls = 0;
+    const { service, published } = setup(
+      slot('primary', '1', async () => {
+        primaryCalls += 1;
+        if (primaryCalls < 3) throw new Error('worker retired after a batch timeout');
+        return new Float32Array(14).fill(0.2);
+      }),
+      slot('shadow', '2', async () => {
+        shadowCalls += 1;
+        return new Float32Array(14).fill(0.8);
+      }),
+    );
+    // What the consumer does with a transient INFERENCE_FAILED: handle the same record again.
+    for (let attempt = 1; attempt <= 2; attempt += 1) {
+      await expect(service.infer(record, image())).rejects.toMatchObject({ code: 'INFERENCE_FAILED' });
+    }
+    await service.infer(record, image());
+    expect(primaryCalls).toBe(3);
+    expect(shadowCalls).toBe(1);
+    expect(published.map((r) => r.topic)).toEqual(['thorax.findings.v1', 'thorax.findings.shadow.v1']);
+  });
+
   it('classifies failures: wrong input size, model errors (retryable), NaN scores', async () => {
     const { service } = setup(slot('primary', '1', scores(0.5)), null);
     await expect(service.infer(record, image({ width: 224, height: 224 }))).rejects.toMatchObject({

@@ -17,8 +17,8 @@ import { ModelService } from '../model/model.service';
 
 /**
  * Runs a wire image through the dynamic batcher of the model version that answers for it and
- * publishes the findings event; a shadow version, when configured, sees the same image and its
- * findings go to the shadow topic only.
+ * publishes the findings event; a shadow version, when configured, then sees the same image and
+ * its findings go to the shadow topic only.
  */
 @Injectable()
 export class InferenceService {
@@ -32,14 +32,15 @@ export class InferenceService {
 
   async infer(record: IncomingRecord, image: PreprocessedImage): Promise<FindingsEvent> {
     const slot = this.models.route(image.id);
-    const shadow = this.models.shadow;
-    const [event] = await Promise.all([
-      this.run(slot, record, image, this.config.TOPIC_FINDINGS),
-      shadow ? this.runShadow(shadow, record, image) : Promise.resolve(null),
-    ]);
+    const event = await this.run(slot, record, image, this.config.TOPIC_FINDINGS);
     for (const finding of event.findings) {
       this.metrics.findings.inc({ label: finding.label, positive: String(finding.positive) });
     }
+    // The shadow runs once the primary findings are published: a failed primary attempt is
+    // retried (or dead-lettered) without the shadow, so each image gets one shadow result per
+    // delivery, not one per primary attempt. Nothing below can fail the record.
+    const shadow = this.models.shadow;
+    if (shadow) await this.runShadow(shadow, record, image);
     return event;
   }
 
