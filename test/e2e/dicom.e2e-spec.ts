@@ -7,7 +7,7 @@
  */
 import { decodeFindingsEvent, type FindingsEvent, PreprocessedImage } from '@thorax/contracts';
 import {
-  collect,
+  collectOncePerId,
   type PlainRecord,
   produce,
   REPO_ROOT,
@@ -68,9 +68,10 @@ function byKey(records: PlainRecord[], ids: Set<string>): Map<string, PlainRecor
 }
 
 async function findingsFor(ids: Set<string>, timeoutMs: number): Promise<Map<string, FindingsEvent[]>> {
-  const records = await collect(kafka, 'thorax.findings.v1', (rs) => byKey(rs, ids).size === ids.size, timeoutMs);
+  // Exactly one event per id, after a quiet period: a duplicate fails the suite.
+  const records = await collectOncePerId(kafka, 'thorax.findings.v1', ids, timeoutMs);
   const out = new Map<string, FindingsEvent[]>();
-  for (const [key, list] of byKey(records, ids)) out.set(key, list.map((r) => decodeFindingsEvent(r.value)));
+  for (const [key, r] of records) out.set(key, [decodeFindingsEvent(r.value)]);
   return out;
 }
 
@@ -147,7 +148,7 @@ describe('DICOM and the imaging corpus through the pipeline', () => {
       idOf('valid/j2k-lossless.dcm'),
       idOf('valid/jpeg-ls-multiframe.dcm'),
     ]);
-    const records = byKey(await collect(kafka, 'thorax.tensors.v1', (rs) => byKey(rs, wanted).size === wanted.size, 60_000), wanted);
+    const records = byKey([...(await collectOncePerId(kafka, 'thorax.tensors.v1', wanted, 60_000)).values()], wanted);
     const image = (file: string) => PreprocessedImage.decode(records.get(idOf(file))?.[0]?.value ?? Buffer.alloc(0));
     expect(image('valid/mono2-multiframe.dcm').source).toMatchObject({ frames: 3, frameIndex: 0, photometricInterpretation: 'MONOCHROME2', width: 320, height: 384 });
     expect(image('valid/jpeg-ls-multiframe.dcm').source).toMatchObject({ frames: 3, frameIndex: 0 });
@@ -166,7 +167,7 @@ describe('DICOM and the imaging corpus through the pipeline', () => {
     ] as const) {
       const expected = cases.filter((c) => c.expect.status === 'error' && c.expect.stage === stage);
       const want = new Set(expected.map((c) => c.id));
-      const records = byKey(await collect(kafka, topic, (rs) => byKey(rs, want).size === want.size, 60_000), want);
+      const records = byKey([...(await collectOncePerId(kafka, topic, want, 60_000)).values()], want);
       for (const c of expected) {
         const headers = records.get(c.id)?.[0]?.headers ?? {};
         expect({ file: c.file, code: headers['thorax-error-code'], stage: headers['thorax-failed-stage'] }).toEqual({

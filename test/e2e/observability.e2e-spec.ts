@@ -13,7 +13,7 @@
 import { credentials } from '@grpc/grpc-js';
 import { decodeFindingsEvent, type FindingsEvent, ResultsServiceClient } from '@thorax/contracts';
 import {
-  collect,
+  collectOncePerId,
   type PlainRecord,
   produce,
   REPO_ROOT,
@@ -145,10 +145,8 @@ async function scrape(name: ServiceName): Promise<string> {
 
 async function findingsFor(ids: string[]): Promise<PlainRecord[]> {
   const want = new Set(ids);
-  const records = await collect(kafka, TOPICS.findings, (rs) => new Set(rs.map((r) => r.key).filter((k) => k && want.has(k))).size === want.size, 90_000);
-  const got = records.filter((r) => r.key && want.has(r.key));
-  expect(new Set(got.map((r) => r.key)).size).toBe(want.size);
-  return got;
+  // Exactly one event per id, after a quiet period: a duplicate fails the test.
+  return [...(await collectOncePerId(kafka, TOPICS.findings, want, 90_000)).values()];
 }
 
 /** A minimal DICOM Part 10 file (explicit VR little endian, 8-bit MONOCHROME2 DX chest PA). */

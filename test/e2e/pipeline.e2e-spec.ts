@@ -13,7 +13,7 @@ import {
   ResultsServiceClient,
 } from '@thorax/contracts';
 import {
-  collect,
+  collectOncePerId,
   produce,
   REPO_ROOT,
   type RunningService,
@@ -83,19 +83,10 @@ beforeAll(async () => {
   await produce(kafka, 'thorax.studies.v1', cases.map((c) => ({ key: c.id, value: c.value, headers: c.headers ?? {} })));
 
   const ids = new Set(cases.map((c) => c.id));
-  const records = await collect(
-    kafka,
-    'thorax.findings.v1',
-    (rs) => new Set(rs.filter((r) => r.key && ids.has(r.key)).map((r) => r.key)).size === ids.size,
-    150_000,
-  );
+  // Exactly one findings event per input, after a quiet period: a duplicate or a loss fails.
+  const records = await collectOncePerId(kafka, 'thorax.findings.v1', ids, 150_000);
   events = new Map();
-  for (const r of records) {
-    if (!r.key || !ids.has(r.key)) continue;
-    const list = events.get(r.key) ?? [];
-    list.push(decodeFindingsEvent(r.value));
-    events.set(r.key, list);
-  }
+  for (const [key, r] of records) events.set(key, [decodeFindingsEvent(r.value)]);
 });
 
 afterAll(async () => {
@@ -158,9 +149,9 @@ describe('PNG and JPEG studies through the pipeline', () => {
     for (const c of rejected) if (c.expect.status === 'error') byTopic.set(c.expect.dlq, [...(byTopic.get(c.expect.dlq) ?? []), c]);
     for (const [topic, expected] of byTopic) {
       const want = new Set(expected.map((c) => c.id));
-      const records = await collect(kafka, topic, (rs) => rs.filter((r) => r.key && want.has(r.key)).length >= want.size, 30_000);
+      const records = await collectOncePerId(kafka, topic, want, 30_000);
       for (const c of expected) {
-        const record = records.find((r) => r.key === c.id);
+        const record = records.get(c.id);
         expect(record?.headers['thorax-error-code']).toBe(c.expect.status === 'error' ? c.expect.code : '');
         expect(record?.headers['thorax-failed-stage']).toBe(c.expect.status === 'error' ? c.expect.stage : '');
       }

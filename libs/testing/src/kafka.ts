@@ -43,16 +43,26 @@ export async function produce(
   }
 }
 
+export interface CollectOptions {
+  /**
+   * Once `done` holds, reading goes on until no record has arrived for this long, so that a
+   * duplicate or late record is seen rather than cut off (default 3000 ms; 0 returns at once).
+   */
+  quietMs?: number;
+}
+
 /**
- * Reads a topic from the beginning with a fresh consumer group until `done(records)` holds or
- * the timeout passes; returns what it read.
+ * Reads a topic from the beginning with a fresh consumer group until `done(records)` holds and
+ * the topic has then been quiet for `quietMs`, or the timeout passes; returns what it read.
  */
 export async function collect(
   kafka: Kafka,
   topic: string,
   done: (records: PlainRecord[]) => boolean,
   timeoutMs: number,
+  options: CollectOptions = {},
 ): Promise<PlainRecord[]> {
+  const quietMs = options.quietMs ?? 3000;
   const records: PlainRecord[] = [];
   const consumer: Consumer = kafka.consumer({
     groupId: `thorax-test-${topic}-${Date.now()}-${Math.random().toString(16).slice(2)}`,
@@ -62,17 +72,87 @@ export async function collect(
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
   let resolveDone: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => (resolveDone = resolve));
+  let satisfied = false;
+  let quiet: NodeJS.Timeout | null = null;
+  const settle = () => {
+    if (quiet) clearTimeout(quiet);
+    quiet = setTimeout(resolveDone, quietMs);
+  };
   await consumer.run({
     eachMessage: async ({ partition, message }) => {
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = String(Array.isArray(v) ? v[0] : v);
       records.push({ key: message.key?.toString() ?? null, value: message.value, headers, partition, offset: message.offset });
-      if (done(records)) resolveDone();
+      if (!satisfied && done(records)) satisfied = true;
+      if (satisfied) settle();
     },
   });
+  // `done` may already hold for no records at all.
+  if (done(records)) {
+    satisfied = true;
+    settle();
+  }
   const timer = setTimeout(resolveDone, timeoutMs);
   await finished;
   clearTimeout(timer);
+  if (quiet) clearTimeout(quiet);
   await consumer.disconnect();
   return records;
+}
+
+/** How many records carry each of `ids` as their key (0 for an id never seen). */
+export function countByKey(records: PlainRecord[], ids: Iterable<string>): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const id of ids) counts.set(id, 0);
+  for (const r of records) if (r.key !== null && counts.has(r.key)) counts.set(r.key, (counts.get(r.key) ?? 0) + 1);
+  return counts;
+}
+
+/**
+ * Throws unless every one of `ids` occurs exactly once among `records`, naming the ids that are
+ * missing and those that came more than once (with their counts).
+ */
+export function expectOncePerId(records: PlainRecord[], ids: Iterable<string>, what = 'records'): void {
+  const counts = countByKey(records, ids);
+  const missing = [...counts].filter(([, n]) => n === 0).map(([id]) => id);
+  const repeated = [...counts].filter(([, n]) => n > 1).map(([id, n]) => `${id} ×${n}`);
+  if (missing.length > 0 || repeated.length > 0) {
+    const list = (xs: string[]) => `${xs.slice(0, 20).join(', ')}${xs.length > 20 ? `, … (${xs.length})` : ''}`;
+    throw new Error(
+      `expected exactly one of ${what} per id (${counts.size} ids): ` +
+        `${missing.length} missing${missing.length ? ` [${list(missing)}]` : ''}, ` +
+        `${repeated.length} repeated${repeated.length ? ` [${list(repeated)}]` : ''}`,
+    );
+  }
+}
+
+/**
+ * Reads `topic` until every one of `ids` has a record and the topic has been quiet for
+ * `quietMs`; then requires exactly one record per id (a duplicate or a loss fails) and returns
+ * them by id. Records of other keys are ignored.
+ */
+export async function collectOncePerId(
+  kafka: Kafka,
+  topic: string,
+  ids: Iterable<string>,
+  timeoutMs: number,
+  options: CollectOptions = {},
+): Promise<Map<string, PlainRecord>> {
+  const want = new Set(ids);
+  const seen = new Set<string>();
+  const records = await collect(
+    kafka,
+    topic,
+    (rs) => {
+      const last = rs[rs.length - 1];
+      if (last?.key && want.has(last.key)) seen.add(last.key);
+      return seen.size === want.size;
+    },
+    timeoutMs,
+    options,
+  );
+  expectOncePerId(records, want, `records on ${topic}`);
+  const byId = new Map<string, PlainRecord>();
+  for (const r of records) if (r.key !== null && want.has(r.key)) byId.set(r.key, r);
+  return byId;
 }
