@@ -74,7 +74,9 @@ function frameBytes(parsed: ParsedDicom): Uint8Array {
     if (element.encapsulatedPixelData) throw corrupt('native transfer syntax with encapsulated pixel data');
     const available = Math.min(element.length, bytes.length - element.dataOffset);
     if (available < frameLength) throw corrupt(`pixel data holds ${Math.max(0, available)} bytes, a frame needs ${frameLength}`);
-    return bytes.subarray(element.dataOffset, element.dataOffset + frameLength);
+    // An odd-length frame of byte-swapped words ends in the high byte of its last word: take the pair.
+    const span = bigEndianWords(parsed) && frameLength % 2 === 1 && available > frameLength ? frameLength + 1 : frameLength;
+    return bytes.subarray(element.dataOffset, element.dataOffset + span);
   }
   if (!element.encapsulatedPixelData || !element.fragments?.length) throw corrupt('compressed transfer syntax without encapsulated fragments');
   for (const f of element.fragments) {
@@ -102,18 +104,19 @@ function nativeFrameLength(info: ParsedDicom['info']): number {
   return info.rows * info.columns * samples * (info.bitsAllocated / 8);
 }
 
-function nativeSamples(raw: Uint8Array, parsed: ParsedDicom): Uint8Array | Uint16Array {
+/** Explicit VR big endian with 8-bit samples in OW: 16-bit words, so each byte pair is swapped (PS3.5 A.3). */
+function bigEndianWords(parsed: ParsedDicom): boolean {
   const { info, dataSet } = parsed;
+  return info.bitsAllocated === 8 && info.transferSyntaxUid === '1.2.840.10008.1.2.2' && dataSet.elements['x7fe00010']?.vr === 'OW';
+}
+
+function nativeSamples(raw: Uint8Array, parsed: ParsedDicom): Uint8Array | Uint16Array {
+  const { info } = parsed;
   if (info.bitsAllocated === 8) {
-    // Big endian OW holds 16-bit words: 8-bit samples come byte-swapped in pairs (PS3.5 A.3).
-    const bigEndianWords = info.transferSyntaxUid === '1.2.840.10008.1.2.2' && dataSet.elements['x7fe00010']?.vr === 'OW';
-    if (!bigEndianWords) return raw;
-    const out = new Uint8Array(raw.length);
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      out[i] = raw[i + 1] as number;
-      out[i + 1] = raw[i] as number;
-    }
-    if (raw.length % 2 === 1) out[raw.length - 1] = raw[raw.length - 1] as number;
+    if (!bigEndianWords(parsed)) return raw;
+    const length = nativeFrameLength(info);
+    const out = new Uint8Array(length);
+    for (let i = 0; i < length; i += 1) out[i] = raw[i ^ 1] ?? 0;
     return out;
   }
   const n = raw.length >> 1;
@@ -316,6 +319,19 @@ function paletteToRgb(dataSet: DataSet, indices: Int32Array): { rgb: Float64Arra
     }
   }
   return { rgb, maxValue: 2 ** bits - 1 };
+}
+
+/**
+ * The first frame as decoded, before any lookup table: monochrome as stored values (masked to
+ * Bits Stored, sign-extended), colour as interleaved samples. Reference decoders are compared
+ * against this (libs/imaging/src/reference.integration-spec.ts).
+ */
+export async function decodeFirstFrame(parsed: ParsedDicom, limits: DicomPixelLimits): Promise<{ samples: ArrayLike<number>; components: number }> {
+  checkPixelModule(parsed, limits, 'preprocess');
+  const { info } = parsed;
+  const frame = await decodeFrame(parsed, limits);
+  if (!MONOCHROME.has(info.photometricInterpretation)) return frame;
+  return { samples: storedValues(frame.samples, info.rows * info.columns, info.bitsStored, info.pixelRepresentation === 1), components: 1 };
 }
 
 /** Decodes the first frame of a parsed DICOM file into display grey levels. */
