@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { FILE_DESCRIPTOR_SET_BASE64 } from './generated/descriptor-set';
 
 /**
  * Directory holding proto/thorax/v1/*.proto, found by walking up from this file (the layout is
@@ -20,3 +21,12 @@ export const PROTO_FILES = {
   results: 'thorax/v1/results_service.proto',
   ingest: 'thorax/v1/ingest_service.proto',
 } as const;
+
+/**
+ * The compiled descriptors gRPC reflection serves (a serialized google.protobuf.FileDescriptorSet
+ * written by scripts/proto.sh with buf): every proto/thorax/v1 file with its imports, the
+ * well-known types among them, and grpc/health/v1/health.proto and grpc/reflection/{v1,v1alpha}.
+ */
+export function fileDescriptorSet(): Buffer {
+  return Buffer.from(FILE_DESCRIPTOR_SET_BASE64, 'base64');
+}

@@ -8,6 +8,8 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
+import { create, createFileRegistry, fromBinary } from '@bufbuild/protobuf';
+import { type FileDescriptorProto, FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { loadFileDescriptorSetFromBuffer, loadSync } from '@grpc/proto-loader';
 import {
   FindingsStatus,
@@ -221,6 +223,53 @@ describe('ResultsService over gRPC', () => {
     reflection.close();
   });
 
+  it('reflection serves compiled descriptors that link strictly, well-known types and map entries included', async () => {
+    const reflection = reflectionClient(address);
+    const services = await reflect(reflection, { list_services: '' });
+    expect((services.list_services_response as { service: { name: string }[] }).service.map((s) => s.name).sort()).toEqual([
+      'grpc.health.v1.Health',
+      'grpc.reflection.v1.ServerReflection',
+      'grpc.reflection.v1alpha.ServerReflection',
+      'thorax.v1.ResultsService',
+    ]);
+    for (const [symbol, expected] of [
+      ['thorax.v1.ResultsService', ['thorax/v1/results_service.proto', 'google/protobuf/timestamp.proto', 'thorax/v1/findings.proto', 'thorax/v1/common.proto']],
+      ['thorax.v1.ListFindingsRequest.from', ['thorax/v1/results_service.proto']],
+      ['grpc.health.v1.Health', ['grpc/health/v1/health.proto']],
+      ['grpc.reflection.v1.ServerReflection', ['grpc/reflection/v1/reflection.proto']],
+    ] as const) {
+      const answer = await reflect(reflection, { file_containing_symbol: symbol });
+      const protos = (answer.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto;
+      const files = protos.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
+      // The file declaring the symbol first, then each import it needs, transitively, once.
+      expect(files.map((f) => f.name).slice(0, expected.length)).toEqual(expected);
+      expect(new Set(files.map((f) => f.name)).size).toBe(files.length);
+      // Linking resolves every import and type reference against these files alone, as grpcurl does.
+      const registry = link(files);
+      expect(registry.getFile(expected[0])?.name).toBe(expected[0].replace(/\.proto$/, ''));
+    }
+    const timestamp = await reflect(reflection, { file_containing_symbol: 'google.protobuf.Timestamp' });
+    expect((timestamp.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto).toHaveLength(1);
+
+    // grpc.health.v1.HealthListResponse.statuses is a map whose entry is named as protoc names it.
+    const health = await reflect(reflection, { file_by_filename: 'grpc/health/v1/health.proto' });
+    const [healthFile] = (health.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto.map((b) =>
+      fromBinary(FileDescriptorProtoSchema, b),
+    );
+    const list = healthFile.messageType.find((m) => m.name === 'HealthListResponse');
+    expect(list?.nestedType.map((n) => [n.name, n.options?.mapEntry])).toEqual([['StatusesEntry', true]]);
+    expect(list?.field[0]).toMatchObject({ name: 'statuses', typeName: '.grpc.health.v1.HealthListResponse.StatusesEntry' });
+    const registry = link([healthFile]);
+    expect(registry.getMessage('grpc.health.v1.HealthListResponse')?.fields[0].fieldKind).toBe('map');
+
+    // Unknown names are NOT_FOUND errors in the stream, which stays usable.
+    const missing = await reflect(reflection, { file_containing_symbol: 'thorax.v1.Nope' });
+    expect(missing.error_response).toMatchObject({ error_code: status.NOT_FOUND });
+    const missingFile = await reflect(reflection, { file_by_filename: 'google/protobuf/any.proto' });
+    expect(missingFile.error_response).toMatchObject({ error_code: status.NOT_FOUND });
+    reflection.close();
+  });
+
   it('shutdown ends open watch streams instead of hanging on them', async () => {
     const extra = new GrpcServer(
       { host: '127.0.0.1', port: 0, shutdownGraceMs: 10_000 },
@@ -300,6 +349,22 @@ function reflect(client: InstanceType<ServiceClientConstructor>, request: object
     call.on('error', reject);
     call.write(request);
   });
+}
+
+/**
+ * Links files as a strict client does: each import must be among them and every type reference
+ * must resolve (throws otherwise). Files go in dependency order, imports first.
+ */
+function link(files: FileDescriptorProto[]) {
+  const ordered: FileDescriptorProto[] = [];
+  const add = (file: FileDescriptorProto | undefined, from: string): void => {
+    if (!file) throw new Error(`an import of ${from} is not among the reflected files`);
+    if (ordered.includes(file)) return;
+    for (const name of file.dependency) add(files.find((f) => f.name === name), file.name);
+    ordered.push(file);
+  };
+  for (const file of files) add(file, file.name);
+  return createFileRegistry(create(FileDescriptorSetSchema, { file: ordered }));
 }
 
 /** Wraps FileDescriptorProto bytes into a FileDescriptorSet (field 1, length-delimited). */

@@ -1,15 +1,13 @@
 import { type BeforeApplicationShutdown, Inject, Injectable, type OnApplicationBootstrap, Optional } from '@nestjs/common';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
-import { PROTO_FILES, protoRoot, ResultsServiceService } from '@thorax/contracts';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { fileDescriptorSet, ResultsServiceService } from '@thorax/contracts';
 import type { TokenVerifier } from '@thorax/auth';
 import type { ServerTls } from '@thorax/config';
 import { grpcAuthInterceptor, grpcMetricsInterceptor, LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
-import path from 'node:path';
 import { ResultsGrpcController } from '../findings/results.grpc-controller';
 import { FINDINGS_REPOSITORY, type FindingsRepository } from '../store/findings.repository';
+import { DescriptorReflection } from './descriptor-reflection';
 
 export interface GrpcServerOptions {
   host: string;
@@ -27,13 +25,15 @@ export interface GrpcServerOptions {
 
 /** The service name grpc.health.v1 reports besides the server as a whole (""). */
 export const RESULTS_SERVICE_NAME = 'thorax.v1.ResultsService';
+export const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
 
 export const GRPC_SERVER_OPTIONS = Symbol('thorax.results.grpc-server-options');
 
 /**
  * The service's gRPC server: thorax.v1.ResultsService, the standard grpc.health.v1 service
  * (SERVING while the store answers, NOT_SERVING otherwise and from shutdown on) and server
- * reflection (v1 and v1alpha) over the .proto files of both. With TLS configured it serves TLS
+ * reflection (v1 and v1alpha) over the compiled descriptors of all three, well-known types
+ * included (see DescriptorReflection). With TLS configured it serves TLS
  * only; with auth configured ResultsService calls need `authorization: Bearer <jwt>` metadata
  * granting the read scope. Starts once the app is up; on shutdown it ends open watch streams,
  * lets unary calls finish, then closes.
@@ -75,7 +75,7 @@ export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShut
     const server = new Server({ interceptors });
     server.addService(ResultsServiceService, this.results.service);
     this.health.addToServer(server);
-    reflectionService().addToServer(server);
+    new DescriptorReflection(fileDescriptorSet(), [RESULTS_SERVICE_NAME, HEALTH_SERVICE_NAME]).addToServer(server);
     const address = `${this.options.host}:${this.options.port}`;
     this.boundPort = await new Promise<number>((resolve, reject) =>
       server.bindAsync(address, credentialsOf(this.options.tls ?? null), (error, port) => (error ? reject(error) : resolve(port))),
@@ -89,7 +89,7 @@ export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShut
         grpcPort: this.boundPort,
         tls: Boolean(this.options.tls),
         auth: this.options.auth ? 'bearer-jwt' : 'off',
-        services: [RESULTS_SERVICE_NAME, 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection'],
+        services: [RESULTS_SERVICE_NAME, HEALTH_SERVICE_NAME, 'grpc.reflection.v1.ServerReflection'],
       },
       'gRPC server listening',
     );
@@ -138,20 +138,4 @@ export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShut
 function credentialsOf(tls: ServerTls | null): ServerCredentials {
   if (!tls) return ServerCredentials.createInsecure();
   return ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
-}
-
-/**
- * Reflection over the contract's own .proto files (the generated TS carries no descriptors) and
- * the health service's, which ships with grpc-health-check.
- */
-function reflectionService(): ReflectionService {
-  const definition = loadSync([PROTO_FILES.results, 'health/v1/health.proto'], {
-    includeDirs: [protoRoot(), path.resolve(path.dirname(healthProtoPath), '..', '..')],
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
-  return new ReflectionService(definition);
 }
