@@ -1,4 +1,4 @@
-/** Default topic names of the public contract (DESIGN.md); every one is configurable. */
+/** Default topic names of the public contract (docs/contract.md); every one is configurable. */
 export const DEFAULT_TOPICS = {
   studies: 'thorax.studies.v1',
   images: 'thorax.images.v1',

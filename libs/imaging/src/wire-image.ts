@@ -10,7 +10,7 @@ import { resizeCropToGrey8 } from './resize';
 export const WIRE_PREPROCESSING = 'thorax.wire.v1';
 
 export interface WireImageOptions {
-  /** Side of the square wire image (DESIGN.md default 256). */
+  /** Side of the square wire image (docs/contract.md: default 256). */
   size: number;
   /** Largest accepted image in pixels (width * height), a decompression-bomb guard. */
   maxInputPixels: number;

@@ -20,7 +20,7 @@ export const DROPPED_DEFAULT_METRICS = [
 const HEALTH_SNAPSHOT_MS = 1000;
 
 /**
- * The metric set of DESIGN.md plus the platform signals (HTTP, gRPC, queues, readiness), in one
+ * The metric set of docs/contract.md plus the platform signals (HTTP, gRPC, queues, readiness), in one
  * registry per process, with `service` on every series. Label values are bounded: topics, stages,
  * outcomes, route patterns, labels, models — never an image id, a patient or a raw URL
  * (`findIdLikeLabelValues` checks that).
@@ -28,7 +28,7 @@ const HEALTH_SNAPSHOT_MS = 1000;
 export class ThoraxMetrics {
   readonly registry = new Registry();
 
-  // The DESIGN.md minimum set.
+  // The minimum set of docs/contract.md.
   readonly messages: Counter<'topic' | 'outcome'>;
   readonly stageDuration: Histogram<'stage'>;
   readonly inferenceBatchSize: Histogram<'model' | 'version'>;

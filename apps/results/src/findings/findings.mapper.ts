@@ -48,7 +48,7 @@ function toStudyRef(study: StudyInfo): StudyRef {
 }
 
 /**
- * The event with its keys in the contract's order (DESIGN.md). The store keeps events as jsonb,
+ * The event with its keys in the contract's order (docs/contract.md). The store keeps events as jsonb,
  * which reorders keys; REST clients get them back in the order the contract documents.
  */
 export function contractOrder(event: FindingsEvent): FindingsEvent {
