@@ -287,6 +287,9 @@ export async function decodeHtj2k(bytes: Uint8Array, expected: { width: number; 
   if (info.width !== expected.width || info.height !== expected.height) {
     throw corrupt(`HTJ2K frame is ${info.width}x${info.height} but the DICOM header says ${expected.width}x${expected.height}`);
   }
+  // OpenJPH decodes a cut-off stream without complaint, leaving the missing code blocks black.
+  const incomplete = j2kTruncation(bytes);
+  if (incomplete) throw corrupt(`HTJ2K codestream ${incomplete}`);
   const module = await wasm('openjph');
   const Decoder = module['HTJ2KDecoder'] as new () => WasmDecoder;
   const decoder = new Decoder();
@@ -298,12 +301,45 @@ export async function decodeHtj2k(bytes: Uint8Array, expected: { width: number; 
       throw corrupt(`HTJ2K frame could not be decoded: ${describe(error)}`);
     }
     const after = decoder.getFrameInfo();
+    if (after.bitsPerSample > 16) throw new ThoraxError('UNSUPPORTED_PIXEL_FORMAT', `HTJ2K with ${after.bitsPerSample}-bit samples`, { stage });
     const samples = samplesOf(decoder.getDecodedBuffer(), after.bitsPerSample, after.isSigned);
     if (samples.length < after.width * after.height * after.componentCount) throw corrupt('HTJ2K frame decoded to fewer samples than declared');
     return { width: after.width, height: after.height, components: after.componentCount, samples };
   } finally {
     decoder.delete();
   }
+}
+
+/**
+ * Why a JPEG 2000 codestream is incomplete, or null: the main header's marker segments are
+ * walked to the first SOT, each tile-part's Psot must fit in the data, and the last must be
+ * followed by EOC (ISO 15444-1 A.4; trailing zero bytes are fragment padding).
+ */
+export function j2kTruncation(bytes: Uint8Array): string | null {
+  if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0x4f) return 'does not start with SOC';
+  let p = 2;
+  while (p + 4 <= bytes.length && bytes[p] === 0xff && bytes[p + 1] !== 0x90) {
+    const length = ((bytes[p + 2] as number) << 8) | (bytes[p + 3] as number);
+    if (length < 2) return 'has a marker segment shorter than its length field';
+    p += 2 + length;
+  }
+  if (p + 12 > bytes.length || bytes[p] !== 0xff || bytes[p + 1] !== 0x90) return 'has no tile-part';
+  while (p + 12 <= bytes.length && bytes[p] === 0xff && bytes[p + 1] === 0x90) {
+    const psot = new DataView(bytes.buffer, bytes.byteOffset + p + 6, 4).getUint32(0);
+    if (psot === 0) {
+      // The last tile-part runs to EOC.
+      let end = bytes.length;
+      while (end > p && bytes[end - 1] === 0) end -= 1;
+      return bytes[end - 2] === 0xff && bytes[end - 1] === 0xd9 ? null : 'is truncated (no EOC)';
+    }
+    if (psot < 14 || p + psot > bytes.length) return `is truncated (a tile-part of ${psot} bytes at offset ${p} runs past the end)`;
+    p += psot;
+  }
+  if (p + 2 <= bytes.length && bytes[p] === 0xff && bytes[p + 1] === 0xd9) {
+    for (let k = p + 2; k < bytes.length; k += 1) if (bytes[k] !== 0) return 'has data after EOC';
+    return null;
+  }
+  return 'is truncated (no EOC after the last tile-part)';
 }
 
 /** Image size and component count from a JPEG 2000 codestream's SIZ marker (PS3.5 / ISO 15444-1 A.5.1). */

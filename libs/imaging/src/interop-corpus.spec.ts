@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { decodeHtj2k } from './codecs';
 import { parseDicomFile } from './dicom';
 import { expandSegmentedLut } from './dicom-pixels';
 import { DEFAULT_WIRE_OPTIONS, toWireImage, type WireImage } from './wire-image';
@@ -62,6 +63,29 @@ describe('interoperability fixtures', () => {
       stage: 'preprocess',
     });
     expect(parsed.info.transferSyntaxUid).toBe('1.2.840.10008.1.2.4.201');
+  });
+});
+
+describe('HTJ2K codestreams that lie', () => {
+  const file = readFileSync(path.join(FIXTURES, 'interop/htj2k-lossless.dcm'));
+  const start = file.indexOf(Buffer.from([0xff, 0x4f, 0xff, 0x51]));
+  const end = file.lastIndexOf(Buffer.from([0xff, 0xd9]));
+  const stream = new Uint8Array(file.subarray(start, end + 2));
+  const size = { width: 320, height: 384 };
+  const limits = { maxPixels: 50_000_000 };
+
+  it('decodes the intact stream', async () => {
+    expect(await decodeHtj2k(stream, size, limits)).toMatchObject({ ...size, components: 1 });
+  });
+
+  it.each([
+    ['is truncated', () => stream.subarray(0, stream.length >> 1), size, limits, 'CORRUPT_IMAGE'],
+    ['ends at a tile-part boundary', () => Uint8Array.from([...stream.subarray(0, stream.length - 2)]), size, limits, 'CORRUPT_IMAGE'],
+    ['has no SIZ marker', () => stream.subarray(8), size, limits, 'CORRUPT_IMAGE'],
+    ['disagrees with Rows and Columns', () => stream, { width: 320, height: 383 }, limits, 'CORRUPT_IMAGE'],
+    ['declares more pixels than allowed', () => stream, size, { maxPixels: 320 * 383 }, 'IMAGE_TOO_LARGE'],
+  ] as const)('answers a stream that %s with its code', async (_what, bytes, expected, frameLimits, code) => {
+    await expect(decodeHtj2k(bytes(), expected, frameLimits)).rejects.toMatchObject({ code });
   });
 });
 
