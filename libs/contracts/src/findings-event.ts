@@ -108,7 +108,7 @@ export function errorFindingsEvent(args: {
   study?: StudyInfo;
   receivedAt: Date;
   error: FindingsError;
-  model?: ModelInfo | null;
+  model?: ServingModelInfo | null;
   completedAt?: Date;
 }): FindingsEvent {
   return {
