@@ -1,3 +1,4 @@
+export * from './audit';
 export * from './fixtures';
 export * from './kafka';
 export * from './processes';

@@ -1,0 +1,289 @@
+/**
+ * Fault injection under load, on a broker and a PostgreSQL server of its own (so that killing
+ * them touches no other test): a burst of images is published at once, and while the pipeline
+ * works it off every component fails once —
+ *   ingest     SIGKILL half-way through the burst, restarted;
+ *   preprocess, inference, results   SIGKILL, restarted, each once its stage has work queued;
+ *   the broker SIGKILL (no controlled shutdown), restarted on the same data;
+ *   PostgreSQL stopped (fast shutdown: every connection of results is cut) and started again.
+ * When the pipeline is quiet it prints inputs, findings events, stored results, DLQ records,
+ * duplicates, losses and each service's peak RSS (VmHWM, every incarnation), and fails on any
+ * loss, any duplicate stored result, any dead letter, a fault that met no backlog, or a service
+ * whose peak RSS passed the bound: memory must not grow with the backlog.
+ *
+ * npm test runs it reduced (THORAX_FAULT_IMAGES, default 200); full size by hand:
+ *   scripts/fault-injection.sh [images]          (default 5000)
+ * Ports: THORAX_FAULT_PORT_BASE (default 33100): services base..base+3, results gRPC base+10,
+ * broker base+20 (controller base+21), PostgreSQL base+30. THORAX_FAULT_MAX_RSS_MIB: the bound.
+ */
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import {
+  committedCount,
+  countKeys,
+  groupLag,
+  PeakRssSampler,
+  recordsIn,
+  REPO_ROOT,
+  type RunningService,
+  type ServiceName,
+  servicePorts,
+  startBuiltService,
+  startServices,
+  storedRows,
+  syntheticChestXray,
+  waitForHttp,
+} from '@thorax/testing';
+import { type Admin, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+
+const exec = promisify(execFile);
+const RUN = `e2e-fault-${Date.now().toString(36)}`;
+const IMAGES = Number(process.env['THORAX_FAULT_IMAGES'] ?? 200);
+const MAX_RSS_MIB = Number(process.env['THORAX_FAULT_MAX_RSS_MIB'] ?? 1024);
+const BASE = Number(process.env['THORAX_FAULT_PORT_BASE'] ?? 33100);
+const PORTS = servicePorts(BASE);
+const BROKER = `127.0.0.1:${BASE + 20}`;
+const RESULTS_HTTP = `http://127.0.0.1:${PORTS.results}`;
+const STUDY_SIZE = 25;
+// Draining is allowed 300 s plus 0.25 s an image (the four kills cost a session timeout each).
+const QUIET_TIMEOUT_MS = 300_000 + IMAGES * 250;
+jest.setTimeout(600_000 + QUIET_TIMEOUT_MS);
+
+const STAGES: { name: ServiceName; group: string; topic: string }[] = [
+  { name: 'ingest', group: 'thorax-ingest', topic: 'thorax.studies.v1' },
+  { name: 'preprocess', group: 'thorax-preprocess', topic: 'thorax.images.v1' },
+  { name: 'inference', group: 'thorax-inference', topic: 'thorax.tensors.v1' },
+  { name: 'results', group: 'thorax-results', topic: 'thorax.findings.v1' },
+];
+const DLQS = STAGES.map((s) => `${s.topic}.dlq`);
+
+const kafkaEnv = {
+  KAFKA_PORT: String(BASE + 20),
+  KAFKA_CONTROLLER_PORT: String(BASE + 21),
+  KAFKA_STATE_DIR: path.join(REPO_ROOT, '.cache', `kafka-fault-${BASE}`),
+  KAFKA_START_TIMEOUT: '180',
+};
+const pgEnv = { PG_TEST_PORT: String(BASE + 30), PG_STATE_DIR: path.join(REPO_ROOT, '.cache', `postgres-fault-${BASE}`) };
+const DATABASE_URL = `postgres://thorax@127.0.0.1:${BASE + 30}/thorax_test`;
+
+const kafka = new Kafka({ clientId: 'thorax-e2e-fault', brokers: [BROKER], logLevel: logLevel.NOTHING, retry: { initialRetryTime: 300, retries: 10 } });
+let admin: Admin;
+let producer: Producer;
+const services = new Map<ServiceName, RunningService>();
+const sampler = new PeakRssSampler();
+const logDir = path.join(REPO_ROOT, '.data', 'test-logs', RUN);
+const serviceEnv: Record<string, string> = {
+  KAFKA_BROKERS: BROKER,
+  DATABASE_URL,
+  LOG_LEVEL: 'info',
+  MODEL_DIR: path.join(REPO_ROOT, 'models', 'thorax-tiny-cnn'),
+  INFERENCE_PROVIDERS: 'cpu',
+};
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const say = (line: string) => process.stdout.write(`[fault-injection] ${line}\n`);
+
+async function script(name: string, args: string[], env: Record<string, string>): Promise<string> {
+  try {
+    const { stdout, stderr } = await exec('bash', [path.join(REPO_ROOT, 'scripts', name), ...args], { env: { ...process.env, ...env }, timeout: 300_000 });
+    return stdout + stderr;
+  } catch (error) {
+    const e = error as Error & { stdout?: string; stderr?: string };
+    throw new Error(`${name} ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+  }
+}
+
+/** SIGKILL of a process, and its exit awaited. */
+async function killHard(pid: number): Promise<void> {
+  process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 100; i += 1) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await sleep(100);
+  }
+  throw new Error(`process ${pid} survived SIGKILL`);
+}
+
+/** The broker's JVM, as scripts/kafka.sh recorded it (checked to be that broker). */
+function brokerPid(): number {
+  const pid = Number(readFileSync(path.join(kafkaEnv.KAFKA_STATE_DIR, 'kafka.pid'), 'utf8').replace(/\D/g, ''));
+  const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  if (!cmdline.includes('kafka.Kafka')) throw new Error(`pid ${pid} is not the broker`);
+  return pid;
+}
+
+function start(name: ServiceName): RunningService {
+  const grpc: Record<string, string> = name === 'results' ? { GRPC_PORT: String(PORTS.resultsGrpc) } : {};
+  const service = startBuiltService(name, { ...serviceEnv, ...grpc, HTTP_PORT: String(PORTS[name]) }, logDir);
+  sampler.track(name, service.process.pid);
+  return service;
+}
+
+/** SIGKILL of a running service and a replacement started in its place, ready. */
+async function crashAndRestart(name: ServiceName): Promise<void> {
+  const victim = services.get(name);
+  if (!victim?.process.pid) throw new Error(`${name} is not running`);
+  sampler.sample();
+  await killHard(victim.process.pid);
+  const replacement = start(name);
+  services.set(name, replacement);
+  await waitForHttp(`http://127.0.0.1:${PORTS[name]}/readyz`, 180_000, () => replacement.process.exitCode === null);
+}
+
+/** Records of the pipeline not yet committed by the stage that consumes them. */
+async function pipelineLag(): Promise<number> {
+  let lag = 0;
+  for (const s of STAGES) lag += await groupLag(admin, s.group, s.topic);
+  return lag;
+}
+
+/** Waits (polling the broker) until `ready()` holds; a broker briefly away only delays it. */
+async function until(ready: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await ready()) return;
+    } catch {
+      // the broker or results is restarting
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(500);
+  }
+}
+
+beforeAll(async () => {
+  const t0 = Date.now();
+  await script('kafka.sh', ['reset'], kafkaEnv);
+  await script('kafka.sh', ['start'], kafkaEnv);
+  await script('postgres.sh', ['start'], pgEnv);
+  say(`broker ${BROKER} and PostgreSQL 127.0.0.1:${BASE + 30} ready in ${((Date.now() - t0) / 1000).toFixed(0)}s`);
+  admin = kafka.admin();
+  await admin.connect();
+  producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
+  await producer.connect();
+  const started = await startServices({ ports: PORTS, env: serviceEnv, logDir, readyTimeoutMs: 180_000 });
+  for (const [name, s] of started) {
+    services.set(name, s);
+    sampler.track(name, s.process.pid);
+  }
+  sampler.start();
+}, 600_000);
+
+afterAll(async () => {
+  sampler.stop();
+  await producer?.disconnect().catch(() => undefined);
+  await admin?.disconnect().catch(() => undefined);
+  await Promise.all([...services.values()].map((s) => s.stop()));
+  await script('kafka.sh', ['stop'], kafkaEnv).catch(() => undefined);
+  await script('postgres.sh', ['stop'], pgEnv).catch(() => undefined);
+}, 180_000);
+
+describe('fault injection under load', () => {
+  it('loses nothing and stores one result per input when every service, the broker and PostgreSQL fail once', async () => {
+    const variants = await Promise.all(Array.from({ length: 8 }, (_, i) => syntheticChestXray({ width: 256, height: 256, seed: 300 + i })));
+    const ids = Array.from({ length: IMAGES }, (_, i) => `${RUN}-${String(i).padStart(5, '0')}`);
+    const studyPrefix = `1.2.826.0.1.3680043.8.498.${Date.now()}`;
+    const studyUids = Array.from({ length: Math.ceil(IMAGES / STUDY_SIZE) }, (_, s) => `${studyPrefix}.${s + 1}`);
+    const faults: { what: string; backlog: number; atS: number; tookS: number }[] = [];
+    const t0 = Date.now();
+    const fault = async (what: string, backlog: number, act: () => Promise<void>) => {
+      const s = Date.now();
+      await act();
+      faults.push({ what, backlog, atS: (s - t0) / 1000, tookS: (Date.now() - s) / 1000 });
+    };
+
+    // The burst: every input at once, in acknowledged batches; ingest is killed half-way.
+    let resends = 0;
+    for (let sent = 0; sent < IMAGES; ) {
+      const batch = ids.slice(sent, sent + 100).map((id, k) => ({
+        key: id,
+        value: variants[(sent + k) % variants.length]!,
+        headers: { 'content-type': 'image/png', 'thorax-study-uid': studyUids[Math.floor((sent + k) / STUDY_SIZE)]! },
+      }));
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          await producer.send({ topic: 'thorax.studies.v1', acks: -1, messages: batch });
+          break;
+        } catch (error) {
+          resends += 1;
+          if (attempt >= 20) throw error;
+          await sleep(1000);
+        }
+      }
+      sent += batch.length;
+      if (!faults.length && sent >= IMAGES / 2) {
+        await fault('ingest', await groupLag(admin, 'thorax-ingest', 'thorax.studies.v1'), () => crashAndRestart('ingest'));
+      }
+    }
+    const publishS = (Date.now() - t0) / 1000;
+
+    // Each downstream service is killed once its own input has a backlog, results last.
+    for (const stage of STAGES.slice(1)) {
+      let backlog = 0;
+      await until(async () => (backlog = await groupLag(admin, stage.group, stage.topic)) > 0 || (await committedCount(admin, 'thorax-results', 'thorax.findings.v1')) >= IMAGES, QUIET_TIMEOUT_MS, `a backlog at ${stage.name}`);
+      await fault(stage.name, backlog, () => crashAndRestart(stage.name));
+    }
+    // The broker, then PostgreSQL, while results still has work.
+    const remaining = async () => IMAGES - (await committedCount(admin, 'thorax-results', 'thorax.findings.v1'));
+    await fault('broker', await remaining(), async () => {
+      sampler.sample();
+      await killHard(brokerPid());
+      await sleep(3000);
+      await script('kafka.sh', ['start'], kafkaEnv);
+    });
+    let pgBacklog = 0;
+    await until(async () => (pgBacklog = await remaining()) >= 0, 120_000, 'the broker after its restart');
+    await fault('postgresql', pgBacklog, async () => {
+      await script('postgres.sh', ['stop'], pgEnv);
+      await sleep(5000);
+      await script('postgres.sh', ['start'], pgEnv);
+    });
+
+    // Quiet: every input stored and every consumer group caught up with its topic.
+    const want = new Set(ids);
+    await until(
+      async () => {
+        const stored = new Set((await storedRows(RESULTS_HTTP, studyUids)).map((r) => r.id).filter((id) => want.has(id)));
+        return stored.size === want.size && (await pipelineLag()) === 0;
+      },
+      QUIET_TIMEOUT_MS,
+      'every input stored and the pipeline caught up',
+    );
+    const drainS = (Date.now() - t0) / 1000 - publishS;
+    sampler.stop();
+
+    const rows = await storedRows(RESULTS_HTTP, studyUids);
+    const rowsPerId = new Map<string, number>();
+    for (const r of rows) rowsPerId.set(r.id, (rowsPerId.get(r.id) ?? 0) + 1);
+    const lost = ids.filter((id) => !rowsPerId.has(id));
+    const duplicateRows = [...rowsPerId.values()].reduce((sum, n) => sum + n - 1, 0);
+    const notOk = rows.filter((r) => r.status !== 'ok');
+    const events = await countKeys(kafka, admin, 'thorax.findings.v1', 120_000);
+    const eventCount = ids.reduce((sum, id) => sum + (events.get(id) ?? 0), 0);
+    const duplicateEventIds = ids.filter((id) => (events.get(id) ?? 0) > 1).length;
+    const missingEvents = ids.filter((id) => (events.get(id) ?? 0) === 0).length;
+    const deadLetters = (await Promise.all(DLQS.map((t) => recordsIn(admin, t)))).reduce((a, b) => a + b, 0);
+    const peaks = sampler.peaksMib();
+
+    say(`inputs ${IMAGES} published as a burst in ${publishS.toFixed(1)}s (batches resent ${resends}); quiet ${drainS.toFixed(1)}s after the last input`);
+    for (const f of faults) say(`fault ${f.what.padEnd(10)} at ${f.atS.toFixed(1)}s with ${f.backlog} records queued; back in ${f.tookS.toFixed(1)}s`);
+    say(`findings events ${eventCount} (${duplicateEventIds} ids with duplicates, ${eventCount - IMAGES + missingEvents} extra, ${missingEvents} ids without an event)`);
+    say(`stored results ${rowsPerId.size}, duplicate stored results ${duplicateRows}, non-ok ${notOk.length}, lost ${lost.length}, DLQ records ${deadLetters}`);
+    say(`peak RSS (MiB, every incarnation): ${[...peaks].map(([n, mib]) => `${n} ${mib}`).join(', ')}; bound ${MAX_RSS_MIB}`);
+
+    expect(faults.map((f) => f.what)).toEqual(['ingest', 'preprocess', 'inference', 'results', 'broker', 'postgresql']);
+    // Every fault met work in flight: it happened under load.
+    for (const f of faults) expect({ fault: f.what, underLoad: f.backlog > 0 }).toEqual({ fault: f.what, underLoad: true });
+    expect(lost).toEqual([]);
+    expect(duplicateRows).toBe(0);
+    expect(rowsPerId.size).toBe(IMAGES);
+    expect(notOk).toEqual([]);
+    expect(deadLetters).toBe(0);
+    expect(missingEvents).toBe(0);
+    for (const s of STAGES) expect({ service: s.name, boundedMib: (peaks.get(s.name) ?? Infinity) <= MAX_RSS_MIB }).toEqual({ service: s.name, boundedMib: true });
+  });
+});
