@@ -7,6 +7,7 @@ import pytest
 
 from thorax_trainer.metrics import (
     DEFAULT_THRESHOLD,
+    MetricError,
     auroc,
     mean_auroc,
     per_label_auroc,
@@ -95,3 +96,27 @@ def test_per_label_helpers() -> None:
     thresholds = per_label_thresholds(y, s)
     assert thresholds[0] == pytest.approx(0.8)
     assert thresholds[1] == DEFAULT_THRESHOLD
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_scores_are_an_error_not_a_coin_toss(bad: float) -> None:
+    rng = np.random.default_rng(2)
+    y = np.r_[np.zeros(50), np.ones(50)]
+    s = rng.random(100)
+    s[::2] = bad  # half the scores broken: a ranking would put them all at one end
+    with pytest.raises(MetricError, match="50 of 100 scores are not finite"):
+        auroc(y, s)
+    with pytest.raises(MetricError, match="not finite"):
+        youden_threshold(y, s)
+    # One bad score is enough, even where AUROC would otherwise be undefined (one class).
+    with pytest.raises(MetricError, match="1 of 3 scores are not finite"):
+        auroc([0, 0, 0], [0.1, bad, 0.3])
+
+
+def test_per_label_helpers_name_the_label_with_non_finite_scores() -> None:
+    y = np.array([[0, 1], [1, 0], [0, 1], [1, 0]])
+    s = np.array([[0.1, 0.5], [0.9, np.nan], [0.2, 0.3], [0.8, 0.2]])
+    with pytest.raises(MetricError, match=r"AUROC of B: 1 of 4 scores are not finite \(1 NaN, 0"):
+        per_label_auroc(y, s, ["A", "B"])
+    with pytest.raises(MetricError, match="threshold of column 1"):
+        per_label_thresholds(y, s)

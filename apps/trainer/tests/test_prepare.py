@@ -53,6 +53,38 @@ def test_missing_images_fail_unless_skipped(synthetic_dir: Path, tmp_path: Path)
         cache.positions(read_records(data / CSV_NAME))
 
 
+def test_undecodable_images_fail_unless_skipped_and_are_listed(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir, data, ignore=shutil.ignore_patterns("wire-cache"))
+    records = read_records(data / CSV_NAME)
+    files = index_images(data)
+    broken = [records[i].image_index for i in (0, 7, 30)]
+    for name in broken:
+        files[name].write_bytes(b"not an image at all")
+    with pytest.raises(DatasetError, match=r"3 of 60 images cannot be decoded \(e.g. .*Error"):
+        prepare(data, workers=1)
+    files[records[45].image_index].unlink()
+    for workers in (1, 2):
+        cache = prepare(data, tmp_path / f"cache-{workers}", workers=workers, skip_missing=True)
+        assert len(cache) == 56
+        assert cache.names == [
+            r.image_index for i, r in enumerate(records) if i not in (0, 7, 30, 45)
+        ]
+        assert cache.left_out == {
+            **dict.fromkeys(broken, "imageUnreadable"),
+            records[45].image_index: "imageMissing",
+        }
+        # The rows behind each gap moved up intact.
+        for i in (0, 6, 27, 55):
+            expected = load_wire(files[cache.names[i]])
+            np.testing.assert_array_equal(cache.images[i, 0], expected)
+        assert (tmp_path / f"cache-{workers}" / DATA_FILE).stat().st_size == 56 * 256 * 256
+        reopened = open_cache(tmp_path / f"cache-{workers}")
+        assert reopened.left_out == cache.left_out
+
+
 def test_incomplete_caches_are_refused(synthetic_dir: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     prepare(synthetic_dir, cache_dir, workers=1)

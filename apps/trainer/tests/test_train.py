@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +13,21 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from thorax_trainer.contract import LABELS
-from thorax_trainer.train import TrainConfig, TrainResult, load_checkpoint, positive_weights, train
+from thorax_trainer.contract import KEY_TRAINING, LABELS
+from thorax_trainer.dataset import Record, Split
+from thorax_trainer.export import metadata_for, training_summary
+from thorax_trainer.metrics import MetricError
+from thorax_trainer.prepare import WireCache
+from thorax_trainer.train import (
+    TrainConfig,
+    TrainResult,
+    _Trainer,
+    load_checkpoint,
+    positive_weights,
+    train,
+    warmup_rate,
+    without_uncached,
+)
 
 
 def _states_equal(a: Path, b: Path) -> bool:
@@ -63,6 +78,115 @@ def test_warmup_then_plateau_decay(synthetic_dir: Path, tmp_path: Path) -> None:
     # sets the plateau's reference; epoch 3 is one bad epoch (patience 1); epoch 4 decays x 0.1.
     assert rates[0] == pytest.approx(lr * (start + (1 - start) * (steps - 1) / steps))
     assert rates[1:] == pytest.approx([lr, lr, lr * 0.1])
+
+
+def test_warmup_rate_ramps_then_hands_over_and_is_absent_at_zero() -> None:
+    lr, start = 1e-2, 1e-3
+    # No warm-up (CheXNet): nothing is ever set, every step runs at the optimiser's lr.
+    assert [warmup_rate(step, 0, lr, start) for step in range(5)] == [None] * 5
+    # Four warm-up steps: start x lr at step 0, linear, the full rate at step 4, then hands off.
+    rates = [warmup_rate(step, 4, lr, start) for step in range(7)]
+    assert rates[:5] == pytest.approx([lr * (start + (1 - start) * k / 4) for k in range(5)])
+    assert rates[0] == pytest.approx(lr * start)
+    assert rates[4] == lr
+    assert rates[5:] == [None, None]
+
+
+def test_no_warmup_trains_at_the_full_rate_and_the_plateau_still_decays(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    lr = 1e-2
+    seen: list[float] = []
+    original = _Trainer._warmup
+
+    def record(self: _Trainer, step: int) -> None:
+        original(self, step)
+        seen.append(self.optimizer.param_groups[0]["lr"])
+
+    _Trainer._warmup = record  # type: ignore[method-assign]
+    try:
+        train(
+            tiny_config(
+                synthetic_dir,
+                tmp_path / "run",
+                epochs=3,
+                learning_rate=lr,
+                warmup_epochs=0.0,
+                plateau_threshold=10.0,
+            )
+        )
+    finally:
+        _Trainer._warmup = original  # type: ignore[method-assign]
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    steps = checkpoint["globalStep"] // 3
+    # Every step of epoch 1 at the full rate, from the very first one.
+    assert seen[:steps] == [lr] * steps
+    # Epoch 1 sets the plateau's reference, epoch 2 is one bad epoch, epoch 3 decays x 0.1.
+    rates = [entry["learningRate"] for entry in checkpoint["history"]]
+    assert rates == pytest.approx([lr, lr, lr * 0.1])
+    assert seen[2 * steps :] == pytest.approx([lr] * steps)  # epoch 3 ran before the decay
+    schedule = training_summary(load_checkpoint(tmp_path / "run" / "best.pt"))["schedule"]
+    assert schedule.startswith("no warmup, ReduceLROnPlateau")
+    with pytest.raises(ValueError, match="warm-up epochs must be >= 0"):
+        train(tiny_config(synthetic_dir, tmp_path / "bad", warmup_epochs=-1.0))
+
+
+def test_non_finite_validation_scores_fail_the_run(
+    synthetic_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def diverged(self: _Trainer, records: list[Record]) -> np.ndarray:
+        return np.full((len(records), len(LABELS)), np.nan, dtype=np.float32)
+
+    monkeypatch.setattr(_Trainer, "evaluate", diverged)
+    with pytest.raises(MetricError, match=r"epoch 1, validation: AUROC of \w+: \d+ of \d+ scores"):
+        train(tiny_config(synthetic_dir, tmp_path / "run", epochs=2))
+    assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_images_left_out_of_the_splits_are_counted_by_reason() -> None:
+    def record(name: str, patient: str) -> Record:
+        return Record(name, (), patient)
+
+    split = Split(
+        [record("a.png", "1"), record("b.png", "1")],
+        [record("c.png", "2")],
+        [record("d.png", "3"), record("e.png", "4")],
+        "official",
+        {"notInAnyList": 2},
+    )
+    cache = WireCache(Path("c"), ["a.png", "c.png", "d.png"], np.zeros((3, 1, 1, 1), np.uint8))
+    kept = without_uncached(split, cache)
+    assert [r.image_index for r in kept.train] == ["a.png"]
+    assert [r.image_index for r in kept.test] == ["d.png"]
+    assert kept.excluded == {"notInAnyList": 2, "imageMissing": 2}
+    cache.left_out["e.png"] = "imageUnreadable"
+    counted = without_uncached(split, cache).excluded
+    assert counted == {"notInAnyList": 2, "imageMissing": 1, "imageUnreadable": 1}
+    assert without_uncached(kept, cache).excluded == kept.excluded
+
+
+def test_excluded_images_reach_the_report_the_metadata_and_the_log(
+    synthetic_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir, data, ignore=shutil.ignore_patterns("wire-cache"))
+    images = sorted((data / "images").iterdir())
+    for path in images[:3]:
+        path.unlink()
+    images[3].write_bytes(b"\x89PNG\r\n\x1a\n truncated download")
+    caplog.set_level(logging.INFO, logger="thorax_trainer")
+    run = tmp_path / "run"
+    result = train(tiny_config(data, run, epochs=1, skip_missing=True))
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    assert report["excluded"] == {"imageMissing": 3, "imageUnreadable": 1}
+    assert sum(report["images"].values()) == 56
+    markdown = (run / "report.md").read_text(encoding="utf-8")
+    assert "- excluded from the splits: 4 images (imageMissing 3, imageUnreadable 1)" in markdown
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "excluded from the splits: 4 images (imageMissing 3, imageUnreadable 1)" in warnings
+    metadata = metadata_for(load_checkpoint(result.best_checkpoint), "t", "1")
+    training = json.loads(metadata[KEY_TRAINING])
+    assert training["dataset"]["excluded"] == {"imageMissing": 3, "imageUnreadable": 1}
 
 
 def test_early_stopping_ends_a_run_that_stopped_improving(

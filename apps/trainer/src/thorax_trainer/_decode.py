@@ -26,11 +26,20 @@ def close_target() -> None:
     _images = None
 
 
-def decode_chunk(chunk: list[tuple[int, str]]) -> int:
-    """Write the wire image of each (row, path) into the open cache; returns the count."""
+def decode_chunk(chunk: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Write the wire image of each (row, path) into the open cache.
+
+    Returns the rows that could not be decoded, each with the reason; their cache rows stay zero
+    for ``prepare`` to refuse or leave out. Any error a decoder raises on a file's content counts
+    (the files come from outside: truncated downloads, foreign formats, broken DICOM).
+    """
     if _images is None:
         raise RuntimeError("open_target was not called in this process")
+    failed: list[tuple[int, str]] = []
     for position, path in chunk:
-        _images[position] = load_wire(Path(path))
+        try:
+            _images[position] = load_wire(Path(path))
+        except Exception as error:
+            failed.append((position, f"{type(error).__name__}: {error}"))
     _images.flush()
-    return len(chunk)
+    return failed

@@ -16,7 +16,10 @@ from pathlib import Path
 
 from thorax_trainer.contract import CROP_SIZE, ContractError
 from thorax_trainer.dataset import CSV_NAME, DATASET_INFO, SPLIT_METHODS, DatasetError
+from thorax_trainer.metrics import MetricError
 from thorax_trainer.model import BACKBONES, DEFAULT_BACKBONE, WeightsError
+from thorax_trainer.quantize import QuantizationBounds as QuantizationDefaults
+from thorax_trainer.quantize import QuantizationError
 from thorax_trainer.runtime import PRECISIONS, SWITCHES
 
 log = logging.getLogger("thorax_trainer")
@@ -71,7 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--data", type=Path, required=True, help=f"directory with {CSV_NAME}")
     prep.add_argument("--cache", type=Path, help="cache directory (default DATA/wire-cache)")
     prep.add_argument("--workers", type=int, default=0, help="decoding processes (0: all CPUs)")
-    prep.add_argument("--skip-missing", action="store_true", help="leave out absent images")
+    prep.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave out absent or undecodable images (counted)",
+    )
     prep.add_argument("--force", action="store_true", help="rebuild even if current")
 
     train = commands.add_parser("train", help="train on a dataset directory in the NIH layout")
@@ -131,7 +138,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_device_options(train)
     train.add_argument("--loader-threads", type=int, default=2)
     train.add_argument("--prepare-workers", type=int, default=0)
-    train.add_argument("--skip-missing", action="store_true", help="leave out absent images")
+    train.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave out absent or undecodable images (counted)",
+    )
     train.add_argument("--max-steps-per-epoch", type=int, default=0, help="0: whole epoch")
     train.add_argument("--log-every", type=int, default=50, help="steps between log lines")
     train.add_argument("--resume", action="store_true", help="continue from run-dir/last.pt")
@@ -148,9 +159,30 @@ def _parser() -> argparse.ArgumentParser:
     quant.add_argument("--data", type=Path, help="dataset directory (default: the checkpoint's)")
     quant.add_argument("--cache", type=Path, help="wire cache (default DATA/wire-cache)")
     quant.add_argument("--out", type=Path, help="default: model.int8.onnx beside --model")
-    quant.add_argument("--calibration-images", type=int, default=256)
+    quant.add_argument(
+        "--calibration-images", type=int, default=256, help="drawn from the training split"
+    )
     quant.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax")
     quant.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all)")
+    bounds = QuantizationDefaults()
+    quant.add_argument(
+        "--max-auroc-drop",
+        type=float,
+        default=bounds.max_mean_auroc_drop,
+        help="refuse the INT8 model when its test mean AUROC is lower than fp32's by more",
+    )
+    quant.add_argument(
+        "--max-probability-diff",
+        type=float,
+        default=bounds.max_abs_probability_diff,
+        help="refuse it when any test probability differs from fp32's by more",
+    )
+    quant.add_argument(
+        "--max-mean-probability-diff",
+        type=float,
+        default=bounds.max_mean_abs_probability_diff,
+        help="refuse it when the mean absolute test probability difference is larger",
+    )
 
     verify = commands.add_parser("verify", help="check an ONNX model against the contract")
     verify.add_argument("--model", type=Path, required=True)
@@ -296,7 +328,7 @@ def _quantize(args: argparse.Namespace) -> int:
     import numpy as np
 
     from thorax_trainer.prepare import prepare
-    from thorax_trainer.quantize import quantize
+    from thorax_trainer.quantize import QuantizationBounds, quantize
     from thorax_trainer.train import load_checkpoint, split_for, targets_of
 
     checkpoint = load_checkpoint(args.checkpoint)
@@ -307,31 +339,43 @@ def _quantize(args: argparse.Namespace) -> int:
     cache = prepare(data, args.cache or (None if args.data else _path(config["cache_dir"])))
     split = split_for(config)
     present = set(cache.names)
+    train = [r for r in split.train if r.image_index in present]
     validation = [r for r in split.validation if r.image_index in present]
     test = [r for r in split.test if r.image_index in present]
     val_images = np.asarray(cache.images[cache.positions(validation)])
     val_targets = targets_of(validation)
     test_images = np.asarray(cache.images[cache.positions(test)])
     test_targets = targets_of(test)
+    # Calibration from train: validation chooses the thresholds, test measures the differences.
     rng = np.random.default_rng(0)
-    pick = np.sort(rng.permutation(len(val_images))[: args.calibration_images])
+    pick = np.sort(rng.permutation(len(train))[: args.calibration_images])
+    train_positions = cache.positions(train)[pick]
     out = args.out or args.model.with_name("model.int8.onnx")
     result = quantize(
         args.model,
         out,
-        calibration=val_images[pick],
+        calibration=np.asarray(cache.images[train_positions]),
         validation=(val_images, val_targets),
         test=(test_images, test_targets) if len(test_images) else None,
+        bounds=QuantizationBounds(
+            max_mean_auroc_drop=args.max_auroc_drop,
+            max_abs_probability_diff=args.max_probability_diff,
+            max_mean_abs_probability_diff=args.max_mean_probability_diff,
+        ),
         method=args.method,
         threads=args.threads,
     )
     print(json.dumps(result.to_json(), indent=2))
     diff = result.auroc_difference("test")
     log.info(
-        "INT8 %s (%d bytes): test mean AUROC difference %s, CPU speed ratio %.2fx",
+        "INT8 %s (%d bytes): test mean AUROC difference %s, probability difference max %.4f "
+        "mean %.5f (%s), CPU speed ratio %.2fx",
         out,
         result.int8_bytes,
         "n/a" if diff is None else f"{diff:+.4f}",
+        result.max_abs_probability_diff,
+        result.mean_abs_probability_diff,
+        result.comparison_split,
         result.speed_ratio,
     )
     return 0
@@ -418,6 +462,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (ContractError, DatasetError, WeightsError) as error:
+    except (ContractError, DatasetError, WeightsError, MetricError, QuantizationError) as error:
         log.error("%s", error)
         return 1

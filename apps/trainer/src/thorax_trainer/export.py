@@ -108,6 +108,8 @@ def training_summary(checkpoint: Mapping[str, Any], opset: int = OPSET) -> dict[
             "images": split["images"],
             "patients": split["patients"],
             "positives": split["positives"],
+            # Images of the CSV left out of every split, by reason (empty: none).
+            "excluded": dict(split.get("excluded") or {}),
         },
         "backbone": checkpoint["backbone"],
         "networkInput": config["network_size"],
@@ -121,8 +123,13 @@ def training_summary(checkpoint: Mapping[str, Any], opset: int = OPSET) -> dict[
         "learningRate": config["learning_rate"],
         "weightDecay": config["weight_decay"],
         "schedule": (
-            f"linear warmup over {config['warmup_epochs']} epoch(s) from "
-            f"{config['warmup_start_factor']} x lr, then ReduceLROnPlateau on validation loss "
+            (
+                f"linear warmup over {config['warmup_epochs']} epoch(s) from "
+                f"{config['warmup_start_factor']} x lr, then "
+                if config["warmup_epochs"] > 0
+                else "no warmup, "
+            )
+            + "ReduceLROnPlateau on validation loss "
             f"(factor {config['plateau_factor']}, patience {config['plateau_patience']})"
         ),
         "earlyStopping": config["early_stopping"],

@@ -15,6 +15,28 @@ THRESHOLD_CEIL = 1.0 - 1e-4
 DEFAULT_THRESHOLD = 0.5
 
 
+class MetricError(ValueError):
+    """Scores a metric cannot rank: NaN or infinite values (a diverged or broken model)."""
+
+
+def _finite_scores(scores: npt.ArrayLike) -> FloatArray:
+    """Scores as float64; MetricError when any is NaN or infinite.
+
+    NaN has no place in a ranking: sorted anywhere, it would turn a broken model into an AUROC
+    near 0.5 and a threshold that looks chosen. Infinite scores are refused for the same reason
+    (an overflowed logit carries no order among its peers).
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    finite = np.isfinite(s)
+    if not finite.all():
+        nan = int(np.isnan(s).sum())
+        raise MetricError(
+            f"{s.size - int(finite.sum())} of {s.size} scores are not finite "
+            f"({nan} NaN, {s.size - int(finite.sum()) - nan} infinite)"
+        )
+    return s
+
+
 def rankdata(values: npt.ArrayLike) -> FloatArray:
     """Ranks starting at 1, ties given the average of the ranks they span."""
     x = np.asarray(values, dtype=np.float64).ravel()
@@ -32,10 +54,11 @@ def rankdata(values: npt.ArrayLike) -> FloatArray:
 def auroc(targets: npt.ArrayLike, scores: npt.ArrayLike) -> float | None:
     """Area under the ROC curve via the Mann-Whitney U statistic.
 
-    Ties count one half. Returns None when only one class is present (AUROC undefined).
+    Ties count one half. Returns None when only one class is present (AUROC undefined);
+    MetricError when a score is NaN or infinite.
     """
     y = np.asarray(targets).ravel().astype(bool)
-    s = np.asarray(scores, dtype=np.float64).ravel()
+    s = _finite_scores(scores)
     if y.shape != s.shape:
         raise ValueError(f"targets {y.shape} and scores {s.shape} differ in shape")
     n_pos = int(y.sum())
@@ -52,10 +75,10 @@ def youden_threshold(targets: npt.ArrayLike, scores: npt.ArrayLike) -> float:
 
     Candidates are the distinct observed scores; on a tie in J the higher threshold wins (fewer
     false positives). The result is clipped into (0, 1); DEFAULT_THRESHOLD is returned when only
-    one class is present.
+    one class is present; MetricError when a score is NaN or infinite.
     """
     y = np.asarray(targets).ravel().astype(bool)
-    s = np.asarray(scores, dtype=np.float64).ravel()
+    s = _finite_scores(scores)
     n_pos = int(y.sum())
     n_neg = y.size - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -76,17 +99,29 @@ def youden_threshold(targets: npt.ArrayLike, scores: npt.ArrayLike) -> float:
 def per_label_auroc(
     targets: npt.ArrayLike, scores: npt.ArrayLike, labels: Sequence[str]
 ) -> dict[str, float | None]:
-    """AUROC for each column of an (n, labels) matrix."""
+    """AUROC for each column of an (n, labels) matrix; MetricError names a label with NaN/inf."""
     y = np.asarray(targets)
     s = np.asarray(scores)
-    return {label: auroc(y[:, i], s[:, i]) for i, label in enumerate(labels)}
+    result: dict[str, float | None] = {}
+    for i, label in enumerate(labels):
+        try:
+            result[label] = auroc(y[:, i], s[:, i])
+        except MetricError as error:
+            raise MetricError(f"AUROC of {label}: {error}") from error
+    return result
 
 
 def per_label_thresholds(targets: npt.ArrayLike, scores: npt.ArrayLike) -> list[float]:
     """Youden's J threshold for each column of an (n, labels) matrix."""
     y = np.asarray(targets)
     s = np.asarray(scores)
-    return [youden_threshold(y[:, i], s[:, i]) for i in range(y.shape[1])]
+    thresholds: list[float] = []
+    for i in range(y.shape[1]):
+        try:
+            thresholds.append(youden_threshold(y[:, i], s[:, i]))
+        except MetricError as error:
+            raise MetricError(f"threshold of column {i}: {error}") from error
+    return thresholds
 
 
 def mean_auroc(values: dict[str, float | None]) -> float | None:

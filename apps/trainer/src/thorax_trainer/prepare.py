@@ -5,8 +5,9 @@ is decoded in the hot loop and the data path costs a memory copy per image. The 
 wire image of each CSV row whose file exists, in CSV order:
 
 ``<cache>/wire-256.u8``  raw uint8, ``count x 1 x 256 x 256``, C order
-``<cache>/index.json``   format, wire size, the image names in order, and a fingerprint of the
-                         CSV it was built from (written last: a cache without it is incomplete)
+``<cache>/index.json``   format, wire size, the image names in order, the CSV rows left out by
+                         reason, and a fingerprint of the CSV it was built from (written last:
+                         a cache without it is incomplete)
 
 A cache is reused while its fingerprint matches the dataset's CSV; otherwise it is rebuilt.
 Decoding runs in ``workers`` processes that write into the memmap directly.
@@ -21,7 +22,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,8 @@ class WireCache:
     root: Path
     names: list[str]
     images: npt.NDArray[np.uint8]  # memmap [count, 1, 256, 256]
+    # CSV rows the cache leaves out, name → reason (``imageMissing``, ``imageUnreadable``).
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._position = {name: i for i, name in enumerate(self.names)}
@@ -95,7 +98,10 @@ def open_cache(cache_dir: Path) -> WireCache:
     images = np.memmap(
         data_path, dtype=np.uint8, mode="r", shape=(len(names), 1, WIRE_SIZE, WIRE_SIZE)
     )
-    return WireCache(cache_dir, names, images)
+    left_out = {
+        name: reason for reason, listed in index.get("leftOut", {}).items() for name in listed
+    }
+    return WireCache(cache_dir, names, images, left_out)
 
 
 def cache_matches(cache_dir: Path, data: Path) -> bool:
@@ -111,6 +117,22 @@ def cache_matches(cache_dir: Path, data: Path) -> bool:
     )
 
 
+def _compact(data_path: Path, present: list[Record], dropped: set[int]) -> list[Record]:
+    """Close the gaps the ``dropped`` rows leave in the data file; returns the kept records."""
+    kept = [i for i in range(len(present)) if i not in dropped]
+    images = np.memmap(
+        data_path, dtype=np.uint8, mode="r+", shape=(len(present), WIRE_SIZE, WIRE_SIZE)
+    )
+    for target, source in enumerate(kept):  # target <= source: a forward copy never overwrites
+        if target != source:
+            images[target] = images[source]
+    images.flush()
+    del images
+    with data_path.open("r+b") as handle:
+        handle.truncate(len(kept) * IMAGE_BYTES)
+    return [present[i] for i in kept]
+
+
 def prepare(
     data: Path,
     cache_dir: Path | None = None,
@@ -122,7 +144,8 @@ def prepare(
     """Build (or reuse) the cache for ``data``; returns it opened.
 
     ``workers`` = 0 uses every CPU. ``skip_missing`` leaves out CSV rows whose file is absent
-    (a partial NIH download) instead of failing.
+    (a partial NIH download) or cannot be decoded instead of failing; the index lists them by
+    reason (``imageMissing``, ``imageUnreadable``) so that a run can report them.
     """
     cache_dir = default_cache_dir(data) if cache_dir is None else cache_dir
     if not force and cache_matches(cache_dir, data):
@@ -156,21 +179,43 @@ def prepare(
     processes = workers if workers > 0 else (os.cpu_count() or 1)
     done = 0
     next_report = 0.1
+    failed: list[tuple[int, str]] = []
     if processes == 1:
         _decode.open_target(str(data_path), len(present))
         try:
-            for count in map(_decode.decode_chunk, chunks):
-                done += count
+            for chunk_failed in map(_decode.decode_chunk, chunks):
+                failed += chunk_failed
         finally:
             _decode.close_target()
     else:
         context = multiprocessing.get_context("spawn")
         with context.Pool(processes, _decode.open_target, (str(data_path), len(present))) as pool:
-            for count in pool.imap_unordered(_decode.decode_chunk, chunks):
-                done += count
+            for chunk_failed in pool.imap_unordered(_decode.decode_chunk, chunks):
+                failed += chunk_failed
+                done += chunk
                 if done >= next_report * len(present):
-                    log.info("prepare: %d/%d images", done, len(present))
+                    log.info("prepare: %d/%d images", min(done, len(present)), len(present))
                     next_report += 0.1
+    unreadable: list[str] = []
+    if failed:
+        failed.sort()
+        position, reason = failed[0]
+        if not skip_missing:
+            raise DatasetError(
+                f"{data}: {len(failed)} of {len(present)} images cannot be decoded (e.g. "
+                f"{present[position].image_index}: {reason}); use --skip-missing to leave them out"
+            )
+        log.warning(
+            "%d of %d images cannot be decoded (e.g. %s: %s); leaving them out",
+            len(failed),
+            len(present),
+            present[position].image_index,
+            reason,
+        )
+        unreadable = [present[position].image_index for position, _ in failed]
+        present = _compact(data_path, present, {position for position, _ in failed})
+    if not present:
+        raise DatasetError(f"{data}: no image could be decoded")
     index = {
         "format": CACHE_FORMAT,
         "wireSize": WIRE_SIZE,
@@ -179,6 +224,14 @@ def prepare(
         "csvSha256": csv_fingerprint(data),
         "data": str(data.resolve()),
         "names": [r.image_index for r in present],
+        "leftOut": {
+            reason: names
+            for reason, names in (
+                ("imageMissing", [r.image_index for r in records if r.image_index not in files]),
+                ("imageUnreadable", unreadable),
+            )
+            if names
+        },
     }
     tmp = cache_dir / (INDEX_FILE + ".tmp")
     tmp.write_text(json.dumps(index) + "\n", encoding="utf-8")

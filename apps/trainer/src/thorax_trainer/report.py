@@ -130,6 +130,13 @@ def _cell(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _excluded(counts: Mapping[str, int]) -> str:
+    if not counts:
+        return "none"
+    details = ", ".join(f"{reason} {count}" for reason, count in counts.items())
+    return f"{sum(counts.values())} images ({details})"
+
+
 def _published_mean(column: Mapping[str, float]) -> float:
     return float(np.mean(list(column.values())))
 
@@ -156,6 +163,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"- data: {report['dataset']} ({report['split']} split; "
         f"{report['images']['train']} train / {report['images']['validation']} validation / "
         f"{report['images']['test']} test images)",
+        f"- excluded from the splits: {_excluded(report.get('excluded') or {})}",
         f"- model: {report['backbone']} at {report['networkSize']} px, "
         f"initialisation: {report['initialisation']}",
         f"- best epoch {report['bestEpoch']} of {report['epochsRun']}"

@@ -7,8 +7,9 @@
 - Loss: binary cross-entropy on logits, optionally with per-label positive weights
   (``balanced``: negatives / positives on the training split, capped).
 - Optimiser: Adam (default) or SGD with momentum; linear warmup from ``warmup_start_factor x lr``
-  over ``warmup_epochs``, then ReduceLROnPlateau on the validation loss (factor 0.1, patience 1
-  by default, as the seed pipeline); early stopping after ``early_stopping`` epochs without a
+  over ``warmup_epochs`` (0: none, CheXNet's setting, the run starts at ``lr``), then
+  ReduceLROnPlateau on the validation loss (factor 0.1, patience 1 by default, as the seed
+  pipeline); early stopping after ``early_stopping`` epochs without a
   better validation mean AUROC.
 - GPU: bf16 autocast and channels_last by default, optional ``torch.compile``; several GPUs or
   nodes through ``torchrun`` (DistributedDataParallel; NCCL on GPUs, gloo on CPUs).
@@ -41,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from thorax_trainer.contract import CROP_SIZE, LABELS
 from thorax_trainer.dataset import DATASET_INFO, Record, Split, load_split
 from thorax_trainer.loader import Augmentation, BatchLoader, augment
-from thorax_trainer.metrics import mean_auroc, per_label_auroc, per_label_thresholds
+from thorax_trainer.metrics import MetricError, mean_auroc, per_label_auroc, per_label_thresholds
 from thorax_trainer.model import (
     DEFAULT_BACKBONE,
     DEFAULT_DROPOUT,
@@ -135,6 +136,8 @@ class TrainConfig:
             raise ValueError(f"unknown pos weight {self.pos_weight!r} ({', '.join(POS_WEIGHTS)})")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be at least 1")
+        if self.warmup_epochs < 0 or not 0.0 < self.warmup_start_factor <= 1.0:
+            raise ValueError("warm-up epochs must be >= 0 and its start factor in (0, 1]")
 
     def to_json(self) -> dict[str, Any]:
         values = asdict(self)
@@ -200,6 +203,27 @@ def split_summary(split: Split) -> dict[str, Any]:
         "positives": {name: _label_counts(records) for name, records in parts.items()},
         "excluded": dict(split.excluded),
     }
+
+
+def without_uncached(split: Split, cache: WireCache) -> Split:
+    """``split`` less the records the wire cache lacks, counted in ``excluded`` by reason.
+
+    With ``--skip-missing`` the cache leaves out CSV rows whose file is absent (``imageMissing``,
+    a partial download) or cannot be decoded (``imageUnreadable``). The split's own exclusions
+    (e.g. ``notInAnyList``) are kept beside them.
+    """
+    present = set(cache.names)
+    parts: dict[str, list[Record]] = {}
+    excluded = dict(split.excluded)
+    for name, records in split.by_name().items():
+        parts[name] = []
+        for record in records:
+            if record.image_index in present:
+                parts[name].append(record)
+            else:
+                reason = cache.left_out.get(record.image_index, "imageMissing")
+                excluded[reason] = excluded.get(reason, 0) + 1
+    return Split(parts["train"], parts["validation"], parts["test"], split.method, excluded)
 
 
 def positive_weights(targets: npt.NDArray[np.float32], cap: float) -> npt.NDArray[np.float32]:
@@ -281,6 +305,20 @@ def bce(logits: npt.NDArray[np.float32], targets: npt.NDArray[np.float32]) -> fl
     return float(loss)
 
 
+def warmup_rate(step: int, warmup_steps: int, learning_rate: float, start: float) -> float | None:
+    """The learning rate warm-up sets before global step ``step`` (0-based), or None.
+
+    Linear from ``start x learning_rate`` at step 0 to the full rate at step ``warmup_steps``,
+    which is set once; None afterwards, when the rate belongs to ReduceLROnPlateau (it only acts
+    at epoch ends after that step, so the two never overwrite each other). Without warm-up
+    (``warmup_steps`` 0, as in CheXNet) there is nothing to set: every step runs at the rate the
+    optimiser was built with, or a resumed run's reduced one.
+    """
+    if warmup_steps <= 0 or step > warmup_steps:
+        return None
+    return learning_rate * min(1.0, start + (1.0 - start) * step / warmup_steps)
+
+
 def train_step(
     module: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -336,16 +374,7 @@ class _Trainer:
             cache = prepare(
                 config.data, config.cache_dir, workers=1, skip_missing=config.skip_missing
             )
-        present = set(cache.names)
-        split = split_for(config)
-        if len(present) < sum(len(p) for p in split.by_name().values()):
-            split = Split(
-                [r for r in split.train if r.image_index in present],
-                [r for r in split.validation if r.image_index in present],
-                [r for r in split.test if r.image_index in present],
-                split.method,
-                split.excluded,
-            )
+        split = without_uncached(split_for(config), cache)
         if not split.train or not split.validation:
             raise ValueError("training needs patients in both the train and validation splits")
         self.cache, self.split = cache, split
@@ -356,6 +385,15 @@ class _Trainer:
             self.summary["images"],
             self.summary["patients"],
         )
+        excluded = self.summary["excluded"]
+        if excluded and self.ctx.is_main:
+            log.warning(
+                "excluded from the splits: %d images (%s)",
+                sum(excluded.values()),
+                ", ".join(f"{reason} {count}" for reason, count in excluded.items()),
+            )
+        else:
+            self._log("excluded from the splits: none")
         self.train_targets = targets_of(split.train)
         self.validation_targets = targets_of(split.validation)
         self.test_targets = targets_of(split.test)
@@ -458,17 +496,12 @@ class _Trainer:
         )
 
     def _warmup(self, step: int) -> None:
-        """Linear warmup for steps below ``warmup_steps``; the full rate on the first step after.
-
-        Later steps leave the rate to ReduceLROnPlateau, which only acts at epoch ends after that
-        first post-warmup step, so the two never overwrite each other.
-        """
-        if step > self.warmup_steps:
-            return
-        start = self.config.warmup_start_factor
-        factor = start + (1.0 - start) * step / max(1, self.warmup_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.learning_rate * min(1.0, factor)
+        rate = warmup_rate(
+            step, self.warmup_steps, self.config.learning_rate, self.config.warmup_start_factor
+        )
+        if rate is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = rate
 
     def train_epoch(self, epoch: int, global_step: int) -> tuple[float, int, float, int]:
         """Returns (mean loss over all ranks, global step, seconds, images over all ranks)."""
@@ -610,7 +643,13 @@ class _Trainer:
             loss, global_step, seconds, images = self.train_epoch(epoch, global_step)
             validation_logits = self.evaluate(self.split.validation)
             validation_loss = bce(validation_logits, self.validation_targets)
-            auroc = per_label_auroc(self.validation_targets, validation_logits, LABELS)
+            try:
+                auroc = per_label_auroc(self.validation_targets, validation_logits, LABELS)
+            except MetricError as error:
+                raise MetricError(
+                    f"epoch {epoch}, validation: {error}; the run has diverged (try a lower "
+                    "learning rate) or its input is broken"
+                ) from error
             score = mean_auroc(auroc)
             if global_step > self.warmup_steps:
                 self.plateau.step(validation_loss)
@@ -725,6 +764,7 @@ class _Trainer:
                 "split": self.split.method,
                 "images": self.summary["images"],
                 "patients": self.summary["patients"],
+                "excluded": self.summary["excluded"],
                 "backbone": self.config.backbone,
                 "networkSize": self.config.network_size,
                 "initialisation": self.initialisation,
