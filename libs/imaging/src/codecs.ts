@@ -217,6 +217,7 @@ export async function decodeJpegLs(bytes: Uint8Array, expected: { width: number;
     decoder.decode();
     const info = decoder.getFrameInfo();
     const samples = samplesOf(decoder.getDecodedBuffer(), info.bitsPerSample, false);
+    if (samples.length < info.width * info.height * info.componentCount) throw corrupt('JPEG-LS frame decoded to fewer samples than declared');
     // Interleave mode 0 (none): CharLS returns one plane per component, not interleaved samples.
     const planar = info.componentCount > 1 && decoder.getInterleaveMode?.() === 0;
     return {
@@ -249,18 +250,18 @@ export async function decodeJpeg2000(bytes: Uint8Array, expected: { width: numbe
     if (info.width !== expected.width || info.height !== expected.height) {
       throw corrupt(`JPEG 2000 frame is ${info.width}x${info.height} but the DICOM header says ${expected.width}x${expected.height}`);
     }
+    // OpenJPEG returns an empty or partial image for a cut-off stream instead of failing.
+    const incomplete = j2kTruncation(bytes);
+    if (incomplete) throw corrupt(`JPEG 2000 codestream ${incomplete}`);
     try {
       decoder.decode();
     } catch (error) {
       throw corrupt(`JPEG 2000 frame could not be decoded: ${describe(error)}`);
     }
     const after = decoder.getFrameInfo();
-    return {
-      width: after.width,
-      height: after.height,
-      components: after.componentCount,
-      samples: samplesOf(decoder.getDecodedBuffer(), after.bitsPerSample, after.isSigned),
-    };
+    const samples = samplesOf(decoder.getDecodedBuffer(), after.bitsPerSample, after.isSigned);
+    if (samples.length < after.width * after.height * after.componentCount) throw corrupt('JPEG 2000 frame decoded to fewer samples than declared');
+    return { width: after.width, height: after.height, components: after.componentCount, samples };
   } finally {
     decoder.delete();
   }
@@ -313,11 +314,13 @@ export async function decodeHtj2k(bytes: Uint8Array, expected: { width: number; 
 /**
  * Why a JPEG 2000 codestream is incomplete, or null: the main header's marker segments are
  * walked to the first SOT, each tile-part's Psot must fit in the data, and the last must be
- * followed by EOC (ISO 15444-1 A.4; trailing zero bytes are fragment padding).
+ * followed by EOC (ISO 15444-1 A.4). With Psot 0 the last tile-part runs to EOC, which must end
+ * the data but for 0x00 or 0xFF fragment padding.
  */
 export function j2kTruncation(bytes: Uint8Array): string | null {
-  if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0x4f) return 'does not start with SOC';
-  let p = 2;
+  const soc = codestreamStart(bytes);
+  if (soc < 0) return 'has no SOC';
+  let p = soc + 2;
   while (p + 4 <= bytes.length && bytes[p] === 0xff && bytes[p + 1] !== 0x90) {
     const length = ((bytes[p + 2] as number) << 8) | (bytes[p + 3] as number);
     if (length < 2) return 'has a marker segment shorter than its length field';
@@ -329,34 +332,37 @@ export function j2kTruncation(bytes: Uint8Array): string | null {
     if (psot === 0) {
       // The last tile-part runs to EOC.
       let end = bytes.length;
-      while (end > p && bytes[end - 1] === 0) end -= 1;
+      while (end > p && (bytes[end - 1] === 0 || bytes[end - 1] === 0xff)) end -= 1;
       return bytes[end - 2] === 0xff && bytes[end - 1] === 0xd9 ? null : 'is truncated (no EOC)';
     }
     if (psot < 14 || p + psot > bytes.length) return `is truncated (a tile-part of ${psot} bytes at offset ${p} runs past the end)`;
     p += psot;
   }
-  if (p + 2 <= bytes.length && bytes[p] === 0xff && bytes[p + 1] === 0xd9) {
-    for (let k = p + 2; k < bytes.length; k += 1) if (bytes[k] !== 0) return 'has data after EOC';
-    return null;
-  }
+  // Whatever follows EOC (fragment padding, an encoder's trailer) is not part of the image.
+  if (p + 2 <= bytes.length && bytes[p] === 0xff && bytes[p + 1] === 0xd9) return null;
   return 'is truncated (no EOC after the last tile-part)';
 }
 
 /** Image size and component count from a JPEG 2000 codestream's SIZ marker (PS3.5 / ISO 15444-1 A.5.1). */
-export function j2kSize(bytes: Uint8Array): { width: number; height: number; components: number } | null {
+/** Offset of SOC followed by SIZ within the first 4 KiB (a JP2 wrapper may precede it), or -1. */
+function codestreamStart(bytes: Uint8Array): number {
   const limit = Math.min(bytes.length - 42, 4096);
   for (let p = 0; p <= limit; p += 1) {
-    if (bytes[p] === 0xff && bytes[p + 1] === 0x4f && bytes[p + 2] === 0xff && bytes[p + 3] === 0x51) {
-      const view = new DataView(bytes.buffer, bytes.byteOffset + p + 4);
-      const xsiz = view.getUint32(4);
-      const ysiz = view.getUint32(8);
-      const xo = view.getUint32(12);
-      const yo = view.getUint32(16);
-      if (xo > xsiz || yo > ysiz) return null;
-      return { width: xsiz - xo, height: ysiz - yo, components: view.getUint16(36) };
-    }
+    if (bytes[p] === 0xff && bytes[p + 1] === 0x4f && bytes[p + 2] === 0xff && bytes[p + 3] === 0x51) return p;
   }
-  return null;
+  return -1;
+}
+
+export function j2kSize(bytes: Uint8Array): { width: number; height: number; components: number } | null {
+  const p = codestreamStart(bytes);
+  if (p < 0) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset + p + 4);
+  const xsiz = view.getUint32(4);
+  const ysiz = view.getUint32(8);
+  const xo = view.getUint32(12);
+  const yo = view.getUint32(16);
+  if (xo > xsiz || yo > ysiz) return null;
+  return { width: xsiz - xo, height: ysiz - yo, components: view.getUint16(36) };
 }
 
 function describe(error: unknown): string {

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { decodeHtj2k } from './codecs';
+import { decodeHtj2k, decodeJpeg2000, j2kTruncation } from './codecs';
 import { parseDicomFile } from './dicom';
 import { expandSegmentedLut } from './dicom-pixels';
 import { DEFAULT_WIRE_OPTIONS, toWireImage, type WireImage } from './wire-image';
@@ -86,6 +86,29 @@ describe('HTJ2K codestreams that lie', () => {
     ['declares more pixels than allowed', () => stream, size, { maxPixels: 320 * 383 }, 'IMAGE_TOO_LARGE'],
   ] as const)('answers a stream that %s with its code', async (_what, bytes, expected, frameLimits, code) => {
     await expect(decodeHtj2k(bytes(), expected, frameLimits)).rejects.toMatchObject({ code });
+  });
+});
+
+describe('JPEG 2000 codestreams cut short', () => {
+  const file = readFileSync(path.join(FIXTURES, 'valid/j2k-lossless.dcm'));
+  const start = file.indexOf(Buffer.from([0xff, 0x4f, 0xff, 0x51]));
+  const stream = new Uint8Array(file.subarray(start, file.lastIndexOf(Buffer.from([0xff, 0xd9])) + 2));
+  const size = { width: 320, height: 384 };
+
+  it('finds nothing missing in a whole stream, with or without fragment padding', () => {
+    expect(j2kTruncation(stream)).toBeNull();
+    expect(j2kTruncation(Uint8Array.from([...stream, 0]))).toBeNull();
+    expect(j2kTruncation(Uint8Array.from([...stream, 0xff]))).toBeNull();
+    expect(j2kTruncation(Uint8Array.from([...stream, 0x12, 0x34]))).toBeNull();
+  });
+
+  it.each([
+    ['half the stream', stream.length >> 1],
+    ['all but EOC', stream.length - 2],
+    ['the main header only', 200],
+  ])('refuses %s as CORRUPT_IMAGE (OpenJPEG would return a black image)', async (_what, length) => {
+    expect(j2kTruncation(stream.subarray(0, length))).not.toBeNull();
+    await expect(decodeJpeg2000(stream.subarray(0, length), size, { maxPixels: 50_000_000 })).rejects.toMatchObject({ code: 'CORRUPT_IMAGE' });
   });
 });
 
