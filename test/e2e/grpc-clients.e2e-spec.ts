@@ -3,9 +3,19 @@
  * reflection only, no .proto files given) and grpc_health_probe, both built from their Go modules
  * by scripts/grpc-tools.sh. Real broker, the four built services, a PNG from test/fixtures through
  * the pipeline; then results alone again with bearer-token auth on (AUTH_JWKS_FILE), over the same
- * store. Ports 31000-31999 (THORAX_GRPC_E2E_PORT_BASE moves them).
+ * store, and with TLS as well (a self-signed certificate made with openssl). Ports 31000-31999
+ * (THORAX_GRPC_E2E_PORT_BASE moves them).
  */
-import { produce, REPO_ROOT, type RunningService, servicePorts, startServices, testBrokers, testKafka } from '@thorax/testing';
+import {
+  produce,
+  REPO_ROOT,
+  type RunningService,
+  servicePorts,
+  startBuiltService,
+  startServices,
+  testBrokers,
+  testKafka,
+} from '@thorax/testing';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,10 +27,14 @@ jest.setTimeout(300_000);
 const RUN = `grpc-e2e-${Date.now().toString(36)}`;
 const BASE = Number(process.env['THORAX_GRPC_E2E_PORT_BASE'] ?? 31080);
 const PORTS = servicePorts(BASE);
-// Results alone, with auth on, after the pipeline is stopped: ports of their own.
+// Results alone, with auth on, after the pipeline is stopped, then with TLS too: ports of their own.
 const AUTH_PORTS = servicePorts(BASE + 100);
+const TLS_PORTS = servicePorts(BASE + 200);
 const GRPC = `127.0.0.1:${PORTS.resultsGrpc}`;
 const AUTH_GRPC = `127.0.0.1:${AUTH_PORTS.resultsGrpc}`;
+const TLS_GRPC = `127.0.0.1:${TLS_PORTS.resultsGrpc}`;
+/** The name in the test certificate (and its SAN) that clients verify. */
+const SERVER_NAME = 'results.thorax.test';
 const ISSUER = 'https://idp.hospital.example/realms/radiology';
 const AUDIENCE = 'thorax-results';
 // A study of this run only, so ListFindings by study sees exactly this run's images.
@@ -63,12 +77,20 @@ function run(bin: string, args: string[], timeoutMs = 30_000): Run {
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-/** grpcurl over plaintext: `list`/`describe` commands; `-max-time` bounds every call. */
-const grpcurl = (address: string, command: string[]): Run => run(grpcurlBin, ['-plaintext', '-max-time', '10', address, ...command]);
+/** grpcurl's transport flags per address: plaintext unless a TLS server was registered here. */
+const transports = new Map<string, string[]>();
+const transport = (address: string): string[] => transports.get(address) ?? ['-plaintext'];
+
+/** grpcurl `list`/`describe` commands; `-max-time` bounds every call. */
+const grpcurl = (address: string, command: string[]): Run => run(grpcurlBin, [...transport(address), '-max-time', '10', address, ...command]);
 
 /** One RPC through grpcurl with a JSON request; `-max-time` bounds it, streaming ones included. */
 const call = (address: string, method: string, request: object, flags: string[] = [], maxTimeS = 10): Run =>
-  run(grpcurlBin, ['-plaintext', '-max-time', String(maxTimeS), ...flags, '-d', JSON.stringify(request), address, method], (maxTimeS + 10) * 1000);
+  run(
+    grpcurlBin,
+    [...transport(address), '-max-time', String(maxTimeS), ...flags, '-d', JSON.stringify(request), address, method],
+    (maxTimeS + 10) * 1000,
+  );
 
 function ok(result: Run): string {
   if (result.code !== 0) throw new Error(`exit ${result.code}: ${result.stderr || result.stdout}`);
@@ -315,5 +337,52 @@ describe('results gRPC through grpcurl and grpc_health_probe', () => {
     });
     const probe = run(probeBin, [`-addr=${AUTH_GRPC}`, '-service=thorax.v1.ResultsService', '-rpc-timeout=5s']);
     expect([probe.code, probe.stderr.trim()]).toEqual([0, 'status: SERVING']);
+  });
+
+  it('over TLS: grpcurl and grpc_health_probe verify the server certificate; plaintext is refused', async () => {
+    await stopAll();
+    const cert = path.join(dir, 'tls.crt');
+    const key = path.join(dir, 'tls.key');
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${SERVER_NAME}`, '-addext', `subjectAltName=DNS:${SERVER_NAME}`, '-keyout', key, '-out', cert],
+      { stdio: 'ignore' },
+    );
+    transports.set(TLS_GRPC, ['-cacert', cert, '-servername', SERVER_NAME]);
+    const results = startBuiltService(
+      'results',
+      {
+        KAFKA_BROKERS: testBrokers().join(','),
+        LOG_LEVEL: 'info',
+        HTTP_PORT: String(TLS_PORTS.results),
+        GRPC_PORT: String(TLS_PORTS.resultsGrpc),
+        RESULTS_DATA_DIR: path.join(dir, 'results'),
+        AUTH_JWKS_FILE: path.join(dir, 'jwks.json'),
+        AUTH_ISSUER: ISSUER,
+        AUTH_AUDIENCE: AUDIENCE,
+        TLS_CERT_FILE: cert,
+        TLS_KEY_FILE: key,
+      },
+      path.join(logDir, 'tls'),
+    );
+    services = [results];
+    // The probe as a Kubernetes exec probe would run it is the readiness check.
+    const tlsProbe = [`-addr=${TLS_GRPC}`, '-tls', `-tls-ca-cert=${cert}`, `-tls-server-name=${SERVER_NAME}`, '-service=thorax.v1.ResultsService', '-rpc-timeout=5s'];
+    await until(() => results.process.exitCode !== null || run(probeBin, tlsProbe).code === 0, 120_000, 'results over TLS to be SERVING');
+    expect(results.process.exitCode).toBeNull();
+    expect(run(probeBin, tlsProbe).stderr.trim()).toBe('status: SERVING');
+
+    const bearer = ['-H', `authorization: Bearer ${await token('thorax.admin')}`];
+    const found = JSON.parse(ok(getFindings(TLS_GRPC, IMAGE_B, bearer))) as { result: { id: string } };
+    expect(found.result.id).toBe(IMAGE_B);
+    expect(ok(grpcurl(TLS_GRPC, ['describe', 'thorax.v1.ListFindingsRequest']))).toMatch(/\.google\.protobuf\.Timestamp to = 8;/);
+    expect(getFindings(TLS_GRPC, IMAGE_B).stderr).toContain('Code: Unauthenticated');
+    // A client that does not trust the certificate, and one speaking plaintext, get nowhere.
+    const untrusted = run(grpcurlBin, ['-max-time', '5', TLS_GRPC, 'list']);
+    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.stderr).toMatch(/certificate/);
+    const plaintext = run(grpcurlBin, ['-plaintext', '-max-time', '5', TLS_GRPC, 'list']);
+    expect(plaintext.code).not.toBe(0);
+    expect(run(probeBin, [`-addr=${TLS_GRPC}`, '-rpc-timeout=3s', '-connect-timeout=3s']).code).not.toBe(0);
   });
 });
