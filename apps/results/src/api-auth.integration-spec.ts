@@ -283,8 +283,13 @@ describe('bearer JWTs from a JWK Set file (AUTH_JWKS_FILE)', () => {
     expect(await clients.getStudy(undefined)).toEqual({ code: status.UNAUTHENTICATED });
     expect(await clients.getStudy(read)).toEqual({ code: status.OK, studyUid: STUDY });
     expect(await clients.health()).toEqual({ code: status.OK, status: 'SERVING' });
-    // Reflection answers without a token too (it lists the services of its descriptors).
-    expect(await clients.listServices()).toEqual(['grpc.health.v1.Health', 'thorax.v1.ResultsService']);
+    // Reflection answers without a token too (it lists the services the server exposes).
+    expect(await clients.listServices()).toEqual([
+      'grpc.health.v1.Health',
+      'grpc.reflection.v1.ServerReflection',
+      'grpc.reflection.v1alpha.ServerReflection',
+      'thorax.v1.ResultsService',
+    ]);
     const text = await metrics.registry.metrics();
     const handled = (method: string, code: string) =>
       Number(new RegExp(`thorax_grpc_server_handled_total\\{[^}]*grpc_method="${method}"[^}]*grpc_code="${code}"[^}]*\\} (\\d+)`).exec(text)?.[1] ?? 0);
