@@ -125,7 +125,7 @@ def test_int8_variant_is_refused_beyond_its_bounds(
         max_mean_auroc_drop=1.0, max_abs_probability_diff=1e-9, max_mean_abs_probability_diff=1.0
     )
     with pytest.raises(
-        QuantizationError, match=r"on test largest probability difference .* \(bound 1e-09\)"
+        QuantizationError, match=r"on test, largest probability difference .* \(bound 1e-09\)"
     ):
         quantize(
             fp32_model,
@@ -150,7 +150,7 @@ def test_int8_variant_is_refused_beyond_its_bounds(
             bounds=mean_only,
             speed_rounds=1,
         )
-    assert "on validation" in str(raised.value)
+    assert "on validation," in str(raised.value)
     assert "largest" not in str(raised.value)
     assert not out.exists()
 
@@ -177,9 +177,7 @@ def test_auroc_drop_bound_counts_a_drop_not_a_gain() -> None:
     bounds = QuantizationBounds(max_mean_auroc_drop=0.01)
     assert outcome(0.90, 0.895).violations(bounds) == []
     assert outcome(0.90, 0.95).violations(bounds) == []
-    assert outcome(0.90, 0.88).violations(bounds) == [
-        "test mean AUROC drops by 0.0200 (bound 0.01)"
-    ]
+    assert outcome(0.90, 0.88).violations(bounds) == ["mean AUROC drops by 0.0200 (bound 0.01)"]
 
 
 def test_quantize_command_exits_non_zero_beyond_a_bound(

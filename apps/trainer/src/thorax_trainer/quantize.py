@@ -133,8 +133,7 @@ class QuantizationResult:
         difference = self.auroc_difference(self.comparison_split)
         if difference is not None and -difference > bounds.max_mean_auroc_drop:
             found.append(
-                f"{self.comparison_split} mean AUROC drops by {-difference:.4f} "
-                f"(bound {bounds.max_mean_auroc_drop})"
+                f"mean AUROC drops by {-difference:.4f} (bound {bounds.max_mean_auroc_drop})"
             )
         if self.max_abs_probability_diff > bounds.max_abs_probability_diff:
             found.append(
@@ -315,7 +314,7 @@ def quantize(
     violations = result.violations(bounds)
     if violations:
         raise QuantizationError(
-            f"INT8 model refused, {out_path} not written: on {result.comparison_split} "
+            f"INT8 model refused, {out_path} not written: on {result.comparison_split}, "
             + "; ".join(violations)
             + " (try --method percentile or more --calibration-images, or widen the bound)"
         )
