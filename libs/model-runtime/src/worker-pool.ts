@@ -41,6 +41,8 @@ export interface PoolOptions {
 export const AUTO_TIMEOUT_FACTOR = 20;
 /** ... and never below this (ms). */
 export const AUTO_TIMEOUT_FLOOR_MS = 10_000;
+/** A batch waits this long (ms), or the batch timeout if longer, for a worker being replaced. */
+export const WORKER_WAIT_FLOOR_MS = 30_000;
 /** A warm-up run (the first of its size, possibly compiling kernels) may take at least this (ms). */
 export const WARM_UP_TIMEOUT_FLOOR_MS = 120_000;
 
@@ -65,7 +67,15 @@ export class BatchTimeoutError extends Error {
 interface Pending {
   resolve: (r: BatchResult) => void;
   reject: (e: Error) => void;
-  count: number;
+  images: Uint8Array[];
+  timer: NodeJS.Timeout;
+  /** Already moved once from a retired worker to another. */
+  moved: boolean;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: Error) => void;
   timer: NodeJS.Timeout;
 }
 
@@ -96,6 +106,8 @@ export class InferencePool {
   private readonly slots: Slot[] = [];
   /** Retired threads (timed out) that have not exited yet. */
   private readonly retired = new Set<Worker>();
+  /** Batches waiting for a worker while every one is being replaced. */
+  private readonly waiters: Waiter[] = [];
   private readonly script = workerScript();
   private nextId = 1;
   private closed = false;
@@ -164,13 +176,43 @@ export class InferencePool {
     return { width: this.metadata.input.width, height: this.metadata.input.height };
   }
 
-  /** Images each width*height uint8 pixels → one score row per image. */
-  classify(images: Uint8Array[]): Promise<BatchResult> {
+  /**
+   * Images each width*height uint8 pixels → one score row per image. While every worker is being
+   * replaced, the batch waits for the first one back (WORKER_WAIT_FLOOR_MS, or the batch timeout
+   * if longer).
+   */
+  classify(images: Uint8Array[], moved = false): Promise<BatchResult> {
     if (this.closed) return Promise.reject(new Error('inference pool is closed'));
+    // Chosen and sent in the same tick, so batches dispatched together spread over the workers.
     const live = this.slots.filter((s) => s.alive);
-    if (live.length === 0) return Promise.reject(new Error('no inference worker is running (restarting)'));
-    const slot = live.reduce((a, b) => (b.busy < a.busy ? b : a));
-    return this.send(slot, images, this.timeoutMs);
+    if (live.length > 0) {
+      const slot = live.reduce((a, b) => (b.busy < a.busy ? b : a));
+      return this.send(slot, images, this.timeoutMs, moved);
+    }
+    return this.workerBack().then(() => this.classify(images, moved));
+  }
+
+  /** Resolves when a worker serves again; rejects after the wait (see classify) or on close. */
+  private workerBack(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters.splice(this.waiters.indexOf(waiter), 1);
+          reject(new Error('no inference worker is running (restarting)'));
+        }, Math.max(this.timeoutMs, WORKER_WAIT_FLOOR_MS)),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  private wakeWaiters(): void {
+    for (const waiter of this.waiters.splice(0)) {
+      clearTimeout(waiter.timer);
+      if (this.closed) waiter.reject(new Error('inference pool is closed'));
+      else waiter.resolve();
+    }
   }
 
   /** Retired workers still inside a run that outlived the batch timeout. */
@@ -186,6 +228,7 @@ export class InferencePool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.wakeWaiters();
     // Retired threads were asked to close already; they get the same grace, never a terminate.
     const retired = [...this.retired].map(
       (worker) =>
@@ -216,7 +259,7 @@ export class InferencePool {
     ]);
   }
 
-  private send(slot: Slot, images: Uint8Array[], timeoutMs: number): Promise<BatchResult> {
+  private send(slot: Slot, images: Uint8Array[], timeoutMs: number, moved = false): Promise<BatchResult> {
     const worker = slot.worker;
     if (!worker) return Promise.reject(new Error('inference worker is restarting'));
     const { width, height } = this.inputSize;
@@ -238,7 +281,7 @@ export class InferencePool {
         this.retire(slot, worker, new Error('inference worker retired after a batch timeout'));
       }, timeoutMs);
       slot.busy += 1;
-      slot.pending.set(id, { resolve, reject, count: images.length, timer });
+      slot.pending.set(id, { resolve, reject, images, timer, moved });
       const request: WorkerRequest = { kind: 'classify', id, count: images.length, pixels: packed.buffer };
       worker.postMessage(request, [packed.buffer]);
     });
@@ -289,6 +332,7 @@ export class InferencePool {
       throw new Error('inference pool is closed');
     }
     slot.alive = true;
+    this.wakeWaiters();
     this.options.onWorkerReady?.({ worker: slot.index, warmUpMs: Date.now() - started, batchSizes: sizes, replacement });
     return { provider, slowestMs };
   }
@@ -304,8 +348,9 @@ export class InferencePool {
       slot.busy -= 1;
       if (reply.kind === 'error') return pending.reject(new Error(reply.message));
       const all = new Float32Array(reply.scores);
-      const labels = all.length / pending.count;
-      const scores = Array.from({ length: pending.count }, (_, i) => all.subarray(i * labels, (i + 1) * labels));
+      const count = pending.images.length;
+      const labels = all.length / count;
+      const scores = Array.from({ length: count }, (_, i) => all.subarray(i * labels, (i + 1) * labels));
       pending.resolve({ scores, runMs: reply.runMs });
     });
     worker.on('error', (error) => {
@@ -335,7 +380,7 @@ export class InferencePool {
   }
 
   /**
-   * Takes a worker out of service now (its other batches fail and are retried by the caller),
+   * Takes a worker out of service now (the batches queued on it move to another worker),
    * asks it to close (it exits once its current native run returns; it no longer holds the
    * process open) and starts a replacement if it was serving.
    */
@@ -344,6 +389,14 @@ export class InferencePool {
     const serving = slot.alive;
     slot.alive = false;
     slot.worker = null;
+    // Batches queued behind the one that hung did nothing wrong: they move to another worker
+    // (once), instead of failing with it.
+    for (const [id, p] of slot.pending) {
+      if (!serving || p.moved || this.closed) continue;
+      slot.pending.delete(id);
+      clearTimeout(p.timer);
+      this.classify(p.images, true).then(p.resolve, p.reject);
+    }
     this.failPending(slot, reason);
     this.retired.add(worker);
     worker.once('exit', () => this.retired.delete(worker));

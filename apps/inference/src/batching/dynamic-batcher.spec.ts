@@ -120,4 +120,52 @@ describe('DynamicBatcher', () => {
     await expect(failed[1]).rejects.toThrow('session failed');
     await expect(Promise.all([batcher.submit(3), batcher.submit(4)])).resolves.toEqual([3, 4]);
   });
+
+  it('runs the items of a timed-out batch alone, so only the one that hangs fails', async () => {
+    jest.useRealTimers();
+    const batches: number[][] = [];
+    let running = 0;
+    const timeout = new Error('batch timed out');
+    const batcher = new DynamicBatcher<number, number>({
+      maxBatch: 4,
+      maxDelayMs: 1000,
+      concurrency: 1,
+      highWatermark: 100,
+      lowWatermark: 50,
+      run: async (items) => {
+        batches.push(items);
+        running += 1;
+        await new Promise((r) => setTimeout(r, 1));
+        running -= 1;
+        if (items.includes(13)) throw timeout;
+        return items.map((x) => x * 2);
+      },
+      isolateOn: (error) => error === timeout,
+    });
+    const results = await Promise.allSettled([1, 13, 3, 4].map((x) => batcher.submit(x)));
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([
+      2,
+      'batch timed out',
+      6,
+      8,
+    ]);
+    expect(batches).toEqual([[1, 13, 3, 4], [1], [13], [3], [4]]);
+    expect(running).toBe(0);
+    // The batch frees its slot once its last item has been answered.
+    await new Promise((r) => setImmediate(r));
+    expect(batcher.depth).toBe(0);
+
+    // Any other failure fails the whole batch, as before.
+    const other = new DynamicBatcher<number, number>({
+      maxBatch: 2,
+      maxDelayMs: 0,
+      concurrency: 1,
+      highWatermark: 100,
+      lowWatermark: 50,
+      run: async () => Promise.reject(new Error('session lost')),
+      isolateOn: (error) => error === timeout,
+    });
+    const failed = await Promise.allSettled([other.submit(1), other.submit(2)]);
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+  });
 });

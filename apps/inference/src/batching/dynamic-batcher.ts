@@ -10,6 +10,12 @@ export interface BatcherOptions<TIn, TOut> {
   /** Depth at which `onPressure(false)` fires after a high one. */
   lowWatermark: number;
   run: (items: TIn[]) => Promise<TOut[]>;
+  /**
+   * When a batch of several items fails with an error this accepts (a batch timeout: one item
+   * may hang the whole batch), each item is run again alone, so that only the items that fail
+   * on their own are rejected and their batch mates are answered.
+   */
+  isolateOn?: (error: Error) => boolean;
   onPressure?: (high: boolean) => void;
   onDepth?: (depth: number) => void;
   onBatch?: (size: number) => void;
@@ -25,8 +31,9 @@ interface Entry<TIn, TOut> {
 /**
  * A dynamic batcher: items from any partition queue here; a batch is dispatched as soon as
  * `maxBatch` items wait, or when the oldest has waited `maxDelayMs`, with at most `concurrency`
- * batches running. Urgent (STAT) items go ahead of routine ones. Nothing is ever dropped: when
- * the depth crosses the high watermark the caller is told to stop feeding (pause the Kafka
+ * batches running. Urgent (STAT) items go ahead of routine ones. A batch that times out is
+ * retried item by item (`isolateOn`), so one hanging image fails alone. Nothing is ever dropped:
+ * when the depth crosses the high watermark the caller is told to stop feeding (pause the Kafka
  * partitions) and told again when it falls to the low watermark.
  */
 export class DynamicBatcher<TIn, TOut> {
@@ -118,10 +125,25 @@ export class DynamicBatcher<TIn, TOut> {
       },
       (error: unknown) => {
         const err = error instanceof Error ? error : new Error(String(error));
+        if (batch.length > 1 && this.options.isolateOn?.(err)) {
+          // The batch keeps its running slot until every item has been answered on its own.
+          void Promise.all(batch.map((e) => this.runAlone(e))).then(settle);
+          return;
+        }
         batch.forEach((e) => e.reject(err));
         settle();
       },
     );
+  }
+
+  private async runAlone(entry: Entry<TIn, TOut>): Promise<void> {
+    try {
+      const [result] = await this.options.run([entry.item]);
+      if (result === undefined) throw new Error('batch of 1 produced 0 results');
+      entry.resolve(result);
+    } catch (error) {
+      entry.reject(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   private depthChanged(): void {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { BatchResult, InferencePool } from '@thorax/model-runtime';
+import { type BatchResult, BatchTimeoutError, type InferencePool } from '@thorax/model-runtime';
 import { DynamicBatcher } from '../batching/dynamic-batcher';
 
 export interface SlotOptions {
@@ -43,6 +43,8 @@ export class ModelSlot {
         options.onBatch(images.length, result);
         return result.scores;
       },
+      // One image that hangs its batch must not fail the images batched with it.
+      isolateOn: (error) => error instanceof BatchTimeoutError,
       onPressure: (high) => {
         this.pressured = high;
         options.onPressure();

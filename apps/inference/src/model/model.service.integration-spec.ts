@@ -17,7 +17,7 @@ import { canaryBucket, ModelService } from './model.service';
 jest.setTimeout(60_000);
 
 const committed = path.resolve(__dirname, '../../../../models/thorax-tiny-cnn');
-/** First pixel v: v × 20,000 loop iterations; all-zero (the warm-up) returns at once. */
+/** Brightest first pixel v in a batch: v × 20,000 loop iterations; all-zero (the warm-up) returns at once. */
 const slowModel = path.resolve(__dirname, '../../../../libs/model-runtime/fixtures/slow-model');
 
 async function modelDir(versions: string[], from = committed): Promise<string> {
@@ -150,7 +150,7 @@ describe('ModelService', () => {
     dirs.push(dir);
     const { models, health, metrics } = service({
       MODEL_DIR: dir,
-      INFERENCE_BATCH_TIMEOUT_MS: '400',
+      INFERENCE_BATCH_TIMEOUT_MS: '1000',
       INFERENCE_MAX_DELAY_MS: '0',
     });
     await models.onModuleInit();
@@ -172,7 +172,7 @@ describe('ModelService', () => {
       timestamp: Date.now(),
     };
     const pixels = Buffer.alloc(256 * 256);
-    pixels[0] = 40; // ~800,000 iterations, seconds here
+    pixels[0] = 60; // ~1,200,000 iterations: seconds, against a 1 s timeout
     const image: PreprocessedImage = {
       id: 'img-1',
       study: undefined,
