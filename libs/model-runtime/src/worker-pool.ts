@@ -97,10 +97,11 @@ interface Slot {
  * when it replaces a dead one, so no request pays for a cold session. A worker that dies (a
  * crash in native code) fails only the batches it held. A batch that runs past the batch timeout
  * fails with BatchTimeoutError and its worker is retired at once: it takes nothing more and a
- * fresh worker replaces it while the others keep serving. The retired thread is asked to close
- * and exits when its native session.run() returns; it is not terminated, because terminating a
- * thread inside that call aborts the whole process when the call returns. `stuck` counts retired
- * threads still running.
+ * fresh worker replaces it while the others keep serving; batches queued behind the hung one
+ * move to another worker, and while no worker serves a batch waits for one. The retired thread
+ * is asked to close and exits when its native session.run() returns; it is not terminated,
+ * because terminating a thread inside that call aborts the whole process when the call returns.
+ * `stuck` counts retired threads still running.
  */
 export class InferencePool {
   private readonly slots: Slot[] = [];
