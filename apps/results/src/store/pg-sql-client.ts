@@ -5,13 +5,18 @@ import type { SqlClient, SqlExecutor } from './sql-client';
 export class PgSqlClient implements SqlClient {
   readonly engine = 'postgres';
 
-  private constructor(private readonly pool: Pool) {}
+  private constructor(
+    private readonly pool: Pool,
+    private readonly onClientError: (error: Error) => void,
+  ) {}
 
   /** Opens a pool and checks that the server answers. */
   static async connect(options: {
     connectionString: string;
     max: number;
     onIdleError: (error: Error) => void;
+    /** A connection held by a transaction was dropped (the transaction fails); default: onIdleError. */
+    onClientError?: (error: Error) => void;
   }): Promise<PgSqlClient> {
     const pool = new Pool({
       connectionString: options.connectionString,
@@ -22,7 +27,7 @@ export class PgSqlClient implements SqlClient {
     });
     // A dropped idle connection must not crash the process; the pool replaces it.
     pool.on('error', options.onIdleError);
-    const client = new PgSqlClient(pool);
+    const client = new PgSqlClient(pool, options.onClientError ?? options.onIdleError);
     try {
       await client.query('SELECT 1');
     } catch (error) {
@@ -43,16 +48,27 @@ export class PgSqlClient implements SqlClient {
 
   async transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    // The pool listens for errors on idle connections only: one that the server drops while a
+    // transaction holds it (a restart, a failover) emits 'error' here, and without a listener
+    // that would crash the process. The transaction's next statement fails instead.
+    let broken: Error | undefined;
+    const onError = (error: Error) => {
+      broken = error;
+      this.onClientError(error);
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await work(onConnection(client));
       await client.query('COMMIT');
       return result;
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      if (!broken) await client.query('ROLLBACK').catch(() => undefined);
       throw error;
     } finally {
-      client.release();
+      client.off('error', onError);
+      // A broken connection is closed, not handed back to the pool.
+      client.release(broken ?? false);
     }
   }
 

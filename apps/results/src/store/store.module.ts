@@ -30,6 +30,7 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sql
         connectionString: options.databaseUrl,
         max: options.poolSize,
         onIdleError: (error) => log.warn({ err: error }, 'idle database connection failed'),
+        onClientError: (error) => log.warn({ reason: error.message }, 'database connection dropped during a transaction; it is retried'),
       })
     : await PgliteSqlClient.open(options.dataDir);
   try {
