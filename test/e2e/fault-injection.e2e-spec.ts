@@ -141,10 +141,25 @@ async function pipelineLag(): Promise<number> {
   return lag;
 }
 
-/** Waits (polling the broker) until `ready()` holds; a broker briefly away only delays it. */
+/** A service that exited on its own (not one this test killed: those are replaced in the map). */
+function exited(): string | null {
+  for (const [name, s] of services) {
+    if (s.process.exitCode !== null || s.process.signalCode !== null) {
+      return `${name} exited (${s.process.exitCode ?? s.process.signalCode}); see ${s.logFile}`;
+    }
+  }
+  return null;
+}
+
+/**
+ * Waits (polling the broker) until `ready()` holds; a broker briefly away only delays it, a
+ * service that died fails at once.
+ */
 async function until(ready: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    const dead = exited();
+    if (dead) throw new Error(`while waiting for ${what}: ${dead}`);
     try {
       if (await ready()) return;
     } catch {
@@ -254,6 +269,7 @@ describe('fault injection under load', () => {
       'every input stored and the pipeline caught up',
     );
     const drainS = (Date.now() - t0) / 1000 - publishS;
+    expect(exited()).toBeNull();
     sampler.stop();
 
     const rows = await storedRows(RESULTS_HTTP, studyUids);
