@@ -117,6 +117,8 @@ def test_cpu_run_reaches_095_and_the_service_runtime_serves_the_export(tmp_path:
         (model_dir / VERSION / "model.int8.json").read_text(encoding="utf-8")
     )["metadata"]["thorax.quantization"]
     figures["int8TestMeanAurocDifference"] = quantization["testMeanAuroc"]["difference"]
+    figures["int8MaxAbsProbabilityDiff"] = quantization["maxAbsProbabilityDiff"]
+    figures["int8MeanAbsProbabilityDiff"] = quantization["meanAbsProbabilityDiff"]
     figures["int8CpuSpeedRatio"] = quantization["cpuSpeedRatio"]
 
     # Serve held-back (test) images through the service's runtime and compare with Python.
@@ -125,6 +127,13 @@ def test_cpu_run_reaches_095_and_the_service_runtime_serves_the_export(tmp_path:
     images = np.asarray(cache.images[cache.positions(split.test[:16])])
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     expected = run_onnx(session, images, 16)
+    # The INT8 head is float: its probabilities are not on a 1/255 grid, so about as many of
+    # the 224 values differ as in fp32 (only saturated ones, exactly 0 or 1, may coincide).
+    int8_session = ort.InferenceSession(
+        str(model.with_name("model.int8.onnx")), providers=["CPUExecutionProvider"]
+    )
+    figures["int8DistinctProbabilities"] = int(np.unique(run_onnx(int8_session, images, 16)).size)
+    figures["fp32DistinctProbabilities"] = int(np.unique(expected).size)
     # A second, lower version must not be picked: the service loads the highest.
     shutil.copytree(model_dir / VERSION, model_dir / "2026.11.29-7")
     served = _serve(model_dir, images, tmp_path)
@@ -137,6 +146,7 @@ def test_cpu_run_reaches_095_and_the_service_runtime_serves_the_export(tmp_path:
     assert figures["prepareSeconds"] + figures["trainSeconds"] <= TRAIN_BUDGET_S
     assert validation >= 0.95
     assert abs(figures["int8TestMeanAurocDifference"]) <= 0.02
+    assert figures["int8DistinctProbabilities"] >= 0.9 * figures["fp32DistinctProbabilities"]
     assert served["path"] == str(model)
     assert served["name"] == "thorax-acceptance"
     assert served["version"] == VERSION

