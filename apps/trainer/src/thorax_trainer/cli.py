@@ -169,19 +169,21 @@ def _parser() -> argparse.ArgumentParser:
         "--max-auroc-drop",
         type=float,
         default=bounds.max_mean_auroc_drop,
-        help="refuse the INT8 model when its test mean AUROC is lower than fp32's by more",
+        help="refuse the INT8 model when its test mean AUROC is lower than fp32's by more "
+        "(default %(default)s)",
     )
     quant.add_argument(
         "--max-probability-diff",
         type=float,
         default=bounds.max_abs_probability_diff,
-        help="refuse it when any test probability differs from fp32's by more",
+        help="refuse it when a test probability differs from fp32's by more (default %(default)s)",
     )
     quant.add_argument(
         "--max-mean-probability-diff",
         type=float,
         default=bounds.max_mean_abs_probability_diff,
-        help="refuse it when the mean absolute test probability difference is larger",
+        help="refuse it when the mean absolute test probability difference is larger "
+        "(default %(default)s)",
     )
 
     verify = commands.add_parser("verify", help="check an ONNX model against the contract")
