@@ -50,10 +50,15 @@ describe('decide', () => {
   it('classifies only permanent refusals; leader changes and exhausted retries stay redeliveries', () => {
     const refusal = (type: string, retriable = false) =>
       new KafkaJSProtocolError({ type, code: 0, retriable, message: type } as never);
-    for (const type of ['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE', 'TOPIC_AUTHORIZATION_FAILED']) {
+    for (const type of ['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE']) {
       const e = refusal(type);
       expect(refusedRecordType(Object.assign(new KafkaJSNonRetriableError(e), { cause: e }))).toBe(type);
     }
+    // A missing ACL is the deployment's fault: redelivered until fixed, never dead-lettered.
+    const denied = refusal('TOPIC_AUTHORIZATION_FAILED');
+    const deniedSend = Object.assign(new KafkaJSNonRetriableError(denied), { cause: denied });
+    expect(refusedRecordType(deniedSend)).toBeNull();
+    expect(decide(deniedSend, 1, DEFAULT_RETRY_POLICY, () => true)).toEqual({ kind: 'rethrow' });
     const notLeader = refusal('NOT_LEADER_FOR_PARTITION', true);
     const outage = new KafkaJSNumberOfRetriesExceeded(notLeader, { retryCount: 5, retryTime: 100, cause: notLeader } as never);
     expect(refusedRecordType(outage)).toBeNull();

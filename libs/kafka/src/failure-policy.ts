@@ -14,9 +14,12 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 3, initialBackof
 /**
  * Kafka error types with which a broker refuses a produced record for good: sending the same
  * record again cannot succeed (too large for the topic's max.message.bytes or the broker's
- * request limit, malformed, a timestamp outside the topic's bounds, no write permission on the
- * topic, a topic name the broker rejects). Everything else a broker says (leader moved, not
- * enough replicas, timeouts, connection loss) is an outage that ends.
+ * request limit, malformed, a timestamp outside the topic's bounds, a topic name the broker
+ * rejects). Everything else a broker says (leader moved, not enough replicas, timeouts,
+ * connection loss) is an outage that ends. A missing write permission (TOPIC_AUTHORIZATION_FAILED)
+ * is deliberately not here: it is the deployment's fault, not the record's, and dead-lettering
+ * would turn every input into an error event until the ACL is fixed; the record is redelivered
+ * instead (the partition waits, the log and readiness name the cause).
  */
 export const REFUSED_RECORD_TYPES: ReadonlySet<string> = new Set([
   'MESSAGE_TOO_LARGE',
@@ -24,7 +27,6 @@ export const REFUSED_RECORD_TYPES: ReadonlySet<string> = new Set([
   'INVALID_RECORD',
   'CORRUPT_MESSAGE',
   'INVALID_TIMESTAMP',
-  'TOPIC_AUTHORIZATION_FAILED',
   'INVALID_TOPIC_EXCEPTION',
   'POLICY_VIOLATION',
 ]);
@@ -45,7 +47,7 @@ export function refusedRecordType(error: unknown): string | null {
 
 /**
  * Classifies a handler failure into an explicit outcome:
- * - a broker's permanent refusal of an output record (too large, invalid, not authorised)
+ * - a broker's permanent refusal of an output record (too large, invalid)
  *   dead-letters the input at once as PUBLISH_REJECTED: redelivering it would fail the same way
  *   forever and stall its partition;
  * - a permanent ThoraxError dead-letters at once (bad input never blocks a partition);
