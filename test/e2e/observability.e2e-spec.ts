@@ -525,7 +525,7 @@ describe('each service /metrics', () => {
     }
   });
 
-  it('exports the contract's metrics (docs/contract.md), fed by the services that own them', async () => {
+  it('exports the metrics of docs/contract.md, fed by the services that own them', async () => {
     const value = async (q: string) => Number((await promQuery(q))[0]?.value[1] ?? NaN);
     for (const name of SERVICES) {
       expect(await value(`sum(thorax_messages_total{service="${name}", topic="${TOPIC_OF[name]}", outcome="ok"})`)).toBeGreaterThanOrEqual(4);

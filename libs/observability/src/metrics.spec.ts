@@ -23,7 +23,7 @@ function populate(m: ThoraxMetrics): void {
 }
 
 describe('ThoraxMetrics', () => {
-  it('exports the contract's minimum set (docs/contract.md) with exactly its names, types and labels, service on every series', async () => {
+  it('exports the minimum set of docs/contract.md with exactly its names, types and labels, service on every series', async () => {
     const m = new ThoraxMetrics('inference');
     populate(m);
     const design: [string, string, string[]][] = [
