@@ -83,7 +83,7 @@ describe('StudyIntakeService', () => {
 
   it('refuses an unsupported transfer syntax and limits inflated size', async () => {
     const { intake } = service({ INGEST_MAX_INFLATED_BYTES: '1000000' });
-    expect(await codeOf(intake.admit(record('hostile/ts-htj2k.dcm'), new Date(0)))).toBe('UNSUPPORTED_TRANSFER_SYNTAX@ingest');
+    expect(await codeOf(intake.admit(record('hostile/ts-mpeg2.dcm'), new Date(0)))).toBe('UNSUPPORTED_TRANSFER_SYNTAX@ingest');
     expect(await codeOf(intake.admit(record('valid/mono2-deflated.dcm'), new Date(0)))).toBe('ok');
     expect(await codeOf(intake.admit(record('hostile/deflate-bomb-300mib.dcm'), new Date(0)))).toBe('PAYLOAD_TOO_LARGE@ingest');
   });
