@@ -36,6 +36,21 @@ describe('KafkaPublisher', () => {
     ]);
   });
 
+  it('keeps a call asked to go alone out of coalesced requests', async () => {
+    for (const serial of [false, true]) {
+      const { producer, sent } = fakeProducer();
+      const publisher = new KafkaPublisher(producer, { lingerMs: 5, maxBatchRecords: 100, serial });
+      const calls = [
+        publisher.publish([{ topic: 't', key: 'a', value: Buffer.from('1') }]),
+        publisher.publish([{ topic: 'dlq', key: 'b', value: Buffer.from('2') }], { alone: true }),
+        publisher.publish([{ topic: 't', key: 'c', value: Buffer.from('3') }]),
+      ];
+      await jest.advanceTimersByTimeAsync(5);
+      await Promise.all(calls);
+      expect(sent).toEqual([[{ topic: 't', keys: ['a'] }], [{ topic: 'dlq', keys: ['b'] }], [{ topic: 't', keys: ['c'] }]]);
+    }
+  });
+
   it('sends at once when the batch is full', async () => {
     const { producer, sent } = fakeProducer();
     const publisher = new KafkaPublisher(producer, { lingerMs: 1000, maxBatchRecords: 2 });

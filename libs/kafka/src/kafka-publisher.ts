@@ -1,6 +1,6 @@
 import type { Producer } from 'kafkajs';
 import { refusedRecordType } from './failure-policy';
-import type { OutgoingRecord, Publisher } from './records';
+import type { OutgoingRecord, Publisher, PublishOptions } from './records';
 
 export interface PublisherOptions {
   /**
@@ -35,7 +35,7 @@ interface Waiting {
   bytes: number;
   resolve: () => void;
   reject: (error: unknown) => void;
-  /** Sent in a request of its own (after a coalesced request was refused). */
+  /** Sent in a request of its own (asked for, or after a coalesced request was refused). */
   alone?: boolean;
 }
 
@@ -45,7 +45,8 @@ const DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024;
 
 function recordBytes(record: OutgoingRecord): number {
   let bytes = Buffer.byteLength(record.key) + record.value.length;
-  for (const [name, value] of Object.entries(record.headers ?? {})) bytes += Buffer.byteLength(name) + Buffer.byteLength(String(value));
+  for (const [name, value] of Object.entries(record.headers ?? {}))
+    bytes += Buffer.byteLength(name) + Buffer.byteLength(String(value));
   return bytes;
 }
 
@@ -66,10 +67,11 @@ export class KafkaPublisher implements Publisher {
     this.producer = producer;
   }
 
-  publish(records: OutgoingRecord[]): Promise<void> {
+  publish(records: OutgoingRecord[], options: PublishOptions = {}): Promise<void> {
     if (records.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ records, bytes: records.reduce((sum, r) => sum + recordBytes(r), 0), resolve, reject });
+      const bytes = records.reduce((sum, r) => sum + recordBytes(r), 0);
+      this.queue.push({ records, bytes, resolve, reject, ...(options.alone ? { alone: true } : {}) });
       this.queued += records.length;
       if (this.queued >= this.options.maxBatchRecords || this.options.lingerMs === 0) this.flush();
       else this.timer ??= setTimeout(() => this.flush(), this.options.lingerMs);
@@ -88,7 +90,11 @@ export class KafkaPublisher implements Publisher {
     let records = 0;
     let bytes = 0;
     for (const w of this.queue) {
-      if (count > 0 && (w.alone || records + w.records.length > this.options.maxBatchRecords || bytes + w.bytes > maxBytes)) break;
+      if (
+        count > 0 &&
+        (w.alone || records + w.records.length > this.options.maxBatchRecords || bytes + w.bytes > maxBytes)
+      )
+        break;
       count += 1;
       records += w.records.length;
       bytes += w.bytes;

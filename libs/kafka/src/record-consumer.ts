@@ -211,9 +211,33 @@ export class RecordConsumer {
       [HEADERS.errorMessage]: message.slice(0, 1024),
       [HEADERS.failedStage]: stage,
     };
-    const outputs: OutgoingRecord[] = [
-      { topic: dlqTopic(record.topic), key: context.id, value: record.value ?? Buffer.alloc(0), headers },
-    ];
+    // The DLQ copy first, in a request of its own, and the error event only once the copy is
+    // acknowledged. A copy the DLQ topic refuses (its own size limit) fails the whole request it
+    // is in, while other partitions of that request may already have taken their records (this
+    // record's event, or other inputs' outputs), which the re-send would then write twice.
+    const copy: OutgoingRecord = {
+      topic: dlqTopic(record.topic),
+      key: context.id,
+      value: record.value ?? Buffer.alloc(0),
+      headers,
+    };
+    try {
+      await this.publisher.publish([copy], { alone: true });
+    } catch (error) {
+      const refused = refusedRecordType(error);
+      if (refused === null) throw error;
+      // The DLQ topic refused the copy itself (an input above its max.message.bytes): keep the
+      // headers and say how long the value was. A dead letter is never dead-lettered again; if
+      // this is refused too, the error propagates and the record is redelivered.
+      log.error({ code, stage, refused }, 'the DLQ topic refused the dead letter; publishing it without its value');
+      await this.publisher.publish([
+        {
+          ...copy,
+          value: Buffer.alloc(0),
+          headers: { ...headers, [HEADERS.valueOmitted]: String(record.value?.length ?? 0) },
+        },
+      ]);
+    }
     if (this.options.findingsTopic) {
       const event = errorFindingsEvent({
         id: context.id,
@@ -223,29 +247,9 @@ export class RecordConsumer {
       });
       const traceparent = record.headers[HEADERS.traceparent];
       const forwarded: Record<string, string> = traceparent ? { [HEADERS.traceparent]: traceparent } : {};
-      outputs.push({
-        topic: this.options.findingsTopic,
-        key: context.id,
-        value: encodeFindingsEvent(event),
-        headers: forwarded,
-      });
-    }
-    try {
-      await this.publisher.publish(outputs);
-    } catch (error) {
-      const refused = refusedRecordType(error);
-      if (refused === null) throw error;
-      // The DLQ topic refused the copy itself (an input above its max.message.bytes): keep the
-      // headers and say how long the value was. A dead letter is never dead-lettered again; if
-      // this is refused too, the error propagates and the record is redelivered.
-      log.error({ code, stage, refused }, 'the DLQ topic refused the dead letter; publishing it without its value');
-      const omitted: OutgoingRecord = {
-        topic: dlqTopic(record.topic),
-        key: context.id,
-        value: Buffer.alloc(0),
-        headers: { ...headers, [HEADERS.valueOmitted]: String(record.value?.length ?? 0) },
-      };
-      await this.publisher.publish([omitted, ...outputs.slice(1)]);
+      await this.publisher.publish([
+        { topic: this.options.findingsTopic, key: context.id, value: encodeFindingsEvent(event), headers: forwarded },
+      ]);
     }
     this.metrics.messages.inc({ topic: record.topic, outcome: 'dead_lettered' });
     this.metrics.errors.inc({ stage, code });

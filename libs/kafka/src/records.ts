@@ -19,10 +19,19 @@ export interface OutgoingRecord {
   headers?: Record<string, string>;
 }
 
+export interface PublishOptions {
+  /**
+   * Send these records in a request of their own, never coalesced with other calls: for a record
+   * the broker may refuse (a dead-letter copy near the DLQ topic's size limit), whose refusal
+   * would otherwise fail, and re-send, the other calls' records that shared its request.
+   */
+  alone?: boolean;
+}
+
 /** The broker port: services publish through this and are unit-testable without Kafka. */
 export interface Publisher {
   /** Resolves only once every record is acknowledged by all in-sync replicas. */
-  publish(records: OutgoingRecord[]): Promise<void>;
+  publish(records: OutgoingRecord[], options?: PublishOptions): Promise<void>;
 }
 
 export const PUBLISHER = Symbol('thorax.publisher');
