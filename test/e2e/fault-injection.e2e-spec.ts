@@ -65,10 +65,18 @@ const kafkaEnv = {
   KAFKA_STATE_DIR: path.join(REPO_ROOT, '.cache', `kafka-fault-${BASE}`),
   KAFKA_START_TIMEOUT: '180',
 };
-const pgEnv = { PG_TEST_PORT: String(BASE + 30), PG_STATE_DIR: path.join(REPO_ROOT, '.cache', `postgres-fault-${BASE}`) };
+const pgEnv = {
+  PG_TEST_PORT: String(BASE + 30),
+  PG_STATE_DIR: path.join(REPO_ROOT, '.cache', `postgres-fault-${BASE}`),
+};
 const DATABASE_URL = `postgres://thorax@127.0.0.1:${BASE + 30}/thorax_test`;
 
-const kafka = new Kafka({ clientId: 'thorax-e2e-fault', brokers: [BROKER], logLevel: logLevel.NOTHING, retry: { initialRetryTime: 300, retries: 10 } });
+const kafka = new Kafka({
+  clientId: 'thorax-e2e-fault',
+  brokers: [BROKER],
+  logLevel: logLevel.NOTHING,
+  retry: { initialRetryTime: 300, retries: 10 },
+});
 let admin: Admin;
 let producer: Producer;
 const services = new Map<ServiceName, RunningService>();
@@ -86,7 +94,10 @@ const say = (line: string) => process.stdout.write(`[fault-injection] ${line}\n`
 
 async function script(name: string, args: string[], env: Record<string, string>): Promise<string> {
   try {
-    const { stdout, stderr } = await exec('bash', [path.join(REPO_ROOT, 'scripts', name), ...args], { env: { ...process.env, ...env }, timeout: 300_000 });
+    const { stdout, stderr } = await exec('bash', [path.join(REPO_ROOT, 'scripts', name), ...args], {
+      env: { ...process.env, ...env },
+      timeout: 300_000,
+    });
     return stdout + stderr;
   } catch (error) {
     const e = error as Error & { stdout?: string; stderr?: string };
@@ -199,7 +210,9 @@ afterAll(async () => {
 
 describe('fault injection under load', () => {
   it('loses nothing and stores one result per input when every service, the broker and PostgreSQL fail once', async () => {
-    const variants = await Promise.all(Array.from({ length: 8 }, (_, i) => syntheticChestXray({ width: 256, height: 256, seed: 300 + i })));
+    const variants = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => syntheticChestXray({ width: 256, height: 256, seed: 300 + i })),
+    );
     const ids = Array.from({ length: IMAGES }, (_, i) => `${RUN}-${String(i).padStart(5, '0')}`);
     const studyPrefix = `1.2.826.0.1.3680043.8.498.${Date.now()}`;
     const studyUids = Array.from({ length: Math.ceil(IMAGES / STUDY_SIZE) }, (_, s) => `${studyPrefix}.${s + 1}`);
@@ -213,7 +226,7 @@ describe('fault injection under load', () => {
 
     // The burst: every input at once, in acknowledged batches; ingest is killed half-way.
     let resends = 0;
-    for (let sent = 0; sent < IMAGES; ) {
+    for (let sent = 0; sent < IMAGES;) {
       const batch = ids.slice(sent, sent + 100).map((id, k) => ({
         key: id,
         value: variants[(sent + k) % variants.length]!,
@@ -231,7 +244,9 @@ describe('fault injection under load', () => {
       }
       sent += batch.length;
       if (!faults.length && sent >= IMAGES / 2) {
-        await fault('ingest', await groupLag(admin, 'thorax-ingest', 'thorax.studies.v1'), () => crashAndRestart('ingest'));
+        await fault('ingest', await groupLag(admin, 'thorax-ingest', 'thorax.studies.v1'), () =>
+          crashAndRestart('ingest'),
+        );
       }
     }
     const publishS = (Date.now() - t0) / 1000;
@@ -239,7 +254,13 @@ describe('fault injection under load', () => {
     // Each downstream service is killed once its own input has a backlog, results last.
     for (const stage of STAGES.slice(1)) {
       let backlog = 0;
-      await until(async () => (backlog = await groupLag(admin, stage.group, stage.topic)) > 0 || (await committedCount(admin, 'thorax-results', 'thorax.findings.v1')) >= IMAGES, QUIET_TIMEOUT_MS, `a backlog at ${stage.name}`);
+      await until(
+        async () =>
+          (backlog = await groupLag(admin, stage.group, stage.topic)) > 0 ||
+          (await committedCount(admin, 'thorax-results', 'thorax.findings.v1')) >= IMAGES,
+        QUIET_TIMEOUT_MS,
+        `a backlog at ${stage.name}`,
+      );
       await fault(stage.name, backlog, () => crashAndRestart(stage.name));
     }
     // The broker, then PostgreSQL, while results still has work.
@@ -251,7 +272,17 @@ describe('fault injection under load', () => {
       await script('kafka.sh', ['start'], kafkaEnv);
     });
     let pgBacklog = 0;
-    await until(async () => (pgBacklog = await remaining()) >= 0, 120_000, 'the broker after its restart');
+    // A fresh admin client per attempt: the one from before the kill can keep a dead connection.
+    const renewedAdmin = async () => {
+      await admin.disconnect().catch(() => undefined);
+      admin = kafka.admin();
+      await admin.connect();
+    };
+    await until(
+      async () => (await renewedAdmin(), (pgBacklog = await remaining()) >= 0),
+      120_000,
+      'the broker after its restart',
+    );
     await fault('postgresql', pgBacklog, async () => {
       await script('postgres.sh', ['stop'], pgEnv);
       await sleep(5000);
@@ -262,7 +293,9 @@ describe('fault injection under load', () => {
     const want = new Set(ids);
     await until(
       async () => {
-        const stored = new Set((await storedRows(RESULTS_HTTP, studyUids)).map((r) => r.id).filter((id) => want.has(id)));
+        const stored = new Set(
+          (await storedRows(RESULTS_HTTP, studyUids)).map((r) => r.id).filter((id) => want.has(id)),
+        );
         return stored.size === want.size && (await pipelineLag()) === 0;
       },
       QUIET_TIMEOUT_MS,
@@ -285,21 +318,37 @@ describe('fault injection under load', () => {
     const deadLetters = (await Promise.all(DLQS.map((t) => recordsIn(admin, t)))).reduce((a, b) => a + b, 0);
     const peaks = sampler.peaksMib();
 
-    say(`inputs ${IMAGES} published as a burst in ${publishS.toFixed(1)}s (batches resent ${resends}); quiet ${drainS.toFixed(1)}s after the last input`);
-    for (const f of faults) say(`fault ${f.what.padEnd(10)} at ${f.atS.toFixed(1)}s with ${f.backlog} records queued; back in ${f.tookS.toFixed(1)}s`);
-    say(`findings events ${eventCount} (${duplicateEventIds} ids with duplicates, ${eventCount - IMAGES + missingEvents} extra, ${missingEvents} ids without an event)`);
-    say(`stored results ${rowsPerId.size}, duplicate stored results ${duplicateRows}, non-ok ${notOk.length}, lost ${lost.length}, DLQ records ${deadLetters}`);
-    say(`peak RSS (MiB, every incarnation): ${[...peaks].map(([n, mib]) => `${n} ${mib}`).join(', ')}; bound ${MAX_RSS_MIB}`);
+    say(
+      `inputs ${IMAGES} published as a burst in ${publishS.toFixed(1)}s (batches resent ${resends}); quiet ${drainS.toFixed(1)}s after the last input`,
+    );
+    for (const f of faults)
+      say(
+        `fault ${f.what.padEnd(10)} at ${f.atS.toFixed(1)}s with ${f.backlog} records queued; back in ${f.tookS.toFixed(1)}s`,
+      );
+    say(
+      `findings events ${eventCount} (${duplicateEventIds} ids with duplicates, ${eventCount - IMAGES + missingEvents} extra, ${missingEvents} ids without an event)`,
+    );
+    say(
+      `stored results ${rowsPerId.size}, duplicate stored results ${duplicateRows}, non-ok ${notOk.length}, lost ${lost.length}, DLQ records ${deadLetters}`,
+    );
+    say(
+      `peak RSS (MiB, every incarnation): ${[...peaks].map(([n, mib]) => `${n} ${mib}`).join(', ')}; bound ${MAX_RSS_MIB}`,
+    );
 
     expect(faults.map((f) => f.what)).toEqual(['ingest', 'preprocess', 'inference', 'results', 'broker', 'postgresql']);
     // Every fault met work in flight: it happened under load.
-    for (const f of faults) expect({ fault: f.what, underLoad: f.backlog > 0 }).toEqual({ fault: f.what, underLoad: true });
+    for (const f of faults)
+      expect({ fault: f.what, underLoad: f.backlog > 0 }).toEqual({ fault: f.what, underLoad: true });
     expect(lost).toEqual([]);
     expect(duplicateRows).toBe(0);
     expect(rowsPerId.size).toBe(IMAGES);
     expect(notOk).toEqual([]);
     expect(deadLetters).toBe(0);
     expect(missingEvents).toBe(0);
-    for (const s of STAGES) expect({ service: s.name, boundedMib: (peaks.get(s.name) ?? Infinity) <= MAX_RSS_MIB }).toEqual({ service: s.name, boundedMib: true });
+    for (const s of STAGES)
+      expect({ service: s.name, boundedMib: (peaks.get(s.name) ?? Infinity) <= MAX_RSS_MIB }).toEqual({
+        service: s.name,
+        boundedMib: true,
+      });
   });
 });

@@ -13,7 +13,14 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT, type RunningService, type ServiceName, servicePorts, startServices, syntheticChestXray } from '@thorax/testing';
+import {
+  REPO_ROOT,
+  type RunningService,
+  type ServiceName,
+  servicePorts,
+  startServices,
+  syntheticChestXray,
+} from '@thorax/testing';
 import { ConfigResourceTypes, type Admin, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 
 const run = promisify(execFile);
@@ -38,7 +45,12 @@ const PIPELINE: [group: string, topic: string][] = [
 ];
 const DLQS = ['thorax.studies.v1.dlq', 'thorax.images.v1.dlq', 'thorax.tensors.v1.dlq', 'thorax.findings.v1.dlq'];
 
-const kafka = new Kafka({ clientId: 'thorax-e2e-pacs', brokers: BROKERS, logLevel: logLevel.NOTHING, retry: { initialRetryTime: 300, retries: 10 } });
+const kafka = new Kafka({
+  clientId: 'thorax-e2e-pacs',
+  brokers: BROKERS,
+  logLevel: logLevel.NOTHING,
+  retry: { initialRetryTime: 300, retries: 10 },
+});
 let admin: Admin;
 let producer: Producer;
 const services: RunningService[] = [];
@@ -57,7 +69,10 @@ async function cluster(...args: string[]): Promise<string> {
     KAFKA_SKIP_TOPICS: '1',
   };
   try {
-    const { stdout, stderr } = await run('bash', [path.join(REPO_ROOT, 'scripts', 'kafka.sh'), 'cluster', ...args], { env, timeout: 420_000 });
+    const { stdout, stderr } = await run('bash', [path.join(REPO_ROOT, 'scripts', 'kafka.sh'), 'cluster', ...args], {
+      env,
+      timeout: 420_000,
+    });
     return stdout + stderr;
   } catch (error) {
     const e = error as Error & { stdout?: string; stderr?: string };
@@ -78,7 +93,16 @@ async function pipelineLag(): Promise<number> {
 }
 
 async function recordsIn(topic: string): Promise<number> {
-  return (await admin.fetchTopicOffsets(topic)).reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
+  // Right after a broker's return, kafkajs can read topic metadata without partitions and throw:
+  // ask again for a while before giving up.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return (await admin.fetchTopicOffsets(topic)).reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
+    } catch (error) {
+      if (attempt >= 20) throw error;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
 }
 
 /** Every record of a topic, read with a fresh consumer group: key → count. */
@@ -117,7 +141,9 @@ interface StoredRow {
 async function storedRows(studies: string[]): Promise<StoredRow[]> {
   const rows: StoredRow[] = [];
   for (const study of studies) {
-    const res = await fetch(`http://127.0.0.1:${PORTS.results}/v1/findings?studyUid=${encodeURIComponent(study)}&limit=500`);
+    const res = await fetch(
+      `http://127.0.0.1:${PORTS.results}/v1/findings?studyUid=${encodeURIComponent(study)}&limit=500`,
+    );
     if (!res.ok) throw new Error(`GET /v1/findings?studyUid=${study}: ${res.status}`);
     const body = (await res.json()) as { results: StoredRow[]; nextCursor?: string | null };
     expect(body.nextCursor ?? null).toBeNull();
@@ -133,10 +159,14 @@ beforeAll(async () => {
   say(`cluster of ${NODES} KRaft nodes ready on ${BROKERS.join(',')} in ${((Date.now() - t0) / 1000).toFixed(0)}s`);
 
   // Topics as a deployment provisions them: the built provisioner, topics.conf unchanged.
-  const provisioner = await run(process.execPath, ['--disable-warning=TimeoutNegativeWarning', path.join(REPO_ROOT, 'dist', 'apps', 'topics', 'src', 'main.js')], {
-    env: { ...process.env, KAFKA_BROKERS: BROKERS.join(','), LOG_LEVEL: 'info', TOPICS_WAIT_TIMEOUT_MS: '120000' },
-    timeout: 180_000,
-  }).catch((error: Error & { stdout?: string }) => {
+  const provisioner = await run(
+    process.execPath,
+    ['--disable-warning=TimeoutNegativeWarning', path.join(REPO_ROOT, 'dist', 'apps', 'topics', 'src', 'main.js')],
+    {
+      env: { ...process.env, KAFKA_BROKERS: BROKERS.join(','), LOG_LEVEL: 'info', TOPICS_WAIT_TIMEOUT_MS: '120000' },
+      timeout: 180_000,
+    },
+  ).catch((error: Error & { stdout?: string }) => {
     throw new Error(`the topics provisioner failed: ${error.message}\n${(error.stdout ?? '').slice(-3000)}`);
   });
   expect(provisioner.stdout).toContain('"msg":"topics provisioned"');
@@ -151,9 +181,16 @@ beforeAll(async () => {
     LOG_LEVEL: 'info',
     MODEL_DIR: path.join(REPO_ROOT, 'models', 'thorax-tiny-cnn'),
     INFERENCE_PROVIDERS: 'cpu',
-    ...(process.env['DATABASE_URL'] ? { DATABASE_URL: process.env['DATABASE_URL'] } : { RESULTS_DATA_DIR: 'memory://' }),
+    ...(process.env['DATABASE_URL']
+      ? { DATABASE_URL: process.env['DATABASE_URL'] }
+      : { RESULTS_DATA_DIR: 'memory://' }),
   };
-  const started = await startServices({ ports: PORTS, env, logDir: path.join(REPO_ROOT, '.data', 'test-logs', RUN), readyTimeoutMs: 180_000 });
+  const started = await startServices({
+    ports: PORTS,
+    env,
+    logDir: path.join(REPO_ROOT, '.data', 'test-logs', RUN),
+    readyTimeoutMs: 180_000,
+  });
   services.push(...started.values());
 }, 600_000);
 
@@ -169,19 +206,31 @@ afterAll(async () => {
 describe('a three-broker KRaft cluster losing a broker under load', () => {
   it('is provisioned from topics.conf: replication 3, min.insync.replicas 2, unclean election off', async () => {
     const { topics } = await admin.fetchTopicMetadata({ topics: PIPELINE.map(([, t]) => t) });
-    for (const t of topics) for (const p of t.partitions) expect({ topic: t.name, replicas: p.replicas.length, isr: p.isr.length }).toEqual({ topic: t.name, replicas: 3, isr: 3 });
+    for (const t of topics)
+      for (const p of t.partitions)
+        expect({ topic: t.name, replicas: p.replicas.length, isr: p.isr.length }).toEqual({
+          topic: t.name,
+          replicas: 3,
+          isr: 3,
+        });
     const { resources } = await admin.describeConfigs({
       includeSynonyms: false,
       resources: PIPELINE.map(([, name]) => ({ type: ConfigResourceTypes.TOPIC, name })),
     });
     for (const r of resources) {
       const value = (name: string) => r.configEntries.find((e) => e.configName === name)?.configValue;
-      expect([r.resourceName, value('min.insync.replicas'), value('unclean.leader.election.enable')]).toEqual([r.resourceName, '2', 'false']);
+      expect([r.resourceName, value('min.insync.replicas'), value('unclean.leader.election.enable')]).toEqual([
+        r.resourceName,
+        '2',
+        'false',
+      ]);
     }
   });
 
   it('stores exactly one result per input when a broker is killed and restarted mid-run', async () => {
-    const variants = await Promise.all(Array.from({ length: 8 }, (_, i) => syntheticChestXray({ width: 256, height: 256, seed: 100 + i })));
+    const variants = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => syntheticChestXray({ width: 256, height: 256, seed: 100 + i })),
+    );
     const ids = Array.from({ length: IMAGES }, (_, i) => `${RUN}-${String(i).padStart(5, '0')}`);
     const studyPrefix = `1.2.826.0.1.3680043.8.498.${Date.now()}`;
     const studyUids = Array.from({ length: Math.ceil(IMAGES / STUDY_SIZE) }, (_, s) => `${studyPrefix}.${s + 1}`);
@@ -200,7 +249,7 @@ describe('a three-broker KRaft cluster losing a broker under load', () => {
     let restartedAt = -1;
     let restart: Promise<string> | null = null;
     const t0 = Date.now();
-    for (let sent = 0; sent < IMAGES; ) {
+    for (let sent = 0; sent < IMAGES;) {
       const tick = Date.now();
       const batch = ids.slice(sent, sent + perTick).map((id, k) => ({
         key: id,
@@ -245,7 +294,8 @@ describe('a three-broker KRaft cluster losing a broker under load', () => {
       rows = await storedRows(studyUids);
       const stored = new Set(rows.map((r) => r.id).filter((id) => want.has(id)));
       if (stored.size === want.size && (await pipelineLag()) === 0) break;
-      if (Date.now() > deadline) throw new Error(`not quiet in time: ${stored.size} of ${want.size} stored, lag ${await pipelineLag()}`);
+      if (Date.now() > deadline)
+        throw new Error(`not quiet in time: ${stored.size} of ${want.size} stored, lag ${await pipelineLag()}`);
       await sleep(2000);
     }
     const drainS = (Date.now() - t0) / 1000 - publishS;
@@ -266,9 +316,15 @@ describe('a three-broker KRaft cluster losing a broker under load', () => {
         `${victim === controller ? 'the active controller' : `controller was node ${controller}`}) after ${killedAt} inputs; restarted after ${restartedAt}; ` +
         `all replicas back in sync ${isrS.toFixed(1)}s after it answered`,
     );
-    say(`inputs ${IMAGES} published in ${publishS.toFixed(1)}s (${(IMAGES / publishS).toFixed(1)}/s), input batches resent ${resends}, slowest acknowledged send ${maxSendMs} ms`);
-    say(`stored results ${rowsPerId.size}, lost ${lost.length}, duplicate stored rows ${duplicateRows}, non-ok results ${notOk.length}, dead letters ${deadLetters}`);
-    say(`findings events ${eventCount}, ids with duplicate events ${duplicateEventIds} (${eventCount - IMAGES} extra), pipeline quiet ${drainS.toFixed(1)}s after the last input`);
+    say(
+      `inputs ${IMAGES} published in ${publishS.toFixed(1)}s (${(IMAGES / publishS).toFixed(1)}/s), input batches resent ${resends}, slowest acknowledged send ${maxSendMs} ms`,
+    );
+    say(
+      `stored results ${rowsPerId.size}, lost ${lost.length}, duplicate stored rows ${duplicateRows}, non-ok results ${notOk.length}, dead letters ${deadLetters}`,
+    );
+    say(
+      `findings events ${eventCount}, ids with duplicate events ${duplicateEventIds} (${eventCount - IMAGES} extra), pipeline quiet ${drainS.toFixed(1)}s after the last input`,
+    );
 
     expect(killedAt).toBeGreaterThan(0);
     expect(restartedAt).toBeGreaterThan(killedAt);
