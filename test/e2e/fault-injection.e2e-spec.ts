@@ -168,15 +168,19 @@ function exited(): string | null {
  */
 async function until(ready: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let lastError = '';
   for (;;) {
     const dead = exited();
     if (dead) throw new Error(`while waiting for ${what}: ${dead}`);
     try {
       if (await ready()) return;
-    } catch {
+    } catch (error) {
       // the broker or results is restarting
+      lastError = (error as Error).message;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${lastError ? ` (last error: ${lastError})` : ''}`);
+    }
     await sleep(500);
   }
 }
