@@ -1,3 +1,4 @@
+export * from './consumer-port';
 export * from './failure-policy';
 export * from './kafka-client';
 export * from './kafka.module';

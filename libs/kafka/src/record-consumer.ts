@@ -5,20 +5,14 @@ import {
   type ErrorCode,
   HEADERS,
   type Stage,
-  type StudyInfo,
 } from '@thorax/contracts';
 import type { HealthRegistry, Logger, ThoraxMetrics } from '@thorax/observability';
 import { ensureTraceparent, healthy, parseTraceparent, unhealthy } from '@thorax/observability';
 import { type Admin, type Consumer, type EachBatchPayload, type Kafka, KafkaJSError, type KafkaMessage } from 'kafkajs';
+import type { FailureContext } from './consumer-port';
 import { decide, DEFAULT_RETRY_POLICY, refusedRecordType, type RetryPolicy } from './failure-policy';
 import { decodeHeaders, type IncomingRecord, type OutgoingRecord, type Publisher } from './records';
 
-/** What the error findings event of a dead-lettered record says about it. */
-export interface FailureContext {
-  id: string;
-  study?: StudyInfo;
-  receivedAt?: Date;
-}
 
 export interface RecordHandler {
   /**
