@@ -15,5 +15,3 @@ export const CHESTXRAY14_LABELS = [
   'Pleural_Thickening',
   'Hernia',
 ] as const;
-
-export type ChestXray14Label = (typeof CHESTXRAY14_LABELS)[number];

@@ -1,13 +1,3 @@
-/** Default topic names of the public contract (docs/contract.md); every one is configurable. */
-export const DEFAULT_TOPICS = {
-  studies: 'thorax.studies.v1',
-  images: 'thorax.images.v1',
-  tensors: 'thorax.tensors.v1',
-  findings: 'thorax.findings.v1',
-} as const;
-
-export type TopicRole = keyof typeof DEFAULT_TOPICS;
-
 /** The dead-letter topic of a source topic. */
 export function dlqTopic(topic: string): string {
   return `${topic}.dlq`;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { promqlSelectors } from './dashboard-lint';
 import { ThoraxMetrics } from './metrics';
-import { metricNamesIn } from './promql-names';
+import { metricNamesIn } from '@thorax/testing';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const read = (...p: string[]) => readFileSync(path.join(ROOT, ...p), 'utf8');

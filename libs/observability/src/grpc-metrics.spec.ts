@@ -12,7 +12,7 @@ import {
 } from '@grpc/grpc-js';
 import { once } from 'node:events';
 import { grpcMetricsInterceptor, splitPath, statusName } from './grpc-metrics';
-import { parseSamples } from './label-cardinality';
+import { parseSamples } from '@thorax/testing';
 import { ThoraxMetrics } from './metrics';
 
 type Msg = { id: string };

@@ -8,7 +8,5 @@ export * from './tokens';
 export * from './http-metrics.middleware';
 export * from './grpc-metrics';
 export * from './trace-context';
-export * from './label-cardinality';
-export * from './promql-names';
 export * from './api-auth';
 export * from './grpc-auth';

@@ -1,5 +1,5 @@
 import { HealthRegistry, healthy, unhealthy } from './health';
-import { findIdLikeLabelValues, parseSamples } from './label-cardinality';
+import { findIdLikeLabelValues, parseSamples } from '@thorax/testing';
 import { DROPPED_DEFAULT_METRICS, ThoraxMetrics } from './metrics';
 
 /** Label names of every sample of a family, with `service` (and `le` for buckets) included. */

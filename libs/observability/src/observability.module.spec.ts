@@ -3,7 +3,7 @@ import { Controller, Get, type INestApplication, Module, NotFoundException, Para
 import { NestFactory } from '@nestjs/core';
 import type { AddressInfo } from 'node:net';
 import { HealthRegistry, healthy, unhealthy } from './health';
-import { findIdLikeLabelValues, parseSamples } from './label-cardinality';
+import { findIdLikeLabelValues, parseSamples } from '@thorax/testing';
 import { createLogger } from './logger';
 import { ObservabilityModule } from './observability.module';
 

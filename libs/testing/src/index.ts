@@ -1,5 +1,7 @@
 export * from './audit';
 export * from './fixtures';
 export * from './kafka';
+export * from './label-cardinality';
 export * from './processes';
+export * from './promql-names';
 export * from './secure-kafka';

@@ -25,8 +25,3 @@ export function metricNamesIn(expr: string): string[] {
   }
   return [...names];
 }
-
-/** The series name behind a histogram or summary sample name (`…_bucket` → `…`). */
-export function metricFamilyOf(name: string): string {
-  return name.replace(/_(bucket|sum|count)$/, '');
-}
