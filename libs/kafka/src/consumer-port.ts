@@ -1,4 +1,4 @@
-import { type Stage, type StudyInfo, ThoraxError } from '@thorax/contracts';
+import { type Stage, type StudyInfo, type StudyRef, studyInfoFromRef, ThoraxError } from '@thorax/contracts';
 import type { Logger } from '@thorax/observability';
 import type { RetryPolicy } from './failure-policy';
 
@@ -148,5 +148,21 @@ export function protobufDecoder<T extends { id: string }>(
     }
     if (!message.id) throw new ThoraxError('INVALID_MESSAGE', `${name} without id`, { stage });
     return message;
+  };
+}
+
+/**
+ * A `describe` for ConsumerSpec, for messages carrying id, study and receipt time (ImageAccepted,
+ * PreprocessedImage); the record key when the value did not decode.
+ */
+export function describeStudyMessage(
+  message: { id: string; study?: StudyRef | undefined; receivedAt?: Date | undefined } | null,
+  position: RecordPosition,
+): FailureContext {
+  if (!message) return { id: position.key || `unkeyed:${position.topic}:${position.partition}:${position.offset}` };
+  return {
+    id: message.id,
+    study: studyInfoFromRef(message.study),
+    ...(message.receivedAt ? { receivedAt: message.receivedAt } : {}),
   };
 }

@@ -3,7 +3,6 @@ export * from './failure-policy';
 export * from './kafka-client';
 export * from './kafka.module';
 export * from './kafka-publisher';
-export * from './record-consumer';
 export * from './records';
 export * from './topic-provisioner';
 export * from './connection-failure';

@@ -13,7 +13,16 @@ import { type Kafka, Partitioners, type Producer } from 'kafkajs';
 import { classifyKafkaFailure, classifySocketError, type KafkaFailure } from './connection-failure';
 import { createKafkaClient, type KafkaClientOptions } from './kafka-client';
 import { KafkaPublisher } from './kafka-publisher';
-import { type RecordConsumerOptions, type RecordHandler, RecordConsumer } from './record-consumer';
+import {
+  type BatchConsumerSpec,
+  type BatchHandler,
+  type Consumption,
+  CONSUMERS,
+  type ConsumerPort,
+  type ConsumerSpec,
+  type MessageHandler,
+} from './consumer-port';
+import { RecordConsumer, type RecordHandling } from './record-consumer';
 import { PUBLISHER } from './records';
 
 export type KafkaModuleOptions = KafkaClientOptions;
@@ -49,11 +58,12 @@ export function connectBackoffMs(attempt: number, random: () => number = Math.ra
  * their sequence numbers, which is what lets the broker discard the copies a broker failover or
  * a lost response would otherwise duplicate.
  *
- * On shutdown the consumers drain and commit first, then the producer disconnects.
+ * It is the app's ConsumerPort (token CONSUMERS): a consumer asked for starts once the producer
+ * is connected. On shutdown the consumers drain and commit first, then the producer disconnects.
  */
 @Injectable()
-export class KafkaConnection implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
-  readonly kafka: Kafka;
+export class KafkaConnection implements ConsumerPort, OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly kafka: Kafka;
   readonly publisher: KafkaPublisher;
   private producer: Producer;
   private connected = false;
@@ -62,7 +72,7 @@ export class KafkaConnection implements OnModuleInit, BeforeApplicationShutdown,
   /** Since when authentication/TLS has been failing without a success in between. */
   private failingSince: number | null = null;
   private readonly logged = new Set<string>();
-  private readonly consumers: RecordConsumer[] = [];
+  private readonly consumers: RecordConsumer<unknown>[] = [];
   private readonly idempotent: boolean;
   private readonly connectedOnce: Promise<void>;
   private markConnected: () => void = () => undefined;
@@ -98,24 +108,24 @@ export class KafkaConnection implements OnModuleInit, BeforeApplicationShutdown,
     void this.connectUntilDone();
   }
 
+  consume<T>(spec: ConsumerSpec<T>, handler: MessageHandler<T>): Consumption {
+    return this.startConsumer(spec, { kind: 'single', handler });
+  }
+
+  consumeBatches<T>(spec: BatchConsumerSpec<T>, handler: BatchHandler<T>): Consumption {
+    return this.startConsumer(spec, { kind: 'batch', handler });
+  }
+
   /**
-   * A consumer of the app; its `start()` returns at once and the consumer really starts once the
-   * producer is connected (retried with backoff if it fails, e.g. a topic not provisioned yet).
+   * Creates the consumer and returns at once; it really starts once the producer is connected
+   * (retried with backoff if it fails, e.g. a topic not provisioned yet).
    */
-  createConsumer(options: RecordConsumerOptions, handler: RecordHandler): RecordConsumer {
-    const log = this.log.child({ component: 'consumer', group: options.groupId });
-    const consumer = new GatedRecordConsumer(
-      (start) => void this.startWhenConnected(start, options, log),
-      this.kafka,
-      options,
-      handler,
-      this.publisher,
-      this.metrics,
-      this.health,
-      log,
-    );
-    this.consumers.push(consumer);
-    return consumer;
+  private startConsumer<T>(spec: ConsumerSpec<T>, handling: RecordHandling<T>): Consumption {
+    const log = this.log.child({ component: 'consumer', group: spec.groupId });
+    const consumer = new RecordConsumer(this.kafka, spec, handling, this.publisher, this.metrics, this.health, log);
+    this.consumers.push(consumer as RecordConsumer<unknown>);
+    void this.startWhenConnected(() => consumer.start(), spec, log);
+    return { pause: () => consumer.pause(), resume: () => consumer.resume() };
   }
 
   async beforeApplicationShutdown(): Promise<void> {
@@ -219,7 +229,7 @@ export class KafkaConnection implements OnModuleInit, BeforeApplicationShutdown,
     await this.connectOnce();
   }
 
-  private async startWhenConnected(start: () => Promise<void>, options: RecordConsumerOptions, log: Logger): Promise<void> {
+  private async startWhenConnected(start: () => Promise<void>, options: { topic: string }, log: Logger): Promise<void> {
     await this.connectedOnce;
     for (let attempt = 0; !this.closed; attempt++) {
       try {
@@ -239,21 +249,6 @@ export class KafkaConnection implements OnModuleInit, BeforeApplicationShutdown,
   }
 }
 
-/** A RecordConsumer whose start is handed to a gate (KafkaConnection starts it once connected). */
-class GatedRecordConsumer extends RecordConsumer {
-  constructor(
-    private readonly gate: (start: () => Promise<void>) => void,
-    ...args: ConstructorParameters<typeof RecordConsumer>
-  ) {
-    super(...args);
-  }
-
-  override start(): Promise<void> {
-    this.gate(() => super.start());
-    return Promise.resolve();
-  }
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
@@ -268,8 +263,9 @@ export class KafkaModule {
         { provide: KAFKA_OPTIONS, useValue: options },
         KafkaConnection,
         { provide: PUBLISHER, useFactory: (c: KafkaConnection) => c.publisher, inject: [KafkaConnection] },
+        { provide: CONSUMERS, useExisting: KafkaConnection },
       ],
-      exports: [KafkaConnection, PUBLISHER],
+      exports: [KafkaConnection, PUBLISHER, CONSUMERS],
     };
   }
 }

@@ -1,53 +1,42 @@
-import {
-  dlqTopic,
-  encodeFindingsEvent,
-  errorFindingsEvent,
-  type ErrorCode,
-  HEADERS,
-  type Stage,
-} from '@thorax/contracts';
+import { dlqTopic, encodeFindingsEvent, errorFindingsEvent, type ErrorCode, HEADERS, ThoraxError } from '@thorax/contracts';
 import type { HealthRegistry, Logger, ThoraxMetrics } from '@thorax/observability';
 import { ensureTraceparent, healthy, parseTraceparent, unhealthy } from '@thorax/observability';
 import { type Admin, type Consumer, type EachBatchPayload, type Kafka, KafkaJSError, type KafkaMessage } from 'kafkajs';
-import type { FailureContext } from './consumer-port';
+import type {
+  BatchConsumerSpec,
+  BatchHandler,
+  ConsumerSpec,
+  Delivery,
+  FailureContext,
+  ItemResult,
+  MessageHandler,
+  RecordPosition,
+} from './consumer-port';
 import { decide, DEFAULT_RETRY_POLICY, refusedRecordType, type RetryPolicy } from './failure-policy';
-import { decodeHeaders, type IncomingRecord, type OutgoingRecord, type Publisher } from './records';
+import { decodeHeaders, forwardedHeaders, type OutgoingRecord, type Publisher, recordId } from './records';
 
+/** How a RecordConsumer hands over records: one at a time, or in batches. */
+export type RecordHandling<T> = { kind: 'single'; handler: MessageHandler<T> } | { kind: 'batch'; handler: BatchHandler<T> };
 
-export interface RecordHandler {
-  /**
-   * Handles one record. Resolves only after everything it produced is acknowledged by Kafka
-   * (or durably stored). Throws a ThoraxError for classified failures.
-   */
-  handle(record: IncomingRecord, log: Logger): Promise<void>;
-  /** Describes a record for its error event; must not throw on garbage. */
-  describe(record: IncomingRecord): FailureContext;
-}
-
-export interface RecordConsumerOptions {
-  groupId: string;
-  topic: string;
-  stage: Stage;
-  /** Where error events go; null for the results stage, which records failures itself. */
-  findingsTopic: string | null;
-  retry?: RetryPolicy;
-  partitionsConsumedConcurrently?: number;
-  /** Records of one partition handled concurrently (offsets still commit in order). Default 1. */
-  maxInFlightPerPartition?: number;
-  maxBytesPerPartition?: number;
-  sessionTimeoutMs?: number;
-  lagIntervalMs?: number;
+/** A record as it came off the wire, headers decoded, trace context ensured. */
+interface RawRecord {
+  position: RecordPosition;
+  value: Buffer | null;
+  headers: Record<string, string>;
 }
 
 /**
  * A consumer group member with explicit outcomes for every record (ok, retried, dead-lettered)
  * and at-least-once delivery: an offset is resolved, and later committed, only after the
- * record's outputs (or its DLQ record and error event) are acknowledged by Kafka.
+ * record's outputs (or its DLQ record and error event) are acknowledged by Kafka
+ * (docs/contract.md "Delivery guarantees"). Records are decoded here (spec.decode); handlers see
+ * messages (ConsumerPort), never the Kafka client.
  */
-export class RecordConsumer {
+export class RecordConsumer<T> {
   private readonly consumer: Consumer;
   private readonly admin: Admin;
   private readonly retry: RetryPolicy;
+  private readonly collector: BatchCollector<T> | null;
   private joined = false;
   private brokerSeenAt = Date.now();
   private crashed: string | null = null;
@@ -56,14 +45,18 @@ export class RecordConsumer {
 
   constructor(
     kafka: Kafka,
-    private readonly options: RecordConsumerOptions,
-    private readonly handler: RecordHandler,
+    private readonly options: ConsumerSpec<T> | BatchConsumerSpec<T>,
+    private readonly handling: RecordHandling<T>,
     private readonly publisher: Publisher,
     private readonly metrics: ThoraxMetrics,
     health: HealthRegistry,
     private readonly log: Logger,
   ) {
     this.retry = options.retry ?? DEFAULT_RETRY_POLICY;
+    this.collector =
+      handling.kind === 'batch'
+        ? new BatchCollector(handling.handler, (options as BatchConsumerSpec<T>).maxBatchRecords ?? 500, (options as BatchConsumerSpec<T>).lingerMs ?? 5)
+        : null;
     this.consumer = kafka.consumer({
       groupId: options.groupId,
       sessionTimeout: options.sessionTimeoutMs ?? 30_000,
@@ -132,7 +125,8 @@ export class RecordConsumer {
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
     this.metrics.consumerBatchSize.observe({ topic: batch.topic }, batch.messages.length);
-    const window = Math.max(1, this.options.maxInFlightPerPartition ?? 1);
+    // A batch handler gets the whole fetch at once (the collector cuts it to maxBatchRecords).
+    const window = this.collector ? Number.MAX_SAFE_INTEGER : Math.max(1, this.options.maxInFlightPerPartition ?? 1);
     // Records of one partition run up to `window` at a time (so a batcher downstream sees more
     // than one record per partition), but offsets resolve strictly in order: an offset is
     // resolved only when it and every record before it have an outcome.
@@ -147,7 +141,7 @@ export class RecordConsumer {
     };
     for (const message of batch.messages) {
       if (!isRunning() || isStale()) break;
-      const done = this.process(toRecord(batch.topic, batch.partition, message));
+      const done = this.process(toRecord(batch.topic, batch.partition, message, this.options.topic));
       done.catch(() => undefined); // observed when it reaches the head of the window
       inFlight.push({ offset: message.offset, done });
       if (inFlight.length >= window) await settleHead();
@@ -165,40 +159,95 @@ export class RecordConsumer {
     this.consumer.resume([{ topic: this.options.topic }]);
   }
 
-  private async process(record: IncomingRecord): Promise<void> {
-    const log = this.log.child({
-      topic: record.topic,
-      partition: record.partition,
-      offset: record.offset,
-      id: record.key,
-      traceId: parseTraceparent(record.headers[HEADERS.traceparent])?.traceId,
-    });
+  private async process(record: RawRecord): Promise<void> {
+    let delivery: Delivery<T> | null = null;
+    let decodeError: unknown = null;
+    try {
+      delivery = this.deliver(record);
+    } catch (error) {
+      decodeError =
+        error instanceof ThoraxError
+          ? error
+          : new ThoraxError('INVALID_MESSAGE', `undecodable record: ${(error as Error).message}`, {
+              stage: this.options.stage,
+              cause: error,
+            });
+    }
+    if (delivery === null) {
+      // Nothing to retry: a value that does not decode never will.
+      const decision = decide(decodeError, this.retry.maxAttempts, this.retry, () => false);
+      const code = decision.kind === 'dead-letter' ? decision.code : 'INVALID_MESSAGE';
+      const message = decision.kind === 'dead-letter' ? decision.message : String(decodeError);
+      await this.deadLetter(record, null, code, message, recordLogger(this.log, record));
+      return;
+    }
+    const { topic } = record.position;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        await this.handler.handle(record, log);
-        this.metrics.messages.inc({ topic: record.topic, outcome: 'ok' });
+        await this.attempt(delivery, attempt);
+        this.metrics.messages.inc({ topic, outcome: 'ok' });
         return;
       } catch (error) {
         const decision = decide(error, attempt, this.retry, (e) => e instanceof KafkaJSError);
         if (decision.kind === 'rethrow') {
-          log.warn({ err: error }, 'broker failure; the record will be redelivered');
+          delivery.log.warn({ err: error }, 'broker failure; the record will be redelivered');
           throw error;
         }
         if (decision.kind === 'retry') {
-          this.metrics.messages.inc({ topic: record.topic, outcome: 'retried' });
-          log.warn({ err: error, attempt, delayMs: decision.delayMs }, 'retrying record');
+          this.metrics.messages.inc({ topic, outcome: 'retried' });
+          delivery.log.warn({ err: error, attempt, delayMs: decision.delayMs }, 'retrying record');
           await new Promise((r) => setTimeout(r, decision.delayMs));
           continue;
         }
-        await this.deadLetter(record, decision.code, decision.message, log);
+        await this.deadLetter(record, delivery.message, decision.code, decision.message, delivery.log);
         return;
       }
     }
   }
 
-  private async deadLetter(record: IncomingRecord, code: ErrorCode, message: string, log: Logger): Promise<void> {
+  /** One try: the handler, or the batch (first try) and then a batch of one (retries). */
+  private async attempt(delivery: Delivery<T>, attempt: number): Promise<void> {
+    if (this.handling.kind === 'single') return this.handling.handler.handle(delivery);
+    const result = attempt === 1 && this.collector ? await this.collector.submit(delivery) : await handleAlone(this.handling.handler, delivery);
+    if (!result.ok) throw result.error;
+  }
+
+  /** The decoded record for handlers; throws what `decode` throws. */
+  private deliver(record: RawRecord): Delivery<T> {
+    const value = record.value ?? EMPTY;
+    const message = this.options.decode(value, record.headers);
+    const parent = this.log;
+    let log: Logger | null = null;
+    return {
+      message,
+      forward: forwardedHeaders(record.headers),
+      headers: record.headers,
+      position: record.position,
+      // A child logger (and the traceparent parse it needs) only for records that log.
+      get log() {
+        return (log ??= recordLogger(parent, record));
+      },
+    };
+  }
+
+  private describe(record: RawRecord, message: T | null): FailureContext {
+    try {
+      if (this.options.describe) return this.options.describe(message, record.position, record.headers);
+    } catch {
+      // fall through: an error event must go out whatever the record holds
+    }
+    return { id: recordId(record.position) };
+  }
+
+  private async deadLetter(
+    record: RawRecord,
+    decoded: T | null,
+    code: ErrorCode,
+    message: string,
+    log: Logger,
+  ): Promise<void> {
     const stage = this.options.stage;
-    const context = this.handler.describe(record);
+    const context = this.describe(record, decoded);
     const headers: Record<string, string> = {
       ...record.headers,
       [HEADERS.errorCode]: code,
@@ -210,7 +259,7 @@ export class RecordConsumer {
     // is in, while other partitions of that request may already have taken their records (this
     // record's event, or other inputs' outputs), which the re-send would then write twice.
     const copy: OutgoingRecord = {
-      topic: dlqTopic(record.topic),
+      topic: dlqTopic(record.position.topic),
       key: context.id,
       value: record.value ?? Buffer.alloc(0),
       headers,
@@ -236,7 +285,7 @@ export class RecordConsumer {
       const event = errorFindingsEvent({
         id: context.id,
         study: context.study ?? {},
-        receivedAt: context.receivedAt ?? new Date(record.timestamp),
+        receivedAt: context.receivedAt ?? new Date(record.position.timestamp),
         error: { code, stage, message },
       });
       const traceparent = record.headers[HEADERS.traceparent];
@@ -245,7 +294,7 @@ export class RecordConsumer {
         { topic: this.options.findingsTopic, key: context.id, value: encodeFindingsEvent(event), headers: forwarded },
       ]);
     }
-    this.metrics.messages.inc({ topic: record.topic, outcome: 'dead_lettered' });
+    this.metrics.messages.inc({ topic: record.position.topic, outcome: 'dead_lettered' });
     this.metrics.errors.inc({ stage, code });
     log.warn({ code, stage }, 'record dead-lettered');
   }
@@ -272,15 +321,93 @@ export class RecordConsumer {
   }
 }
 
-function toRecord(topic: string, partition: number, message: KafkaMessage): IncomingRecord {
+const EMPTY = Buffer.alloc(0);
+
+function toRecord(topic: string, partition: number, message: KafkaMessage, knownTopic: string): RawRecord {
   return {
-    topic,
-    partition,
-    offset: message.offset,
-    key: message.key ? message.key.toString('utf8') : null,
+    position: {
+      // The subscribed topic's string, not a fresh one per record.
+      topic: topic === knownTopic ? knownTopic : topic,
+      partition,
+      offset: message.offset,
+      key: message.key ? message.key.toString('utf8') : null,
+      timestamp: Number(message.timestamp),
+    },
     value: message.value,
     // A record without trace context starts a trace here (ingest, for a PACS that sent none).
     headers: ensureTraceparent(decodeHeaders(message.headers)),
-    timestamp: Number(message.timestamp),
   };
+}
+
+function recordLogger(parent: Logger, record: RawRecord): Logger {
+  const { topic, partition, offset, key } = record.position;
+  return parent.child({
+    topic,
+    partition,
+    offset,
+    id: key,
+    traceId: parseTraceparent(record.headers[HEADERS.traceparent])?.traceId,
+  });
+}
+
+/** A batch of one, for a retry; a throw or a malformed answer is that item's failure. */
+async function handleAlone<T>(handler: BatchHandler<T>, delivery: Delivery<T>): Promise<ItemResult> {
+  try {
+    const [result] = await handler.handleBatch([delivery]);
+    return result ?? { ok: false, error: new Error('handleBatch answered no result for its one delivery') };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+interface Pending<T> {
+  delivery: Delivery<T>;
+  resolve: (result: ItemResult) => void;
+}
+
+/**
+ * Gathers the deliveries of concurrently consumed partitions into handleBatch calls: a call goes
+ * when maxBatchRecords are waiting or lingerMs after the first one (BatchHandler in consumer-port).
+ */
+export class BatchCollector<T> {
+  private pending: Pending<T>[] = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly handler: BatchHandler<T>,
+    private readonly maxBatchRecords: number,
+    private readonly lingerMs: number,
+  ) {}
+
+  submit(delivery: Delivery<T>): Promise<ItemResult> {
+    return new Promise((resolve) => {
+      this.pending.push({ delivery, resolve });
+      if (this.pending.length >= this.maxBatchRecords) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), this.lingerMs);
+    });
+  }
+
+  private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const batch = this.pending.splice(0, this.maxBatchRecords);
+    if (this.pending.length > 0) this.timer = setTimeout(() => this.flush(), 0);
+    if (batch.length === 0) return;
+    void this.run(batch);
+  }
+
+  private async run(batch: Pending<T>[]): Promise<void> {
+    let results: readonly ItemResult[];
+    try {
+      results = await this.handler.handleBatch(batch.map((p) => p.delivery));
+      if (results.length !== batch.length) {
+        throw new Error(`handleBatch answered ${results.length} results for ${batch.length} deliveries`);
+      }
+    } catch (error) {
+      const failed: ItemResult = { ok: false, error };
+      for (const p of batch) p.resolve(failed);
+      return;
+    }
+    batch.forEach((p, i) => p.resolve(results[i] ?? { ok: false, error: new Error('no result') }));
+  }
 }

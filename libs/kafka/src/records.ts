@@ -1,16 +1,5 @@
-import { HEADERS, type StudyInfo, type StudyRef, studyInfoFromRef } from '@thorax/contracts';
-
-/** A record as handlers see it: headers decoded to strings, key as a string. */
-export interface IncomingRecord {
-  topic: string;
-  partition: number;
-  offset: string;
-  key: string | null;
-  value: Buffer | null;
-  headers: Record<string, string>;
-  /** Broker or producer timestamp, ms since epoch. */
-  timestamp: number;
-}
+import { HEADERS } from '@thorax/contracts';
+import type { RecordPosition } from './consumer-port';
 
 export interface OutgoingRecord {
   topic: string;
@@ -36,21 +25,28 @@ export interface Publisher {
 
 export const PUBLISHER = Symbol('thorax.publisher');
 
-/** Headers that follow a record from stage to stage (trace context and receipt time). */
-export function forwardedHeaders(record: IncomingRecord, extra: Record<string, string> = {}): Record<string, string> {
+/**
+ * Headers that follow a record from stage to stage (trace context and receipt time), from the
+ * headers of the record consumed (docs/contract.md "Headers").
+ */
+export function forwardedHeaders(headers: Record<string, string>, extra: Record<string, string> = {}): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const name of [HEADERS.traceparent, HEADERS.tracestate, HEADERS.receivedAt]) {
-    const value = record.headers[name];
+  for (const name of FORWARDED) {
+    const value = headers[name];
     if (value) out[name] = value;
   }
   return { ...out, ...extra };
 }
 
+const FORWARDED = [HEADERS.traceparent, HEADERS.tracestate, HEADERS.receivedAt];
+
 type RawHeaderValue = Buffer | string | (Buffer | string)[] | undefined;
 
 export function decodeHeaders(raw: Record<string, RawHeaderValue> | undefined): Record<string, string> {
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(raw ?? {})) {
+  if (!raw) return headers;
+  for (const name in raw) {
+    const value = raw[name];
     if (value === undefined) continue;
     const first = Array.isArray(value) ? value[0] : value;
     if (first === undefined) continue;
@@ -60,26 +56,6 @@ export function decodeHeaders(raw: Record<string, RawHeaderValue> | undefined): 
 }
 
 /** The record's key, or a stable stand-in naming its position when it has none. */
-export function recordId(record: IncomingRecord): string {
-  return record.key || `unkeyed:${record.topic}:${record.partition}:${record.offset}`;
-}
-
-/**
- * What an error event says about a record whose value is a protobuf message carrying id, study
- * and receipt time; falls back to the record's key when the value cannot be decoded.
- */
-export function describeDecoded(
-  record: IncomingRecord,
-  decode: (value: Buffer) => { id: string; study?: StudyRef | undefined; receivedAt?: Date | undefined },
-): { id: string; study?: StudyInfo; receivedAt?: Date } {
-  try {
-    const message = decode(record.value ?? Buffer.alloc(0));
-    return {
-      id: message.id || recordId(record),
-      study: studyInfoFromRef(message.study),
-      ...(message.receivedAt ? { receivedAt: message.receivedAt } : {}),
-    };
-  } catch {
-    return { id: recordId(record) };
-  }
+export function recordId(position: RecordPosition): string {
+  return position.key || `unkeyed:${position.topic}:${position.partition}:${position.offset}`;
 }

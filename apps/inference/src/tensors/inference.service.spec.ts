@@ -6,7 +6,7 @@ import {
   Priority,
   ThoraxError,
 } from '@thorax/contracts';
-import type { IncomingRecord, OutgoingRecord, Publisher } from '@thorax/kafka';
+import type { OutgoingRecord, Publisher } from '@thorax/kafka';
 import { createLogger, ThoraxMetrics } from '@thorax/observability';
 import { loadConfig } from '@thorax/config';
 import { inferenceConfigSchema } from '../config';
@@ -62,15 +62,7 @@ function setup(primary: ModelSlot, shadow: ModelSlot | null) {
   return { service, published };
 }
 
-const record: IncomingRecord = {
-  topic: 'thorax.tensors.v1',
-  partition: 0,
-  offset: '0',
-  key: 'img-1',
-  value: null,
-  headers: {},
-  timestamp: Date.now(),
-};
+const forward: Record<string, string> = {};
 const image = (overrides: Partial<PreprocessedImage> = {}): PreprocessedImage => ({
   id: 'img-1',
   study: undefined,
@@ -95,7 +87,7 @@ describe('InferenceService', () => {
       }),
       null,
     );
-    const event = await service.infer(record, image());
+    const event = await service.infer(image(), forward);
     expect(urgency).toEqual([true]);
     expect(published.map((r) => r.topic)).toEqual(['thorax.findings.v1']);
     expect(event.positives).toHaveLength(14);
@@ -106,7 +98,7 @@ describe('InferenceService', () => {
 
   it('runs the shadow on the same image, publishes it only to the shadow topic, and never lets it fail the primary', async () => {
     const ok = setup(slot('primary', '1', scores(0.1)), slot('shadow', '2', scores(0.9)));
-    await ok.service.infer(record, image());
+    await ok.service.infer(image(), forward);
     expect(ok.published.map((r) => [r.topic, r.headers?.['thorax-model-role'] ?? 'primary'])).toEqual([
       ['thorax.findings.v1', 'primary'],
       ['thorax.findings.shadow.v1', 'shadow'],
@@ -117,7 +109,7 @@ describe('InferenceService', () => {
       slot('primary', '1', scores(0.1)),
       slot('shadow', '2', async () => Promise.reject(new Error('boom'))),
     );
-    await expect(broken.service.infer(record, image())).resolves.toMatchObject({ status: 'ok' });
+    await expect(broken.service.infer(image(), forward)).resolves.toMatchObject({ status: 'ok' });
     expect(broken.published.map((r) => r.topic)).toEqual(['thorax.findings.v1']);
   });
 
@@ -137,9 +129,9 @@ describe('InferenceService', () => {
     );
     // What the consumer does with a transient INFERENCE_FAILED: handle the same record again.
     for (let attempt = 1; attempt <= 2; attempt += 1) {
-      await expect(service.infer(record, image())).rejects.toMatchObject({ code: 'INFERENCE_FAILED' });
+      await expect(service.infer(image(), forward)).rejects.toMatchObject({ code: 'INFERENCE_FAILED' });
     }
-    await service.infer(record, image());
+    await service.infer(image(), forward);
     expect(primaryCalls).toBe(3);
     expect(shadowCalls).toBe(1);
     expect(published.map((r) => r.topic)).toEqual(['thorax.findings.v1', 'thorax.findings.shadow.v1']);
@@ -147,17 +139,17 @@ describe('InferenceService', () => {
 
   it('classifies failures: wrong input size, model errors (retryable), NaN scores', async () => {
     const { service } = setup(slot('primary', '1', scores(0.5)), null);
-    await expect(service.infer(record, image({ width: 224, height: 224 }))).rejects.toMatchObject({
+    await expect(service.infer(image({ width: 224, height: 224 }), forward)).rejects.toMatchObject({
       code: 'MODEL_INPUT_MISMATCH',
     });
     const failing = setup(
       slot('primary', '1', async () => Promise.reject(new Error('session lost'))),
       null,
     );
-    const error = await failing.service.infer(record, image()).catch((e: unknown) => e);
+    const error = await failing.service.infer(image(), forward).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ThoraxError);
     expect(error).toMatchObject({ code: 'INFERENCE_FAILED', transient: true });
     const nan = setup(slot('primary', '1', scores(Number.NaN)), null);
-    await expect(nan.service.infer(record, image())).rejects.toMatchObject({ code: 'INFERENCE_FAILED' });
+    await expect(nan.service.infer(image(), forward)).rejects.toMatchObject({ code: 'INFERENCE_FAILED' });
   });
 });

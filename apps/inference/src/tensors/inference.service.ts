@@ -9,7 +9,7 @@ import {
   studyInfoFromRef,
   ThoraxError,
 } from '@thorax/contracts';
-import { forwardedHeaders, type IncomingRecord, PUBLISHER, type Publisher } from '@thorax/kafka';
+import { PUBLISHER, type Publisher } from '@thorax/kafka';
 import { LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
 import { INFERENCE_CONFIG, type InferenceConfig } from '../config';
 import type { ModelSlot } from '../model/model-slot';
@@ -30,9 +30,13 @@ export class InferenceService {
     private readonly metrics: ThoraxMetrics,
   ) {}
 
-  async infer(record: IncomingRecord, image: PreprocessedImage): Promise<FindingsEvent> {
+  /**
+   * `forward`: the headers that follow the image downstream (trace context, receipt time). An
+   * image without receipt time is stamped now.
+   */
+  async infer(image: PreprocessedImage, forward: Record<string, string>): Promise<FindingsEvent> {
     const slot = this.models.route(image.id);
-    const event = await this.run(slot, record, image, this.config.TOPIC_FINDINGS);
+    const event = await this.run(slot, forward, image, this.config.TOPIC_FINDINGS);
     for (const finding of event.findings) {
       this.metrics.findings.inc({ label: finding.label, positive: String(finding.positive) });
     }
@@ -40,13 +44,13 @@ export class InferenceService {
     // retried (or dead-lettered) without the shadow, so each image gets one shadow result per
     // delivery, not one per primary attempt. Nothing below can fail the record.
     const shadow = this.models.shadow;
-    if (shadow) await this.runShadow(shadow, record, image);
+    if (shadow) await this.runShadow(shadow, forward, image);
     return event;
   }
 
   private async run(
     slot: ModelSlot,
-    record: IncomingRecord,
+    forward: Record<string, string>,
     image: PreprocessedImage,
     topic: string,
   ): Promise<FindingsEvent> {
@@ -77,40 +81,24 @@ export class InferenceService {
     const event = okFindingsEvent({
       id: image.id,
       study: studyInfoFromRef(image.study),
-      receivedAt: image.receivedAt ?? new Date(record.timestamp),
+      receivedAt: image.receivedAt ?? new Date(),
       model: { name, version, sha256: slot.pool.sha256, provider: slot.pool.provider, provenance },
       labels,
       thresholds,
       probabilities,
     });
-    const headers = forwardedHeaders(record, slot.role === 'primary' ? {} : { 'thorax-model-role': slot.role });
+    const headers = slot.role === 'primary' ? forward : { ...forward, 'thorax-model-role': slot.role };
     await this.publisher.publish([{ topic, key: image.id, value: encodeFindingsEvent(event), headers }]);
     return event;
   }
 
   /** Shadow results never block or fail the primary one. */
-  private async runShadow(slot: ModelSlot, record: IncomingRecord, image: PreprocessedImage): Promise<null> {
+  private async runShadow(slot: ModelSlot, forward: Record<string, string>, image: PreprocessedImage): Promise<null> {
     try {
-      await this.run(slot, record, image, this.config.TOPIC_FINDINGS_SHADOW);
+      await this.run(slot, forward, image, this.config.TOPIC_FINDINGS_SHADOW);
     } catch (error) {
       this.log.warn({ err: error, version: slot.version }, 'shadow model failed on this image');
     }
     return null;
   }
-}
-
-/** Decodes a thorax.tensors.v1 value; anything else is INVALID_MESSAGE. */
-export function decodePreprocessedImage(value: Buffer | null): PreprocessedImage {
-  if (!value || value.length === 0)
-    throw new ThoraxError('INVALID_MESSAGE', 'empty tensors record', { stage: 'inference' });
-  let image: PreprocessedImage;
-  try {
-    image = PreprocessedImage.decode(value);
-  } catch (error) {
-    throw new ThoraxError('INVALID_MESSAGE', `not a thorax.v1.PreprocessedImage: ${(error as Error).message}`, {
-      stage: 'inference',
-    });
-  }
-  if (!image.id) throw new ThoraxError('INVALID_MESSAGE', 'PreprocessedImage without id', { stage: 'inference' });
-  return image;
 }

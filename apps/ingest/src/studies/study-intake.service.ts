@@ -1,12 +1,19 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { HEADERS, ImageAccepted, Priority, Source, type StudyRef, ThoraxError } from '@thorax/contracts';
 import { type DicomInfo, type IntakeOptions, inspectStudy, parseDicomFile, sniffMediaType } from '@thorax/imaging';
-import { forwardedHeaders, type IncomingRecord, PUBLISHER, type Publisher } from '@thorax/kafka';
+import { PUBLISHER, type Publisher } from '@thorax/kafka';
 import { createHash } from 'node:crypto';
 import { INGEST_CONFIG, type IngestConfig } from '../config';
 
+/** One raw study as a PACS sent it: the image id (the record key), the file, the PACS headers. */
+export interface StudyUpload {
+  id: string | null;
+  data: Buffer;
+  headers: Record<string, string>;
+}
+
 /**
- * Admits one raw study record: checks it is a file type the contract accepts, reads a DICOM
+ * Admits one raw study: checks it is a file type the contract accepts, reads a DICOM
  * header (never its pixels) for the transfer syntax, the clinical gates and the study
  * identifiers (DICOM tags win over PACS headers), stamps the receipt time and hands it to
  * preprocess on thorax.images.v1. Pixel decoding happens in preprocess.
@@ -22,16 +29,16 @@ export class StudyIntakeService {
     this.intake = intakeOptions(config);
   }
 
-  async admit(record: IncomingRecord, receivedAt: Date): Promise<ImageAccepted> {
-    const id = record.key;
+  /** `forward`: the headers that follow the study downstream (trace context). */
+  async admit(upload: StudyUpload, receivedAt: Date, forward: Record<string, string>): Promise<ImageAccepted> {
+    const { id, data, headers } = upload;
     if (!id) throw new ThoraxError('MISSING_KEY', 'record key (image id) is empty', { stage: 'ingest' });
-    const { contentType, dicom } = inspectStudy(record.value, record.headers[HEADERS.contentType], this.intake);
-    const data = record.value as Buffer;
+    const { contentType, dicom } = inspectStudy(data, headers[HEADERS.contentType], this.intake);
     const accepted: ImageAccepted = {
       id,
       contentType,
-      study: mergeStudy(studyFromHeaders(record.headers), dicom),
-      priority: parsePriority(record.headers[HEADERS.priority]),
+      study: mergeStudy(studyFromHeaders(headers), dicom),
+      priority: parsePriority(headers[HEADERS.priority]),
       receivedAt,
       source: Source.SOURCE_KAFKA,
       sizeBytes: data.length,
@@ -44,7 +51,7 @@ export class StudyIntakeService {
         topic: this.config.TOPIC_IMAGES,
         key: id,
         value: Buffer.from(ImageAccepted.encode(accepted).finish()),
-        headers: forwardedHeaders(record, { [HEADERS.receivedAt]: receivedAt.toISOString() }),
+        headers: { ...forward, [HEADERS.receivedAt]: receivedAt.toISOString() },
       },
     ]);
     return accepted;
@@ -54,10 +61,10 @@ export class StudyIntakeService {
    * The study of a record for its error event: headers, overlaid with the DICOM header when one
    * can be read. Never throws (it runs while reporting another failure).
    */
-  studyOf(record: IncomingRecord): StudyRef {
-    const fromHeaders = studyFromHeaders(record.headers);
-    const data = record.value;
-    if (!data || data.length === 0 || data.length > this.intake.maxBytes || sniffMediaType(data) !== 'application/dicom') return fromHeaders;
+  studyOf(upload: StudyUpload): StudyRef {
+    const fromHeaders = studyFromHeaders(upload.headers);
+    const data = upload.data;
+    if (data.length === 0 || data.length > this.intake.maxBytes || sniffMediaType(data) !== 'application/dicom') return fromHeaders;
     try {
       const { info } = parseDicomFile(data, { maxInflatedBytes: this.intake.maxInflatedBytes }, { untilPixelData: true, stage: 'ingest' });
       return mergeStudy(fromHeaders, info);

@@ -1,47 +1,43 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { ImageAccepted } from '@thorax/contracts';
 import {
-  describeDecoded,
-  type FailureContext,
-  type IncomingRecord,
-  KafkaConnection,
-  type RecordHandler,
+  CONSUMERS,
+  type ConsumerPort,
+  type Delivery,
+  describeStudyMessage,
+  type MessageHandler,
+  protobufDecoder,
 } from '@thorax/kafka';
-import type { Logger } from '@thorax/observability';
 import { PREPROCESS_CONFIG, type PreprocessConfig } from '../config';
-import { decodeImageAccepted, PreprocessService } from './preprocess.service';
+import { PreprocessService } from './preprocess.service';
 
 /** Consumes thorax.images.v1 (all partitions) into thorax.tensors.v1. */
 @Injectable()
-export class ImagesConsumer implements OnApplicationBootstrap, RecordHandler {
+export class ImagesConsumer implements OnApplicationBootstrap, MessageHandler<ImageAccepted> {
   constructor(
     @Inject(PREPROCESS_CONFIG) private readonly config: PreprocessConfig,
-    private readonly kafka: KafkaConnection,
+    @Inject(CONSUMERS) private readonly consumers: ConsumerPort,
     private readonly preprocess: PreprocessService,
   ) {}
 
-  async onApplicationBootstrap(): Promise<void> {
-    await this.kafka
-      .createConsumer(
-        {
-          groupId: this.config.PREPROCESS_GROUP_ID,
-          topic: this.config.TOPIC_IMAGES,
-          stage: 'preprocess',
-          findingsTopic: this.config.TOPIC_FINDINGS,
-          partitionsConsumedConcurrently: this.config.PREPROCESS_PARTITIONS_CONCURRENCY,
-          maxInFlightPerPartition: this.config.PREPROCESS_IN_FLIGHT_PER_PARTITION,
-        },
-        this,
-      )
-      .start();
+  onApplicationBootstrap(): void {
+    this.consumers.consume(
+      {
+        groupId: this.config.PREPROCESS_GROUP_ID,
+        topic: this.config.TOPIC_IMAGES,
+        stage: 'preprocess',
+        findingsTopic: this.config.TOPIC_FINDINGS,
+        decode: protobufDecoder(ImageAccepted, 'thorax.v1.ImageAccepted', 'preprocess'),
+        describe: describeStudyMessage,
+        partitionsConsumedConcurrently: this.config.PREPROCESS_PARTITIONS_CONCURRENCY,
+        maxInFlightPerPartition: this.config.PREPROCESS_IN_FLIGHT_PER_PARTITION,
+      },
+      this,
+    );
   }
 
-  async handle(record: IncomingRecord, log: Logger): Promise<void> {
-    const image = await this.preprocess.process(record, decodeImageAccepted(record.value));
+  async handle({ message, forward, log }: Delivery<ImageAccepted>): Promise<void> {
+    const image = await this.preprocess.process(message, forward);
     log.debug({ width: image.source?.width, height: image.source?.height }, 'image preprocessed');
-  }
-
-  describe(record: IncomingRecord): FailureContext {
-    return describeDecoded(record, (value) => ImageAccepted.decode(value));
   }
 }

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
-import { ImageAccepted, PixelFormat, PreprocessedImage, ThoraxError } from '@thorax/contracts';
+import { type ImageAccepted, PixelFormat, PreprocessedImage, ThoraxError } from '@thorax/contracts';
 import { DecodePool, WIRE_PREPROCESSING, type WireImageOptions } from '@thorax/imaging';
-import { forwardedHeaders, type IncomingRecord, PUBLISHER, type Publisher } from '@thorax/kafka';
+import { PUBLISHER, type Publisher } from '@thorax/kafka';
 import { ThoraxMetrics } from '@thorax/observability';
 import { PREPROCESS_CONFIG, type PreprocessConfig } from '../config';
 
@@ -39,13 +39,15 @@ export class PreprocessService implements OnModuleDestroy {
     await this.decoder.close();
   }
 
-  async process(record: IncomingRecord, accepted: ImageAccepted): Promise<PreprocessedImage> {
+  /** `forward`: the headers that follow the image downstream (trace context, receipt time). */
+  async process(accepted: ImageAccepted, forward: Record<string, string>): Promise<PreprocessedImage> {
     if (!accepted.data || accepted.data.length === 0) {
       throw new ThoraxError('INVALID_MESSAGE', 'ImageAccepted carries no inline data (claim-check not enabled)', {
         stage: 'preprocess',
       });
     }
-    const data = Buffer.from(accepted.data);
+    // The decode pool copies the bytes into the worker's transfer buffer: no copy here.
+    const data = accepted.data;
     const wire = await this.metrics.time('decode', () => this.decoder.decode(data));
     const image: PreprocessedImage = {
       id: accepted.id,
@@ -72,25 +74,9 @@ export class PreprocessService implements OnModuleDestroy {
         topic: this.config.TOPIC_TENSORS,
         key: accepted.id,
         value: Buffer.from(PreprocessedImage.encode(image).finish()),
-        headers: forwardedHeaders(record),
+        headers: forward,
       },
     ]);
     return image;
   }
-}
-
-/** Decodes a thorax.images.v1 value; a record that is not one is INVALID_MESSAGE. */
-export function decodeImageAccepted(value: Buffer | null): ImageAccepted {
-  if (!value || value.length === 0)
-    throw new ThoraxError('INVALID_MESSAGE', 'empty images record', { stage: 'preprocess' });
-  let accepted: ImageAccepted;
-  try {
-    accepted = ImageAccepted.decode(value);
-  } catch (error) {
-    throw new ThoraxError('INVALID_MESSAGE', `not a thorax.v1.ImageAccepted: ${(error as Error).message}`, {
-      stage: 'preprocess',
-    });
-  }
-  if (!accepted.id) throw new ThoraxError('INVALID_MESSAGE', 'ImageAccepted without id', { stage: 'preprocess' });
-  return accepted;
 }
