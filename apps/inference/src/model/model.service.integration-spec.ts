@@ -4,7 +4,7 @@
  */
 import { loadConfig } from '@thorax/config';
 import { PixelFormat, type PreprocessedImage, Priority } from '@thorax/contracts';
-import type { IncomingRecord, OutgoingRecord } from '@thorax/kafka';
+import type { OutgoingRecord } from '@thorax/kafka';
 import { BatchTimeoutError } from '@thorax/model-runtime';
 import { createLogger, HealthRegistry, ThoraxMetrics } from '@thorax/observability';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -162,15 +162,7 @@ describe('ModelService', () => {
       models,
       metrics,
     );
-    const record: IncomingRecord = {
-      topic: 'thorax.tensors.v1',
-      partition: 0,
-      offset: '0',
-      key: 'img-1',
-      value: null,
-      headers: {},
-      timestamp: Date.now(),
-    };
+    const forward: Record<string, string> = {};
     const pixels = Buffer.alloc(256 * 256);
     pixels[0] = 60; // ~1,200,000 iterations: seconds, against a 1 s timeout
     const image: PreprocessedImage = {
@@ -186,7 +178,7 @@ describe('ModelService', () => {
       preprocessing: 'thorax.wire.v1',
     };
     try {
-      const error = await inference.infer(record, image).catch((e: unknown) => e);
+      const error = await inference.infer(image, forward).catch((e: unknown) => e);
       expect(error).toMatchObject({ code: 'INFERENCE_FAILED', transient: true });
       expect((error as { cause?: unknown }).cause).toBeInstanceOf(BatchTimeoutError);
       expect(published).toEqual([]);
@@ -199,7 +191,7 @@ describe('ModelService', () => {
       ]);
       // One of two workers is stuck: still live, and the other serves a normal image at once.
       expect((await health.live()).status).toBe('ok');
-      await expect(inference.infer(record, { ...image, pixels: Buffer.alloc(256 * 256) })).resolves.toMatchObject({
+      await expect(inference.infer({ ...image, pixels: Buffer.alloc(256 * 256) }, forward)).resolves.toMatchObject({
         status: 'ok',
       });
       const deadline = Date.now() + 30_000;

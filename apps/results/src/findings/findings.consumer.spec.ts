@@ -1,33 +1,22 @@
 import { ThoraxError } from '@thorax/contracts';
-import type { IncomingRecord } from '@thorax/kafka';
 import { ThoraxMetrics } from '@thorax/observability';
 import type { FindingsRepository, StoreOutcome } from '../store/findings.repository';
 import { okEvent } from '../testing/findings-events';
 import { parseFindings } from './findings.consumer';
 import { FindingsRecorder } from './findings-recorder.service';
 
-const record = (value: Buffer | null): IncomingRecord => ({
-  topic: 'thorax.findings.v1',
-  partition: 0,
-  offset: '5',
-  key: 'img-1',
-  value,
-  headers: {},
-  timestamp: Date.now(),
-});
-
 describe('parseFindings', () => {
   it('returns a valid event', () => {
     const event = okEvent('img-1');
-    expect(parseFindings(record(Buffer.from(JSON.stringify(event))))).toEqual(event);
+    expect(parseFindings(Buffer.from(JSON.stringify(event)))).toEqual(event);
   });
 
   it('turns anything else into a permanent INVALID_MESSAGE (dead-lettered at once)', () => {
-    const bad = [null, Buffer.from('not json'), Buffer.from(JSON.stringify({ ...okEvent('img-1'), status: 'maybe' }))];
+    const bad = [Buffer.alloc(0), Buffer.from('not json'), Buffer.from(JSON.stringify({ ...okEvent('img-1'), status: 'maybe' }))];
     for (const value of bad) {
       let thrown: unknown;
       try {
-        parseFindings(record(value));
+        parseFindings(value);
       } catch (error) {
         thrown = error;
       }

@@ -1,7 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { decodeFindingsEvent, type FindingsEvent, FindingsEventInvalidError, ThoraxError } from '@thorax/contracts';
-import { type FailureContext, type IncomingRecord, KafkaConnection, type RecordHandler, type RetryPolicy } from '@thorax/kafka';
-import type { Logger } from '@thorax/observability';
+import { CONSUMERS, type ConsumerPort, type Delivery, type MessageHandler, type RetryPolicy } from '@thorax/kafka';
 import { RESULTS_CONFIG, type ResultsConfig } from '../config';
 import { FhirTopicPublisher } from '../fhir/fhir-topic.publisher';
 import { FindingsRecorder } from './findings-recorder.service';
@@ -19,32 +18,30 @@ export const STORE_RETRY_POLICY: RetryPolicy = { maxAttempts: 8, initialBackoffM
  * re-emitted: this is the last stage).
  */
 @Injectable()
-export class FindingsConsumer implements OnApplicationBootstrap, RecordHandler {
+export class FindingsConsumer implements OnApplicationBootstrap, MessageHandler<FindingsEvent> {
   constructor(
     @Inject(RESULTS_CONFIG) private readonly config: ResultsConfig,
-    private readonly kafka: KafkaConnection,
+    @Inject(CONSUMERS) private readonly consumers: ConsumerPort,
     private readonly recorder: FindingsRecorder,
     private readonly fhirTopic: FhirTopicPublisher,
   ) {}
 
-  async onApplicationBootstrap(): Promise<void> {
-    await this.kafka
-      .createConsumer(
-        {
-          groupId: this.config.RESULTS_GROUP_ID,
-          topic: this.config.TOPIC_FINDINGS,
-          stage: 'results',
-          findingsTopic: null,
-          retry: STORE_RETRY_POLICY,
-          partitionsConsumedConcurrently: this.config.RESULTS_PARTITIONS_CONCURRENCY,
-        },
-        this,
-      )
-      .start();
+  onApplicationBootstrap(): void {
+    this.consumers.consume(
+      {
+        groupId: this.config.RESULTS_GROUP_ID,
+        topic: this.config.TOPIC_FINDINGS,
+        stage: 'results',
+        findingsTopic: null,
+        decode: parseFindings,
+        retry: STORE_RETRY_POLICY,
+        partitionsConsumedConcurrently: this.config.RESULTS_PARTITIONS_CONCURRENCY,
+      },
+      this,
+    );
   }
 
-  async handle(record: IncomingRecord, log: Logger): Promise<void> {
-    const event = parseFindings(record);
+  async handle({ message: event, log }: Delivery<FindingsEvent>): Promise<void> {
     const outcome = await this.recorder.record(event);
     if (outcome.kind === 'duplicate') log.debug({ status: event.status }, 'findings already stored');
     else log.debug({ status: event.status, seq: outcome.record.seq.toString(), outcome: outcome.kind }, 'findings stored');
@@ -54,16 +51,12 @@ export class FindingsConsumer implements OnApplicationBootstrap, RecordHandler {
       if (version !== null) log.debug({ fhirVersion: version }, 'study FHIR bundle published');
     }
   }
-
-  describe(record: IncomingRecord): FailureContext {
-    return { id: record.key || `unkeyed:${record.topic}:${record.partition}:${record.offset}` };
-  }
 }
 
-/** The record's event, validated against the thorax.findings.v1 schema. */
-export function parseFindings(record: IncomingRecord): FindingsEvent {
+/** A record value as an event, validated against the thorax.findings.v1 schema. */
+export function parseFindings(value: Buffer): FindingsEvent {
   try {
-    return decodeFindingsEvent(record.value);
+    return decodeFindingsEvent(value);
   } catch (error) {
     if (error instanceof FindingsEventInvalidError) {
       throw new ThoraxError('INVALID_MESSAGE', error.message, { stage: 'results', cause: error });
