@@ -1,4 +1,5 @@
 import { list, port, positiveInt, sharedEnv, z } from '@thorax/config';
+import { providerConfigError } from '@thorax/model-runtime';
 
 const nonNegativeInt = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
 
@@ -18,8 +19,17 @@ export const inferenceConfigSchema = z
       .default('model.onnx'),
     /** How often MODEL_DIR is checked for a newer version and for the served files (ms); 0: never. */
     INFERENCE_MODEL_POLL_MS: nonNegativeInt(30_000),
-    /** Ordered execution providers; unavailable ones are skipped with a log line. */
-    INFERENCE_PROVIDERS: list('cuda,cpu').pipe(z.array(z.string()).min(1)),
+    /** Ordered execution providers (cuda, tensorrt, webgpu, cpu); one that does not load is logged and skipped. */
+    INFERENCE_PROVIDERS: list('cuda,cpu').pipe(
+      z
+        .array(
+          z.string().superRefine((name, ctx) => {
+            const error = providerConfigError(name);
+            if (error) ctx.addIssue({ code: 'custom', message: error });
+          }),
+        )
+        .min(1),
+    ),
     /**
      * Worker threads, each with its own ONNX Runtime session, and ORT threads per worker. Two
      * single-threaded workers overlap one batch's inference with the next one's hand-off; on two

@@ -3,20 +3,21 @@ import path from 'node:path';
 import { CHESTXRAY14_LABELS } from '@thorax/contracts';
 import { Classifier } from './classifier';
 import { loadModelArtifact, type ModelArtifact } from './model-directory';
+import { cudaProviderInstalled } from './providers';
 
 const MODEL_DIR = path.resolve(__dirname, '../../../models/thorax-tiny-cnn');
 
 describe('Classifier on the committed model', () => {
   let artifact: ModelArtifact;
   let classifier: Classifier;
-  const events: string[] = [];
+  const events: { provider: string; outcome: string; reason?: string }[] = [];
 
   beforeAll(async () => {
     artifact = await loadModelArtifact(MODEL_DIR);
     classifier = await Classifier.create(artifact, {
-      providers: ['openvino', 'cpu'],
+      providers: ['coreml', 'cuda', 'cpu'],
       intraOpThreads: 1,
-      onProviderEvent: (e) => events.push(`${e.provider}:${e.outcome}`),
+      onProviderEvent: (e) => events.push(e),
     });
   });
 
@@ -29,9 +30,20 @@ describe('Classifier on the committed model', () => {
     expect(artifact.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it('skips an execution provider the runtime does not offer and falls back to CPU', () => {
-    expect(events).toEqual(['openvino:skipped', 'cpu:active']);
+  it('skips a provider the runtime does not offer, says why CUDA did not load, and falls back to CPU', () => {
+    expect(events.map((e) => `${e.provider}:${e.outcome}`)).toEqual(['coreml:skipped', 'cuda:failed', 'cpu:active']);
+    expect(events[0]?.reason).toMatch(/^not offered by this onnxruntime-node build \(offers: cpu, webgpu, cuda, tensorrt\)$/);
     expect(classifier.provider).toBe('cpu');
+    // No machine that runs these tests has an NVIDIA driver. Without scripts/cuda-provider.sh install
+    // the provider's libraries are absent; with it, everything loads except the driver's libcuda.so.1.
+    const cuda = events[1]?.reason ?? '';
+    if (cudaProviderInstalled()) {
+      expect(cuda).toBe('no NVIDIA driver: libcuda.so.1 is not on the library path (the GPU node runtime mounts it)');
+    } else {
+      expect(cuda).toMatch(
+        /^the CUDA provider libraries are not installed \(no libonnxruntime_providers_cuda\.so in .*onnxruntime-node\/bin\/napi-v6\/linux\/x64; scripts\/cuda-provider\.sh install, or the thorax:gpu image\)$/,
+      );
+    }
   });
 
   it('gives probabilities in [0, 1], identical per image whether batched or not', async () => {

@@ -1,9 +1,10 @@
 import * as ort from 'onnxruntime-node';
 import type { ModelArtifact } from './model-directory';
 import type { ModelMetadata } from './onnx-metadata';
+import { explainProviderFailure } from './providers';
 
 export interface ClassifierOptions {
-  /** Ordered execution providers to try, e.g. ['cuda', 'cpu']. */
+  /** Ordered execution providers to try, e.g. ['cuda', 'cpu'] (see EXECUTION_PROVIDERS). */
   providers: string[];
   intraOpThreads: number;
   /** Receives one line per provider decision (which was skipped and why, which is active). */
@@ -52,7 +53,9 @@ export class Classifier {
         options.onProviderEvent?.({ provider, outcome: 'active' });
         return new Classifier(session, artifact.metadata, artifact.sha256, provider);
       } catch (error) {
-        const reason = (error as Error).message;
+        // ONNX Runtime says only "Failed to load shared library" when the CUDA provider or a library
+        // it needs is missing: the reason names which, and whether the driver or a device is absent.
+        const reason = explainProviderFailure(provider, (error as Error).message);
         options.onProviderEvent?.({ provider, outcome: 'failed', reason });
         failures.push(`${provider}: ${reason}`);
       }

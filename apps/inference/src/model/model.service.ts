@@ -184,6 +184,7 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
     const artifact = await loadModelArtifact(c.MODEL_DIR, version, c.INFERENCE_MODEL_FILE);
     const { name, version: v } = artifact.metadata;
     const labels = { model: name, version: v };
+    const reportedFallbacks = new Set<string>();
     const pool = await InferencePool.start(artifact, {
       workers: c.INFERENCE_WORKERS,
       intraOpThreads: c.INFERENCE_INTRA_OP_THREADS,
@@ -210,13 +211,21 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
           );
         }
       },
-      onProviderEvent: (e) =>
-        e.outcome === 'active'
-          ? this.log.debug({ role, worker: e.worker, provider: e.provider }, 'execution provider active')
-          : this.log.warn(
-              { role, worker: e.worker, provider: e.provider, reason: e.reason },
-              `execution provider ${e.outcome}; trying the next`,
-            ),
+      onProviderEvent: (e) => {
+        if (e.outcome === 'active') {
+          this.log.debug({ role, worker: e.worker, provider: e.provider }, 'execution provider active');
+          return;
+        }
+        // Every worker meets the same fallback: one line per provider and reason for this load.
+        const key = `${e.provider}\n${e.outcome}\n${e.reason ?? ''}`;
+        if (reportedFallbacks.has(key)) return;
+        reportedFallbacks.add(key);
+        this.log.warn(
+          { role, provider: e.provider, outcome: e.outcome, reason: e.reason, providers: c.INFERENCE_PROVIDERS },
+          `execution provider ${e.provider} ${e.outcome === 'failed' ? 'did not load' : 'is not offered'}: ` +
+            `${e.reason ?? 'no reason given'}; trying the next one`,
+        );
+      },
     });
     const slot = new ModelSlot(role, pool, {
       maxBatch: c.INFERENCE_MAX_BATCH,
