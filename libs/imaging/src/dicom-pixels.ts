@@ -12,7 +12,7 @@ export interface DicomPixelLimits {
 
 /** Display grey levels of a DICOM image's first frame, and how they were made. */
 export interface DicomGrey {
-  grey: Float64Array;
+  grey: Float32Array;
   width: number;
   height: number;
   frames: number;
@@ -192,8 +192,16 @@ async function decodeFrame(parsed: ParsedDicom, limits: DicomPixelLimits): Promi
   return { samples: frame.samples, components: frame.components };
 }
 
-/** Stored values masked to Bits Stored, sign-extended when Pixel Representation is 1. */
-function storedValues(samples: ArrayLike<number>, pixels: number, bitsStored: number, signed: boolean): Int32Array {
+/**
+ * Stored values masked to Bits Stored, sign-extended when Pixel Representation is 1. Unsigned
+ * samples that fill their array type (8 bits in a Uint8Array, 16 in a Uint16Array) need no mask
+ * and are used as they are, without a copy.
+ */
+function storedValues(samples: ArrayLike<number>, pixels: number, bitsStored: number, signed: boolean): Int32Array | Uint16Array | Uint8Array {
+  if (!signed && samples.length === pixels) {
+    if (bitsStored === 16 && samples instanceof Uint16Array) return samples;
+    if (bitsStored === 8 && samples instanceof Uint8Array) return samples;
+  }
   const mask = bitsStored >= 32 ? 0xffffffff : 2 ** bitsStored - 1;
   const sign = 2 ** (bitsStored - 1);
   const out = new Int32Array(pixels);
@@ -280,7 +288,7 @@ function roundHalfEven(x: number): number {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-function paletteToRgb(dataSet: DataSet, indices: Int32Array): { rgb: Float64Array; maxValue: number } {
+function paletteToRgb(dataSet: DataSet, indices: ArrayLike<number>): { rgb: Uint16Array; maxValue: number } {
   const channels = ['x00281201', 'x00281202', 'x00281203'] as const;
   const segmentedChannels = ['x00281221', 'x00281222', 'x00281223'] as const;
   const descriptors = ['x00281101', 'x00281102', 'x00281103'] as const;
@@ -308,7 +316,7 @@ function paletteToRgb(dataSet: DataSet, indices: Int32Array): { rgb: Float64Arra
     return { first, bits, data };
   });
   const bits = (luts[0] as { bits: number }).bits;
-  const rgb = new Float64Array(indices.length * 3);
+  const rgb = new Uint16Array(indices.length * 3);
   for (let i = 0; i < indices.length; i += 1) {
     for (let c = 0; c < 3; c += 1) {
       const lut = luts[c] as { first: number; data: Uint16Array };
@@ -379,7 +387,7 @@ export async function dicomToGrey(parsed: ParsedDicom, limits: DicomPixelLimits)
   // Uncompressed and RLE YBR_FULL keep Y, Cb, Cr: the Y plane is already the luma. JPEG and
   // JPEG 2000 decoders return RGB.
   if ((pi === 'YBR_FULL' || pi === 'YBR_FULL_422') && (codec === 'native' || codec === 'rle')) {
-    const y = new Float64Array(pixels);
+    const y = new Float32Array(pixels);
     for (let i = 0; i < pixels; i += 1) {
       const v = (samples[i * 3] as number) & maxValue;
       y[i] = maxValue === 255 ? v : (v * 255) / maxValue;

@@ -1,6 +1,7 @@
 /**
- * Decoded samples to display grey levels (a float plane, nominally 0..255), before the wire
- * resize. Every step is spelled out so that the trainer's Python copy (wire.py, dicom.py)
+ * Decoded samples to display grey levels (a Float32Array plane, nominally 0..255), before the
+ * wire resize. Each level is computed in double precision and stored once as float32 (24-bit
+ * mantissa: far finer than the 8-bit result, and what libvips resizes in). Every step is spelled out so that the trainer's Python copy (wire.py, dicom.py)
  * performs the same arithmetic; docs/imaging.md is the prose version.
  *
  *   monochrome: stored value → modality (LUT, or slope × v + intercept) → VOI (LUT, else window,
@@ -38,7 +39,8 @@ export type VoiUsed = 'lut' | 'window' | 'percentiles' | 'none';
 
 /** Stored values of one monochrome frame, already masked to Bits Stored (sign-extended when signed). */
 export interface MonochromeFrame {
-  values: Int32Array;
+  /** Any integer typed array: a 16-bit PNG's samples are used without a copy. */
+  values: Int32Array | Int16Array | Uint16Array | Uint8Array;
   /** 2^bits distinct stored values at most: a histogram over [minValue, minValue + 2^bits). */
   bitsStored: number;
   signed: boolean;
@@ -107,7 +109,7 @@ function percentiles(frame: MonochromeFrame, t: MonochromeTransform, qs: readonl
 }
 
 /** Monochrome stored values to display grey levels (0..255 floats), and which VOI was used. */
-export function monochromeToGrey(frame: MonochromeFrame, t: MonochromeTransform): { grey: Float64Array; voi: VoiUsed } {
+export function monochromeToGrey(frame: MonochromeFrame, t: MonochromeTransform): { grey: Float32Array; voi: VoiUsed } {
   // Stored values are integers of at most 16 bits: compute the grey level once per possible
   // value (the same formula as per pixel, so the same floats) and look pixels up.
   const offset = frame.signed ? 2 ** (frame.bitsStored - 1) : 0;
@@ -136,8 +138,9 @@ export function monochromeToGrey(frame: MonochromeFrame, t: MonochromeTransform)
   if (t.invert) for (let b = 0; b < size; b += 1) table[b] = 255 - (table[b] as number);
   const values = frame.values;
   const n = values.length;
-  const grey = new Float64Array(n);
-  for (let i = 0; i < n; i += 1) grey[i] = table[(values[i] as number) + offset] as number;
+  const levels = Float32Array.from(table);
+  const grey = new Float32Array(n);
+  for (let i = 0; i < n; i += 1) grey[i] = levels[(values[i] as number) + offset] as number;
   return { grey, voi };
 }
 
@@ -152,8 +155,8 @@ export function samplesToGrey(
   channels: number,
   maxValue: number,
   alpha: boolean,
-): Float64Array {
-  const grey = new Float64Array(pixels);
+): Float32Array {
+  const grey = new Float32Array(pixels);
   const colour = channels - (alpha ? 1 : 0) >= 3;
   for (let i = 0; i < pixels; i += 1) {
     const base = i * channels;

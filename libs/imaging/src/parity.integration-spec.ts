@@ -2,13 +2,15 @@
  * Parity with training: every valid fixture (PNG 8/16-bit, palette, alpha, JPEG incl. progressive
  * and EXIF-rotated, DICOM in every supported transfer syntax and photometric interpretation) goes
  * through this library and through apps/trainer's Python (thorax_trainer.wire.load_wire, with
- * pydicom + pylibjpeg + Pillow); the 8-bit wire images may differ by at most one grey level per
- * pixel. Needs the trainer venv (`bash scripts/trainer.sh setup`; `npm test` makes it first).
+ * pydicom + pylibjpeg + Pillow decoding and pyvips resizing); the 8-bit wire images may differ by
+ * at most one grey level per pixel. Both sides resize with libvips, so both must load the same
+ * libvips release. Needs the trainer venv (`bash scripts/trainer.sh setup`; `npm test` makes it first).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import sharp from 'sharp';
 import { DEFAULT_WIRE_OPTIONS, toWireImage } from './wire-image';
 
 jest.setTimeout(180_000);
@@ -49,6 +51,7 @@ describe('wire image parity: TypeScript preprocess vs trainer Python', () => {
     // A figure for the log: how close the two sides are over the whole corpus.
     const worst = results.reduce((m, r) => Math.max(m, r.max), 0);
     const pixels = results.reduce((m, r) => m + r.differing, 0);
+    for (const r of results.filter((x) => x.differing > 0)) process.stdout.write(`[parity] ${r.file}: max ${r.max}, ${r.differing} pixels differ\n`);
     process.stdout.write(`[parity] ${results.length} fixtures, max |ts - py| = ${worst}, pixels differing: ${pixels} of ${results.length * 65536}\n`);
   });
 
@@ -65,6 +68,11 @@ describe('wire image parity: TypeScript preprocess vs trainer Python', () => {
     }
     results.push({ file, max, differing });
     expect({ file, max }).toEqual({ file, max: Math.min(max, TOLERANCE) });
+  });
+
+  it('resizes with the same libvips release on both sides (sharp and pyvips)', () => {
+    const py = execFileSync(PYTHON, ['-c', 'import pyvips; print(".".join(str(pyvips.version(i)) for i in range(3)))'], { encoding: 'utf8' }).trim();
+    expect(py).toBe(sharp.versions.vips);
   });
 
   it('covers PNG 8/16-bit, JPEG, raw and compressed DICOM and MONOCHROME1', () => {

@@ -1,13 +1,16 @@
 import { ThoraxError } from '@thorax/contracts';
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { parseDicomFile } from './dicom';
 import { checkPixelModule, dicomToGrey } from './dicom-pixels';
 import { monochromeToGrey, samplesToGrey, type VoiUsed } from './grey-levels';
 import { type MediaType, sniffMediaType } from './media-type';
-import { resizeCropToGrey8 } from './resize';
+import { resizeGreyPlane, withWireResize } from './resize';
 
-/** Name of the wire recipe (docs/imaging.md); carried in every PreprocessedImage. */
-export const WIRE_PREPROCESSING = 'thorax.wire.v1';
+/**
+ * Name of the wire recipe (docs/imaging.md); carried in every PreprocessedImage and recorded in
+ * the model's metadata. v2: libvips Lanczos-3 (v1 was a hand-written float64 Lanczos-3).
+ */
+export const WIRE_PREPROCESSING = 'thorax.wire.v2';
 
 export interface WireImageOptions {
   /** Side of the square wire image (docs/contract.md: default 256). */
@@ -76,10 +79,14 @@ function checkSize(width: number, height: number, options: WireImageOptions): vo
   }
 }
 
+function timeoutSeconds(options: WireImageOptions): number {
+  return Math.max(1, Math.ceil(options.decodeTimeoutMs / 1000));
+}
+
 /**
  * Any accepted file (DICOM, PNG, JPEG) to the wire image: display grey levels (grey-levels.ts),
- * then shorter side to `size` with Lanczos-3 and a centred square crop (resize.ts). Decoder
- * warnings fail the image (untrusted input).
+ * then shorter side to `size` with libvips' Lanczos-3 and a centred square crop (resize.ts).
+ * Decoder warnings fail the image (untrusted input).
  */
 export async function toWireImage(bytes: Uint8Array, options: WireImageOptions = DEFAULT_WIRE_OPTIONS): Promise<WireImage> {
   const type: MediaType | null = sniffMediaType(bytes);
@@ -91,16 +98,12 @@ export async function toWireImage(bytes: Uint8Array, options: WireImageOptions =
 
 async function dicomToWire(bytes: Uint8Array, options: WireImageOptions): Promise<WireImage> {
   const parsed = parseDicomFile(bytes, { maxInflatedBytes: options.maxInflatedBytes }, { untilPixelData: false, stage });
-  const limits = {
-    maxPixels: options.maxInputPixels,
-    maxFrames: options.maxFrames,
-    timeoutSeconds: Math.max(1, Math.ceil(options.decodeTimeoutMs / 1000)),
-  };
+  const limits = { maxPixels: options.maxInputPixels, maxFrames: options.maxFrames, timeoutSeconds: timeoutSeconds(options) };
   checkPixelModule(parsed, limits, stage);
   checkSize(parsed.info.columns, parsed.info.rows, options);
   const decoded = await dicomToGrey(parsed, limits);
   return {
-    pixels: resizeCropToGrey8(decoded.grey, decoded.width, decoded.height, options.size),
+    pixels: await resizeGreyPlane(decoded.grey, decoded.width, decoded.height, options.size, limits.timeoutSeconds),
     width: options.size,
     height: options.size,
     source: {
@@ -118,9 +121,12 @@ async function dicomToWire(bytes: Uint8Array, options: WireImageOptions): Promis
 }
 
 /**
- * PNG/JPEG: EXIF orientation applied, then the raw samples. 16-bit grey keeps its precision and
- * is windowed like a DICOM without VOI (robust percentiles); 8-bit grey is used as stored;
- * colour becomes luma, alpha is flattened on black. 16-bit colour is read at 8 bits per channel.
+ * PNG/JPEG: EXIF orientation applied, then the raw samples. 8-bit grey (the common case) is one
+ * native pipeline from the encoded bytes to the wire bytes: decode, orient, resize, crop, no
+ * pixel touched in JavaScript. 16-bit grey keeps its precision and is windowed like a DICOM
+ * without VOI (robust percentiles); colour becomes luma, alpha is flattened on black; those
+ * float planes are then resized natively (resize.ts). 16-bit colour is read at 8 bits per
+ * channel. Embedded ICC profiles are ignored (grey levels are used as stored, as in training).
  */
 async function rasterToWire(bytes: Buffer, options: WireImageOptions): Promise<WireImage> {
   let meta: Metadata;
@@ -137,44 +143,47 @@ async function rasterToWire(bytes: Buffer, options: WireImageOptions): Promise<W
   const height = meta.autoOrient?.height ?? meta.height ?? 0;
   checkSize(width, height, options);
   const deep = (meta.depth === 'ushort' || meta.depth === 'short') && meta.channels === 1;
-  let grey: Float64Array;
+  const seconds = timeoutSeconds(options);
+  const decoder = (): Sharp =>
+    sharp(bytes, { failOn: 'warning', limitInputPixels: options.maxInputPixels, autoOrient: true, ignoreIcc: true }).timeout({ seconds });
+  let pixels: Uint8Array;
   let voi: WireImage['source']['voi'];
   let channels: number;
   try {
-    const base = sharp(bytes, { failOn: 'warning', limitInputPixels: options.maxInputPixels })
-      .timeout({ seconds: Math.max(1, Math.ceil(options.decodeTimeoutMs / 1000)) })
-      .autoOrient();
     if (deep) {
-      const { data, info } = await base
-        .pipelineColourspace('grey16')
-        .toColourspace('grey16')
-        .raw({ depth: 'ushort' })
-        .toBuffer({ resolveWithObject: true });
+      const { data, info } = await decoder().pipelineColourspace('grey16').toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
       assertSize(info, width, height, 1);
       const samples = new Uint16Array(data.buffer, data.byteOffset, data.length >> 1);
-      const result = monochromeToGrey({ values: Int32Array.from(samples), bitsStored: 16, signed: false }, { slope: 1, intercept: 0, invert: false });
-      grey = result.grey;
+      const result = monochromeToGrey({ values: samples, bitsStored: 16, signed: false }, { slope: 1, intercept: 0, invert: false });
+      pixels = await resizeGreyPlane(result.grey, width, height, options.size, seconds);
       voi = result.voi;
       channels = 1;
-    } else {
-      // Grey stays one channel (no round trip through sRGB). Grey + alpha comes back as
-      // grey, grey, grey, alpha (sharp drops alpha in a b-w pipeline): keep grey and alpha.
-      const greyOnly = meta.channels === 1;
-      const { data, info } = await (greyOnly ? base.pipelineColourspace('b-w').toColourspace('b-w') : base)
+    } else if (meta.channels === 1) {
+      // The pinned b-w pipeline keeps grey one channel (no round trip through sRGB) and keeps
+      // sharp from reloading a JPEG with libjpeg's DCT shrink-on-load.
+      const { data, info } = await withWireResize(decoder().pipelineColourspace('b-w'), width, height, options.size)
+        .toColourspace('b-w')
         .raw({ depth: 'uchar' })
         .toBuffer({ resolveWithObject: true });
+      assertSize(info, options.size, options.size, 1);
+      pixels = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      voi = 'as-stored';
+      channels = 1;
+    } else {
+      const { data, info } = await decoder().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
       assertSize(info, width, height, 0);
-      let samples: Uint8Array = data;
-      channels = info.channels;
+      let grey: Float32Array;
       if (meta.channels === 2 && info.channels === 4) {
-        samples = new Uint8Array(width * height * 2);
-        for (let i = 0; i < width * height; i += 1) {
-          samples[i * 2] = data[i * 4] as number;
-          samples[i * 2 + 1] = data[i * 4 + 3] as number;
-        }
+        // Grey + alpha comes back as grey, grey, grey, alpha (sharp drops alpha in a b-w
+        // pipeline): grey flattened on black, g × a / 255, as samplesToGrey computes it.
+        grey = new Float32Array(width * height);
+        for (let i = 0; i < grey.length; i += 1) grey[i] = ((data[i * 4] as number) * (data[i * 4 + 3] as number)) / 255;
         channels = 2;
+      } else {
+        grey = samplesToGrey(data, width * height, info.channels, 255, info.channels === 2 || info.channels === 4);
+        channels = info.channels;
       }
-      grey = samplesToGrey(samples, width * height, channels, 255, channels === 2 || channels === 4);
+      pixels = await resizeGreyPlane(grey, width, height, options.size, seconds);
       voi = channels >= 3 ? 'colour' : 'as-stored';
     }
   } catch (error) {
@@ -182,7 +191,7 @@ async function rasterToWire(bytes: Buffer, options: WireImageOptions): Promise<W
     throw new ThoraxError('CORRUPT_IMAGE', `image could not be decoded: ${(error as Error).message}`, { stage });
   }
   return {
-    pixels: resizeCropToGrey8(grey, width, height, options.size),
+    pixels,
     width: options.size,
     height: options.size,
     source: {

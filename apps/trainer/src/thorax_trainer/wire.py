@@ -1,31 +1,35 @@
 """Source image to wire image: 8-bit grayscale, shorter side resized to 256, centre-cropped square.
 
 This is the trainer's copy of what the preprocess service does before inference
-(libs/imaging/src/grey-levels.ts and resize.ts; docs/imaging.md). The two are kept equal by a
-parity test over the fixture corpus (≤ 1 grey level per pixel): every step below performs the same
-floating-point operations, in the same order, as the TypeScript. It runs outside the model graph;
-everything after it (crop to 224, scaling, normalisation) is inside the graph.
+(libs/imaging/src/grey-levels.ts and resize.ts; recipe ``thorax.wire.v2``, docs/imaging.md). The
+two are kept equal by a parity test over the fixture corpus (≤ 1 grey level per pixel). Grey
+levels are computed with the same floating-point operations, in the same order, as the
+TypeScript; the resize is libvips' own (pyvips, the same libvips release as sharp's), called with
+the arguments sharp passes. It runs outside the model graph; everything after it (crop to 224,
+scaling, normalisation) is inside the graph.
 
-Pipeline: decoded samples → display grey levels (float, 0..255) → Lanczos-3 resize of the shorter
-side to ``size`` → centred square crop → floor(v + 0.5) clamped to 0..255.
+Pipeline: decoded samples → 8-bit grey as stored, or display grey levels (float64, stored once as
+float32) → ``vips_resize`` Lanczos-3 of the shorter side to ``size`` → centred square crop → for
+float planes, ``v + 0.5`` truncated into 16 bits and clamped to 0..255.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
+import pyvips
 from PIL import Image, ImageOps
 
 from thorax_trainer.contract import WIRE_SIZE
 
 UInt8Array = npt.NDArray[np.uint8]
 FloatArray = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
 # Lower and upper percentiles of the robust min/max used when an image carries no VOI.
@@ -161,17 +165,9 @@ def samples_to_grey(samples: npt.NDArray[np.generic], max_value: float, alpha: b
     return grey if max_value == 255 else grey * 255 / max_value
 
 
-def _lanczos3(x: float) -> float:
-    if x < -3 or x >= 3:
-        return 0.0
-    return _sinc(x) * _sinc(x / 3)
-
-
-def _sinc(x: float) -> float:
-    if x == 0:
-        return 1.0
-    px = x * math.pi
-    return math.sin(px) / px
+# libvips' kernel and reducing gap of the wire resize: the values sharp uses (docs/imaging.md).
+WIRE_KERNEL: Final = "lanczos3"
+WIRE_GAP: Final = 2.0
 
 
 def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -180,63 +176,49 @@ def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
     return max(size, math.floor(width * scale + 0.5)), max(size, math.floor(height * scale + 0.5))
 
 
-@lru_cache(maxsize=64)
-def _axis_taps(in_size: int, out_size: int, first: int, count: int) -> tuple[IntArray, FloatArray]:
-    """Input indices and weights of output positions [first, first + count) (cached, read-only)."""
-    scale = in_size / out_size
-    filter_scale = max(scale, 1.0)
-    support = 3 * filter_scale
-    taps = math.ceil(support) * 2 + 1
-    index = np.zeros((count, taps), dtype=np.int64)
-    weight = np.zeros((count, taps), dtype=np.float64)
-    for o in range(count):
-        center = (first + o + 0.5) * scale
-        start = max(0, math.trunc(center - support + 0.5))
-        stop = min(in_size, math.trunc(center + support + 0.5))
-        total = 0.0
-        for x in range(start, stop):
-            if x - start >= taps:
-                break
-            w = _lanczos3((x - center + 0.5) / filter_scale)
-            index[o, x - start] = x
-            weight[o, x - start] = w
-            total += w
-        if total != 0:
-            weight[o] = weight[o] / total
-    index.flags.writeable = False
-    weight.flags.writeable = False
-    return index, weight
-
-
-def resize_crop_to_grey8(plane: FloatArray, size: int = WIRE_SIZE) -> UInt8Array:
-    """Lanczos-3 shorter-side resize, centred crop, floor(v + 0.5) clamped, as uint8 size x size."""
-    height, width = plane.shape
+def _resize_crop(image: pyvips.Image, size: int) -> pyvips.Image:
+    """What sharp's ``resize(w, h, {fit: 'fill'})`` then ``extract`` runs in libvips."""
+    width, height = image.width, image.height
     target_w, target_h = resized_size(width, height, size)
-    left = (target_w - size) // 2
-    top = (target_h - size) // 2
-    plane = np.ascontiguousarray(plane, dtype=np.float64)
-    if target_w == width:
-        horizontal = plane[:, left : left + size].copy()
-    else:
-        index, weight = _axis_taps(width, target_w, left, size)
-        horizontal = np.zeros((height, size), dtype=np.float64)
-        for t in range(index.shape[1]):
-            horizontal += weight[:, t][None, :] * plane[:, index[:, t]]
-    if target_h == height:
-        result = horizontal[top : top + size, :]
-    else:
-        index, weight = _axis_taps(height, target_h, top, size)
-        result = np.zeros((size, size), dtype=np.float64)
-        for t in range(index.shape[1]):
-            result += weight[:, t][:, None] * horizontal[index[:, t], :]
-    return np.clip(np.floor(result + 0.5), 0, 255).astype(np.uint8)
+    if target_w != width or target_h != height:
+        image = image.resize(
+            1.0 / (width / target_w),
+            vscale=1.0 / (height / target_h),
+            kernel=WIRE_KERNEL,
+            gap=WIRE_GAP,
+        )
+    return image.crop((target_w - size) // 2, (target_h - size) // 2, size, size)
 
 
-def raster_to_grey(image: Image.Image) -> tuple[FloatArray, str]:
-    """A Pillow image (PNG/JPEG) → display grey levels, EXIF orientation applied.
+def _to_array(image: pyvips.Image, size: int) -> UInt8Array:
+    data = image.write_to_memory()
+    return np.frombuffer(data, dtype=np.uint8).reshape(size, size).copy()
 
-    8-bit grey is used as stored; 16-bit grey keeps its precision and is windowed with the robust
-    percentiles; colour becomes luma; alpha is flattened on black.
+
+def resize_grey8(plane: UInt8Array, size: int = WIRE_SIZE) -> UInt8Array:
+    """8-bit grey as stored → wire image: libvips' uchar Lanczos-3, centred crop."""
+    height, width = plane.shape
+    data = np.ascontiguousarray(plane, dtype=np.uint8)
+    image = pyvips.Image.new_from_memory(data.data, width, height, 1, "uchar")
+    return _to_array(_resize_crop(image, size), size)
+
+
+def resize_grey_plane(plane: FloatArray | Float32Array, size: int = WIRE_SIZE) -> UInt8Array:
+    """Float grey levels (0..255) → wire image: float32 plane, libvips' float Lanczos-3, crop,
+    then ``v + 0.5`` (linear) truncated into 16 bits (negatives → 0) and clamped to 255."""
+    height, width = plane.shape
+    data = np.ascontiguousarray(plane, dtype=np.float32)
+    image = pyvips.Image.new_from_memory(data.data, width, height, 1, "float")
+    rounded = _resize_crop(image, size).linear(1.0, 0.5).cast("ushort").cast("uchar")
+    return _to_array(rounded, size)
+
+
+def raster_to_grey(image: Image.Image) -> tuple[UInt8Array | FloatArray, str]:
+    """A Pillow image (PNG/JPEG) → grey plane, EXIF orientation applied.
+
+    8-bit grey is used as stored (uint8: resized as 8-bit samples); 16-bit grey keeps its
+    precision and is windowed with the robust percentiles; colour becomes luma; alpha is flattened
+    on black (float planes).
     """
     image = ImageOps.exif_transpose(image)
     mode = image.mode
@@ -252,6 +234,8 @@ def raster_to_grey(image: Image.Image) -> tuple[FloatArray, str]:
     elif mode not in ("L", "LA", "RGB", "RGBA"):
         image = image.convert("RGB")
     samples = np.asarray(image)
+    if image.mode == "L":
+        return samples, "as-stored"
     alpha = image.mode in ("LA", "RGBA")
     voi = "colour" if image.mode in ("RGB", "RGBA") else "as-stored"
     return samples_to_grey(samples, 255, alpha), voi
@@ -260,7 +244,9 @@ def raster_to_grey(image: Image.Image) -> tuple[FloatArray, str]:
 def to_wire(image: Image.Image, size: int = WIRE_SIZE) -> UInt8Array:
     """A Pillow image → its wire image (uint8, size x size)."""
     grey, _ = raster_to_grey(image)
-    return resize_crop_to_grey8(grey, size)
+    if grey.dtype == np.uint8:
+        return resize_grey8(grey.astype(np.uint8, copy=False), size)
+    return resize_grey_plane(grey.astype(np.float64, copy=False), size)
 
 
 def is_dicom(head: bytes) -> bool:
@@ -278,7 +264,7 @@ def load_wire(path: Path, size: int = WIRE_SIZE) -> UInt8Array:
         from thorax_trainer.dicom import dicom_to_grey, read_dicom
 
         grey = dicom_to_grey(read_dicom(path)).grey
-        return resize_crop_to_grey8(grey, size)
+        return resize_grey_plane(grey, size)
     with Image.open(path) as image:
         image.load()
         return to_wire(image, size)
