@@ -1,4 +1,4 @@
-import { list, port, positiveInt, sharedEnv, z } from '@thorax/config';
+import { list, port, positiveInt, sharedEnv, TOPIC_NAMES, z } from '@thorax/config';
 import { providerConfigError } from '@thorax/model-runtime';
 
 const nonNegativeInt = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
@@ -57,7 +57,7 @@ export const inferenceConfigSchema = z
     INFERENCE_CANARY_PERCENT: z.coerce.number().min(0).max(100).default(0),
     /** Shadow: this version also runs on every image; its findings go to the shadow topic only. */
     INFERENCE_SHADOW_VERSION: z.string().default(''),
-    TOPIC_FINDINGS_SHADOW: z.string().min(1).default('thorax.findings.shadow.v1'),
+    TOPIC_FINDINGS_SHADOW: z.string().min(1).default(TOPIC_NAMES.findingsShadow),
   })
   .refine((c) => c.INFERENCE_QUEUE_LOW <= c.INFERENCE_QUEUE_HIGH, {
     path: ['INFERENCE_QUEUE_LOW'],

@@ -1,4 +1,5 @@
 import { flag, list, port, positiveInt, sharedEnv, z } from '@thorax/config';
+import { DEFAULT_INTAKE_OPTIONS } from '@thorax/imaging';
 
 /** A comma-separated list of DICOM code strings, upper-cased; `*` accepts any value (null). */
 const codeList = (fallback: string) =>
@@ -9,9 +10,9 @@ export const ingestConfigSchema = z.object({
   HTTP_PORT: port(8081),
   INGEST_GROUP_ID: z.string().min(1).default('thorax-ingest'),
   /** Largest accepted file, bytes (default 50 MiB, the studies topic's record limit). */
-  INGEST_MAX_BYTES: positiveInt(52_428_800),
+  INGEST_MAX_BYTES: positiveInt(DEFAULT_INTAKE_OPTIONS.maxBytes),
   /** Largest DICOM dataset after inflating a deflated transfer syntax, bytes (zip-bomb guard). */
-  INGEST_MAX_INFLATED_BYTES: positiveInt(268_435_456),
+  INGEST_MAX_INFLATED_BYTES: positiveInt(DEFAULT_INTAKE_OPTIONS.maxInflatedBytes),
   INGEST_PARTITIONS_CONCURRENCY: positiveInt(6),
   /** Records of one partition handled at once (offsets still commit in order). */
   INGEST_IN_FLIGHT_PER_PARTITION: positiveInt(4),

@@ -2,3 +2,4 @@ export * from './api-security';
 export * from './kafka-env';
 export * from './load-config';
 export * from './server-tls';
+export * from './topic-names';

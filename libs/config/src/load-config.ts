@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ConfigError } from './config-error';
 import { kafkaEnv, kafkaEnvProblems } from './kafka-env';
 import { apiSecurityEnv, apiSecurityProblems } from './api-security';
+import { TOPIC_NAMES } from './topic-names';
 
 export { ConfigError } from './config-error';
 export { flag, list, port, positiveInt } from './env-types';
@@ -42,10 +43,10 @@ function describeValue(variable: string, value: string | undefined): string {
 export const sharedEnv = {
   ...kafkaEnv,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  TOPIC_STUDIES: z.string().min(1).default('thorax.studies.v1'),
-  TOPIC_IMAGES: z.string().min(1).default('thorax.images.v1'),
-  TOPIC_TENSORS: z.string().min(1).default('thorax.tensors.v1'),
-  TOPIC_FINDINGS: z.string().min(1).default('thorax.findings.v1'),
+  TOPIC_STUDIES: z.string().min(1).default(TOPIC_NAMES.studies),
+  TOPIC_IMAGES: z.string().min(1).default(TOPIC_NAMES.images),
+  TOPIC_TENSORS: z.string().min(1).default(TOPIC_NAMES.tensors),
+  TOPIC_FINDINGS: z.string().min(1).default(TOPIC_NAMES.findings),
   /** Longest drain after SIGTERM before the process exits anyway, ms (keep below the grace period). */
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   ...apiSecurityEnv,

@@ -1,3 +1,4 @@
+import { TOPIC_NAMES } from '@thorax/config';
 import type { Logger } from '@thorax/observability';
 import { type Admin, ConfigResourceTypes, ConfigSource } from 'kafkajs';
 
@@ -90,10 +91,10 @@ export function topicNameOverrides(env: {
   TOPIC_FINDINGS: string;
 }): Record<string, string> {
   return {
-    'thorax.studies.v1': env.TOPIC_STUDIES,
-    'thorax.images.v1': env.TOPIC_IMAGES,
-    'thorax.tensors.v1': env.TOPIC_TENSORS,
-    'thorax.findings.v1': env.TOPIC_FINDINGS,
+    [TOPIC_NAMES.studies]: env.TOPIC_STUDIES,
+    [TOPIC_NAMES.images]: env.TOPIC_IMAGES,
+    [TOPIC_NAMES.tensors]: env.TOPIC_TENSORS,
+    [TOPIC_NAMES.findings]: env.TOPIC_FINDINGS,
   };
 }
 
