@@ -61,7 +61,7 @@ export function explainProviderFailure(provider: string, ortMessage: string, dir
     const library = provider === 'cuda' ? CUDA_PROVIDER : TENSORRT_PROVIDER;
     if (!existsSync(path.join(directory, library)) || !existsSync(path.join(directory, SHARED_PROVIDER))) {
       const how = provider === 'cuda' ? INSTALL_HINT : 'onnxruntime-gpu 1.30.0 and the TensorRT libraries';
-      return `the ${provider.toUpperCase()} provider libraries are not installed (no ${library} in ${directory}; ${how})`;
+      return `the ${provider === 'cuda' ? 'CUDA' : 'TensorRT'} provider libraries are not installed (no ${library} in ${directory}; ${how})`;
     }
     const loadError = dlopenError(path.join(directory, library));
     if (loadError && /libcuda\.so\.1/.test(loadError)) {
