@@ -1,7 +1,15 @@
-// Decode throughput of the preprocess path (file bytes → 256×256 wire image), printed as
-// images/s: a 2048×2500 16-bit (12 bits stored) DICOM uncompressed, JPEG-LS lossless and
-// JPEG 2000 lossless, and 1024×1024 PNGs (8- and 16-bit). Inline = one image at a time on this
-// thread; pool = the preprocess decode pool (worker threads) with every core busy.
+// Decode throughput of the preprocess path (file bytes → 256×256 wire image), in one run:
+//
+//   1. v1 vs v2, one image at a time on this thread: v1 is the recipe before libvips took the
+//      resize (decode, grey levels in a Float64Array, the hand-written Lanczos-3 kept below as
+//      `v1Resize`); v2 is libs/imaging today (libvips Lanczos-3 through sharp). Ratio = v2/v1.
+//   2. v2 with every core busy, directly (toWireImage: sharp's work on the libuv pool) and through
+//      the preprocess decode pool (worker threads), against the native ceiling: sharp's bare
+//      decode + resize of the same bytes (PNG), or libvips' resize of the already decoded 16-bit
+//      samples (DICOM: sharp cannot read DICOM, so the codec is not in the ceiling).
+//
+// Inputs: PNG 512² and 1024² 8-bit, PNG 1024² 16-bit, a 2048×2500 16-bit (12 bits stored) DICOM
+// uncompressed, JPEG-LS lossless and JPEG 2000 lossless.
 //
 //   npm run bench:decode                 (builds dist/ first)
 //   BENCH_SECONDS=5 BENCH_WORKERS=2 npm run bench:decode
@@ -14,9 +22,12 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const imaging = require(path.join(root, 'dist/libs/imaging/src/index.js'));
 const sharp = require('sharp');
+sharp.cache(false);
+sharp.concurrency(1);
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? os.availableParallelism());
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
 function chest(width, height, max) {
   const out = new Uint16Array(width * height);
@@ -103,11 +114,11 @@ async function encode(kind, samples, width, height) {
   return out;
 }
 
-async function measure(label, bytes, decode, parallel) {
-  await decode(bytes);
+/** Runs `decode` for `seconds` with `parallel` in flight; returns images/s. */
+async function rate(bytes, decode, parallel, seconds) {
   let done = 0;
   const started = process.hrtime.bigint();
-  const until = Date.now() + SECONDS * 1000;
+  const until = Date.now() + seconds * 1000;
   await Promise.all(
     Array.from({ length: parallel }, async () => {
       while (Date.now() < until) {
@@ -116,9 +127,120 @@ async function measure(label, bytes, decode, parallel) {
       }
     }),
   );
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const rate = done / seconds;
-  console.log(`${label.padEnd(58)} ${rate.toFixed(1).padStart(7)} images/s  (${(1000 / rate).toFixed(1)} ms/image${parallel > 1 ? ` over ${parallel} in flight` : ''})`);
+  return done / (Number(process.hrtime.bigint() - started) / 1e9);
+}
+
+/**
+ * Side-by-side figures on a shared, noisy machine: ROUNDS rounds, each giving every contender
+ * SECONDS / ROUNDS seconds in turn; each contender's figure is its median round.
+ */
+async function compare(bytes, contenders, parallel) {
+  for (const decode of contenders) if (decode) await decode(bytes);
+  const rounds = contenders.map(() => []);
+  for (let r = 0; r < ROUNDS; r += 1) {
+    for (const [i, decode] of contenders.entries()) if (decode) rounds[i].push(await rate(bytes, decode, parallel, SECONDS / ROUNDS));
+  }
+  return rounds.map((list) => {
+    if (list.length === 0) return Number.NaN;
+    const sorted = [...list].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)];
+  });
+}
+
+const fmt = (r) => `${r.toFixed(1).padStart(7)}/s ${(1000 / r).toFixed(1).padStart(6)} ms`;
+
+// ---- v1: the resize before thorax.wire.v2 (float64 plane, hand-written Lanczos-3) ----------
+function lanczos3(x) {
+  if (x < -3 || x >= 3) return 0;
+  const sinc = (v) => (v === 0 ? 1 : Math.sin(v * Math.PI) / (v * Math.PI));
+  return sinc(x) * sinc(x / 3);
+}
+function axisTaps(inSize, outSize, first, outputs) {
+  const scale = inSize / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = 3 * filterScale;
+  const taps = Math.ceil(support) * 2 + 1;
+  const start = new Int32Array(outputs);
+  const count = new Int32Array(outputs);
+  const weight = new Float64Array(outputs * taps);
+  for (let o = 0; o < outputs; o += 1) {
+    const center = (first + o + 0.5) * scale;
+    const lo = Math.max(0, Math.trunc(center - support + 0.5));
+    const hi = Math.min(inSize, Math.trunc(center + support + 0.5));
+    let total = 0;
+    let n = 0;
+    for (let x = lo; x < hi && n < taps; x += 1, n += 1) {
+      const w = lanczos3((x - center + 0.5) / filterScale);
+      weight[o * taps + n] = w;
+      total += w;
+    }
+    start[o] = lo;
+    count[o] = n;
+    if (total !== 0) for (let t = 0; t < n; t += 1) weight[o * taps + t] /= total;
+  }
+  return { start, count, weight, taps };
+}
+function v1Resize(plane, width, height, size) {
+  const target = imaging.resizedSize(width, height, size);
+  const left = Math.floor((target.width - size) / 2);
+  const top = Math.floor((target.height - size) / 2);
+  const out = new Uint8Array(size * size);
+  const h = axisTaps(width, target.width, left, size);
+  const horizontal = new Float64Array(height * size);
+  for (let y = 0; y < height; y += 1) {
+    for (let o = 0; o < size; o += 1) {
+      let sum = 0;
+      const from = y * width + h.start[o];
+      for (let t = 0; t < h.count[o]; t += 1) sum += h.weight[o * h.taps + t] * plane[from + t];
+      horizontal[y * size + o] = sum;
+    }
+  }
+  const v = axisTaps(height, target.height, top, size);
+  const column = new Float64Array(size);
+  for (let o = 0; o < size; o += 1) {
+    column.fill(0);
+    for (let t = 0; t < v.count[o]; t += 1) {
+      const w = v.weight[o * v.taps + t];
+      const row = (v.start[o] + t) * size;
+      for (let x = 0; x < size; x += 1) column[x] += w * horizontal[row + x];
+    }
+    for (let x = 0; x < size; x += 1) out[o * size + x] = Math.min(255, Math.max(0, Math.floor(column[x] + 0.5)));
+  }
+  return out;
+}
+/** v1 per image: decode to samples, grey levels as a Float64Array (with v1's copies), v1 resize. */
+async function v1Wire(bytes, options) {
+  if (bytes[0] === 0x89) {
+    const meta = await sharp(bytes).metadata();
+    const base = sharp(bytes, { failOn: 'warning' }).autoOrient();
+    if (meta.depth === 'ushort') {
+      const { data, info } = await base.pipelineColourspace('grey16').toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+      const samples = new Uint16Array(data.buffer, data.byteOffset, data.length >> 1);
+      const { grey } = imaging.monochromeToGrey({ values: Int32Array.from(samples), bitsStored: 16, signed: false }, { slope: 1, intercept: 0, invert: false });
+      return v1Resize(Float64Array.from(grey), info.width, info.height, options.size);
+    }
+    const { data, info } = await base.pipelineColourspace('b-w').toColourspace('b-w').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    return v1Resize(Float64Array.from(data), info.width, info.height, options.size);
+  }
+  const parsed = imaging.parseDicomFile(bytes, { maxInflatedBytes: options.maxInflatedBytes }, { untilPixelData: false, stage: 'preprocess' });
+  const decoded = await imaging.dicomToGrey(parsed, { maxPixels: options.maxInputPixels, maxFrames: options.maxFrames, timeoutSeconds: 20 });
+  return v1Resize(Float64Array.from(decoded.grey), decoded.width, decoded.height, options.size);
+}
+
+/** The native ceiling: sharp alone, decode + the same resize, no grey-level work (see header). */
+function ceiling(input) {
+  if (input.png) {
+    return async (bytes) => {
+      const meta = await sharp(bytes).metadata();
+      const g = imaging.wireGeometry(meta.width, meta.height, 256);
+      await sharp(bytes).resize(g.width, g.height, { kernel: 'lanczos3', fit: 'fill' }).extract({ left: g.left, top: g.top, width: 256, height: 256 }).raw().toBuffer();
+    };
+  }
+  const g = imaging.wireGeometry(W, H, 256);
+  const raw = Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
+  return async () => {
+    await sharp(raw, { raw: { width: W, height: H, channels: 1, depth: 'ushort' } }).resize(g.width, g.height, { kernel: 'lanczos3', fit: 'fill' }).extract({ left: g.left, top: g.top, width: 256, height: 256 }).raw().toBuffer();
+  };
 }
 
 const W = 2048;
@@ -127,23 +249,47 @@ const samples = chest(W, H, 4095);
 const native = dicom({ rows: H, columns: W, transferSyntax: '1.2.840.10008.1.2.1', pixelData: Buffer.from(samples.buffer) });
 const jls = dicom({ rows: H, columns: W, transferSyntax: '1.2.840.10008.1.2.4.80', pixelData: await encode('jls', samples, W, H), encapsulated: true });
 const j2k = dicom({ rows: H, columns: W, transferSyntax: '1.2.840.10008.1.2.4.90', pixelData: await encode('j2k', samples, W, H), encapsulated: true });
+const png8 = async (side) => {
+  const grey = chest(side, side, 255);
+  return sharp(Buffer.from(Uint8Array.from(grey)), { raw: { width: side, height: side, channels: 1 } }).png().toBuffer();
+};
 const small = chest(1024, 1024, 65535);
 const png16 = await sharp(Buffer.from(small.buffer), { raw: { width: 1024, height: 1024, channels: 1, depth: 'ushort' } }).toColourspace('grey16').png().toBuffer();
-const png8 = await sharp(Buffer.from(Uint8Array.from(small, (v) => v >> 8)), { raw: { width: 1024, height: 1024, channels: 1 } }).png().toBuffer();
 
 const options = imaging.DEFAULT_WIRE_OPTIONS;
 const inputs = [
-  ['DICOM 2048x2500 16-bit, explicit VR LE (uncompressed)', native],
-  ['DICOM 2048x2500 16-bit, JPEG-LS lossless', jls],
-  ['DICOM 2048x2500 16-bit, JPEG 2000 lossless', j2k],
-  ['PNG 1024x1024 8-bit grey', png8],
-  ['PNG 1024x1024 16-bit grey', png16],
+  { label: 'PNG 512x512 8-bit grey', bytes: await png8(512), png: true },
+  { label: 'PNG 1024x1024 8-bit grey', bytes: await png8(1024), png: true },
+  { label: 'PNG 1024x1024 16-bit grey', bytes: png16, png: true },
+  { label: 'DICOM 2048x2500 16-bit, uncompressed', bytes: native },
+  { label: 'DICOM 2048x2500 16-bit, JPEG-LS lossless', bytes: jls },
+  { label: 'DICOM 2048x2500 16-bit, JPEG 2000 lossless', bytes: j2k },
 ];
-console.log(`[bench:decode] node ${process.version}, ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), ${SECONDS} s per line`);
-console.log(`inputs: ${inputs.map(([l, b]) => `${l.split(',')[0].split(' ').slice(0, 2).join(' ')} ${(b.length / 1e6).toFixed(2)} MB`).join('; ')}`);
-console.log('— inline (one image at a time, this thread)');
-for (const [label, bytes] of inputs) await measure(label, bytes, (b) => imaging.toWireImage(b, options), 1);
+const cores = os.availableParallelism();
+console.log(`[bench:decode] node ${process.version}, ${cores} cores (${os.cpus()[0]?.model ?? '?'}), libvips ${sharp.versions.vips}; each figure: median of ${ROUNDS} interleaved rounds, ${SECONDS} s in all`);
+console.log(`inputs: ${inputs.map((i) => `${i.label.split(',')[0]} ${(i.bytes.length / 1e6).toFixed(2)} MB`).join('; ')}`);
+
+console.log('\n1. one image at a time (this thread): v1 (float64, hand-written Lanczos) vs v2 (libvips)');
+console.log(`${'input'.padEnd(44)} ${'v1'.padStart(18)} ${'v2'.padStart(18)}  v2/v1`);
+for (const input of inputs) {
+  const [v1, v2] = await compare(input.bytes, [(b) => v1Wire(b, options), (b) => imaging.toWireImage(b, options)], 1);
+  console.log(`${input.label.padEnd(44)} ${fmt(v1)} ${fmt(v2)}  ${(v2 / v1).toFixed(2).padStart(5)}x`);
+}
+
+const inFlight = WORKERS * 2;
 const pool = new imaging.DecodePool({ wire: options, workers: WORKERS, workerHeapMb: 2048 });
-console.log(`— decode pool (${pool.mode}, ${WORKERS} workers, ${WORKERS * 2} in flight)`);
-for (const [label, bytes] of inputs) await measure(label, bytes, (b) => pool.decode(b), WORKERS * 2);
+console.log(`\n2. every core busy (${inFlight} in flight): v2 direct (libuv pool, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 4}), v2 through the decode pool (${pool.mode}, ${WORKERS} workers), native ceiling`);
+console.log(`${'input'.padEnd(44)} ${'direct'.padStart(18)} ${'pool'.padStart(18)} ${'ceiling'.padStart(18)}  best/ceiling`);
+for (const input of inputs) {
+  // DICOM codecs are synchronous WASM: "direct" would run them on this thread (not an option
+  // for the service); shown for PNG only.
+  const [direct, pooled, top] = await compare(
+    input.bytes,
+    [input.png ? (b) => imaging.toWireImage(b, options) : null, (b) => pool.decode(b), ceiling(input)],
+    inFlight,
+  );
+  const best = Number.isNaN(direct) ? pooled : Math.max(direct, pooled);
+  const directCell = Number.isNaN(direct) ? '—'.padStart(18) : fmt(direct);
+  console.log(`${input.label.padEnd(44)} ${directCell} ${fmt(pooled)} ${fmt(top)}  ${(best / top).toFixed(2).padStart(5)}x`);
+}
 await pool.close();

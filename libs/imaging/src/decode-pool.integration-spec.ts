@@ -1,7 +1,8 @@
 /**
  * The decode pool with real worker threads (the compiled worker from `node scripts/build.mjs`,
  * which `npm test` runs before this suite): results equal the inline decode, an overrunning
- * decode fails with DECODE_TIMEOUT, and the pool keeps decoding afterwards.
+ * decode fails with DECODE_TIMEOUT, and the pool keeps decoding afterwards; PNG and JPEG are
+ * decoded on sharp directly, not in a worker.
  */
 import { ThoraxError } from '@thorax/contracts';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -55,6 +56,8 @@ describe('DecodePool (worker threads)', () => {
     try {
       expect(await codeOf(pool.decode(fixture('valid/j2k-lossless.dcm')))).toBe('DECODE_TIMEOUT');
       expect(await codeOf(pool.decode(fixture('valid/jpeg-ls-lossless.dcm')))).toBe('DECODE_TIMEOUT');
+      // PNG and JPEG run on sharp directly, under the same limit.
+      expect(await codeOf(pool.decode(fixture('valid/grey16.png')))).toBe('DECODE_TIMEOUT');
     } finally {
       await pool.close();
     }
@@ -79,6 +82,9 @@ parentPort.on('message', (r) => {
       const [stuck, queued] = await Promise.all([codeOf(pool.decode(Uint8Array.of(1))), codeOf(pool.decode(Uint8Array.of(0)))]);
       expect({ stuck, queued }).toEqual({ stuck: 'DECODE_TIMEOUT', queued: 'ok' });
       expect(Array.from((await pool.decode(Uint8Array.of(0))).pixels)).toEqual([7, 7, 7, 7]);
+      // PNG and JPEG never reach a worker: the stand-in would answer 2 x 2.
+      const png = await pool.decode(fixture('valid/grey8.png'));
+      expect(Buffer.from(png.pixels).equals(Buffer.from((await toWireImage(fixture('valid/grey8.png'))).pixels))).toBe(true);
     } finally {
       await pool.close();
       rmSync(dir, { recursive: true, force: true });

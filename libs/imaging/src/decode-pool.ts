@@ -2,6 +2,7 @@ import { type ErrorCode, isErrorCode, ThoraxError } from '@thorax/contracts';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { sniffMediaType } from './media-type';
 import { toWireImage, type WireImage, type WireImageOptions } from './wire-image';
 
 export interface DecodeRequest {
@@ -38,11 +39,14 @@ interface Slot {
 const stage = 'preprocess' as const;
 
 /**
- * Decodes images off the event loop in worker threads, with a hard time limit: a decode that
- * overruns `decodeTimeoutMs` fails with DECODE_TIMEOUT and its worker is terminated and replaced,
- * so a pathological file costs one worker restart, never a stuck consumer. Without a compiled
- * worker script (unit tests run TypeScript in place) it decodes inline with the same limit on
- * the promise.
+ * Decodes images off the event loop with a hard time limit. DICOM goes to worker threads (its
+ * WASM codecs and pixel loops block the thread they run on): a decode that overruns
+ * `decodeTimeoutMs` fails with DECODE_TIMEOUT and its worker is terminated and replaced, so a
+ * pathological file costs one worker restart, never a stuck consumer. PNG and JPEG run directly
+ * on sharp, whose libvips work is on libuv's thread pool already: a worker hop only adds a copy
+ * and a message each way (measured by `npm run bench:decode`, docs/imaging.md); their limit is
+ * sharp's own `timeout()` plus the same limit on the promise. Without a compiled worker script
+ * (unit tests run TypeScript in place) DICOM decodes inline too.
  */
 export class DecodePool {
   readonly mode: 'workers' | 'inline';
@@ -60,7 +64,8 @@ export class DecodePool {
 
   decode(bytes: Uint8Array): Promise<WireImage> {
     if (this.closed) return Promise.reject(new ThoraxError('INTERNAL_ERROR', 'decode pool is closed', { stage, transient: true }));
-    if (this.mode === 'inline') return this.inline(bytes);
+    const type = sniffMediaType(bytes);
+    if (this.mode === 'inline' || type === 'image/png' || type === 'image/jpeg') return this.inline(bytes);
     return new Promise<WireImage>((resolve, reject) => {
       this.queue.push({ id: this.nextId++, bytes, resolve, reject });
       this.pump();
@@ -128,8 +133,8 @@ export class DecodePool {
     slot.job = null;
     slot.timer = null;
     if (reply.ok) {
-      const wire = reply.wire;
-      job.resolve({ ...wire, pixels: new Uint8Array(wire.pixels) });
+      // The pixels arrived transferred: this thread owns them, no copy needed.
+      job.resolve(reply.wire);
     } else {
       const code: ErrorCode = isErrorCode(reply.code) ? reply.code : 'CORRUPT_IMAGE';
       job.reject(new ThoraxError(code, reply.message, { stage }));

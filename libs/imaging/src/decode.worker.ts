@@ -10,8 +10,11 @@ import { toWireImage } from './wire-image';
 parentPort?.on('message', (request: DecodeRequest) => {
   void toWireImage(new Uint8Array(request.bytes), request.options).then(
     (wire) => {
-      const reply: DecodeReply = { id: request.id, ok: true, wire };
-      parentPort?.postMessage(reply, [wire.pixels.buffer as ArrayBuffer]);
+      // sharp's output lives in memory V8 cannot transfer (an external buffer): the 64 KiB wire
+      // image is copied once into a transferable one.
+      const pixels = new Uint8Array(wire.pixels);
+      const reply: DecodeReply = { id: request.id, ok: true, wire: { ...wire, pixels } };
+      parentPort?.postMessage(reply, [pixels.buffer]);
     },
     (error: unknown) => {
       const reply: DecodeReply =
