@@ -33,7 +33,9 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-declare -A PORTS=([ingest]=8081 [preprocess]=8082 [inference]=8083 [results]=8080)
+# HTTP ports: the services' defaults; <SERVICE>_HTTP_PORT moves one (a second stack on one machine).
+declare -A PORTS=([ingest]=${INGEST_HTTP_PORT:-8081} [preprocess]=${PREPROCESS_HTTP_PORT:-8082}
+  [inference]=${INFERENCE_HTTP_PORT:-8083} [results]=${RESULTS_HTTP_PORT:-8080})
 for name in results inference preprocess ingest; do
   HTTP_PORT="${PORTS[$name]}" node --enable-source-maps --disable-warning=TimeoutNegativeWarning "$ROOT/dist/apps/$name/src/main.js" >>"$LOG_DIR/$name.log" 2>&1 &
   PIDS[$name]=$!

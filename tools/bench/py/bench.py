@@ -1,0 +1,748 @@
+"""`npm run bench` (scripts/bench.sh): Thorax measured against its ceilings and a plain consumer.
+
+Parts, all in one run on one broker (issue 11, docs/inference.md "Benchmark"):
+  ceilings  native decode+resize (sharp, all cores) per raster input; raw onnxruntime-node for the
+            committed model and DenseNet-121; scripts/bench-decode.mjs; the results ceiling
+            (tools/bench/src/results-bench.ts) when it is built
+  stages    each service alone on a pre-filled topic: ingest and preprocess per input, inference
+            (committed model and DenseNet-121), results; each with its ratio to its ceiling
+  pipeline  `scripts/start.sh` (the `npm start` services, default settings) against
+            tools/bench/py/consumer.py, per input: publish N distinct keys with librdkafka, time
+            from the first publish to the last findings event; ratio pipeline / consumer
+  latency   publish -> findings p50/p95/p99 of the pipeline at half its measured capacity
+The measuring side (load generator, findings readers) is librdkafka for both contenders.
+Inputs are synthetic chest-like images, generated reproducibly (seeded) into .data/bench/inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = Path(__file__).resolve().parents[3]
+BROKERS = os.environ.get("KAFKA_BROKERS", "127.0.0.1:24092")
+PORT_BASE = int(os.environ.get("BENCH_PORT_BASE", "24080"))
+GRPC_PORT = int(os.environ.get("BENCH_GRPC_PORT", str(PORT_BASE + 10)))
+TINY_DIR = ROOT / "models" / "thorax-tiny-cnn"
+DENSENET_DIR = Path(os.environ.get("BENCH_DENSENET_DIR", ROOT / ".data" / "bench-models" / "densenet121"))
+INPUT_KINDS = {
+    "png512": ("NIH-like PNG 512², 8-bit", "image/png"),
+    "png1024": ("the same upscaled to 1024²", "image/png"),
+    "dcm-raw": ("DICOM 2048×2500 16-bit (12 stored), uncompressed", "application/dicom"),
+    "dcm-jls": ("DICOM 2048×2500 16-bit, JPEG-LS lossless", "application/dicom"),
+    "dcm-j2k": ("DICOM 2048×2500 16-bit, JPEG 2000 lossless", "application/dicom"),
+}
+PORTS = {"results": PORT_BASE, "ingest": PORT_BASE + 1, "preprocess": PORT_BASE + 2, "inference": PORT_BASE + 3}
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def note(line: str) -> None:
+    print(f"[bench] {line}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ inputs (synthetic, seeded)
+def chest(w: int, h: int, seed: int, top: int, noise: float = 0.015) -> np.ndarray:
+    """A chest-like radiograph: body, two dark lung fields with ribs, heart and spine, noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    nx, ny = (x - w / 2) / (w * 0.46), (y - h / 2) / (h * 0.48)
+    body = nx**2 + ny**2 < 1
+    img = np.where(body, 0.62, 0.06).astype(np.float32)
+    for side in (-1, 1):
+        cx = side * (0.42 + rng.uniform(-0.03, 0.03))
+        lung = ((nx - cx) / 0.3) ** 2 + ((ny + 0.05) / 0.62) ** 2 < 1
+        ribs = 0.07 * (np.sin(ny * (34 + rng.uniform(-2, 2)) + np.abs(nx - cx) * 6) > 0.55)
+        img = np.where(lung, 0.24 + ribs, img)
+    img += 0.3 * ((((nx - 0.1) / 0.24) ** 2 + ((ny - 0.28) / 0.22) ** 2) < 1)
+    img += 0.18 * ((np.abs(nx) < 0.06) & body)
+    img = cv2.GaussianBlur(img, (0, 0), w / 300) + rng.normal(0, noise, img.shape).astype(np.float32)
+    return np.clip(img * top, 0, top)
+
+
+def dicom_file(pixels: np.ndarray, syntax: str, seed: int) -> bytes:
+    import io
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import (
+        DigitalXRayImageStorageForPresentation,
+        ExplicitVRLittleEndian,
+        JPEG2000Lossless,
+        JPEGLSLossless,
+        generate_uid,
+    )
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[f"thorax-bench-{syntax}-{seed}"])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=[f"thorax-bench-study-{seed}"])
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[f"thorax-bench-series-{seed}"])
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
+    ds.PatientID, ds.AccessionNumber = f"BENCH{seed}", f"A{seed}"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.WindowCenter, ds.WindowWidth = 2000, 3000
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    if syntax == "jls":
+        ds.compress(JPEGLSLossless, pixels.astype(np.uint16))
+    elif syntax == "j2k":
+        ds.compress(JPEG2000Lossless, pixels.astype(np.uint16), j2k_cr=[1])
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def make_inputs(kinds: list[str], pool: int) -> dict[str, list[bytes]]:
+    """`pool` distinct files per kind, cached under .data/bench/inputs (same seeds, same bytes)."""
+    folder = ROOT / ".data" / "bench" / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, list[bytes]] = {}
+    for kind in kinds:
+        files = []
+        for seed in range(1, pool + 1):
+            path = folder / f"{kind}-{seed}.{'png' if kind.startswith('png') else 'dcm'}"
+            if not path.exists():
+                if kind == "png512":
+                    data = cv2.imencode(".png", chest(512, 512, seed, 255).round().astype(np.uint8))[1].tobytes()
+                elif kind == "png1024":
+                    small = chest(512, 512, seed, 255).round().astype(np.uint8)
+                    data = cv2.imencode(".png", cv2.resize(small, (1024, 1024), interpolation=cv2.INTER_CUBIC))[1]
+                    data = data.tobytes()
+                else:
+                    data = dicom_file(chest(2048, 2500, seed, 4095, noise=0.004).round(), kind.split("-")[1], seed)
+                path.write_bytes(data)
+            files.append(path)
+        out[kind] = [p.read_bytes() for p in files]
+        note(f"input {kind}: {len(files)} files, {sum(len(b) for b in out[kind]) / len(files) / 1e6:.2f} MB each")
+    return out
+
+
+def input_paths(kind: str, pool: int) -> list[str]:
+    ext = "png" if kind.startswith("png") else "dcm"
+    return [str(ROOT / ".data" / "bench" / "inputs" / f"{kind}-{s}.{ext}") for s in range(1, pool + 1)]
+
+
+# ------------------------------------------------------------------ Kafka (librdkafka)
+def topic_specs() -> dict[str, tuple[int, dict[str, str]]]:
+    """deploy/kafka/topics.conf: base name -> (partitions, configs), single-broker replication."""
+    specs = {}
+    for line in (ROOT / "deploy" / "kafka" / "topics.conf").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, partitions, _rf, *rest = line.split()
+        cfg = dict(kv.split("=", 1) for kv in rest)
+        cfg["min.insync.replicas"] = "1"
+        specs[name] = (int(partitions), cfg)
+    return specs
+
+
+def create_topics(names: dict[str, str]) -> None:
+    """names: base topic (thorax.studies.v1 …) -> name to create, with the base's settings."""
+    specs = topic_specs()
+    new = [NewTopic(n, specs[b][0], 1, config=specs[b][1]) for b, n in names.items()]
+    admin = AdminClient({"bootstrap.servers": BROKERS})  # kept alive until every future resolves
+    for topic, future in admin.create_topics(new).items():
+        try:
+            future.result()
+        except Exception as error:  # an existing topic is fine (the default topics on a fresh broker)
+            if "TOPIC_ALREADY_EXISTS" not in str(error):
+                raise
+        note(f"topic {topic}")
+
+
+def producer() -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": BROKERS,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.max.bytes": 52_428_800,
+            "queue.buffering.max.kbytes": 1_048_576,
+        }
+    )
+
+
+def send(p: Producer, topic: str, key: str, value: bytes, content_type: str) -> None:
+    while True:
+        try:
+            p.produce(topic, value, key=key.encode(), headers=[("content-type", content_type.encode())])
+            p.poll(0)
+            return
+        except BufferError:
+            p.poll(0.05)
+
+
+def partitions(topic: str) -> list[int]:
+    meta = AdminClient({"bootstrap.servers": BROKERS}).list_topics(topic, timeout=10)
+    return sorted(meta.topics[topic].partitions)
+
+
+def high_watermarks(topic: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": BROKERS, "group.id": f"bench-wm-{uuid.uuid4()}"})
+    try:
+        for attempt in range(40):  # a topic created a moment ago may have no leader yet
+            try:
+                return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions(topic)}
+            except KafkaException:
+                if attempt == 39:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+    finally:
+        c.close()
+
+
+def count_since(topic: str, start: dict[int, int]) -> int:
+    return sum(high - start.get(p, 0) for p, high in high_watermarks(topic).items())
+
+
+def timestamps_since(topic: str, start: dict[int, int]) -> list[float]:
+    """Record timestamps (s) of everything written to `topic` after the `start` offsets."""
+    end = high_watermarks(topic)
+    c = Consumer({"bootstrap.servers": BROKERS, "group.id": f"bench-ts-{uuid.uuid4()}", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, start.get(p, 0)) for p in end])
+    out: list[float] = []
+    want = sum(end[p] - start.get(p, 0) for p in end)
+    deadline = time.time() + 120
+    while len(out) < want and time.time() < deadline:
+        for m in c.consume(500, 1.0):
+            if not m.error():
+                out.append(m.timestamp()[1] / 1000)
+    c.close()
+    return sorted(out)
+
+
+class Watcher:
+    """Reads a findings topic from its current end and notes when each key's event arrives."""
+
+    def __init__(self, topic: str) -> None:
+        self.seen: dict[str, float] = {}
+        self.stop = False
+        self.c = Consumer({"bootstrap.servers": BROKERS, "group.id": f"bench-w-{uuid.uuid4()}", "fetch.wait.max.ms": 5})
+        self.c.assign([TopicPartition(topic, p, o) for p, o in high_watermarks(topic).items()])
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self.stop:
+            for m in self.c.consume(1000, 0.05):
+                if not m.error() and m.key() is not None:
+                    self.seen.setdefault(m.key().decode(), time.time())
+
+    def wait(self, keys: list[str], timeout: float) -> bool:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if all(k in self.seen for k in keys):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join()
+        self.c.close()
+
+
+# ------------------------------------------------------------------ processes
+def wait_ready(port: int, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with contextlib.suppress(OSError):  # not listening yet, or 503 while it connects
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"service on port {port} not ready after {timeout:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def start_service(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """One service as scripts/start.sh starts it (same node flags, default settings)."""
+    full = {**os.environ, "KAFKA_BROKERS": BROKERS, "HTTP_PORT": str(PORTS[name]), "GRPC_PORT": str(GRPC_PORT)}
+    full.update(env)
+    script = ROOT / "dist" / "apps" / name / "src" / "main.js"
+    cmd = ["node", "--enable-source-maps", "--disable-warning=TimeoutNegativeWarning", str(script)]
+    proc = subprocess.Popen(cmd, env=full, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    wait_ready(PORTS[name])
+    return proc
+
+
+def metric_ok(port: int, topic: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("thorax_messages_total{") and f'topic="{topic}"' in line and 'outcome="ok"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def node_json(args: list[str], env: dict[str, str] | None = None) -> Any:
+    out = subprocess.run(
+        ["node", *args], cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"node {args[0]} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def latest_model(model_dir: Path) -> Path:
+    return max(p for p in model_dir.iterdir() if (p / "model.onnx").exists()) / "model.onnx"
+
+
+def rate_of(stamps: list[float]) -> float:
+    """Records/s between the first and the last output record (start-up excluded)."""
+    if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+        return float("nan")
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+# ------------------------------------------------------------------ the benchmark
+class Bench:
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.a = a
+        self.run = time.strftime("%Y%m%d-%H%M%S")
+        self.dir = ROOT / ".data" / "bench" / self.run
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.report: dict[str, Any] = {"run": self.run, "args": vars(a), "brokers": BROKERS}
+        self.tiny = latest_model(TINY_DIR)
+        self.densenet = latest_model(DENSENET_DIR) if DENSENET_DIR.exists() else None
+        self.inputs = make_inputs(a.inputs, a.pool)
+
+    def n_for(self, kind: str) -> int:
+        return self.a.n if kind.startswith("png") else self.a.dicom_n
+
+    def key(self, *parts: object) -> str:
+        return "-".join(str(p) for p in (*parts, self.run))
+
+    def fill(self, topic: str, kind: str, n: int, tag: str) -> list[str]:
+        p = producer()
+        files, content_type = self.inputs[kind], INPUT_KINDS[kind][1]
+        keys = [self.key(tag, kind, i) for i in range(n)]
+        for i, k in enumerate(keys):
+            send(p, topic, k, files[i % len(files)], content_type)
+        p.flush(300)
+        return keys
+
+    # ---------------------------------------------------------------- ceilings
+    def ceilings(self) -> None:
+        models = [str(self.tiny)] + ([str(self.densenet)] if self.densenet else [])
+        rasters = [input_paths(k, 1)[0] for k in self.a.inputs if k.startswith("png")]
+        seconds = "--seconds=1.5" if self.a.quick else "--seconds=4"
+        note("ceilings: sharp decode+resize, raw onnxruntime-node")
+        c = node_json(["dist/tools/bench/src/ceilings.js", seconds, "--decode", *rasters, "--ort", *models])
+        self.report["ceilings"] = {
+            "decode": {k: c["decode"][input_paths(k, 1)[0]] for k in self.a.inputs if k.startswith("png")},
+            "ort": {("tiny" if m == str(self.tiny) else "densenet121"): v for m, v in c["ort"].items()},
+            "cores": c["cores"],
+        }
+        if not self.a.quick:
+            note("ceilings: scripts/bench-decode.mjs (the preprocess decode path, for reference)")
+            out = subprocess.run(
+                ["node", "scripts/bench-decode.mjs"],
+                cwd=ROOT,
+                env={**os.environ, "BENCH_SECONDS": "2"},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            self.report["bench_decode"] = (out.stdout + out.stderr).strip().splitlines()
+        results_bench = ROOT / "dist" / "tools" / "bench" / "src" / "results-bench.js"
+        if results_bench.exists():
+            note("ceilings: tools/bench/src/results-bench.ts (raw inserts into the results store)")
+            out = subprocess.run(
+                ["node", str(results_bench)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "BENCH_QUICK": "1" if self.a.quick else "0"},
+            )
+            self.report["results_bench"] = (out.stdout + out.stderr).strip().splitlines()
+            self.report["ceilings"]["results"] = self.results_ceiling(out.stdout)
+
+    @staticmethod
+    def results_ceiling(stdout: str) -> float | None:
+        """Raw inserts/s from results-bench's output: a JSON line with a number under a raw/ceiling key."""
+        for line in reversed(stdout.strip().splitlines()):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            for k, v in data.items() if isinstance(data, dict) else []:
+                if re.search(r"raw|ceiling", k, re.IGNORECASE) and isinstance(v, (int, float)):
+                    return float(v)
+        return None
+
+    # ---------------------------------------------------------------- stages alone
+    def stage(self, name: str, env: dict[str, str], out_topics: list[str], expect: int, timed: str) -> float:
+        starts = {t: high_watermarks(t) for t in out_topics}
+        proc = start_service(name, env, self.dir / f"{name}.log")
+        try:
+            deadline = time.time() + max(300, expect)
+            if name == "results":  # no output topic: its own count of stored records, polled gently
+                idle, t = time.time(), time.time()
+                while (n := metric_ok(PORTS["results"], env["TOPIC_FINDINGS"])) < expect:
+                    t = time.time()
+                    if n == 0:
+                        idle = t
+                    if t > deadline:
+                        raise RuntimeError(f"results stored {n}/{expect}")
+                    time.sleep(0.2)
+                return expect / (time.time() - idle)
+            while sum(count_since(t, starts[t]) for t in out_topics) < expect:
+                if time.time() > deadline:
+                    raise RuntimeError(f"{name} answered fewer than {expect} records")
+                time.sleep(0.5)
+            return rate_of(timestamps_since(timed, starts[timed]))
+        finally:
+            stop_process(proc)
+
+    def stages(self) -> None:
+        out: dict[str, Any] = {}
+        first = self.a.inputs[0]
+        for kind in self.a.inputs:
+            n = self.n_for(kind)
+            prefix = f"bench.{self.run}.{kind}"
+            t = {
+                b: f"{prefix}.{b.split('.')[1]}"
+                for b in ("thorax.studies.v1", "thorax.images.v1", "thorax.tensors.v1", "thorax.findings.v1")
+            }
+            create_topics({**t, **{f"{b}.dlq": f"{v}.dlq" for b, v in t.items()}})
+            env = {
+                "TOPIC_STUDIES": t["thorax.studies.v1"],
+                "TOPIC_IMAGES": t["thorax.images.v1"],
+                "TOPIC_TENSORS": t["thorax.tensors.v1"],
+                "TOPIC_FINDINGS": t["thorax.findings.v1"],
+                "MODEL_DIR": str(TINY_DIR),
+                "RESULTS_DATA_DIR": str(self.dir / f"store-{kind}"),
+            }
+            group = f"bench-{self.run}-{kind}"
+            note(f"stages {kind}: filling {n} records")
+            self.fill(env["TOPIC_STUDIES"], kind, n, "s")
+            r: dict[str, float] = {}
+            r["ingest"] = self.stage(
+                "ingest",
+                {**env, "INGEST_GROUP_ID": f"{group}-ingest"},
+                [env["TOPIC_IMAGES"], env["TOPIC_FINDINGS"]],
+                n,
+                env["TOPIC_IMAGES"],
+            )
+            note(f"stages {kind}: ingest {r['ingest']:.1f} img/s")
+            r["preprocess"] = self.stage(
+                "preprocess",
+                {**env, "PREPROCESS_GROUP_ID": f"{group}-preprocess"},
+                [env["TOPIC_TENSORS"], env["TOPIC_FINDINGS"]],
+                n,
+                env["TOPIC_TENSORS"],
+            )
+            note(f"stages {kind}: preprocess {r['preprocess']:.1f} img/s")
+            if kind == first:
+                tensors = count_since(env["TOPIC_TENSORS"], {})
+                r["inference"] = self.stage(
+                    "inference",
+                    {**env, "INFERENCE_GROUP_ID": f"{group}-inference"},
+                    [env["TOPIC_FINDINGS"]],
+                    tensors,
+                    env["TOPIC_FINDINGS"],
+                )
+                note(f"stages {kind}: inference (tiny) {r['inference']:.1f} img/s")
+                if self.densenet:
+                    dn = f"{prefix}.findings-densenet"
+                    create_topics({"thorax.findings.v1": dn})
+                    dense_env = {
+                        **env,
+                        "TOPIC_FINDINGS": dn,
+                        "MODEL_DIR": str(DENSENET_DIR),
+                        "INFERENCE_GROUP_ID": f"{group}-inference-densenet",
+                    }
+                    dense_n = min(tensors, self.a.densenet_n)
+                    r["inference_densenet121"] = self.stage("inference", dense_env, [dn], dense_n, dn)
+                    note(f"stages {kind}: inference (DenseNet-121) {r['inference_densenet121']:.1f} img/s")
+                findings = count_since(env["TOPIC_FINDINGS"], {})
+                r["results"] = self.stage("results", {**env, "RESULTS_GROUP_ID": f"{group}-results"}, [], findings, "")
+                note(f"stages {kind}: results {r['results']:.1f} records/s")
+            out[kind] = r
+        self.report["stages"] = out
+
+    # ---------------------------------------------------------------- pipeline against the consumer
+    def timed_run(self, topic: str, out_topic: str, kind: str, n: int, tag: str) -> dict[str, Any]:
+        """Publish n distinct keys as fast as librdkafka takes them; first publish -> last findings event."""
+        w = Watcher(out_topic)
+        try:
+            warm = self.fill(topic, kind, 4, f"warm-{tag}")  # JIT, model and codec warm-up, not timed
+            if not w.wait(warm, 300):
+                raise RuntimeError(f"{tag}: no findings for the warm-up records of {kind}")
+            p = producer()
+            files, content_type = self.inputs[kind], INPUT_KINDS[kind][1]
+            keys = [self.key(tag, kind, i) for i in range(n)]
+            t0 = time.time()
+            for i, k in enumerate(keys):
+                send(p, topic, k, files[i % len(files)], content_type)
+            p.flush(600)
+            if not w.wait(keys, 120 + n):
+                raise RuntimeError(f"{tag}: {sum(k in w.seen for k in keys)}/{n} findings events for {kind}")
+            last = max(w.seen[k] for k in keys)
+            return {"n": n, "seconds": last - t0, "rate": n / (last - t0)}
+        finally:
+            w.close()
+
+    def contenders(self) -> None:
+        logs = self.dir / "pipeline-logs"
+        env = {
+            **os.environ,
+            "KAFKA_BROKERS": BROKERS,
+            "THORAX_LOG_DIR": str(logs),
+            "RESULTS_DATA_DIR": str(self.dir / "store-pipeline"),
+            "GRPC_PORT": str(GRPC_PORT),
+            **{f"{name.upper()}_HTTP_PORT": str(port) for name, port in PORTS.items()},
+        }
+        create_topics({b: b for b in topic_specs()})  # the default topics, as `npm start` expects them
+        note("pipeline: scripts/start.sh (the npm start services, default settings)")
+        stack = subprocess.Popen(
+            ["bash", "scripts/start.sh"],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=(self.dir / "start.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        c_in, c_out = f"bench.{self.run}.consumer.studies", f"bench.{self.run}.consumer.findings"
+        create_topics({"thorax.studies.v1": c_in, "thorax.findings.v1": c_out})
+        consumer = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("consumer.py")),
+                "--brokers",
+                BROKERS,
+                "--input",
+                c_in,
+                "--output",
+                c_out,
+                "--group",
+                f"bench-{self.run}-consumer",
+                "--model",
+                str(self.tiny),
+            ],
+            stdout=(self.dir / "consumer.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            for port in PORTS.values():
+                wait_ready(port)
+            out: dict[str, Any] = {}
+            for kind in self.a.inputs:
+                n = self.n_for(kind)
+                note(f"pipeline {kind}: {n} records")
+                pipe = self.timed_run("thorax.studies.v1", "thorax.findings.v1", kind, n, "p")
+                note(f"pipeline {kind}: {pipe['rate']:.1f} img/s; consumer {kind}: {n} records")
+                cons = self.timed_run(c_in, c_out, kind, n, "c")
+                note(f"consumer {kind}: {cons['rate']:.1f} img/s")
+                out[kind] = {"pipeline": pipe, "consumer": cons, "ratio": pipe["rate"] / cons["rate"]}
+            self.report["contenders"] = out
+            if "latency" in self.a.only:
+                self.latency(out)
+        finally:
+            stop_process(consumer)
+            stop_process(stack, 120)
+
+    def latency(self, measured: dict[str, Any]) -> None:
+        kind = "png512" if "png512" in measured else next(iter(measured))
+        rate = measured[kind]["pipeline"]["rate"] / 2
+        total = max(20, round(rate * self.a.latency_seconds))
+        note(f"latency: {total} {kind} records at {rate:.1f}/s")
+        w = Watcher("thorax.findings.v1")
+        p = Producer(
+            {
+                "bootstrap.servers": BROKERS,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 0,
+                "message.max.bytes": 52_428_800,
+            }
+        )
+        sent: dict[str, float] = {}
+        files, content_type = self.inputs[kind], INPUT_KINDS[kind][1]
+        try:
+            t0 = time.time()
+            for i in range(total):
+                pause = t0 + i / rate - time.time()
+                if pause > 0:
+                    p.poll(pause)
+                k = self.key("l", kind, i)
+                sent[k] = time.time()
+                send(p, "thorax.studies.v1", k, files[i % len(files)], content_type)
+            p.flush(60)
+            w.wait(list(sent), 120)
+            ms = [(w.seen[k] - t) * 1000 for k, t in sent.items() if k in w.seen]
+        finally:
+            w.close()
+        self.report["latency"] = {
+            "input": kind,
+            "rate": rate,
+            "sent": total,
+            "answered": len(ms),
+            "p50": percentile(ms, 50),
+            "p95": percentile(ms, 95),
+            "p99": percentile(ms, 99),
+        }
+
+    # ---------------------------------------------------------------- table
+    def table(self) -> None:
+        r = self.report
+        ceil, stages, cont = r.get("ceilings", {}), r.get("stages", {}), r.get("contenders", {})
+        cores = ceil.get("cores", os.cpu_count())
+        say(f"\nThorax benchmark {self.run}: {cores} cores, brokers {BROKERS}, model {self.tiny.relative_to(ROOT)}")
+        say(
+            "inputs: synthetic chest-like images (tools/bench/py/bench.py), "
+            + ", ".join(f"{k} = {INPUT_KINDS[k][0]} ({self.n_for(k)} keys)" for k in self.a.inputs)
+        )
+
+        def fmt(v: float | None, unit: str = "img/s") -> str:
+            return "—" if v is None or math.isnan(v) else f"{v:,.1f} {unit}"
+
+        def ratio(a: float | None, b: float | None, goal: float) -> str:
+            if a is None or b is None or math.isnan(a) or math.isnan(b) or b == 0:
+                return "—"
+            return f"{a / b:.2f}× (goal ≥ {goal}{' ✓' if a / b >= goal else ' ✗'})"
+
+        say("\n1. native decode+resize ceiling (sharp/libvips → 256² wire, all cores)")
+        for kind, v in ceil.get("decode", {}).items():
+            say(f"   {kind:<9} {fmt(v)}")
+        for line in r.get("bench_decode", []):
+            say(f"   | {line}")
+        say("2. raw ONNX Runtime (onnxruntime-node, one session, all cores; best batch)")
+        for model, v in ceil.get("ort", {}).items():
+            by = "  ".join(f"{b}:{x:.0f}" for b, x in v["byBatch"].items())
+            say(f"   {model:<12} {fmt(v['best'])} at batch {v['bestBatch']}   ({by})")
+        say("3. each stage alone on a pre-filled topic, and its ratio to its ceiling")
+        for kind, s in stages.items():
+            dec = ceil.get("decode", {}).get(kind)
+            say(
+                f"   {kind:<9} ingest {fmt(s.get('ingest'))}; preprocess {fmt(s.get('preprocess'))}, "
+                f"/ decode ceiling {ratio(s.get('preprocess'), dec, 0.8)}"
+            )
+            ort_ceil = ceil.get("ort", {})
+            if "inference" in s:
+                say(
+                    f"   inference (committed model) {fmt(s['inference'])}, / raw ORT "
+                    f"{ratio(s['inference'], ort_ceil.get('tiny', {}).get('best'), 0.8)}"
+                )
+            if "inference_densenet121" in s:
+                say(
+                    f"   inference (DenseNet-121)   {fmt(s['inference_densenet121'])}, / raw ORT "
+                    f"{ratio(s['inference_densenet121'], ort_ceil.get('densenet121', {}).get('best'), 0.9)}"
+                )
+            if "results" in s:
+                rc = ceil.get("results")
+                tail = (
+                    f", / raw inserts {fmt(rc, 'rows/s')} {ratio(s['results'], rc, 0.8)}"
+                    if rc
+                    else ", / raw inserts: TODO (tools/bench/src/results-bench.ts not built or no JSON figure)"
+                )
+                say(f"   results                     {fmt(s['results'], 'records/s')}{tail}")
+        if cont:
+            say("4-6. whole pipeline (scripts/start.sh) vs single-process consumer (tools/bench/py/consumer.py),")
+            say("     first publish -> last findings event")
+            say(f"   {'input':<9} {'pipeline':>14} {'consumer':>14}   ratio (goal ≥ 1.0)")
+            for kind, c in cont.items():
+                say(
+                    f"   {kind:<9} {fmt(c['pipeline']['rate']):>14} {fmt(c['consumer']['rate']):>14}   {c['ratio']:.2f}"
+                )
+        if "latency" in r:
+            lat = r["latency"]
+            say(
+                f"7. pipeline latency, publish -> findings, {lat['input']} at {lat['rate']:.1f} img/s (half capacity), "
+                f"{lat['answered']}/{lat['sent']} answered: p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, "
+                f"p99 {lat['p99']:.0f} ms (goal p99 ≤ 300 ms)"
+            )
+        path = self.dir / "report.json"
+        path.write_text(json.dumps(self.report, indent=2, default=str) + "\n")
+        say(f"written {path.relative_to(ROOT)}")
+
+
+PARTS = ("ceilings", "stages", "pipeline", "latency")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Thorax against its ceilings and a plain consumer (issue 11).")
+    ap.add_argument("--quick", action="store_true", help="small N (a smoke run of a minute or two)")
+    ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
+    ap.add_argument("--inputs", default=None, help=f"comma-separated inputs of {tuple(INPUT_KINDS)}")
+    ap.add_argument("--n", type=int, default=None, help="distinct keys per PNG input (default 1500)")
+    ap.add_argument("--dicom-n", type=int, default=None, help="distinct keys per DICOM input (default 150)")
+    ap.add_argument("--densenet-n", type=int, default=None, help="images for DenseNet-121 served alone (600)")
+    ap.add_argument("--pool", type=int, default=4, help="distinct files per input (cycled over the keys)")
+    ap.add_argument("--latency-seconds", type=float, default=None)
+    a = ap.parse_args()
+    a.only = [p.strip() for p in a.only.split(",") if p.strip()]
+    unknown = [p for p in a.only if p not in PARTS]
+    if unknown:
+        ap.error(f"unknown part(s) {unknown}; parts are {PARTS}")
+    default_inputs = "png512,png1024" if a.quick else ",".join(INPUT_KINDS)
+    a.inputs = [k.strip() for k in (a.inputs or default_inputs).split(",") if k.strip()]
+    bad = [k for k in a.inputs if k not in INPUT_KINDS]
+    if bad:
+        ap.error(f"unknown input(s) {bad}; inputs are {tuple(INPUT_KINDS)}")
+    a.n = a.n or (150 if a.quick else 1500)
+    a.dicom_n = a.dicom_n or (20 if a.quick else 150)
+    a.densenet_n = a.densenet_n or (40 if a.quick else 600)
+    a.latency_seconds = a.latency_seconds or (5 if a.quick else 20)
+    if a.quick:
+        a.pool = min(a.pool, 2)
+    bench = Bench(a)
+    try:
+        if "ceilings" in a.only:
+            bench.ceilings()
+        if "stages" in a.only:
+            bench.stages()
+        if "pipeline" in a.only or "latency" in a.only:  # latency needs the pipeline's capacity first
+            bench.contenders()
+    finally:
+        bench.table()
+
+
+if __name__ == "__main__":
+    main()
