@@ -313,6 +313,9 @@ describe('GPU profile (values-gpu.yaml)', () => {
     const inference = deployment(objects, 'inference');
     expect(container(inference).resources.limits['nvidia.com/gpu']).toBe(1);
     expect(envOf(inference)['INFERENCE_PROVIDERS']).toBe('cuda,cpu');
+    // The GPU variant (scripts/image.sh build-gpu) for inference only.
+    expect(container(inference).image).toBe('thorax:gpu');
+    expect(container(deployment(objects, 'preprocess')).image).not.toContain('gpu');
     expect(inference.spec.template.spec.nodeSelector).toEqual({ 'nvidia.com/gpu.present': 'true' });
     expect(inference.spec.template.spec.tolerations).toContainEqual({
       key: 'nvidia.com/gpu',
