@@ -7,6 +7,12 @@
 #   scripts/image.sh smoke           build, then run ingest, preprocess, inference and results from the
 #                                    image's root filesystem as UID 10001 with a read-only root against
 #                                    a broker on the host, until each is ready (the `npm test` step)
+#   scripts/image.sh build-gpu       the `thorax:gpu` variant: the service image plus ONNX Runtime's
+#                                    CUDA provider and CUDA 13/cuDNN 9 libraries from PyPI
+#                                    (deploy/images/gpu/Containerfile; about 2.3 GB more)
+#   scripts/image.sh smoke-gpu       build-gpu, then from its root filesystem as 10001 with a read-only
+#                                    root: cuda,cpu falls back to CPU naming the missing driver (on a
+#                                    machine without one) and classifies an image
 #   scripts/image.sh build-trainer   the `thorax-trainer` image (deploy/images/trainer/Containerfile;
 #                                    downloads several GB of PyPI wheels)
 #   scripts/image.sh smoke-trainer   the trainer image's CLI and PyTorch as 10001, read-only root
@@ -27,6 +33,7 @@
 #   THORAX_STORAGE_DRIVER  containers/storage driver (default vfs: works in any VM, no overlay needed)
 #   DEBIAN_MIRROR          (default http://deb.debian.org/debian)
 #   THORAX_SMOKE_PORT_BASE first of the smoke test's ports (default 23000; uses base+51..base+93)
+#   THORAX_GPU_TAG         tag of the GPU variant (default gpu; also tagged <version>-gpu)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -212,6 +219,34 @@ cmd_build_trainer() {
     --tag "$TRAINER_IMAGE:$TAG" --tag "$TRAINER_IMAGE:latest" \
     --file "$ROOT/deploy/images/trainer/Containerfile" "$ROOT" >&2
   log "built $TRAINER_IMAGE:$TAG in $((SECONDS - started)) s, $(image_size "$TRAINER_IMAGE:$TAG")"
+}
+
+# The GPU variant: the service image (built or reused as `build` does) plus the directory that
+# scripts/cuda-provider.sh stages, copied beside onnxruntime-node's libonnxruntime.so.1.
+GPU_TAG="${THORAX_GPU_TAG:-gpu}"
+cmd_build_gpu() {
+  cmd_build
+  local stage started digest
+  bash "$ROOT/scripts/cuda-provider.sh" fetch
+  stage="$(bash "$ROOT/scripts/cuda-provider.sh" stage-dir)"
+  digest="$( (image_id "$IMAGE:$TAG"; cat "$stage/.wheels-sha256"; sha256sum <"$ROOT/deploy/images/gpu/Containerfile") | sha256sum | cut -c1-64)"
+  if image_exists "$IMAGE:$GPU_TAG" && [ "$(image_label "$IMAGE:$GPU_TAG" io.thorax.image.inputs-digest)" = "$digest" ]; then
+    log "image $IMAGE:$GPU_TAG is up to date (inputs ${digest:0:12})"
+    return 0
+  fi
+  local previous=""
+  image_exists "$IMAGE:$GPU_TAG" && previous="$(image_id "$IMAGE:$GPU_TAG")"
+  started=$SECONDS
+  log "building $IMAGE:$GPU_TAG from $IMAGE:$TAG and $stage ($(du -sh "$stage" | cut -f1))"
+  buildah_ bud --format docker --isolation chroot --pull=never --layers=false \
+    --build-arg "THORAX_IMAGE=$IMAGE:$TAG" --build-arg "VERSION=$TAG" --build-arg "INPUTS_DIGEST=$digest" \
+    --build-arg "REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" \
+    --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    --tag "$IMAGE:$GPU_TAG" --tag "$IMAGE:$TAG-gpu" --file "$ROOT/deploy/images/gpu/Containerfile" "$stage" >&2
+  log "built $IMAGE:$GPU_TAG in $((SECONDS - started)) s, $(image_size "$IMAGE:$GPU_TAG")"
+  if [ -n "$previous" ] && [ "$previous" != "$(image_id "$IMAGE:$GPU_TAG")" ]; then
+    podman_ rmi "$previous" >/dev/null 2>&1 || true
+  fi
 }
 
 cmd_save() {
@@ -460,12 +495,52 @@ except OSError as error:
   log "TRAINER IMAGE SMOKE TEST PASSED: $TRAINER_IMAGE:$TAG ($(image_size "$TRAINER_IMAGE:$TAG"))"
 }
 
+# The GPU image's provider as the service would meet it: from the image's root filesystem as 10001
+# with a read-only root, the image's own environment, a Classifier over the image's model with the
+# image's INFERENCE_PROVIDERS. With no NVIDIA driver here, CUDA must fail for that reason alone
+# (every other library resolves inside the image) and CPU must serve.
+cmd_smoke_gpu() {
+  need_root
+  ensure_tools || { log "buildah, podman or mmdebstrap missing and not installable"; exit 1; }
+  use_node
+  cmd_build_gpu
+  local image_env state="$SMOKE_DIR/gpu" out
+  mapfile -t image_env < <(podman_ image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE:$GPU_TAG" | sed '/^$/d')
+  rm -rf "$state" && mkdir -p "$state" && chown "$APP_UID:$APP_UID" "$state"
+  ROOTFS="$(podman_ image mount "$IMAGE:$GPU_TAG")"
+  trap 'podman_ image unmount "$IMAGE:$GPU_TAG" >/dev/null 2>&1 || true' EXIT
+  [ -f "$ROOTFS/opt/thorax/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so" ] ||
+    fail "no CUDA provider in $IMAGE:$GPU_TAG"
+  out="$(sandbox "$state" "${image_env[@]}" -- /usr/local/bin/node -e '
+    const { Classifier, loadModelArtifact } = require("/opt/thorax/dist/libs/model-runtime/src/index.js");
+    (async () => {
+      const events = [];
+      const artifact = await loadModelArtifact(process.env.MODEL_DIR);
+      const classifier = await Classifier.create(artifact, {
+        providers: process.env.INFERENCE_PROVIDERS.split(","), intraOpThreads: 1, onProviderEvent: (e) => events.push(e) });
+      const [scores] = await classifier.classify([new Uint8Array(artifact.metadata.input.width * artifact.metadata.input.height).fill(90)]);
+      console.log(JSON.stringify({ provider: classifier.provider, events, labels: scores.length }));
+      await classifier.release();
+    })().catch((e) => { console.error(e); process.exit(1); });')" || fail "GPU image: the classifier did not start"
+  log "GPU image classifier: $out"
+  OUT="$out" HAS_DRIVER="$(ldconfig -p | grep -c 'libcuda.so.1' || true)" node -e '
+    const r = JSON.parse(process.env.OUT);
+    const cuda = r.events.find((e) => e.provider === "cuda");
+    const ok = process.env.HAS_DRIVER !== "0"
+      ? r.provider === "cuda"
+      : r.provider === "cpu" && cuda?.outcome === "failed" && /^no NVIDIA driver: libcuda\.so\.1/.test(cuda.reason) && r.labels === 14;
+    process.exit(ok ? 0 : 1);' || fail "GPU image: expected CUDA to fail only for the missing driver, then CPU to serve: $out"
+  log "GPU IMAGE SMOKE TEST PASSED: $IMAGE:$GPU_TAG ($(image_size "$IMAGE:$GPU_TAG"))"
+}
+
 case "${1:-}" in
+  build-gpu) cmd_build_gpu ;;
+  smoke-gpu) cmd_smoke_gpu ;;
   build) shift; cmd_build "$@" ;;
   smoke) cmd_smoke ;;
   smoke-trainer) cmd_smoke_trainer ;;
   build-trainer) cmd_build_trainer ;;
   bases) cmd_bases ;;
   save) shift; cmd_save "$@" ;;
-  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64 ;;
+  *) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64 ;;
 esac
