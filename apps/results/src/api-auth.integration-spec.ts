@@ -16,14 +16,16 @@ import type { TLSSocket } from 'node:tls';
 import path from 'node:path';
 import { resultsConfigSchema } from './config';
 import { FindingsReader } from './findings/findings-reader.service';
-import { ResultsGrpcController } from './findings/results.grpc-controller';
+import { ResultsGrpcController } from './grpc/results.grpc-controller';
 import { GrpcServer } from './grpc/grpc-server';
 import { migrate } from './store/migrations';
 import { PgliteSqlClient } from './store/pglite-sql-client';
 import type { SqlClient } from './store/sql-client';
-import { SqlFindingsRepository } from './store/sql-findings.repository';
+import { sqlResultsStore } from './store/sql-results-store';
+import type { ResultsStore } from './store/results-store.port';
 import { StudiesReader } from './studies/studies-reader.service';
 import { okEvent } from './testing/findings-events';
+import { storeOne } from './testing/store-one';
 import { startResultsHttp } from './testing/results-http-app';
 
 jest.setTimeout(60_000);
@@ -45,7 +47,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'thorax-api-auth-'));
 const log = createLogger({ service: 'results-test', version: '0', level: 'silent' });
 
 let db: SqlClient;
-let repo: SqlFindingsRepository;
+let repo: ResultsStore;
 let signingKey: CryptoKey;
 let strangerKey: CryptoKey;
 let publicJwk: JWK;
@@ -53,8 +55,8 @@ let publicJwk: JWK;
 beforeAll(async () => {
   db = await PgliteSqlClient.open('memory://');
   await migrate(db);
-  repo = new SqlFindingsRepository(db);
-  await repo.store(okEvent('auth-img-1', { study: { studyUid: STUDY, accession: 'ACC-77', patientId: 'MRN-77', viewPosition: 'PA' }, positives: ['Effusion'] }));
+  repo = sqlResultsStore(db);
+  await storeOne(repo, okEvent('auth-img-1', { study: { studyUid: STUDY, accession: 'ACC-77', patientId: 'MRN-77', viewPosition: 'PA' }, positives: ['Effusion'] }));
   const pair = await generateKeyPair('RS256');
   signingKey = pair.privateKey;
   strangerKey = (await generateKeyPair('RS256')).privateKey;
@@ -102,8 +104,8 @@ async function tokenCases(): Promise<Array<{ name: string; authorization: string
 }
 
 function grpcStack(options: { port: number; auth: ReturnType<typeof tokenVerifierFromConfig>; tls: ReturnType<typeof loadServerTls>; metrics?: ThoraxMetrics }): GrpcServer {
-  const controller = new ResultsGrpcController(new FindingsReader(repo, { watchPollMs: 60_000 }), new StudiesReader(repo), log);
-  return new GrpcServer({ host: '127.0.0.1', port: options.port, shutdownGraceMs: 1000, auth: options.auth, tls: options.tls }, controller, log, repo, options.metrics);
+  const controller = new ResultsGrpcController(new FindingsReader(repo.findings, repo.feed, { watchPollMs: 60_000 }), new StudiesReader(repo.studies), log);
+  return new GrpcServer({ host: '127.0.0.1', port: options.port, shutdownGraceMs: 1000, auth: options.auth, tls: options.tls }, controller, log, repo.health, options.metrics);
 }
 
 function grpcClients(address: string, channel: ChannelCredentials, options: Record<string, string> = {}) {

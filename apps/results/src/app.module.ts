@@ -8,7 +8,7 @@ import { FindingsConsumer } from './findings/findings.consumer';
 import { FindingsController } from './findings/findings.controller';
 import { FindingsReader, READER_OPTIONS, type ReaderOptions } from './findings/findings-reader.service';
 import { FindingsRecorder } from './findings/findings-recorder.service';
-import { ResultsGrpcController } from './findings/results.grpc-controller';
+import { ResultsGrpcController } from './grpc/results.grpc-controller';
 import { GRPC_SERVER_OPTIONS, GrpcServer, type GrpcServerOptions } from './grpc/grpc-server';
 import { FhirController } from './fhir/fhir.controller';
 import { FHIR_OPTIONS, type FhirOptions, FhirService } from './fhir/fhir.service';

@@ -20,6 +20,8 @@ export const resultsConfigSchema = z.object({
    */
   RESULTS_WATCH_POLL_MS: positiveInt(2000),
   RESULTS_PARTITIONS_CONCURRENCY: positiveInt(1),
+  /** Most findings events stored in one transaction (one batch of the consumer). */
+  RESULTS_BATCH_MAX_RECORDS: positiveInt(500),
   /**
    * Absolute URL of /fhir as EHR clients reach it (behind a proxy), used in Bundle fullUrl and
    * links; unset: taken from each request's Host header.

@@ -5,9 +5,11 @@ import { CHESTXRAY14_LABELS } from '@thorax/contracts';
 import { migrate } from './store/migrations';
 import { PgliteSqlClient } from './store/pglite-sql-client';
 import type { SqlClient } from './store/sql-client';
-import { SqlFindingsRepository } from './store/sql-findings.repository';
-import { studyResourceId } from './studies/resource-ids';
+import { sqlResultsStore } from './store/sql-results-store';
+import type { ResultsStore } from './store/results-store.port';
+import { studyResourceId } from './domain/resource-ids';
 import { errorEvent, okEvent } from './testing/findings-events';
+import { storeOne } from './testing/store-one';
 import { startResultsHttp } from './testing/results-http-app';
 
 jest.setTimeout(60_000);
@@ -22,22 +24,22 @@ const STUDY = '1.2.826.0.1.3680043.8.498.4242';
 const KEYED = 'pacs-export-study-7';
 
 let db: SqlClient;
-let repo: SqlFindingsRepository;
+let repo: ResultsStore;
 let app: INestApplication;
 let url: string;
 
 beforeAll(async () => {
   db = await PgliteSqlClient.open('memory://');
   await migrate(db);
-  repo = new SqlFindingsRepository(db);
+  repo = sqlResultsStore(db);
   ({ app, url } = await startResultsHttp(repo, { accessionSystem: ACCESSION_SYSTEM, patientIdSystem: MRN_SYSTEM }));
 
   const info = (viewPosition?: string) => ({ studyUid: STUDY, accession: 'ACC-4242', patientId: 'MRN-1', ...(viewPosition ? { viewPosition } : {}) });
-  await repo.store(okEvent('http-pa', { study: info('PA'), positives: [], probabilities: { Pneumothorax: 0.91, Effusion: 0.3 }, receivedAt: new Date('2026-11-30T08:00:00Z') }));
-  await repo.store(okEvent('http-ll', { study: info('LL'), positives: [], probabilities: { Pneumothorax: 0.2, Effusion: 0.95 }, receivedAt: new Date('2026-11-30T09:00:00Z') }));
-  await repo.store(errorEvent('http-bad', { study: info() }));
-  await repo.store(okEvent('http-keyed', { study: { studyUid: KEYED }, positives: [], receivedAt: new Date('2026-11-30T10:00:00Z') }));
-  await repo.store(errorEvent('http-failed', { study: { studyUid: '1.2.3.999', accession: 'ACC-FAIL' } }));
+  await storeOne(repo, okEvent('http-pa', { study: info('PA'), positives: [], probabilities: { Pneumothorax: 0.91, Effusion: 0.3 }, receivedAt: new Date('2026-11-30T08:00:00Z') }));
+  await storeOne(repo, okEvent('http-ll', { study: info('LL'), positives: [], probabilities: { Pneumothorax: 0.2, Effusion: 0.95 }, receivedAt: new Date('2026-11-30T09:00:00Z') }));
+  await storeOne(repo, errorEvent('http-bad', { study: info() }));
+  await storeOne(repo, okEvent('http-keyed', { study: { studyUid: KEYED }, positives: [], receivedAt: new Date('2026-11-30T10:00:00Z') }));
+  await storeOne(repo, errorEvent('http-failed', { study: { studyUid: '1.2.3.999', accession: 'ACC-FAIL' } }));
 });
 
 afterAll(async () => {
@@ -251,7 +253,7 @@ describe('FHIR R4', () => {
   it('redelivering one event 100 times leaves one row and one DiagnosticReport, version unchanged', async () => {
     const study = '1.2.826.0.1.3680043.8.498.100';
     const event = okEvent('http-redelivered', { study: { studyUid: study, accession: 'ACC-100', patientId: 'MRN-100', viewPosition: 'PA' } });
-    for (let i = 0; i < 100; i += 1) await repo.store(event);
+    for (let i = 0; i < 100; i += 1) await storeOne(repo, event);
     const rows = await db.query<{ n: number | string }>('SELECT count(*) AS n FROM findings_results WHERE image_id = $1', ['http-redelivered']);
     expect(Number(rows[0]!.n)).toBe(1);
     const bundle = (await get('/fhir/DiagnosticReport?identifier=ACC-100&_include=DiagnosticReport:result')).body;

@@ -1,5 +1,5 @@
 import { HttpStatus } from '@nestjs/common';
-import { toApiError } from '../findings/api-error';
+import { toApiError } from '../api/api-error';
 
 /** OperationOutcome.issue.code values this server uses (FHIR R4 IssueType). */
 export type IssueType = 'invalid' | 'not-found' | 'not-supported' | 'exception' | 'transient' | 'processing' | 'login' | 'forbidden';

@@ -1,6 +1,6 @@
 import { CHESTXRAY14_LABELS } from '@thorax/contracts';
-import type { StoredStudy } from '../store/findings.repository';
-import { aggregateStudy } from '../studies/study-aggregate';
+import type { StoredStudy } from '../store/results-store.port';
+import { aggregateStudy } from '../domain/study-aggregate';
 import { errorEvent, okEvent } from '../testing/findings-events';
 import { LABEL_CODES } from './fhir-codes';
 import { isDicomUid, studyResources } from './fhir-resources';

@@ -1,7 +1,7 @@
 import { type ModelInfo, provenanceNote, UNKNOWN_DATA } from '@thorax/contracts';
-import type { StoredStudy } from '../store/findings.repository';
-import { deviceResourceId, observationResourceId, studyResourceId } from '../studies/resource-ids';
-import type { StudyFinding } from '../studies/study-aggregate';
+import type { StoredStudy } from '../store/results-store.port';
+import { deviceResourceId, observationResourceId, studyResourceId } from '../domain/resource-ids';
+import type { StudyFinding } from '../domain/study-aggregate';
 import {
   ACCESSION_TYPE,
   AI_ASSERTED,

@@ -1,5 +1,5 @@
-import { decodePageToken } from '../findings/cursor';
-import type { StudyListQuery } from '../store/findings.repository';
+import { decodePageToken } from '../api/cursor';
+import type { StudyListQuery } from '../store/results-store.port';
 import { SYSTEMS } from './fhir-codes';
 import { FhirError } from './fhir-error';
 import { type FhirMappingOptions, isDicomUid } from './fhir-resources';

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ThoraxError } from '@thorax/contracts';
-import { PUBLISHER, type Publisher } from '@thorax/kafka';
-import { FINDINGS_REPOSITORY, type FindingsRepository } from '../store/findings.repository';
+import { type OutgoingRecord, PUBLISHER, type Publisher } from '@thorax/kafka';
+import { FHIR_OUTBOX, type FhirOutbox } from '../store/results-store.port';
 import { studyBundle, studyResources } from './fhir-resources';
 import { FHIR_OPTIONS, type FhirOptions } from './fhir.service';
 
@@ -27,7 +27,7 @@ export class FhirTopicPublisher {
   constructor(
     @Inject(FHIR_TOPIC_OPTIONS) private readonly options: FhirTopicOptions,
     @Inject(FHIR_OPTIONS) private readonly fhir: FhirOptions,
-    @Inject(FINDINGS_REPOSITORY) private readonly repository: FindingsRepository,
+    @Inject(FHIR_OUTBOX) private readonly outbox: FhirOutbox,
     @Inject(PUBLISHER) private readonly publisher: Publisher,
   ) {}
 
@@ -35,30 +35,34 @@ export class FhirTopicPublisher {
     return this.options.topic !== null;
   }
 
-  /** Publishes the study's current version unless it already went out; returns the version published. */
-  async publishStudy(studyUid: string): Promise<number | null> {
+  /**
+   * Publishes the current version of each of the studies unless it already went out, in one
+   * Kafka request; resolves once Kafka acknowledged them and they are marked published. Returns
+   * what went out.
+   */
+  async publishStudies(studyUids: readonly string[]): Promise<{ studyUid: string; version: number }[]> {
     const topic = this.options.topic;
-    if (topic === null) return null;
-    const stored = await this.repository.getStudy({ studyUid });
-    if (!stored || stored.publishedVersion >= stored.version) return null;
-    const bundle = studyBundle(studyResources(stored, this.fhir), this.fhir.baseUrl);
+    if (topic === null || studyUids.length === 0) return [];
+    const pending = await this.outbox.unpublished([...new Set(studyUids)]);
+    if (pending.length === 0) return [];
+    const records: OutgoingRecord[] = pending.map((stored) => ({
+      topic,
+      key: stored.result.studyUid,
+      value: Buffer.from(JSON.stringify(studyBundle(studyResources(stored, this.fhir), this.fhir.baseUrl)), 'utf8'),
+      headers: { [FHIR_HEADERS.contentType]: 'application/fhir+json', [FHIR_HEADERS.version]: String(stored.version) },
+    }));
     try {
-      await this.publisher.publish([
-        {
-          topic,
-          key: studyUid,
-          value: Buffer.from(JSON.stringify(bundle), 'utf8'),
-          headers: { [FHIR_HEADERS.contentType]: 'application/fhir+json', [FHIR_HEADERS.version]: String(stored.version) },
-        },
-      ]);
+      await this.publisher.publish(records);
     } catch (error) {
-      throw new ThoraxError('INTERNAL_ERROR', `publishing the FHIR bundle failed: ${(error as Error).message}`, {
+      // A broker's refusal of a bundle (too large) stays visible through `cause` (see the failure policy).
+      throw new ThoraxError('INTERNAL_ERROR', `publishing FHIR bundles failed: ${(error as Error).message}`, {
         stage: 'results',
         redeliver: true,
         cause: error,
       });
     }
-    await this.repository.markPublished(studyUid, stored.version);
-    return stored.version;
+    const published = pending.map((stored) => ({ studyUid: stored.result.studyUid, version: stored.version }));
+    await this.outbox.markPublished(published);
+    return published;
   }
 }

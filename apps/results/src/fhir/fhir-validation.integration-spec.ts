@@ -7,8 +7,9 @@ import { promisify } from 'node:util';
 import { migrate } from '../store/migrations';
 import { PgliteSqlClient } from '../store/pglite-sql-client';
 import type { SqlClient } from '../store/sql-client';
-import { SqlFindingsRepository } from '../store/sql-findings.repository';
+import { sqlResultsStore } from '../store/sql-results-store';
 import { errorEvent, okEvent } from '../testing/findings-events';
+import { storeOne } from '../testing/store-one';
 import { startResultsHttp } from '../testing/results-http-app';
 import { studyBundle, studyResources } from './fhir-resources';
 
@@ -65,13 +66,13 @@ beforeAll(async () => {
 
   db = await PgliteSqlClient.open('memory://');
   await migrate(db);
-  const repo = new SqlFindingsRepository(db);
+  const repo = sqlResultsStore(db);
   ({ app, url } = await startResultsHttp(repo, fhirOptions));
   const full = { studyUid: '1.2.826.0.1.3680043.8.498.501', accession: 'V-ACC-1', patientId: 'V-MRN-1' };
-  await repo.store(okEvent('v-pa', { study: { ...full, viewPosition: 'PA' }, positives: ['Pneumothorax', 'Hernia'] }));
-  await repo.store(okEvent('v-ll', { study: { ...full, viewPosition: 'LL' }, positives: ['Effusion'] }));
-  await repo.store(okEvent('v-bare', { study: { studyUid: 'export-study-17' }, positives: [] }));
-  await repo.store(errorEvent('v-failed', { study: { studyUid: '1.2.826.0.1.3680043.8.498.502', accession: 'V-ACC-2' } }));
+  await storeOne(repo, okEvent('v-pa', { study: { ...full, viewPosition: 'PA' }, positives: ['Pneumothorax', 'Hernia'] }));
+  await storeOne(repo, okEvent('v-ll', { study: { ...full, viewPosition: 'LL' }, positives: ['Effusion'] }));
+  await storeOne(repo, okEvent('v-bare', { study: { studyUid: 'export-study-17' }, positives: [] }));
+  await storeOne(repo, errorEvent('v-failed', { study: { studyUid: '1.2.826.0.1.3680043.8.498.502', accession: 'V-ACC-2' } }));
 
   const fetchJson = async (p: string): Promise<Json> => (await (await fetch(p.startsWith('http') ? p : `${url}${p}`)).json()) as Json;
   served.set('metadata', await fetchJson('/fhir/metadata'));
@@ -80,7 +81,7 @@ beforeAll(async () => {
   served.set('search-studies', await fetchJson('/fhir/ImagingStudy'));
   served.set('not-found', await fetchJson('/fhir/DiagnosticReport/ffffffffffffffffffffffffffffffff'));
   // What the thorax.fhir.v1 topic carries for a study.
-  const withPatient = await repo.getStudy({ studyUid: full.studyUid });
+  const withPatient = await repo.studies.get({ studyUid: full.studyUid });
   served.set('topic-bundle', studyBundle(studyResources(withPatient!, fhirOptions), 'https://thorax.example.org/fhir'));
   for (const entry of (searchset['entry'] as Json[]) ?? []) {
     const resource = entry['resource'] as Json;

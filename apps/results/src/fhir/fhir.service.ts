@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { encodePageToken } from '../findings/cursor';
-import { FINDINGS_REPOSITORY, type FindingsRepository, type StoredStudy } from '../store/findings.repository';
+import { encodePageToken } from '../api/cursor';
+import { type StoredStudy, STUDY_QUERIES, type StudyQueries } from '../store/results-store.port';
 import { FhirError } from './fhir-error';
 import { deviceResource, type FhirMappingOptions, type FhirResource, studyResources } from './fhir-resources';
 import { parseSearch, SEARCHABLE_TYPES, type SearchableType } from './fhir-search';
@@ -27,7 +27,7 @@ export interface ReadResult {
 @Injectable()
 export class FhirService {
   constructor(
-    @Inject(FINDINGS_REPOSITORY) private readonly repository: FindingsRepository,
+    @Inject(STUDY_QUERIES) private readonly studies: StudyQueries,
     @Inject(FHIR_OPTIONS) readonly options: FhirOptions,
   ) {}
 
@@ -37,13 +37,13 @@ export class FhirService {
     const missing = (): FhirError => new FhirError(404, 'not-found', `${type}/${id} is not known`);
 
     if (type === 'Device') {
-      const stored = await this.repository.studyByDevice(id);
+      const stored = await this.studies.byDevice(id);
       const model = stored?.result.model;
       if (!model) throw missing();
       return { resource: deviceResource(model) };
     }
     const studyId = type === 'Observation' ? OBSERVATION_ID.exec(id)?.[1] : id;
-    const stored = studyId ? await this.repository.getStudy({ resourceId: studyId }) : null;
+    const stored = studyId ? await this.studies.get({ resourceId: studyId }) : null;
     if (!stored) throw missing();
     const resources = studyResources(stored, this.options);
     const resource =
@@ -61,7 +61,7 @@ export class FhirService {
     if (!(SEARCHABLE_TYPES as readonly string[]).includes(type)) throw unsupported(type, 'search');
     const searchType = type as SearchableType;
     const search = parseSearch(searchType, params, this.options);
-    const page = search.query ? await this.repository.listStudies(search.query) : { items: [], next: null };
+    const page = search.query ? await this.studies.list(search.query) : { items: [], next: null };
     const entries: Record<string, unknown>[] = [];
     const entry = (resource: FhirResource, mode: 'match' | 'include') =>
       entries.push({ fullUrl: `${baseUrl}/${resource.resourceType}/${resource.id}`, resource, search: { mode } });

@@ -1,8 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { followFindings } from '../store/findings-feed';
-import { FINDINGS_REPOSITORY, type FindingsRepository, type StoredFindings } from '../store/findings.repository';
-import { ResultsApiError } from './api-error';
-import { decodeWatchCursor, encodePageToken } from './cursor';
+import { ResultsApiError } from '../api/api-error';
+import { decodeWatchCursor, encodePageToken } from '../api/cursor';
+import {
+  FINDINGS_FEED,
+  FINDINGS_QUERIES,
+  type FindingsFeed,
+  type FindingsQueries,
+  type StoredFindings,
+} from '../store/results-store.port';
+import { followFindings } from './follow-findings';
 import { type ListParams, toListQuery } from './list-params';
 
 export interface ReaderOptions {
@@ -17,11 +23,12 @@ export interface ResultsPage {
   nextPageToken: string | null;
 }
 
-/** The read side shared by every edge (REST, gRPC; FHIR later): validation, cursors, queries. */
+/** The findings read side shared by REST and gRPC: validation, cursors, queries, watch. */
 @Injectable()
 export class FindingsReader {
   constructor(
-    @Inject(FINDINGS_REPOSITORY) private readonly repository: FindingsRepository,
+    @Inject(FINDINGS_QUERIES) private readonly findings: FindingsQueries,
+    @Inject(FINDINGS_FEED) private readonly feed: FindingsFeed,
     @Inject(READER_OPTIONS) private readonly options: ReaderOptions,
   ) {}
 
@@ -29,7 +36,7 @@ export class FindingsReader {
   async get(id: string, modelVersion?: string): Promise<StoredFindings> {
     if (!id) throw new ResultsApiError('INVALID_ARGUMENT', 'id is required');
     if (id.length > 256) throw new ResultsApiError('INVALID_ARGUMENT', 'id is longer than 256 characters');
-    const stored = await this.repository.get(id, modelVersion || undefined);
+    const stored = await this.findings.get(id, modelVersion || undefined);
     if (!stored) {
       const which = modelVersion ? ` for model version ${JSON.stringify(modelVersion)}` : '';
       throw new ResultsApiError('NOT_FOUND', `no findings stored for ${JSON.stringify(id)}${which}`);
@@ -39,7 +46,7 @@ export class FindingsReader {
 
   /** Newest first. */
   async list(params: ListParams): Promise<ResultsPage> {
-    const page = await this.repository.list(toListQuery(params));
+    const page = await this.findings.list(toListQuery(params));
     return { items: page.items, nextPageToken: page.next === null ? null : encodePageToken(page.next) };
   }
 
@@ -52,7 +59,7 @@ export class FindingsReader {
     deliver: (record: StoredFindings) => Promise<void> | void,
     signal: AbortSignal,
   ): Promise<void> {
-    const after = decodeWatchCursor(cursor) ?? (await this.repository.latestSeq());
-    await followFindings(this.repository, after, deliver, { signal, pollMs: this.options.watchPollMs });
+    const after = decodeWatchCursor(cursor) ?? (await this.feed.latestSeq());
+    await followFindings(this.feed, after, deliver, { signal, pollMs: this.options.watchPollMs });
   }
 }

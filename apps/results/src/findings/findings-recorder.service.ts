@@ -1,30 +1,37 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { FindingsEvent } from '@thorax/contracts';
 import { ThoraxMetrics } from '@thorax/observability';
-import { FINDINGS_REPOSITORY, type FindingsRepository, type StoreOutcome } from '../store/findings.repository';
+import { FINDINGS_WRITER, type FindingsWriter, type StoreOutcome } from '../store/results-store.port';
 import { classifyStoreError } from '../store/store-errors';
 
-/** Stores a findings event durably and observes the end-to-end latency of new results. */
+/** Stores findings events durably, in batches, and observes the end-to-end latency of new results. */
 @Injectable()
 export class FindingsRecorder {
   constructor(
-    @Inject(FINDINGS_REPOSITORY) private readonly repository: FindingsRepository,
+    @Inject(FINDINGS_WRITER) private readonly writer: FindingsWriter,
     private readonly metrics: ThoraxMetrics,
   ) {}
 
-  /** Resolves once the row is durable; throws a classified ThoraxError otherwise. */
-  async record(event: FindingsEvent): Promise<StoreOutcome> {
-    let outcome: StoreOutcome;
+  /**
+   * One outcome per event, in order, once the rows are durable. An event the store rejects has a
+   * `rejected` outcome (its batch mates are stored); a store that is away throws a classified
+   * ThoraxError for the whole batch.
+   */
+  async record(events: readonly FindingsEvent[]): Promise<StoreOutcome[]> {
+    let outcomes: StoreOutcome[];
     try {
-      outcome = await this.metrics.time('persist', () => this.repository.store(event));
+      outcomes = await this.metrics.time('persist', () => this.writer.store(events));
     } catch (error) {
       throw classifyStoreError(error);
     }
-    if (outcome.kind !== 'duplicate') {
+    const now = Date.now();
+    outcomes.forEach((outcome, i) => {
+      const event = events[i];
+      if (!event || (outcome.kind !== 'stored' && outcome.kind !== 'replaced')) return;
       // Received by ingest → stored here; a redelivery is not a second arrival.
-      const seconds = (Date.now() - Date.parse(event.timing.receivedAt)) / 1000;
+      const seconds = (now - Date.parse(event.timing.receivedAt)) / 1000;
       if (Number.isFinite(seconds) && seconds >= 0) this.metrics.endToEndLatency.observe(seconds);
-    }
-    return outcome;
+    });
+    return outcomes;
   }
 }

@@ -1,33 +1,39 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { decodeFindingsEvent, type FindingsEvent, FindingsEventInvalidError, ThoraxError } from '@thorax/contracts';
-import { CONSUMERS, type ConsumerPort, type Delivery, type MessageHandler, type RetryPolicy } from '@thorax/kafka';
+import { type BatchHandler, CONSUMERS, type ConsumerPort, type Delivery, ITEM_OK, type ItemResult, type RetryPolicy } from '@thorax/kafka';
+import { LOGGER, type Logger } from '@thorax/observability';
 import { RESULTS_CONFIG, type ResultsConfig } from '../config';
 import { FhirTopicPublisher } from '../fhir/fhir-topic.publisher';
+import { classifyStoreError } from '../store/store-errors';
 import { FindingsRecorder } from './findings-recorder.service';
 
 /**
- * Retries of a store that is away (connection lost, server restarting): about 18 s of backoff in
- * all, inside the consumer session timeout, before the record is dead-lettered.
+ * Retries of a record whose batch failed (store away, FHIR bundle not acknowledged): alone, about
+ * 18 s of backoff in all, inside the consumer session timeout, then handed back to Kafka for
+ * redelivery (a store outage never dead-letters a valid event).
  */
 export const STORE_RETRY_POLICY: RetryPolicy = { maxAttempts: 8, initialBackoffMs: 250, maxBackoffMs: 5000 };
 
 /**
- * Consumes thorax.findings.v1 (all partitions) into the results store. The offset is committed
- * only after the row is durable (and, with RESULTS_FHIR_TOPIC set, after the study's new FHIR
- * bundle is acknowledged); an invalid event goes to thorax.findings.v1.dlq (no error event is
- * re-emitted: this is the last stage).
+ * Consumes thorax.findings.v1 (all partitions) into the results store in batches: the events of a
+ * fetch are stored in one transaction (FindingsWriter), then the FHIR bundles of the studies they
+ * touched go out in one request. An offset is committed only after its row is durable (and, with
+ * RESULTS_FHIR_TOPIC set, after its study's bundle is acknowledged). An event that does not
+ * decode, or that the store rejects, is dead-lettered to thorax.findings.v1.dlq on its own (no
+ * error event is re-emitted: this is the last stage); its batch mates are stored.
  */
 @Injectable()
-export class FindingsConsumer implements OnApplicationBootstrap, MessageHandler<FindingsEvent> {
+export class FindingsConsumer implements OnApplicationBootstrap, BatchHandler<FindingsEvent> {
   constructor(
     @Inject(RESULTS_CONFIG) private readonly config: ResultsConfig,
     @Inject(CONSUMERS) private readonly consumers: ConsumerPort,
     private readonly recorder: FindingsRecorder,
     private readonly fhirTopic: FhirTopicPublisher,
+    @Inject(LOGGER) private readonly log: Logger,
   ) {}
 
   onApplicationBootstrap(): void {
-    this.consumers.consume(
+    this.consumers.consumeBatches(
       {
         groupId: this.config.RESULTS_GROUP_ID,
         topic: this.config.TOPIC_FINDINGS,
@@ -36,20 +42,28 @@ export class FindingsConsumer implements OnApplicationBootstrap, MessageHandler<
         decode: parseFindings,
         retry: STORE_RETRY_POLICY,
         partitionsConsumedConcurrently: this.config.RESULTS_PARTITIONS_CONCURRENCY,
+        maxBatchRecords: this.config.RESULTS_BATCH_MAX_RECORDS,
       },
       this,
     );
   }
 
-  async handle({ message: event, log }: Delivery<FindingsEvent>): Promise<void> {
-    const outcome = await this.recorder.record(event);
-    if (outcome.kind === 'duplicate') log.debug({ status: event.status }, 'findings already stored');
-    else log.debug({ status: event.status, seq: outcome.record.seq.toString(), outcome: outcome.kind }, 'findings stored');
-    // Also after a duplicate: a bundle whose publishing failed last time goes out now.
-    if (this.fhirTopic.enabled && event.study.studyUid) {
-      const version = await this.fhirTopic.publishStudy(event.study.studyUid);
-      if (version !== null) log.debug({ fhirVersion: version }, 'study FHIR bundle published');
+  async handleBatch(deliveries: readonly Delivery<FindingsEvent>[]): Promise<readonly ItemResult[]> {
+    const events = deliveries.map((d) => d.message);
+    const outcomes = await this.recorder.record(events);
+    const results: ItemResult[] = outcomes.map((outcome) =>
+      outcome.kind === 'rejected' ? { ok: false, error: classifyStoreError(outcome.error) } : ITEM_OK,
+    );
+    const counts = { stored: 0, replaced: 0, duplicate: 0, rejected: 0 };
+    for (const outcome of outcomes) counts[outcome.kind] += 1;
+    this.log.debug({ records: deliveries.length, ...counts }, 'findings batch stored');
+    if (this.fhirTopic.enabled) {
+      // Also after duplicates: a bundle whose publishing failed last time goes out now.
+      const studies = events.filter((event, i) => results[i]?.ok && event.study.studyUid).map((event) => event.study.studyUid as string);
+      const published = await this.fhirTopic.publishStudies(studies);
+      if (published.length > 0) this.log.debug({ bundles: published.length }, 'study FHIR bundles published');
     }
+    return results;
   }
 }
 

@@ -1,44 +1,10 @@
-import {
-  type ArgumentsHost,
-  Catch,
-  Controller,
-  type ExceptionFilter,
-  Get,
-  HttpStatus,
-  Inject,
-  Param,
-  Query,
-  UseFilters,
-} from '@nestjs/common';
+import { Controller, Get, Param, Query, UseFilters } from '@nestjs/common';
 import type { FindingsEvent } from '@thorax/contracts';
-import { LOGGER, type Logger } from '@thorax/observability';
-import type { Response } from 'express';
-import { type ApiErrorCode, ResultsApiError, toApiError } from './api-error';
+import { ResultsApiError } from '../api/api-error';
+import { ResultsApiErrorFilter } from '../api/api-error.filter';
 import { FindingsReader } from './findings-reader.service';
 import { contractOrder } from './findings.mapper';
 import { listParamsFromHttp } from './list-params';
-
-export const HTTP_STATUS_OF: Record<ApiErrorCode, number> = {
-  NOT_FOUND: HttpStatus.NOT_FOUND,
-  INVALID_ARGUMENT: HttpStatus.BAD_REQUEST,
-  UNAUTHENTICATED: HttpStatus.UNAUTHORIZED,
-  PERMISSION_DENIED: HttpStatus.FORBIDDEN,
-  UNAVAILABLE: HttpStatus.SERVICE_UNAVAILABLE,
-  INTERNAL: HttpStatus.INTERNAL_SERVER_ERROR,
-};
-
-/** Every failure of this API as `{ "error": { "code", "message" } }` with its HTTP status. */
-@Catch()
-export class ResultsApiErrorFilter implements ExceptionFilter {
-  constructor(@Inject(LOGGER) private readonly log: Logger) {}
-
-  catch(exception: unknown, host: ArgumentsHost): void {
-    const error = toApiError(exception);
-    if (error.code === 'INTERNAL' || error.code === 'UNAVAILABLE') this.log.error({ err: exception }, 'findings request failed');
-    const res = host.switchToHttp().getResponse<Response>();
-    res.status(HTTP_STATUS_OF[error.code]).json({ error: { code: error.code, message: error.message } });
-  }
-}
 
 export interface FindingsListBody {
   /** thorax.findings.v1 events, newest first. */

@@ -7,7 +7,7 @@ import {
   type StudyRef,
   toModelRef,
 } from '@thorax/contracts';
-import type { StoredFindings } from '../store/findings.repository';
+import type { StoredFindings } from '../store/results-store.port';
 
 /** The stored event as the gRPC FindingsResult message (thorax/v1/findings.proto). */
 export function toFindingsResult(stored: StoredFindings): FindingsResult {

@@ -1,6 +1,6 @@
 import { ListFindingsRequest } from '@thorax/contracts';
-import { ResultsApiError } from './api-error';
-import { encodePageToken } from './cursor';
+import { ResultsApiError } from '../api/api-error';
+import { encodePageToken } from '../api/cursor';
 import { DEFAULT_PAGE_SIZE, listParamsFromGrpc, listParamsFromHttp, MAX_PAGE_SIZE, toListQuery } from './list-params';
 
 function code(work: () => unknown): string | undefined {

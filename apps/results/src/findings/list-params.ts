@@ -1,7 +1,7 @@
 import { CHESTXRAY14_LABELS, type ListFindingsRequest } from '@thorax/contracts';
-import type { FindingsListQuery } from '../store/findings.repository';
-import { ResultsApiError } from './api-error';
-import { decodePageToken } from './cursor';
+import type { FindingsListQuery } from '../store/results-store.port';
+import { ResultsApiError } from '../api/api-error';
+import { decodePageToken } from '../api/cursor';
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 500;

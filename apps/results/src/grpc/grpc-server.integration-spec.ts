@@ -25,22 +25,24 @@ import path from 'node:path';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { FindingsReader } from '../findings/findings-reader.service';
 import { StudiesReader } from '../studies/studies-reader.service';
-import { ResultsGrpcController } from '../findings/results.grpc-controller';
+import { ResultsGrpcController } from './results.grpc-controller';
 import { migrate } from '../store/migrations';
 import { PgliteSqlClient } from '../store/pglite-sql-client';
 import type { SqlClient } from '../store/sql-client';
-import { SqlFindingsRepository } from '../store/sql-findings.repository';
+import { sqlResultsStore } from '../store/sql-results-store';
+import type { ResultsStore } from '../store/results-store.port';
 import { errorEvent, okEvent } from '../testing/findings-events';
+import { storeOne } from '../testing/store-one';
 import { GrpcServer } from './grpc-server';
 
 jest.setTimeout(60_000);
 
 const log = createLogger({ service: 'results-test', version: '0', level: 'silent' });
-const controllerOver = (repository: SqlFindingsRepository) =>
-  new ResultsGrpcController(new FindingsReader(repository, { watchPollMs: 60_000 }), new StudiesReader(repository), log);
+const controllerOver = (repository: ResultsStore) =>
+  new ResultsGrpcController(new FindingsReader(repository.findings, repository.feed, { watchPollMs: 60_000 }), new StudiesReader(repository.studies), log);
 
 let db: SqlClient;
-let repo: SqlFindingsRepository;
+let repo: ResultsStore;
 let server: GrpcServer;
 let address: string;
 let client: ResultsServiceClient;
@@ -48,8 +50,8 @@ let client: ResultsServiceClient;
 beforeAll(async () => {
   db = await PgliteSqlClient.open('memory://');
   await migrate(db);
-  repo = new SqlFindingsRepository(db);
-  server = new GrpcServer({ host: '127.0.0.1', port: 0, shutdownGraceMs: 2000 }, controllerOver(repo), log, repo);
+  repo = sqlResultsStore(db);
+  server = new GrpcServer({ host: '127.0.0.1', port: 0, shutdownGraceMs: 2000 }, controllerOver(repo), log, repo.health);
   const port = await server.start();
   expect(port).toBeGreaterThan(0);
   address = `127.0.0.1:${port}`;
@@ -77,8 +79,8 @@ const list = (request: Partial<ListFindingsRequest>) =>
 
 describe('ResultsService over gRPC', () => {
   it('GetFindings: the latest result as a FindingsResult, NOT_FOUND and INVALID_ARGUMENT', async () => {
-    await repo.store(okEvent('grpc-1', { version: 'v1', positives: ['Mass'] }));
-    await repo.store(okEvent('grpc-1', { version: 'v2', positives: ['Edema', 'Hernia'] }));
+    await storeOne(repo, okEvent('grpc-1', { version: 'v1', positives: ['Mass'] }));
+    await storeOne(repo, okEvent('grpc-1', { version: 'v2', positives: ['Edema', 'Hernia'] }));
 
     const latest = await get({ id: 'grpc-1' });
     expect(latest.error).toBeNull();
@@ -103,7 +105,7 @@ describe('ResultsService over gRPC', () => {
     const study = 'list-study';
     for (let i = 0; i < 5; i += 1) {
       const info = { studyUid: study, accession: 'L-ACC' };
-      await repo.store(i === 3 ? errorEvent(`list-${i}`, { study: info }) : okEvent(`list-${i}`, { study: info, positives: i < 2 ? ['Pneumonia'] : ['Nodule'] }));
+      await storeOne(repo, i === 3 ? errorEvent(`list-${i}`, { study: info }) : okEvent(`list-${i}`, { study: info, positives: i < 2 ? ['Pneumonia'] : ['Nodule'] }));
     }
     const pages: string[][] = [];
     let token = '';
@@ -121,9 +123,9 @@ describe('ResultsService over gRPC', () => {
   });
 
   it('WatchFindings: replays after the cursor, then streams new results; no cursor means from now', async () => {
-    const first = await repo.store(okEvent('watch-0'));
-    if (first.kind === 'duplicate') throw new Error('expected a new row');
-    await repo.store(okEvent('watch-1'));
+    const first = await storeOne(repo, okEvent('watch-0'));
+    if (first.kind !== 'stored') throw new Error('expected a new row');
+    await storeOne(repo, okEvent('watch-1'));
 
     const resumed = collect(client.watchFindings({ cursor: first.record.seq.toString() }));
     const fromNow = collect(client.watchFindings({ cursor: '' }));
@@ -131,8 +133,8 @@ describe('ResultsService over gRPC', () => {
     expect(resumed.ids()).toEqual(['watch-1']);
     await new Promise((r) => setTimeout(r, 200)); // the from-now stream has read its starting point
 
-    await repo.store(errorEvent('watch-2'));
-    await repo.store(okEvent('watch-3'));
+    await storeOne(repo, errorEvent('watch-2'));
+    await storeOne(repo, okEvent('watch-3'));
     await resumed.until(3);
     await fromNow.until(2);
     expect(resumed.ids()).toEqual(['watch-1', 'watch-2', 'watch-3']);
@@ -153,7 +155,7 @@ describe('ResultsService over gRPC', () => {
   it('ListFindings: completion time range', async () => {
     const study = 'time-study';
     for (const [i, at] of ['2026-02-01T00:00:00Z', '2026-02-02T00:00:00Z', '2026-02-03T00:00:00Z'].entries()) {
-      await repo.store(okEvent(`time-${i}`, { study: { studyUid: study }, receivedAt: new Date(at) }));
+      await storeOne(repo, okEvent(`time-${i}`, { study: { studyUid: study }, receivedAt: new Date(at) }));
     }
     expect((await list({ studyUid: study, from: new Date('2026-02-02T00:00:00Z') })).ids).toEqual(['time-2', 'time-1']);
     expect((await list({ studyUid: study, to: new Date('2026-02-02T00:00:00Z') })).ids).toEqual(['time-0']);
@@ -163,8 +165,8 @@ describe('ResultsService over gRPC', () => {
 
   it('GetStudy: the study aggregate, NOT_FOUND and INVALID_ARGUMENT', async () => {
     const study = '1.2.840.113619.2.55.3';
-    await repo.store(okEvent('study-pa', { study: { studyUid: study, accession: 'S-ACC', viewPosition: 'PA' }, positives: ['Edema'] }));
-    await repo.store(okEvent('study-ll', { study: { studyUid: study, accession: 'S-ACC', viewPosition: 'LL' }, positives: ['Mass'] }));
+    await storeOne(repo, okEvent('study-pa', { study: { studyUid: study, accession: 'S-ACC', viewPosition: 'PA' }, positives: ['Edema'] }));
+    await storeOne(repo, okEvent('study-ll', { study: { studyUid: study, accession: 'S-ACC', viewPosition: 'LL' }, positives: ['Mass'] }));
     const call = (studyUid: string) =>
       new Promise<{ error: ServiceError | null; response: GetStudyResponse | undefined }>((resolve) =>
         client.getStudy({ studyUid }, (error, response) => resolve({ error, response })),
@@ -190,7 +192,7 @@ describe('ResultsService over gRPC', () => {
     expect(await check(health, 'thorax.v1.ResultsService')).toBe('SERVING');
     health.close();
 
-    const broken = { ping: async () => Promise.reject(new Error('store away')) } as unknown as SqlFindingsRepository;
+    const broken = { ping: async () => Promise.reject(new Error('store away')) };
     const sick = new GrpcServer({ host: '127.0.0.1', port: 0, shutdownGraceMs: 1000 }, controllerOver(repo), log, broken);
     const port = await sick.start();
     const sickHealth = healthClient(`127.0.0.1:${port}`);
@@ -275,7 +277,7 @@ describe('ResultsService over gRPC', () => {
       { host: '127.0.0.1', port: 0, shutdownGraceMs: 10_000 },
       controllerOver(repo),
       log,
-      repo,
+      repo.health,
     );
     const port = await extra.start();
     const other = new ResultsServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());

@@ -5,8 +5,8 @@ import { fileDescriptorSet, ResultsServiceService } from '@thorax/contracts';
 import type { TokenVerifier } from '@thorax/auth';
 import type { ServerTls } from '@thorax/config';
 import { grpcAuthInterceptor, grpcMetricsInterceptor, LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
-import { ResultsGrpcController } from '../findings/results.grpc-controller';
-import { FINDINGS_REPOSITORY, type FindingsRepository } from '../store/findings.repository';
+import { ResultsGrpcController } from './results.grpc-controller';
+import { STORE_HEALTH, type StoreHealth } from '../store/results-store.port';
 import { DescriptorReflection } from './descriptor-reflection';
 
 export interface GrpcServerOptions {
@@ -49,7 +49,7 @@ export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShut
     @Inject(GRPC_SERVER_OPTIONS) private readonly options: GrpcServerOptions,
     private readonly results: ResultsGrpcController,
     @Inject(LOGGER) private readonly log: Logger,
-    @Inject(FINDINGS_REPOSITORY) private readonly repository: Pick<FindingsRepository, 'ping'>,
+    @Inject(STORE_HEALTH) private readonly store: StoreHealth,
     @Optional() private readonly metrics?: ThoraxMetrics,
   ) {}
 
@@ -99,7 +99,7 @@ export class GrpcServer implements OnApplicationBootstrap, BeforeApplicationShut
   private async checkHealth(): Promise<void> {
     let status: ServingStatus = 'SERVING';
     try {
-      await this.repository.ping();
+      await this.store.ping();
     } catch {
       status = 'NOT_SERVING';
     }

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { migrate } from '../store/migrations';
 import { PgliteSqlClient } from '../store/pglite-sql-client';
 import type { SqlClient } from '../store/sql-client';
-import { SqlFindingsRepository } from '../store/sql-findings.repository';
+import { sqlResultsStore } from '../store/sql-results-store';
 import { startResultsHttp } from '../testing/results-http-app';
 
 jest.setTimeout(120_000);
@@ -33,7 +33,7 @@ describe('GET /openapi.json under Redocly lint --extends=recommended', () => {
   beforeAll(async () => {
     db = await PgliteSqlClient.open('memory://');
     await migrate(db);
-    ({ app, url } = await startResultsHttp(new SqlFindingsRepository(db)));
+    ({ app, url } = await startResultsHttp(sqlResultsStore(db)));
   });
 
   afterAll(async () => {

@@ -1,5 +1,5 @@
 import { CHESTXRAY14_LABELS, findingsEventJsonSchema } from '@thorax/contracts';
-import { API_ERROR_CODES } from '../findings/api-error';
+import { API_ERROR_CODES } from '../api/api-error';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../findings/list-params';
 
 type Schema = Record<string, unknown>;

@@ -1,5 +1,5 @@
 import { errorEvent, okEvent } from '../testing/findings-events';
-import { buildAfterQuery, buildGetQuery, buildListQuery, buildStoreQuery, NO_MODEL_VERSION } from './findings.sql';
+import { buildAfterQuery, buildGetQuery, buildListQuery, buildStoreBatchQuery, NO_MODEL_VERSION, storeRow } from './findings.sql';
 
 const squash = (sql: string): string => sql.replace(/\s+/g, ' ').trim();
 
@@ -33,31 +33,47 @@ describe('buildListQuery', () => {
   });
 });
 
-describe('buildStoreQuery', () => {
+describe('storeRow and buildStoreBatchQuery', () => {
   it('keys an ok event by id and model version and indexes its columns', () => {
     const event = okEvent('img-1', { positives: ['Cardiomegaly', 'Edema'] });
-    const q = buildStoreQuery(event);
-    expect(q.text).toContain('ON CONFLICT (image_id, model_version) DO UPDATE');
-    expect(q.text).toContain("WHERE r.status = 'error' AND r.event IS DISTINCT FROM EXCLUDED.event");
-    expect(q.values).toEqual([
-      'img-1',
-      '2026.11.30-1',
-      'ok',
-      'chexnet-densenet121',
-      '1.2.3',
-      'ACC-1',
-      null,
-      null,
-      ['Cardiomegaly', 'Edema'],
-      '2026-11-30T10:00:00.000Z',
-      '2026-11-30T10:00:00.412Z',
-      JSON.stringify(event),
-    ]);
+    expect(storeRow(event)).toEqual({
+      image_id: 'img-1',
+      model_version: '2026.11.30-1',
+      status: 'ok',
+      model_name: 'chexnet-densenet121',
+      study_uid: '1.2.3',
+      accession: 'ACC-1',
+      error_code: null,
+      error_stage: null,
+      positives: ['Cardiomegaly', 'Edema'],
+      received_at: '2026-11-30T10:00:00.000Z',
+      completed_at: '2026-11-30T10:00:00.412Z',
+      event,
+    });
   });
 
   it('keys an error event without a model by the sentinel version', () => {
-    const q = buildStoreQuery(errorEvent('img-2', { study: {} }));
-    expect(q.values.slice(0, 9)).toEqual(['img-2', NO_MODEL_VERSION, 'error', null, null, null, 'CORRUPT_IMAGE', 'preprocess', []]);
+    expect(storeRow(errorEvent('img-2', { study: {} }))).toMatchObject({
+      image_id: 'img-2',
+      model_version: NO_MODEL_VERSION,
+      status: 'error',
+      model_name: null,
+      study_uid: null,
+      accession: null,
+      error_code: 'CORRUPT_IMAGE',
+      error_stage: 'preprocess',
+      positives: [],
+    });
+  });
+
+  it('upserts every row of a batch in one statement with one parameter, never inlining values', () => {
+    const rows = [storeRow(okEvent("img-'1")), storeRow(errorEvent('img-2'))];
+    const q = buildStoreBatchQuery(rows);
+    expect(q.text).toContain('ON CONFLICT (image_id, model_version) DO UPDATE');
+    expect(q.text).toContain("WHERE r.status = 'error' AND r.event IS DISTINCT FROM EXCLUDED.event");
+    expect(squash(q.text)).toContain('FROM ROWS FROM (jsonb_to_recordset($1::text::jsonb)');
+    expect(q.text).not.toContain("img-'1");
+    expect(q.values).toEqual([JSON.stringify(rows)]);
   });
 });
 

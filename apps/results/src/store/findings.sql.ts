@@ -1,5 +1,5 @@
 import type { FindingsEvent } from '@thorax/contracts';
-import type { FindingsListQuery } from './findings.repository';
+import type { FindingsListQuery } from './results-store.port';
 
 /** Model version key of results that carry no model (error events before inference). */
 export const NO_MODEL_VERSION = '';
@@ -18,20 +18,71 @@ export interface ResultRow {
   stored_at: Date | string;
 }
 
+/** The columns of one findings_results row, as the batch upsert reads them (jsonb_to_recordset). */
+export interface StoreRow {
+  image_id: string;
+  model_version: string;
+  status: FindingsEvent['status'];
+  model_name: string | null;
+  study_uid: string | null;
+  accession: string | null;
+  error_code: string | null;
+  error_stage: string | null;
+  positives: string[];
+  received_at: string;
+  completed_at: string;
+  event: FindingsEvent;
+}
+
+/** The row an event is stored as: its key (id, model version) and the columns lists filter on. */
+export function storeRow(event: FindingsEvent): StoreRow {
+  return {
+    image_id: event.id,
+    model_version: event.model?.version ?? NO_MODEL_VERSION,
+    status: event.status,
+    model_name: event.model?.name ?? null,
+    study_uid: event.study.studyUid || null,
+    accession: event.study.accession || null,
+    error_code: event.error?.code ?? null,
+    error_stage: event.error?.stage ?? null,
+    positives: event.positives,
+    received_at: event.timing.receivedAt,
+    completed_at: event.timing.completedAt,
+    event,
+  };
+}
+
+/** What the batch upsert returns for each row it wrote. */
+export interface WrittenRow {
+  image_id: string;
+  model_version: string;
+  study_uid: string | null;
+  seq: string;
+  stored_at: Date | string;
+  inserted: boolean;
+}
+
 /**
- * Idempotent upsert of one event. A conflicting ok row is kept as it is; a conflicting error
- * row is replaced (with a fresh seq, so readers and watchers see it as new) unless the incoming
- * event is the same one. Returns a row only when something was written.
+ * Idempotent upsert of many events in one statement (their keys must be distinct: PostgreSQL
+ * cannot update one row twice in a statement). All rows travel as one JSON parameter. A
+ * conflicting ok row is kept as it is; a conflicting error row is replaced (with a fresh seq, so
+ * readers and watchers see it as new) unless the incoming event is the same one. Returns a row
+ * only for what was written.
  */
-export function buildStoreQuery(event: FindingsEvent): SqlQuery {
+export function buildStoreBatchQuery(rows: readonly StoreRow[]): SqlQuery {
   return {
     text: `
       INSERT INTO findings_results AS r (
         image_id, model_version, status, model_name, study_uid, accession,
         error_code, error_stage, positives, received_at, completed_at, event
-      ) VALUES (
-        $1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text::timestamptz, $11::text::timestamptz, $12::text::jsonb
       )
+      SELECT image_id, model_version, status, model_name, study_uid, accession,
+             error_code, error_stage, positives, received_at, completed_at, event
+      FROM ROWS FROM (jsonb_to_recordset($1::text::jsonb) AS (
+        image_id text, model_version text, status text, model_name text, study_uid text, accession text,
+        error_code text, error_stage text, positives text[], received_at timestamptz, completed_at timestamptz, event jsonb
+      )) WITH ORDINALITY AS input
+      ORDER BY input.ordinality
       ON CONFLICT (image_id, model_version) DO UPDATE SET
         seq = nextval(pg_get_serial_sequence('findings_results', 'seq')),
         status = EXCLUDED.status,
@@ -46,21 +97,8 @@ export function buildStoreQuery(event: FindingsEvent): SqlQuery {
         stored_at = now(),
         event = EXCLUDED.event
       WHERE r.status = 'error' AND r.event IS DISTINCT FROM EXCLUDED.event
-      RETURNING ${RESULT_COLUMNS}, (xmax = 0) AS inserted`,
-    values: [
-      event.id,
-      event.model?.version ?? NO_MODEL_VERSION,
-      event.status,
-      event.model?.name ?? null,
-      event.study.studyUid || null,
-      event.study.accession || null,
-      event.error?.code ?? null,
-      event.error?.stage ?? null,
-      event.positives,
-      event.timing.receivedAt,
-      event.timing.completedAt,
-      JSON.stringify(event),
-    ],
+      RETURNING image_id, model_version, study_uid, seq::text AS seq, stored_at, (xmax = 0) AS inserted`,
+    values: [JSON.stringify(rows)],
   };
 }
 

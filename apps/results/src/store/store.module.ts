@@ -7,12 +7,22 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { HealthRegistry, healthy, LOGGER, type Logger, unhealthy } from '@thorax/observability';
-import { FINDINGS_REPOSITORY, type FindingsRepository } from './findings.repository';
 import { migrate } from './migrations';
 import { PgSqlClient } from './pg-sql-client';
 import { PgliteSqlClient } from './pglite-sql-client';
+import {
+  FHIR_OUTBOX,
+  FINDINGS_FEED,
+  FINDINGS_QUERIES,
+  FINDINGS_WRITER,
+  type ResultsStore,
+  STORE_HEALTH,
+  type StoreHealth,
+  STUDY_QUERIES,
+} from './results-store.port';
 import type { SqlClient } from './sql-client';
-import { SqlFindingsRepository } from './sql-findings.repository';
+import { backfillStudyAggregates } from './sql-findings-writer';
+import { sqlResultsStore } from './sql-results-store';
 
 export interface StoreOptions {
   /** A PostgreSQL server; when absent, the embedded PGlite store in `dataDir`. */
@@ -22,6 +32,7 @@ export interface StoreOptions {
 }
 
 const SQL_CLIENT = Symbol('thorax.results.sql-client');
+const RESULTS_STORE = Symbol('thorax.results.store');
 
 /** Opens the configured engine and brings its schema up to date. */
 export async function openStore(options: StoreOptions, log: Logger): Promise<SqlClient> {
@@ -35,7 +46,7 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sql
     : await PgliteSqlClient.open(options.dataDir);
   try {
     const applied = await migrate(db);
-    const backfilled = await new SqlFindingsRepository(db).backfillStudies();
+    const backfilled = await backfillStudyAggregates(db);
     if (backfilled > 0) log.info({ studies: backfilled }, 'study aggregates computed for results stored before them');
     log.info(
       { engine: db.engine, ...(db.engine === 'pglite' ? { dataDir: options.dataDir } : {}), migrationsApplied: applied },
@@ -53,13 +64,13 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sql
 class StoreLifecycle implements OnApplicationShutdown {
   constructor(
     @Inject(SQL_CLIENT) private readonly db: SqlClient,
-    @Inject(FINDINGS_REPOSITORY) repository: FindingsRepository,
+    @Inject(STORE_HEALTH) store: StoreHealth,
     @Inject(LOGGER) private readonly log: Logger,
     health: HealthRegistry,
   ) {
     health.addReadiness('results-store', async () => {
       try {
-        await repository.ping();
+        await store.ping();
         return healthy;
       } catch (error) {
         return unhealthy(`store not answering: ${(error as Error).message}`);
@@ -72,6 +83,16 @@ class StoreLifecycle implements OnApplicationShutdown {
     this.log.info('results store closed');
   }
 }
+
+/** The store's ports, each under its own injection token (results-store.port.ts). */
+const PORTS: readonly [symbol, keyof ResultsStore][] = [
+  [FINDINGS_WRITER, 'writer'],
+  [FINDINGS_QUERIES, 'findings'],
+  [FINDINGS_FEED, 'feed'],
+  [STUDY_QUERIES, 'studies'],
+  [FHIR_OUTBOX, 'outbox'],
+  [STORE_HEALTH, 'health'],
+];
 
 @Global()
 @Module({})
@@ -86,13 +107,14 @@ export class StoreModule {
           inject: [LOGGER],
         },
         {
-          provide: FINDINGS_REPOSITORY,
-          useFactory: (db: SqlClient) => new SqlFindingsRepository(db),
+          provide: RESULTS_STORE,
+          useFactory: (db: SqlClient) => sqlResultsStore(db),
           inject: [SQL_CLIENT],
         },
+        ...PORTS.map(([token, port]) => ({ provide: token, useFactory: (store: ResultsStore) => store[port], inject: [RESULTS_STORE] })),
         StoreLifecycle,
       ],
-      exports: [FINDINGS_REPOSITORY],
+      exports: PORTS.map(([token]) => token),
     };
   }
 }

@@ -1,7 +1,7 @@
-import { deviceResourceId, studyResourceId } from '../studies/resource-ids';
-import type { StudyResult } from '../studies/study-aggregate';
-import type { StudyListQuery } from './findings.repository';
-import { RESULT_COLUMNS, type SqlQuery } from './findings.sql';
+import { deviceResourceId, studyResourceId } from '../domain/resource-ids';
+import type { StudyResult } from '../domain/study-aggregate';
+import type { StudyListQuery } from './results-store.port';
+import { RESULT_COLUMNS, type ResultRow, type SqlQuery } from './findings.sql';
 
 /** Columns every study read returns; seq as text so both drivers hand back the same type. */
 export const STUDY_COLUMNS = 'seq::text AS seq, version, published_version, updated_at, result';
@@ -18,32 +18,57 @@ export interface StudyRow {
 const STUDY_LOCK_NAMESPACE = 7305;
 
 /**
- * Serialises writers of one study until their transaction ends, so two replicas storing images
- * of the same study cannot both aggregate without the other's image.
+ * Serialises writers of the same studies until their transaction ends, so two replicas storing
+ * images of one study cannot both aggregate without the other's image. The locks are taken in
+ * the order of their keys, so two batches that share studies cannot deadlock.
  */
-export function buildStudyLockQuery(studyUid: string): SqlQuery {
-  return { text: 'SELECT pg_advisory_xact_lock($1::int, hashtext($2))', values: [STUDY_LOCK_NAMESPACE, studyUid] };
-}
-
-/** Every stored result of a study, oldest first: the input of the aggregate. */
-export function buildStudyRowsQuery(studyUid: string): SqlQuery {
+export function buildStudyLockQuery(studyUids: readonly string[]): SqlQuery {
   return {
-    text: `SELECT ${RESULT_COLUMNS} FROM findings_results WHERE study_uid = $1 ORDER BY seq ASC`,
-    values: [studyUid],
+    text: `SELECT count(*) FROM (
+             SELECT pg_advisory_xact_lock($1::int, key)
+             FROM (SELECT DISTINCT hashtext(uid) AS key FROM unnest($2::text[]) AS uid ORDER BY 1) AS keys
+           ) AS locked`,
+    values: [STUDY_LOCK_NAMESPACE, studyUids],
   };
 }
 
+/** Every stored result of the studies, by study and oldest first: the input of their aggregates. */
+export function buildStudyRowsQuery(studyUids: readonly string[]): SqlQuery {
+  return {
+    text: `SELECT study_uid, ${RESULT_COLUMNS} FROM findings_results WHERE study_uid = ANY($1::text[]) ORDER BY study_uid, seq ASC`,
+    values: [studyUids],
+  };
+}
+
+export type StudyResultRow = ResultRow & { study_uid: string };
+
 /**
- * Upserts a study aggregate. The version and seq move only when the document changes, so a
- * redelivered event leaves the study (and its FHIR resources) exactly as they were. Returns a
- * row only when something was written.
+ * Upserts study aggregates (distinct studies) in one statement. A study's version and seq move
+ * only when its document changes, so a redelivered event leaves the study (and its FHIR
+ * resources) exactly as they were. Returns a row only for what was written.
  */
-export function buildStudyUpsertQuery(result: StudyResult): SqlQuery {
+export function buildStudyUpsertQuery(results: readonly StudyResult[]): SqlQuery {
+  const rows = results.map((result) => ({
+    study_uid: result.studyUid,
+    resource_id: studyResourceId(result.studyUid),
+    status: result.status,
+    accession: result.accession,
+    patient_id: result.patientId,
+    device_id: result.model ? deviceResourceId(result.model.name, result.model.version) : null,
+    positives: result.positives,
+    result,
+  }));
   return {
     text: `
       INSERT INTO study_results AS s (
         study_uid, resource_id, status, accession, patient_id, device_id, positives, result
-      ) VALUES ($1, $2, $3, $4, $5, $6, $7::text[], $8::text::jsonb)
+      )
+      SELECT study_uid, resource_id, status, accession, patient_id, device_id, positives, result
+      FROM ROWS FROM (jsonb_to_recordset($1::text::jsonb) AS (
+        study_uid text, resource_id text, status text, accession text, patient_id text, device_id text,
+        positives text[], result jsonb
+      )) WITH ORDINALITY AS input
+      ORDER BY input.ordinality
       ON CONFLICT (study_uid) DO UPDATE SET
         seq = nextval('study_results_seq'),
         version = s.version + 1,
@@ -55,17 +80,8 @@ export function buildStudyUpsertQuery(result: StudyResult): SqlQuery {
         updated_at = now(),
         result = EXCLUDED.result
       WHERE s.result IS DISTINCT FROM EXCLUDED.result
-      RETURNING ${STUDY_COLUMNS}`,
-    values: [
-      result.studyUid,
-      studyResourceId(result.studyUid),
-      result.status,
-      result.accession,
-      result.patientId,
-      result.model ? deviceResourceId(result.model.name, result.model.version) : null,
-      result.positives,
-      JSON.stringify(result),
-    ],
+      RETURNING study_uid, ${STUDY_COLUMNS}`,
+    values: [JSON.stringify(rows)],
   };
 }
 
@@ -106,11 +122,21 @@ export function buildStudyListQuery(query: StudyListQuery): SqlQuery {
   };
 }
 
-/** Records that a version of the study went out on the FHIR topic (never moves backwards). */
-export function buildMarkPublishedQuery(studyUid: string, version: number): SqlQuery {
+/** Those of the studies whose current version has not been published to the FHIR topic. */
+export function buildUnpublishedQuery(studyUids: readonly string[]): SqlQuery {
   return {
-    text: 'UPDATE study_results SET published_version = $2::int WHERE study_uid = $1 AND published_version < $2::int',
-    values: [studyUid, version],
+    text: `SELECT study_uid, ${STUDY_COLUMNS} FROM study_results WHERE study_uid = ANY($1::text[]) AND published_version < version`,
+    values: [studyUids],
+  };
+}
+
+/** Records that study versions went out on the FHIR topic (a published version never moves backwards). */
+export function buildMarkPublishedQuery(versions: readonly { studyUid: string; version: number }[]): SqlQuery {
+  return {
+    text: `UPDATE study_results AS s SET published_version = v.version
+           FROM unnest($1::text[], $2::int[]) AS v (study_uid, version)
+           WHERE s.study_uid = v.study_uid AND s.published_version < v.version`,
+    values: [versions.map((v) => v.studyUid), versions.map((v) => v.version)],
   };
 }
 

@@ -1,5 +1,5 @@
 import { Controller, Get, Param, UseFilters } from '@nestjs/common';
-import { ResultsApiErrorFilter } from '../findings/findings.controller';
+import { ResultsApiErrorFilter } from '../api/api-error.filter';
 import { StudiesReader } from './studies-reader.service';
 import { type StudyBody, toStudyBody } from './study.mapper';
 

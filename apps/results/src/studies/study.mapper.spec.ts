@@ -1,6 +1,6 @@
-import type { StoredStudy } from '../store/findings.repository';
+import type { StoredStudy } from '../store/results-store.port';
 import { errorEvent, okEvent, SYNTHETIC_PROVENANCE } from '../testing/findings-events';
-import { aggregateStudy } from './study-aggregate';
+import { aggregateStudy } from '../domain/study-aggregate';
 import { toStudyBody, toStudyMessage } from './study.mapper';
 
 const stored = (events: ReturnType<typeof okEvent>[]): StoredStudy => ({

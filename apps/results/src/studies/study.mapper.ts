@@ -1,6 +1,6 @@
 import { FindingsStatus, orderedModel, type StudyResult as StudyResultMessage, toModelRef } from '@thorax/contracts';
-import type { StoredStudy } from '../store/findings.repository';
-import type { StudyResult } from './study-aggregate';
+import type { StoredStudy } from '../store/results-store.port';
+import type { StudyResult } from '../domain/study-aggregate';
 
 /** The REST body of GET /v1/studies/{studyUid}: the aggregate plus its version and time. */
 export interface StudyBody extends StudyResult {

@@ -10,19 +10,21 @@ import { FHIR_OPTIONS, type FhirOptions, FhirService } from '../fhir/fhir.servic
 import { FindingsController } from '../findings/findings.controller';
 import { FindingsReader, READER_OPTIONS } from '../findings/findings-reader.service';
 import { OpenApiController } from '../openapi/openapi.controller';
-import { FINDINGS_REPOSITORY, type FindingsRepository } from '../store/findings.repository';
+import { FINDINGS_FEED, FINDINGS_QUERIES, type ResultsStore, STUDY_QUERIES } from '../store/results-store.port';
 import { StudiesController } from '../studies/studies.controller';
 import { StudiesReader } from '../studies/studies-reader.service';
 
 @Module({})
 class ResultsHttpTestModule {
-  static forRoot(repository: FindingsRepository, fhir: FhirOptions, auth: TokenVerifier | null): DynamicModule {
+  static forRoot(store: ResultsStore, fhir: FhirOptions, auth: TokenVerifier | null): DynamicModule {
     return {
       module: ResultsHttpTestModule,
       imports: [ObservabilityModule.forRoot({ service: 'results-test', version: 'test', logLevel: 'silent', auth })],
       controllers: [FindingsController, StudiesController, FhirController, OpenApiController],
       providers: [
-        { provide: FINDINGS_REPOSITORY, useValue: repository },
+        { provide: FINDINGS_QUERIES, useValue: store.findings },
+        { provide: FINDINGS_FEED, useValue: store.feed },
+        { provide: STUDY_QUERIES, useValue: store.studies },
         { provide: READER_OPTIONS, useValue: { watchPollMs: 60_000 } },
         { provide: FHIR_OPTIONS, useValue: fhir },
         FindingsReader,
@@ -38,12 +40,12 @@ class ResultsHttpTestModule {
  * `port` is given, with bearer-token auth when `auth` is, HTTPS when `tls` is.
  */
 export async function startResultsHttp(
-  repository: FindingsRepository,
+  store: ResultsStore,
   fhir: FhirOptions = {},
   options: { auth?: TokenVerifier | null; tls?: ServerTls | null; port?: number } = {},
 ): Promise<{ app: INestApplication; url: string }> {
   const tls = options.tls ?? null;
-  const app = await NestFactory.create(ResultsHttpTestModule.forRoot(repository, fhir, options.auth ?? null), {
+  const app = await NestFactory.create(ResultsHttpTestModule.forRoot(store, fhir, options.auth ?? null), {
     logger: false,
     bodyParser: false,
     ...(tls ? { httpsOptions: { cert: tls.cert, key: tls.key } } : {}),

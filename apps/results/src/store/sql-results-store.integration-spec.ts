@@ -4,13 +4,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { errorEvent, okEvent } from '../testing/findings-events';
-import { followFindings } from './findings-feed';
-import { buildStoreQuery } from './findings.sql';
+import { storeOne } from '../testing/store-one';
+import { followFindings } from '../findings/follow-findings';
+import { buildStoreBatchQuery, storeRow } from './findings.sql';
 import { migrate, MIGRATIONS } from './migrations';
 import { PgSqlClient } from './pg-sql-client';
 import { PgliteSqlClient } from './pglite-sql-client';
 import type { SqlClient } from './sql-client';
-import { SqlFindingsRepository } from './sql-findings.repository';
+import { backfillStudyAggregates } from './sql-findings-writer';
+import { sqlResultsStore } from './sql-results-store';
+import type { ResultsStore } from './results-store.port';
 import { classifyStoreError } from './store-errors';
 
 jest.setTimeout(60_000);
@@ -61,14 +64,14 @@ else {
   );
 }
 
-describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
+describe.each(backends)('the SQL results store on $name', (backend) => {
   let db: SqlClient;
-  let repo: SqlFindingsRepository;
+  let repo: ResultsStore;
 
   beforeAll(async () => {
     db = await backend.open();
     expect(await migrate(db)).toEqual(MIGRATIONS.map((m) => m.version));
-    repo = new SqlFindingsRepository(db);
+    repo = sqlResultsStore(db);
   });
 
   afterAll(async () => {
@@ -77,6 +80,7 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
   });
 
   const unique = (prefix: string): string => `${prefix}-${randomUUID()}`;
+  const info = (studyUid: string, viewPosition?: string) => ({ studyUid, accession: `${studyUid}-ACC`, patientId: `${studyUid}-PAT`, ...(viewPosition ? { viewPosition } : {}) });
   const rowsOf = async (id: string): Promise<number> =>
     Number((await db.query<{ n: string | number }>('SELECT count(*) AS n FROM findings_results WHERE image_id = $1', [id]))[0]!.n);
 
@@ -92,14 +96,14 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
   it('stores an event once however often it is delivered', async () => {
     const id = unique('img');
     const event = okEvent(id);
-    const first = await repo.store(event);
+    const first = await storeOne(repo, event);
     expect(first.kind).toBe('stored');
     const sequential = [];
-    for (let i = 0; i < 49; i += 1) sequential.push((await repo.store(event)).kind);
-    const concurrent = await Promise.all(Array.from({ length: 50 }, () => repo.store(event)));
+    for (let i = 0; i < 49; i += 1) sequential.push((await storeOne(repo, event)).kind);
+    const concurrent = await Promise.all(Array.from({ length: 50 }, () => storeOne(repo, event)));
     expect(new Set([...sequential, ...concurrent.map((o) => o.kind)])).toEqual(new Set(['duplicate']));
     expect(await rowsOf(id)).toBe(1);
-    const stored = await repo.get(id);
+    const stored = await repo.findings.get(id);
     expect(stored?.event).toEqual(event);
     expect(first.kind === 'stored' && stored?.seq).toBe(first.kind === 'stored' ? first.record.seq : false);
   });
@@ -108,36 +112,36 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
     const id = unique('img');
     const v1 = okEvent(id, { version: '2026.11.30-1', positives: ['Mass'] });
     const v2 = okEvent(id, { version: '2026.12.07-1', positives: ['Edema'] });
-    await repo.store(v1);
-    await repo.store(v2);
-    await repo.store(v1); // a late redelivery of the old version does not make it the latest
+    await storeOne(repo, v1);
+    await storeOne(repo, v2);
+    await storeOne(repo, v1); // a late redelivery of the old version does not make it the latest
     expect(await rowsOf(id)).toBe(2);
-    expect((await repo.get(id))?.event).toEqual(v2);
-    expect((await repo.get(id, '2026.11.30-1'))?.event).toEqual(v1);
-    expect(await repo.get(id, 'no-such-version')).toBeNull();
-    expect(await repo.get(unique('absent'))).toBeNull();
+    expect((await repo.findings.get(id))?.event).toEqual(v2);
+    expect((await repo.findings.get(id, '2026.11.30-1'))?.event).toEqual(v1);
+    expect(await repo.findings.get(id, 'no-such-version')).toBeNull();
+    expect(await repo.findings.get(unique('absent'))).toBeNull();
   });
 
   it('keeps one row for an error event and lets a different outcome replace it', async () => {
     const id = unique('img');
     const failed = errorEvent(id, { message: 'truncated PNG' });
-    const first = await repo.store(failed);
+    const first = await storeOne(repo, failed);
     expect(first.kind).toBe('stored');
-    expect((await repo.store(failed)).kind).toBe('duplicate');
+    expect((await storeOne(repo, failed)).kind).toBe('duplicate');
     const again = errorEvent(id, { message: 'truncated PNG, second attempt' });
-    const replaced = await repo.store(again);
+    const replaced = await storeOne(repo, again);
     expect(replaced.kind).toBe('replaced');
     expect(replaced.kind === 'replaced' && first.kind === 'stored' && replaced.record.seq > first.record.seq).toBe(true);
     expect(await rowsOf(id)).toBe(1);
-    expect((await repo.get(id))?.event).toEqual(again);
+    expect((await repo.findings.get(id))?.event).toEqual(again);
 
     // An ok result is the latest once stored; a stale error for the same model never overwrites it.
     const ok = okEvent(id);
-    expect((await repo.store(ok)).kind).toBe('stored');
-    expect((await repo.get(id))?.event).toEqual(ok);
+    expect((await storeOne(repo, ok)).kind).toBe('stored');
+    expect((await repo.findings.get(id))?.event).toEqual(ok);
     const inferenceFailed: FindingsEvent = { ...errorEvent(id), model: ok.model, error: { code: 'INFERENCE_FAILED', stage: 'inference', message: 'x' } };
-    expect((await repo.store(inferenceFailed)).kind).toBe('duplicate');
-    expect((await repo.get(id))?.event).toEqual(ok);
+    expect((await storeOne(repo, inferenceFailed)).kind).toBe('duplicate');
+    expect((await repo.findings.get(id))?.event).toEqual(ok);
     expect(await rowsOf(id)).toBe(2);
   });
 
@@ -145,10 +149,10 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
     const id = unique('img');
     const ok = okEvent(id);
     const failed: FindingsEvent = { ...errorEvent(id), model: ok.model, error: { code: 'INFERENCE_FAILED', stage: 'inference', message: 'busy' } };
-    await repo.store(failed);
-    expect((await repo.store(ok)).kind).toBe('replaced');
+    await storeOne(repo, failed);
+    expect((await storeOne(repo, ok)).kind).toBe('replaced');
     expect(await rowsOf(id)).toBe(1);
-    expect((await repo.get(id))?.event).toEqual(ok);
+    expect((await repo.findings.get(id))?.event).toEqual(ok);
   });
 
   it('lists newest first with filters and cursor pagination', async () => {
@@ -156,7 +160,7 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
     const ids = Array.from({ length: 7 }, (_, i) => `${study}-img-${i}`);
     for (const [i, id] of ids.entries()) {
       const info = { studyUid: study, accession: i < 4 ? `${study}-A` : `${study}-B` };
-      await repo.store(i === 5 ? errorEvent(id, { study: info }) : okEvent(id, { study: info, positives: i % 2 === 0 ? ['Mass', 'Edema'] : ['Hernia'] }));
+      await storeOne(repo, i === 5 ? errorEvent(id, { study: info }) : okEvent(id, { study: info, positives: i % 2 === 0 ? ['Mass', 'Edema'] : ['Hernia'] }));
     }
     const newestFirst = [...ids].reverse();
 
@@ -164,7 +168,7 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
     let before: bigint | undefined;
     const sizes: number[] = [];
     for (;;) {
-      const page = await repo.list({ studyUid: study, limit: 3, ...(before === undefined ? {} : { before }) });
+      const page = await repo.findings.list({ studyUid: study, limit: 3, ...(before === undefined ? {} : { before }) });
       sizes.push(page.items.length);
       seen.push(...page.items.map((r) => r.event.id));
       if (page.next === null) break;
@@ -173,30 +177,30 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
     expect(sizes).toEqual([3, 3, 1]);
     expect(seen).toEqual(newestFirst);
 
-    const ids_ = async (query: Parameters<typeof repo.list>[0]): Promise<string[]> =>
-      (await repo.list(query)).items.map((r) => r.event.id);
+    const ids_ = async (query: Parameters<typeof repo.findings.list>[0]): Promise<string[]> =>
+      (await repo.findings.list(query)).items.map((r) => r.event.id);
     expect(await ids_({ accession: `${study}-B`, limit: 50 })).toEqual([ids[6], ids[5], ids[4]]);
     expect(await ids_({ studyUid: study, status: 'error', limit: 50 })).toEqual([ids[5]]);
     expect(await ids_({ studyUid: study, positiveLabel: 'Mass', limit: 50 })).toEqual([ids[6], ids[4], ids[2], ids[0]]);
     expect(await ids_({ studyUid: study, positiveLabel: 'Hernia', status: 'ok', limit: 50 })).toEqual([ids[3], ids[1]]);
     expect(await ids_({ studyUid: study, positiveLabel: 'Pneumonia', limit: 50 })).toEqual([]);
-    const exact = await repo.list({ studyUid: study, limit: 7 });
+    const exact = await repo.findings.list({ studyUid: study, limit: 7 });
     expect(exact.items).toHaveLength(7);
     expect(exact.next).toBeNull();
   });
 
   it('watch replays everything after a cursor, then streams new results as they are stored', async () => {
     const study = unique('watch');
-    const first = await repo.store(okEvent(`${study}-0`));
-    if (first.kind === 'duplicate') throw new Error('expected a new row');
-    await repo.store(okEvent(`${study}-1`));
-    await repo.store(errorEvent(`${study}-2`));
+    const first = await storeOne(repo, okEvent(`${study}-0`));
+    if (first.kind !== 'stored') throw new Error('expected a new row');
+    await storeOne(repo, okEvent(`${study}-1`));
+    await storeOne(repo, errorEvent(`${study}-2`));
 
     const received: string[] = [];
     const seqs: bigint[] = [];
     const controller = new AbortController();
     const following = followFindings(
-      repo,
+      repo.feed,
       first.record.seq,
       (record) => {
         received.push(record.event.id);
@@ -207,9 +211,9 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
     await waitFor(() => received.length >= 2);
     expect(received).toEqual([`${study}-1`, `${study}-2`]);
 
-    await repo.store(okEvent(`${study}-3`));
-    await repo.store(okEvent(`${study}-3`)); // a redelivery is not streamed again
-    await repo.store(errorEvent(`${study}-4`));
+    await storeOne(repo, okEvent(`${study}-3`));
+    await storeOne(repo, okEvent(`${study}-3`)); // a redelivery is not streamed again
+    await storeOne(repo, errorEvent(`${study}-4`));
     await waitFor(() => received.length >= 4);
     await new Promise((r) => setTimeout(r, 100));
     controller.abort();
@@ -218,20 +222,71 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
     expect(seqs).toEqual([...seqs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
   });
 
-  it('refuses what PostgreSQL cannot store, as a permanent error', async () => {
+  it('refuses what PostgreSQL cannot store, as a permanent error of that event alone', async () => {
     const event = errorEvent(unique('img'), { message: 'nul \u0000 inside' });
-    const error = await repo.store(event).then(
-      () => null,
-      (e: unknown) => e,
-    );
-    expect(error).not.toBeNull();
-    expect(classifyStoreError(error)).toMatchObject({ code: 'INVALID_MESSAGE', transient: false });
+    const outcome = await storeOne(repo, event);
+    expect(outcome.kind).toBe('rejected');
+    if (outcome.kind === 'rejected') expect(classifyStoreError(outcome.error)).toMatchObject({ code: 'INVALID_MESSAGE', transient: false });
+
+    const study = unique('1.2.840.rejected');
+    const good = [okEvent(`${study}-a`, { study: info(study, 'PA') }), okEvent(`${study}-b`, { study: info(study, 'AP') })];
+    const outcomes = await repo.writer.store([good[0]!, errorEvent(`${study}-bad`, { study: info(study), message: '\u0000' }), good[1]!]);
+    expect(outcomes.map((o) => o.kind)).toEqual(['stored', 'rejected', 'stored']);
+    expect(await rowsOf(`${study}-bad`)).toBe(0);
+    expect((await repo.studies.get({ studyUid: study }))?.result.contributingImages).toEqual([`${study}-a`, `${study}-b`]);
+  });
+
+  describe('batches', () => {
+    it('stores a batch in one go, as if its events were stored one by one', async () => {
+      const study = unique('1.2.840.batch');
+      const other = unique('1.2.840.batch-other');
+      const failed = errorEvent(`${study}-2`, { study: info(study) });
+      const batch = [
+        okEvent(`${study}-1`, { study: info(study, 'PA'), positives: ['Edema'] }),
+        failed,
+        okEvent(`${study}-1`, { study: info(study, 'PA'), positives: ['Edema'] }), // redelivered beside its original
+        okEvent(`${study}-2`, { study: info(study, 'AP'), positives: ['Mass'] }), // supersedes the error
+        okEvent(`${other}-1`, { study: info(other, 'PA') }),
+        errorEvent(`${unique('img')}`, { study: {} }),
+      ];
+      const outcomes = await repo.writer.store(batch);
+      expect(outcomes.map((o) => o.kind)).toEqual(['stored', 'stored', 'duplicate', 'stored', 'stored', 'stored']);
+      // The ok result for image 2 has its own model version key beside the error's ('').
+      expect(await rowsOf(`${study}-1`)).toBe(1);
+      const seqs = outcomes.flatMap((o) => (o.kind === 'stored' || o.kind === 'replaced' ? [o.record.seq] : []));
+      expect(seqs).toEqual([...seqs].sort((a, b) => (a < b ? -1 : 1)));
+      const aggregate = await repo.studies.get({ studyUid: study });
+      expect(aggregate).toMatchObject({ version: 1, result: { positives: ['Mass', 'Edema'], contributingImages: [`${study}-1`, `${study}-2`] } });
+      const first = outcomes[0]!;
+      expect(first.kind === 'stored' && first.study?.version).toBe(1);
+
+      // The same batch again (a redelivery after a crash before the commit): nothing changes.
+      expect((await repo.writer.store(batch)).map((o) => o.kind)).toEqual(Array(6).fill('duplicate'));
+      expect(await repo.studies.get({ studyUid: study })).toEqual(aggregate);
+    });
+
+    it('an error and a different error for one key in one batch: the later replaces the earlier', async () => {
+      const id = unique('img');
+      const outcomes = await repo.writer.store([errorEvent(id, { message: 'first' }), errorEvent(id, { message: 'second' })]);
+      expect(outcomes.map((o) => o.kind)).toEqual(['stored', 'replaced']);
+      expect(await rowsOf(id)).toBe(1);
+      expect((await repo.findings.get(id))?.event.error?.message).toBe('second');
+    });
+
+    it('concurrent batches that share studies neither deadlock nor lose an image of a study', async () => {
+      const studies = Array.from({ length: 6 }, (_, i) => unique(`1.2.840.shared${i}`));
+      const imagesOf = (worker: number) => studies.map((study) => okEvent(`${study}-w${worker}`, { study: info(study, 'PA') }));
+      // Each batch names the shared studies in another order.
+      await Promise.all([0, 1, 2, 3].map((w) => repo.writer.store(w % 2 ? imagesOf(w).reverse() : imagesOf(w))));
+      for (const study of studies) {
+        expect((await repo.studies.get({ studyUid: study }))?.result.contributingImages).toEqual([0, 1, 2, 3].map((w) => `${study}-w${w}`));
+      }
+    });
   });
 
   describe('study aggregates', () => {
     const studyRows = async (studyUid: string): Promise<number> =>
       Number((await db.query<{ n: string | number }>('SELECT count(*) AS n FROM study_results WHERE study_uid = $1', [studyUid]))[0]!.n);
-    const info = (studyUid: string, viewPosition?: string) => ({ studyUid, accession: `${studyUid}-ACC`, patientId: `${studyUid}-PAT`, ...(viewPosition ? { viewPosition } : {}) });
 
     it('takes per label the maximum over frontal images and records which images contributed', async () => {
       const study = unique('1.2.840.study');
@@ -240,16 +295,16 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
       const lateral = okEvent(`${study}-ll`, { study: info(study, 'LL'), probabilities: { Cardiomegaly: 0.99, Hernia: 0.97 } });
       const failed = errorEvent(`${study}-bad`, { study: info(study) });
 
-      const first = await repo.store(pa);
+      const first = await storeOne(repo, pa);
       expect(first.kind === 'stored' && first.study?.version).toBe(1);
-      const second = await repo.store(lateral);
+      const second = await storeOne(repo, lateral);
       // A lateral image changes the study document (it is listed) but not its findings.
       expect(second.kind === 'stored' && second.study?.version).toBe(2);
       expect(second.kind === 'stored' && second.study?.result.findings).toEqual(first.kind === 'stored' && first.study?.result.findings);
-      await repo.store(ap);
-      await repo.store(failed);
+      await storeOne(repo, ap);
+      await storeOne(repo, failed);
 
-      const stored = await repo.getStudy({ studyUid: study });
+      const stored = await repo.studies.get({ studyUid: study });
       expect(stored?.version).toBe(4);
       const result = stored!.result;
       expect(result).toMatchObject({ schema: 'thorax.study.v1', studyUid: study, accession: `${study}-ACC`, patientId: `${study}-PAT`, status: 'ok' });
@@ -274,12 +329,12 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
       const study = unique('1.2.840.redelivery');
       const event = okEvent(`${study}-img`, { study: info(study, 'PA'), positives: ['Pneumothorax'] });
       const kinds: string[] = [];
-      for (let i = 0; i < 100; i += 1) kinds.push((await repo.store(event)).kind);
+      for (let i = 0; i < 100; i += 1) kinds.push((await storeOne(repo, event)).kind);
       expect(kinds.filter((k) => k === 'stored')).toHaveLength(1);
       expect(kinds.filter((k) => k === 'duplicate')).toHaveLength(99);
       expect(await rowsOf(event.id)).toBe(1);
       expect(await studyRows(study)).toBe(1);
-      const stored = await repo.getStudy({ studyUid: study });
+      const stored = await repo.studies.get({ studyUid: study });
       expect(stored).toMatchObject({ version: 1 });
       expect(stored?.result.positives).toEqual(['Pneumothorax']);
     });
@@ -287,11 +342,11 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
     it('concurrent deliveries: the same event once, every image of the study counted', async () => {
       const study = unique('1.2.840.concurrent');
       const event = okEvent(`${study}-same`, { study: info(study, 'PA') });
-      const kinds = await Promise.all(Array.from({ length: 20 }, () => repo.store(event).then((o) => o.kind)));
+      const kinds = await Promise.all(Array.from({ length: 20 }, () => storeOne(repo, event).then((o) => o.kind)));
       expect(kinds.filter((k) => k !== 'duplicate')).toEqual(['stored']);
       const others = Array.from({ length: 10 }, (_, i) => okEvent(`${study}-img-${i}`, { study: info(study, 'AP') }));
-      await Promise.all(others.map((e) => repo.store(e)));
-      const result = (await repo.getStudy({ studyUid: study }))!.result;
+      await Promise.all(others.map((e) => storeOne(repo, e)));
+      const result = (await repo.studies.get({ studyUid: study }))!.result;
       expect(result.contributingImages).toHaveLength(11);
       expect(await rowsOf(event.id)).toBe(1);
       expect(await studyRows(study)).toBe(1);
@@ -299,72 +354,72 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
 
     it('falls back to images without a view, and follows the newest model version', async () => {
       const study = unique('1.2.840.views');
-      await repo.store(okEvent(`${study}-a`, { study: info(study), probabilities: { Mass: 0.6 } }));
-      await repo.store(okEvent(`${study}-b`, { study: info(study), probabilities: { Mass: 0.3 } }));
-      let result = (await repo.getStudy({ studyUid: study }))!.result;
+      await storeOne(repo, okEvent(`${study}-a`, { study: info(study), probabilities: { Mass: 0.6 } }));
+      await storeOne(repo, okEvent(`${study}-b`, { study: info(study), probabilities: { Mass: 0.3 } }));
+      let result = (await repo.studies.get({ studyUid: study }))!.result;
       expect(result.contributingImages).toEqual([`${study}-a`, `${study}-b`]);
       expect(result.findings.find((f) => f.label === 'Mass')).toMatchObject({ probability: 0.6, imageId: `${study}-a` });
 
       // A newer model analyses image b only: the study follows it, image a waits for that model.
-      await repo.store(okEvent(`${study}-b`, { version: '2027.01.01-1', study: info(study), probabilities: { Mass: 0.4 } }));
-      result = (await repo.getStudy({ studyUid: study }))!.result;
+      await storeOne(repo, okEvent(`${study}-b`, { version: '2027.01.01-1', study: info(study), probabilities: { Mass: 0.4 } }));
+      result = (await repo.studies.get({ studyUid: study }))!.result;
       expect(result.model?.version).toBe('2027.01.01-1');
       expect(result.contributingImages).toEqual([`${study}-b`]);
       expect(result.images.find((i) => i.id === `${study}-a`)).toMatchObject({ contributed: false, excluded: 'other-model-version' });
       expect(result.findings.find((f) => f.label === 'Mass')).toMatchObject({ probability: 0.4, imageId: `${study}-b` });
 
       // Once any image is known to be frontal, images without a view no longer count.
-      await repo.store(okEvent(`${study}-c`, { version: '2027.01.01-1', study: info(study, 'PA'), probabilities: { Mass: 0.2 } }));
-      result = (await repo.getStudy({ studyUid: study }))!.result;
+      await storeOne(repo, okEvent(`${study}-c`, { version: '2027.01.01-1', study: info(study, 'PA'), probabilities: { Mass: 0.2 } }));
+      result = (await repo.studies.get({ studyUid: study }))!.result;
       expect(result.contributingImages).toEqual([`${study}-c`]);
       expect(result.images.find((i) => i.id === `${study}-b`)).toMatchObject({ excluded: 'view-unknown' });
     });
 
     it('a study whose images all failed has an error aggregate without findings', async () => {
       const study = unique('1.2.840.failed');
-      await repo.store(errorEvent(`${study}-x`, { study: info(study) }));
-      const stored = await repo.getStudy({ studyUid: study });
+      await storeOne(repo, errorEvent(`${study}-x`, { study: info(study) }));
+      const stored = await repo.studies.get({ studyUid: study });
       expect(stored?.result).toMatchObject({ status: 'error', model: null, findings: [], positives: [], contributingImages: [] });
     });
 
     it('backfills aggregates of studies whose results predate the study table', async () => {
       const study = unique('1.2.840.backfill');
-      await repo.store(okEvent(`${study}-img`, { study: info(study, 'PA'), positives: ['Nodule'] }));
+      await storeOne(repo, okEvent(`${study}-img`, { study: info(study, 'PA'), positives: ['Nodule'] }));
       await db.query('DELETE FROM study_results WHERE study_uid = $1', [study]);
-      expect(await repo.getStudy({ studyUid: study })).toBeNull();
-      expect(await repo.backfillStudies()).toBeGreaterThanOrEqual(1);
-      expect((await repo.getStudy({ studyUid: study }))?.result.positives).toEqual(['Nodule']);
-      expect(await repo.backfillStudies()).toBe(0);
+      expect(await repo.studies.get({ studyUid: study })).toBeNull();
+      expect(await backfillStudyAggregates(db)).toBeGreaterThanOrEqual(1);
+      expect((await repo.studies.get({ studyUid: study }))?.result.positives).toEqual(['Nodule']);
+      expect(await backfillStudyAggregates(db)).toBe(0);
     });
 
     it('finds studies by UID, resource id, accession, patient and model device, newest first', async () => {
       const tag = unique('1.2.840.find');
       const studies = [`${tag}.1`, `${tag}.2`, `${tag}.3`];
       for (const [i, study] of studies.entries()) {
-        await repo.store(okEvent(`${study}-img`, { study: { studyUid: study, accession: i < 2 ? `${tag}-A` : `${tag}-B`, patientId: `${tag}-P` } }));
+        await storeOne(repo, okEvent(`${study}-img`, { study: { studyUid: study, accession: i < 2 ? `${tag}-A` : `${tag}-B`, patientId: `${tag}-P` } }));
       }
-      const ids = async (query: Parameters<typeof repo.listStudies>[0]): Promise<string[]> =>
-        (await repo.listStudies(query)).items.map((s) => s.result.studyUid);
+      const ids = async (query: Parameters<typeof repo.studies.list>[0]): Promise<string[]> =>
+        (await repo.studies.list(query)).items.map((s) => s.result.studyUid);
       expect(await ids({ patientId: `${tag}-P`, limit: 10 })).toEqual([...studies].reverse());
       expect(await ids({ accession: `${tag}-A`, limit: 10 })).toEqual([studies[1], studies[0]]);
-      const page = await repo.listStudies({ patientId: `${tag}-P`, limit: 2 });
+      const page = await repo.studies.list({ patientId: `${tag}-P`, limit: 2 });
       expect(page.items).toHaveLength(2);
       expect(await ids({ patientId: `${tag}-P`, limit: 2, before: page.next! })).toEqual([studies[0]]);
 
       const row = (await db.query<{ resource_id: string; device_id: string }>('SELECT resource_id, device_id FROM study_results WHERE study_uid = $1', [studies[0]]))[0]!;
       expect(row.resource_id).toMatch(/^[0-9a-f]{32}$/);
-      expect((await repo.getStudy({ resourceId: row.resource_id }))?.result.studyUid).toBe(studies[0]);
-      expect((await repo.studyByDevice(row.device_id))?.result.model?.name).toBe('chexnet-densenet121');
-      expect(await repo.getStudy({ resourceId: 'f'.repeat(32) })).toBeNull();
+      expect((await repo.studies.get({ resourceId: row.resource_id }))?.result.studyUid).toBe(studies[0]);
+      expect((await repo.studies.byDevice(row.device_id))?.result.model?.name).toBe('chexnet-densenet121');
+      expect(await repo.studies.get({ resourceId: 'f'.repeat(32) })).toBeNull();
     });
   });
 
   it('filters results by completion time', async () => {
     const study = unique('time');
     const at = (iso: string) => okEvent(`${study}-${iso}`, { study: { studyUid: study }, receivedAt: new Date(iso) });
-    for (const iso of ['2026-01-01T00:00:00.000Z', '2026-01-02T00:00:00.000Z', '2026-01-03T00:00:00.000Z']) await repo.store(at(iso));
+    for (const iso of ['2026-01-01T00:00:00.000Z', '2026-01-02T00:00:00.000Z', '2026-01-03T00:00:00.000Z']) await storeOne(repo, at(iso));
     const ids = async (from?: string, to?: string): Promise<string[]> =>
-      (await repo.list({ studyUid: study, limit: 10, ...(from ? { from: new Date(from) } : {}), ...(to ? { to: new Date(to) } : {}) })).items.map((r) => r.event.id.slice(study.length + 1, study.length + 11));
+      (await repo.findings.list({ studyUid: study, limit: 10, ...(from ? { from: new Date(from) } : {}), ...(to ? { to: new Date(to) } : {}) })).items.map((r) => r.event.id.slice(study.length + 1, study.length + 11));
     // completedAt is receivedAt + 412 ms in the fixtures; `from` is inclusive, `to` exclusive.
     expect(await ids('2026-01-02T00:00:00.412Z')).toEqual(['2026-01-03', '2026-01-02']);
     expect(await ids(undefined, '2026-01-02T00:00:00.412Z')).toEqual(['2026-01-01']);
@@ -372,9 +427,9 @@ describe.each(backends)('SqlFindingsRepository on $name', (backend) => {
   });
 
   it('reports the latest sequence', async () => {
-    const outcome = await repo.store(okEvent(unique('img')));
+    const outcome = await storeOne(repo, okEvent(unique('img')));
     expect(outcome.kind).toBe('stored');
-    if (outcome.kind === 'stored') expect(await repo.latestSeq()).toBe(outcome.record.seq);
+    if (outcome.kind === 'stored') expect(await repo.feed.latestSeq()).toBe(outcome.record.seq);
   });
 });
 
@@ -385,12 +440,12 @@ describe('upgrading a store from schema version 1', () => {
       expect(await migrate(db, MIGRATIONS.slice(0, 1))).toEqual([1]);
       // A result as version 1 stored it: the findings row alone.
       const old = okEvent('img-before-studies', { study: { studyUid: '1.2.840.old', viewPosition: 'PA' }, positives: ['Fibrosis'] });
-      const insert = buildStoreQuery(old);
+      const insert = buildStoreBatchQuery([storeRow(old)]);
       await db.query(insert.text, insert.values);
       expect(await migrate(db)).toEqual(MIGRATIONS.slice(1).map((m) => m.version));
-      const repo = new SqlFindingsRepository(db);
-      expect(await repo.backfillStudies()).toBe(1);
-      expect(await repo.getStudy({ studyUid: '1.2.840.old' })).toMatchObject({ version: 1, publishedVersion: 0, result: { positives: ['Fibrosis'] } });
+      const repo = sqlResultsStore(db);
+      expect(await backfillStudyAggregates(db)).toBe(1);
+      expect(await repo.studies.get({ studyUid: '1.2.840.old' })).toMatchObject({ version: 1, publishedVersion: 0, result: { positives: ['Fibrosis'] } });
     } finally {
       await db.close();
     }
@@ -404,12 +459,12 @@ describe('PGlite on disk', () => {
       const first = await PgliteSqlClient.open(path.join(dir, 'data'));
       expect(await migrate(first)).toEqual(MIGRATIONS.map((m) => m.version));
       const event = okEvent('img-persisted');
-      await new SqlFindingsRepository(first).store(event);
+      await sqlResultsStore(first).writer.store([event]);
       await first.close();
 
       const second = await PgliteSqlClient.open(path.join(dir, 'data'));
       expect(await migrate(second)).toEqual([]);
-      expect((await new SqlFindingsRepository(second).get('img-persisted'))?.event).toEqual(event);
+      expect((await sqlResultsStore(second).findings.get('img-persisted'))?.event).toEqual(event);
       await second.close();
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -8,11 +8,11 @@ import {
 import type { ResultsServiceServer, WatchFindingsRequest, WatchFindingsResponse } from '@thorax/contracts';
 import { LOGGER, type Logger } from '@thorax/observability';
 import { once } from 'node:events';
-import { type ApiErrorCode, toApiError } from './api-error';
-import { encodeWatchCursor } from './cursor';
-import { FindingsReader } from './findings-reader.service';
-import { toFindingsResult } from './findings.mapper';
-import { listParamsFromGrpc } from './list-params';
+import { type ApiErrorCode, toApiError } from '../api/api-error';
+import { encodeWatchCursor } from '../api/cursor';
+import { FindingsReader } from '../findings/findings-reader.service';
+import { toFindingsResult } from '../findings/findings.mapper';
+import { listParamsFromGrpc } from '../findings/list-params';
 import { StudiesReader } from '../studies/studies-reader.service';
 import { toStudyMessage } from '../studies/study.mapper';
 

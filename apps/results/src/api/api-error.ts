@@ -1,9 +1,9 @@
 import { ApiAuthException } from '@thorax/observability';
-import { sqlState } from '../store/sql-client';
+import { storeFailureOf } from '../store/store-errors';
 
 /**
- * Error codes of the results read API (REST and gRPC). The edges map them to statuses: HTTP in
- * findings.controller.ts, gRPC in results.grpc-controller.ts.
+ * Error codes of the results read API (REST, gRPC, FHIR). The edges map them to statuses: HTTP in
+ * api-error.filter.ts, gRPC in grpc/results.grpc-controller.ts, FHIR in fhir/fhir-error.ts.
  */
 export const API_ERROR_CODES = ['NOT_FOUND', 'INVALID_ARGUMENT', 'UNAUTHENTICATED', 'PERMISSION_DENIED', 'UNAVAILABLE', 'INTERNAL'] as const;
 export type ApiErrorCode = (typeof API_ERROR_CODES)[number];
@@ -20,9 +20,6 @@ export class ResultsApiError extends Error {
   }
 }
 
-/** SQLSTATE classes of a server that is away: connection exception, resources, operator intervention. */
-const UNAVAILABLE_CLASSES = new Set(['08', '53', '57']);
-
 /** Any failure as an API error; unexpected ones become INTERNAL without leaking details. */
 export function toApiError(error: unknown): ResultsApiError {
   if (error instanceof ResultsApiError) return error;
@@ -30,9 +27,7 @@ export function toApiError(error: unknown): ResultsApiError {
     const { code } = (error.getResponse() as { error: { code: 'UNAUTHENTICATED' | 'PERMISSION_DENIED' | 'UNAVAILABLE' } }).error;
     return new ResultsApiError(code, error.failure.message, { cause: error });
   }
-  const state = sqlState(error);
-  const errno = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
-  if ((state && UNAVAILABLE_CLASSES.has(state.slice(0, 2))) || (typeof errno === 'string' && /^E[A-Z]+$/.test(errno))) {
+  if (storeFailureOf(error) === 'unavailable') {
     return new ResultsApiError('UNAVAILABLE', 'the results store is not available', { cause: error });
   }
   return new ResultsApiError('INTERNAL', 'internal error', { cause: error });

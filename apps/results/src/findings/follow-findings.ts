@@ -1,4 +1,4 @@
-import type { FindingsRepository, StoredFindings } from './findings.repository';
+import type { FindingsFeed, StoredFindings } from '../store/results-store.port';
 
 export interface FollowOptions {
   signal: AbortSignal;
@@ -17,7 +17,7 @@ export interface FollowOptions {
  * Resolves when aborted; rejects if the store or `deliver` fails.
  */
 export async function followFindings(
-  repository: FindingsRepository,
+  feed: FindingsFeed,
   after: bigint,
   deliver: (record: StoredFindings) => Promise<void> | void,
   options: FollowOptions,
@@ -32,7 +32,7 @@ export async function followFindings(
     wake?.();
   };
   // Subscribe before the first catch-up so a row stored in between is not missed.
-  const unsubscribe = repository.onStored(poke);
+  const unsubscribe = feed.onStored(poke);
   const timer = setInterval(poke, pollMs);
   timer.unref();
   signal.addEventListener('abort', poke);
@@ -45,7 +45,7 @@ export async function followFindings(
       }
       dirty = false;
       for (;;) {
-        const rows = await repository.after(cursor, batchSize);
+        const rows = await feed.after(cursor, batchSize);
         for (const row of rows) {
           if (signal.aborted) return;
           await deliver(row);

@@ -1,0 +1,126 @@
+import type { FindingsEvent } from '@thorax/contracts';
+import { aggregateStudy, type StudyRow as AggregateInput } from '../domain/study-aggregate';
+import { buildStoreBatchQuery, storeRow, type StoreRow, type WrittenRow } from './findings.sql';
+import type { FindingsWriter, StoredStudy, StoreOutcome } from './results-store.port';
+import type { SqlClient, SqlExecutor } from './sql-client';
+import { run, toDate, toStored, toStoredStudy } from './sql-rows';
+import {
+  buildStudiesWithoutAggregateQuery,
+  buildStudyLockQuery,
+  buildStudyRowsQuery,
+  buildStudyUpsertQuery,
+  type StudyResultRow,
+  type StudyRow,
+} from './studies.sql';
+import { storeFailureOf } from './store-errors';
+import type { StoredSignal } from './stored-signal';
+
+/**
+ * Stores findings in batches on any PostgreSQL-dialect engine (PGlite or a server): per batch one
+ * transaction of a handful of statements whatever its size (lock the studies, one multi-row
+ * upsert, read the changed studies' results, one multi-row upsert of their aggregates).
+ */
+export class SqlFindingsWriter implements FindingsWriter {
+  constructor(
+    private readonly db: SqlClient,
+    private readonly signal: StoredSignal,
+  ) {}
+
+  async store(events: readonly FindingsEvent[]): Promise<StoreOutcome[]> {
+    if (events.length === 0) return [];
+    let outcomes: StoreOutcome[];
+    try {
+      outcomes = await this.db.transaction((tx) => writeBatch(tx, events));
+    } catch (error) {
+      if (storeFailureOf(error) !== 'rejected') throw error;
+      if (events.length === 1) return [{ kind: 'rejected', error }];
+      // One event the database refuses fails the statement of the whole batch: store each
+      // alone, in order, so that only it is refused.
+      outcomes = [];
+      for (const event of events) outcomes.push(...(await this.store([event])));
+      return outcomes;
+    }
+    if (outcomes.some((o) => o.kind === 'stored' || o.kind === 'replaced')) this.signal.notify();
+    return outcomes;
+  }
+}
+
+const keyOf = (id: string, modelVersion: string): string => `${modelVersion}\u0000${id}`;
+
+async function writeBatch(tx: SqlExecutor, events: readonly FindingsEvent[]): Promise<StoreOutcome[]> {
+  const rows = events.map(storeRow);
+  // Lock the studies first: their aggregates below must see every other committed image of them.
+  const studyUids = distinct(rows.map((r) => r.study_uid));
+  if (studyUids.length > 0) await run(tx, buildStudyLockQuery(studyUids));
+
+  const outcomes: StoreOutcome[] = rows.map(() => ({ kind: 'duplicate' }));
+  for (const round of rounds(rows.map((r) => keyOf(r.image_id, r.model_version)))) {
+    const batch = round.map((i) => ({ i, row: rows[i] as StoreRow }));
+    const written = await run<WrittenRow>(tx, buildStoreBatchQuery(batch.map((b) => b.row)));
+    const byKey = new Map(written.map((w) => [keyOf(w.image_id, w.model_version), w]));
+    for (const { i, row } of batch) {
+      const w = byKey.get(keyOf(row.image_id, row.model_version));
+      if (!w) continue;
+      outcomes[i] = {
+        kind: w.inserted ? 'stored' : 'replaced',
+        record: { seq: BigInt(w.seq), event: row.event, storedAt: toDate(w.stored_at) },
+        study: null,
+      };
+    }
+  }
+
+  const changed = distinct(rows.filter((_, i) => outcomes[i]?.kind !== 'duplicate').map((r) => r.study_uid));
+  if (changed.length > 0) {
+    const studies = await aggregate(tx, changed);
+    rows.forEach((row, i) => {
+      const outcome = outcomes[i];
+      if (row.study_uid && (outcome?.kind === 'stored' || outcome?.kind === 'replaced')) outcome.study = studies.get(row.study_uid) ?? null;
+    });
+  }
+  return outcomes;
+}
+
+/**
+ * Splits a batch into rounds of distinct keys, in order (one upsert statement each): the first
+ * occurrence of every key, then the second, … A key delivered twice in one batch (a redelivery
+ * next to its original) is thereby stored as if one after the other.
+ */
+function rounds(keys: readonly string[]): number[][] {
+  const out: number[][] = [];
+  const seen = new Map<string, number>();
+  keys.forEach((key, i) => {
+    const n = seen.get(key) ?? 0;
+    seen.set(key, n + 1);
+    (out[n] ??= []).push(i);
+  });
+  return out;
+}
+
+function distinct(values: readonly (string | null)[]): string[] {
+  return [...new Set(values.filter((v): v is string => !!v))];
+}
+
+/** Recomputes the studies' aggregates from their stored results; returns those that changed. */
+async function aggregate(tx: SqlExecutor, studyUids: readonly string[]): Promise<Map<string, StoredStudy>> {
+  const inputs = new Map<string, AggregateInput[]>(studyUids.map((uid) => [uid, []]));
+  for (const row of await run<StudyResultRow>(tx, buildStudyRowsQuery(studyUids))) inputs.get(row.study_uid)?.push(toStored(row));
+  const results = studyUids.map((uid) => aggregateStudy(uid, inputs.get(uid) ?? []));
+  const written = await run<StudyRow & { study_uid: string }>(tx, buildStudyUpsertQuery(results));
+  return new Map(written.map((row) => [row.study_uid, toStoredStudy(row)]));
+}
+
+/**
+ * Computes the aggregate of every study that has results but no aggregate yet: results stored
+ * before the study table existed (a store upgraded from schema version 1). Returns how many.
+ */
+export async function backfillStudyAggregates(db: SqlClient, chunk = 500): Promise<number> {
+  const missing = (await run<{ study_uid: string }>(db, buildStudiesWithoutAggregateQuery())).map((r) => r.study_uid);
+  for (let start = 0; start < missing.length; start += chunk) {
+    const uids = missing.slice(start, start + chunk);
+    await db.transaction(async (tx) => {
+      await run(tx, buildStudyLockQuery(uids));
+      await aggregate(tx, uids);
+    });
+  }
+  return missing.length;
+}
