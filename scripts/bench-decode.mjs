@@ -233,7 +233,7 @@ function ceiling(input) {
     return async (bytes) => {
       const meta = await sharp(bytes).metadata();
       const g = imaging.wireGeometry(meta.width, meta.height, 256);
-      await sharp(bytes).resize(g.width, g.height, { kernel: 'lanczos3', fit: 'fill' }).extract({ left: g.left, top: g.top, width: 256, height: 256 }).raw().toBuffer();
+      await sharp(bytes).resize(g.width, g.height, { kernel: 'lanczos3', fit: 'fill' }).extract({ left: g.left, top: g.top, width: 256, height: 256 }).toColourspace(meta.depth === 'ushort' ? 'grey16' : 'b-w').raw().toBuffer();
     };
   }
   const g = imaging.wireGeometry(W, H, 256);
@@ -251,7 +251,7 @@ const jls = dicom({ rows: H, columns: W, transferSyntax: '1.2.840.10008.1.2.4.80
 const j2k = dicom({ rows: H, columns: W, transferSyntax: '1.2.840.10008.1.2.4.90', pixelData: await encode('j2k', samples, W, H), encapsulated: true });
 const png8 = async (side) => {
   const grey = chest(side, side, 255);
-  return sharp(Buffer.from(Uint8Array.from(grey)), { raw: { width: side, height: side, channels: 1 } }).png().toBuffer();
+  return sharp(Buffer.from(Uint8Array.from(grey)), { raw: { width: side, height: side, channels: 1 } }).toColourspace('b-w').png().toBuffer();
 };
 const small = chest(1024, 1024, 65535);
 const png16 = await sharp(Buffer.from(small.buffer), { raw: { width: 1024, height: 1024, channels: 1, depth: 'ushort' } }).toColourspace('grey16').png().toBuffer();

@@ -22,6 +22,9 @@ const PYTHON = path.join(ROOT, 'apps/trainer/.venv/bin/python');
 const TOLERANCE = 1;
 
 const manifest = JSON.parse(readFileSync(path.join(FIXTURES, 'manifest.json'), 'utf8')) as { valid: { file: string; name: string }[] };
+/** Real photographs (test/fixtures/imaging/real.py): texture, edges, noise and JPEG blocks. */
+const real = JSON.parse(readFileSync(path.join(FIXTURES, 'real/manifest.json'), 'utf8')) as { real: { file: string; what: string }[] };
+const cases = [...manifest.valid, ...real.real.map((r) => ({ file: `real/${r.file}`, name: `real photograph: ${r.file} (${r.what})` }))];
 
 const PY = `
 import sys
@@ -40,7 +43,7 @@ describe('wire image parity: TypeScript preprocess vs trainer Python', () => {
     if (!existsSync(PYTHON)) throw new Error(`${PYTHON} missing: run \`bash scripts/trainer.sh setup\` first`);
     dir = mkdtempSync(path.join(tmpdir(), 'thorax-parity-'));
     writeFileSync(path.join(dir, 'wire.py'), PY);
-    execFileSync(PYTHON, [path.join(dir, 'wire.py'), dir, ...manifest.valid.map((v) => path.join(FIXTURES, v.file))], {
+    execFileSync(PYTHON, [path.join(dir, 'wire.py'), dir, ...cases.map((v) => path.join(FIXTURES, v.file))], {
       stdio: ['ignore', 'inherit', 'inherit'],
       timeout: 150_000,
     });
@@ -52,10 +55,10 @@ describe('wire image parity: TypeScript preprocess vs trainer Python', () => {
     const worst = results.reduce((m, r) => Math.max(m, r.max), 0);
     const pixels = results.reduce((m, r) => m + r.differing, 0);
     for (const r of results.filter((x) => x.differing > 0)) process.stdout.write(`[parity] ${r.file}: max ${r.max}, ${r.differing} pixels differ\n`);
-    process.stdout.write(`[parity] ${results.length} fixtures, max |ts - py| = ${worst}, pixels differing: ${pixels} of ${results.length * 65536}\n`);
+    process.stdout.write(`[parity] ${results.length} files (fixtures and real photographs), max |ts - py| = ${worst}, pixels differing: ${pixels} of ${results.length * 65536}\n`);
   });
 
-  it.each(manifest.valid.map((v) => [v.name, v.file] as const))('%s', async (_name, file) => {
+  it.each(cases.map((v) => [v.name, v.file] as const))('%s', async (_name, file) => {
     const ts = await toWireImage(readFileSync(path.join(FIXTURES, file)), DEFAULT_WIRE_OPTIONS);
     const py = readFileSync(path.join(dir, `${path.basename(file)}.u8`));
     expect(py.length).toBe(ts.pixels.length);

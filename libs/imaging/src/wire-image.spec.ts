@@ -1,7 +1,17 @@
 import { ThoraxError } from '@thorax/contracts';
 import sharp from 'sharp';
 import { sniffMediaType } from './media-type';
+import { resizeGreyPlane, withWireResize } from './resize';
 import { DEFAULT_WIRE_OPTIONS, toWireImage } from './wire-image';
+
+/** A grey picture with detail at every scale (a DCT-domain shrink would change it). */
+function texture(width: number, height: number): Buffer {
+  const raw = Buffer.alloc(width * height);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) raw[y * width + x] = (((x * 7) ^ (y * 13)) & 255) / 2 + ((x + y) % 64);
+  }
+  return raw;
+}
 
 async function gradient(width: number, height: number, format: 'png' | 'jpeg'): Promise<Buffer> {
   const raw = Buffer.alloc(width * height);
@@ -34,6 +44,31 @@ describe('toWireImage', () => {
     expect(row[0]).toBeLessThan(70);
     expect(row[255]).toBeGreaterThan(185);
     expect(row[255]).toBeLessThan(215);
+  });
+
+  it('8-bit grey JPEG: resized from the full decode (no DCT shrink-on-load), one grey channel', async () => {
+    // 2048 x 1600 → 328 x 256 is a factor of 6.25: sharp would reload this JPEG at 1/2 scale
+    // through libjpeg unless the wire pipeline keeps it from doing so.
+    const raw = texture(2048, 1600);
+    const jpeg = await sharp(raw, { raw: { width: 2048, height: 1600, channels: 1 } }).toColourspace('b-w').jpeg({ quality: 90 }).toBuffer();
+    const decoded = await sharp(jpeg).toColourspace('b-w').raw().toBuffer();
+    expect(decoded.length).toBe(2048 * 1600);
+    const reference = await withWireResize(sharp(decoded, { raw: { width: 2048, height: 1600, channels: 1 } }), 2048, 1600, 256)
+      .toColourspace('b-w')
+      .raw()
+      .toBuffer();
+    const wire = await toWireImage(jpeg);
+    expect(wire.source).toMatchObject({ width: 2048, height: 1600, channels: 1, voi: 'as-stored' });
+    expect(Buffer.from(wire.pixels).equals(reference)).toBe(true);
+  });
+
+  it('float planes are rounded once, at the end: floor(v + 0.5) clamped to 0..255', async () => {
+    // A flat plane stays flat through Lanczos-3: the rounding alone decides each value.
+    const cases: [number, number][] = [[-7.25, 0], [0.49, 0], [0.5, 1], [127.499, 127], [127.5, 128], [254.5, 255], [300, 255]];
+    for (const [value, expected] of cases) {
+      const wire = await resizeGreyPlane(new Float32Array(400 * 300).fill(value), 400, 300, 256, 10);
+      expect({ value, levels: [...new Set(wire)] }).toEqual({ value, levels: [expected] });
+    }
   });
 
   it('decodes RGB JPEG to one grey channel', async () => {

@@ -45,8 +45,11 @@ CROP_OFFSET: Final = (WIRE_SIZE - CROP_SIZE) // 2
 IMAGENET_MEAN: Final[tuple[float, float, float]] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Final[tuple[float, float, float]] = (0.229, 0.224, 0.225)
 
-# Resampling used by the trainer to turn a source image into a wire image (see wire.py).
-WIRE_RESAMPLING: Final = "lanczos3"
+# Wire recipe (docs/imaging.md): its name, as the preprocess service puts it in every
+# PreprocessedImage (libs/imaging WIRE_PREPROCESSING), and its resampler. v2: libvips Lanczos-3
+# (sharp on the serving side, pyvips here); v1 was a hand-written float64 Lanczos-3.
+WIRE_RECIPE: Final = "thorax.wire.v2"
+WIRE_RESAMPLING: Final = "libvips-lanczos3"
 
 KEY_SCHEMA: Final = "thorax.schema"
 KEY_NAME: Final = "thorax.model.name"
@@ -111,6 +114,7 @@ def preprocessing_spec(network_size: int = CROP_SIZE) -> dict[str, Any]:
     ]
     return {
         "wire": {
+            "recipe": WIRE_RECIPE,
             "pixelFormat": "grey8",
             "size": [WIRE_SIZE, WIRE_SIZE],
             "steps": [

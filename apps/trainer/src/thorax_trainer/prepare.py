@@ -35,7 +35,7 @@ from thorax_trainer.dataset import CSV_NAME, DatasetError, Record, index_images,
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "thorax-wire-cache-v1"
+CACHE_FORMAT = "thorax-wire-cache-v2"  # follows the wire recipe (contract.WIRE_RECIPE)
 DEFAULT_CACHE = "wire-cache"
 DATA_FILE = f"wire-{WIRE_SIZE}.u8"
 INDEX_FILE = "index.json"
