@@ -54,7 +54,7 @@ async function writeBatch(tx: SqlExecutor, events: readonly FindingsEvent[]): Pr
   if (studyUids.length > 0) await run(tx, buildStudyLockQuery(studyUids));
 
   const outcomes: StoreOutcome[] = rows.map(() => ({ kind: 'duplicate' }));
-  for (const round of rounds(rows.map((r) => keyOf(r.image_id, r.model_version)))) {
+  for (const round of rounds(rows)) {
     const batch = round.map((i) => ({ i, row: rows[i] as StoreRow }));
     const written = await run<WrittenRow>(tx, buildStoreBatchQuery(batch.map((b) => b.row)));
     const byKey = new Map(written.map((w) => [keyOf(w.image_id, w.model_version), w]));
@@ -82,16 +82,29 @@ async function writeBatch(tx: SqlExecutor, events: readonly FindingsEvent[]): Pr
 
 /**
  * Splits a batch into rounds of distinct keys, in order (one upsert statement each): the first
- * occurrence of every key, then the second, … A key delivered twice in one batch (a redelivery
- * next to its original) is thereby stored as if one after the other.
+ * occurrence of every key, then the second, … so that a key given twice in one batch is stored
+ * as if one event after the other. An event that cannot change the row its predecessor in the
+ * batch left is no round of its own (a duplicate): the same event again (a redelivery beside its
+ * original), or anything after an ok result (an ok row is never overwritten).
  */
-function rounds(keys: readonly string[]): number[][] {
+function rounds(rows: readonly StoreRow[]): number[][] {
+  const keys = rows.map((row) => keyOf(row.image_id, row.model_version));
+  const occurrences = new Map<string, number>();
+  for (const key of keys) occurrences.set(key, (occurrences.get(key) ?? 0) + 1);
   const out: number[][] = [];
-  const seen = new Map<string, number>();
+  const last = new Map<string, { round: number; status: string; json: string }>();
   keys.forEach((key, i) => {
-    const n = seen.get(key) ?? 0;
-    seen.set(key, n + 1);
-    (out[n] ??= []).push(i);
+    const row = rows[i] as StoreRow;
+    if (occurrences.get(key) === 1) {
+      (out[0] ??= []).push(i);
+      return;
+    }
+    const json = JSON.stringify(row.event);
+    const before = last.get(key);
+    if (before && (before.status === 'ok' || before.json === json)) return;
+    const round = before ? before.round + 1 : 0;
+    last.set(key, { round, status: row.status, json });
+    (out[round] ??= []).push(i);
   });
   return out;
 }

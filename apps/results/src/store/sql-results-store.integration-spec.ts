@@ -265,12 +265,23 @@ describe.each(backends)('the SQL results store on $name', (backend) => {
       expect(await repo.studies.get({ studyUid: study })).toEqual(aggregate);
     });
 
-    it('an error and a different error for one key in one batch: the later replaces the earlier', async () => {
+    it('different errors for one key in one batch: each replaces the one before, as one by one', async () => {
       const id = unique('img');
-      const outcomes = await repo.writer.store([errorEvent(id, { message: 'first' }), errorEvent(id, { message: 'second' })]);
-      expect(outcomes.map((o) => o.kind)).toEqual(['stored', 'replaced']);
+      const [a, b] = [errorEvent(id, { message: 'first' }), errorEvent(id, { message: 'second' })];
+      const outcomes = await repo.writer.store([a, b, b, a]);
+      expect(outcomes.map((o) => o.kind)).toEqual(['stored', 'replaced', 'duplicate', 'replaced']);
       expect(await rowsOf(id)).toBe(1);
-      expect((await repo.findings.get(id))?.event.error?.message).toBe('second');
+      expect((await repo.findings.get(id))?.event.error?.message).toBe('first');
+    });
+
+    it('one event 100 times in one batch: one row, 99 duplicates', async () => {
+      const study = unique('1.2.840.hundred');
+      const event = okEvent(`${study}-img`, { study: info(study, 'PA') });
+      const outcomes = await repo.writer.store(Array.from({ length: 100 }, () => event));
+      expect(outcomes.filter((o) => o.kind === 'stored')).toHaveLength(1);
+      expect(outcomes.filter((o) => o.kind === 'duplicate')).toHaveLength(99);
+      expect(await rowsOf(event.id)).toBe(1);
+      expect((await repo.studies.get({ studyUid: study }))?.version).toBe(1);
     });
 
     it('concurrent batches that share studies neither deadlock nor lose an image of a study', async () => {
