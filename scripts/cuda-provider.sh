@@ -198,5 +198,5 @@ case "${1:-}" in
   check) cmd_check ;;
   uninstall) cmd_uninstall ;;
   stage-dir) echo "$STAGE" ;;
-  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64 ;;
+  *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64 ;;
 esac
