@@ -255,11 +255,14 @@ class Watcher:
                 if not m.error() and m.key() is not None:
                     self.seen.setdefault(m.key().decode(), time.time())
 
-    def wait(self, keys: list[str], timeout: float) -> bool:
+    def wait(self, keys: list[str], timeout: float, procs: tuple[subprocess.Popen[bytes], ...] = ()) -> bool:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if all(k in self.seen for k in keys):
                 return True
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{proc.args} exited with {proc.returncode} (logs in the run folder)")
             time.sleep(0.02)
         return False
 
@@ -507,12 +510,14 @@ class Bench:
         self.report["stages"] = out
 
     # ---------------------------------------------------------------- pipeline against the consumer
-    def timed_run(self, topic: str, out_topic: str, kind: str, n: int, tag: str) -> dict[str, Any]:
+    def timed_run(
+        self, topic: str, out_topic: str, kind: str, n: int, tag: str, procs: tuple[subprocess.Popen[bytes], ...]
+    ) -> dict[str, Any]:
         """Publish n distinct keys as fast as librdkafka takes them; first publish -> last findings event."""
         w = Watcher(out_topic)
         try:
             warm = self.fill(topic, kind, 4, f"warm-{tag}")  # JIT, model and codec warm-up, not timed
-            if not w.wait(warm, 300):
+            if not w.wait(warm, 300, procs):
                 raise RuntimeError(f"{tag}: no findings for the warm-up records of {kind}")
             p = producer()
             files, content_type = self.inputs[kind], INPUT_KINDS[kind][1]
@@ -521,7 +526,7 @@ class Bench:
             for i, k in enumerate(keys):
                 send(p, topic, k, files[i % len(files)], content_type)
             p.flush(600)
-            if not w.wait(keys, 120 + n):
+            if not w.wait(keys, 120 + n, procs):
                 raise RuntimeError(f"{tag}: {sum(k in w.seen for k in keys)}/{n} findings events for {kind}")
             last = max(w.seen[k] for k in keys)
             return {"n": n, "seconds": last - t0, "rate": n / (last - t0)}
@@ -576,9 +581,9 @@ class Bench:
             for kind in self.a.inputs:
                 n = self.n_for(kind)
                 note(f"pipeline {kind}: {n} records")
-                pipe = self.timed_run("thorax.studies.v1", "thorax.findings.v1", kind, n, "p")
+                pipe = self.timed_run("thorax.studies.v1", "thorax.findings.v1", kind, n, "p", (stack,))
                 note(f"pipeline {kind}: {pipe['rate']:.1f} img/s; consumer {kind}: {n} records")
-                cons = self.timed_run(c_in, c_out, kind, n, "c")
+                cons = self.timed_run(c_in, c_out, kind, n, "c", (consumer,))
                 note(f"consumer {kind}: {cons['rate']:.1f} img/s")
                 out[kind] = {"pipeline": pipe, "consumer": cons, "ratio": pipe["rate"] / cons["rate"]}
             self.report["contenders"] = out

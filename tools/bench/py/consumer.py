@@ -20,7 +20,7 @@ import json
 import signal
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import cv2
@@ -31,13 +31,14 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from PIL import Image
 
 WIRE = 256
+J2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
 
 
 def to_wire(plane: Image.Image) -> np.ndarray:
     """Shorter side to 256 with Lanczos-3, then the centred 256x256 square, as uint8."""
     w, h = plane.size
     scale = WIRE / min(w, h)
-    nw, nh = max(WIRE, round(w * scale)), max(WIRE, round(h * scale))
+    nw, nh = max(WIRE, int(w * scale + 0.5)), max(WIRE, int(h * scale + 0.5))  # as Math.round
     resized = plane.resize((nw, nh), Image.Resampling.LANCZOS)
     left, top = (nw - WIRE) // 2, (nh - WIRE) // 2
     out = np.asarray(resized.crop((left, top, left + WIRE, top + WIRE)))
@@ -59,6 +60,8 @@ def decode_raster(data: bytes) -> np.ndarray:
 
 def decode_dicom(data: bytes) -> np.ndarray:
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    if ds.file_meta.TransferSyntaxUID in J2K:  # OpenJPEG through pylibjpeg (pydicom's default is Pillow's)
+        ds.pixel_array_options(decoding_plugin="pylibjpeg")
     px = ds.pixel_array.astype(np.float32)
     px = px * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
@@ -117,7 +120,10 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16)
     a = ap.parse_args()
 
-    session = ort.InferenceSession(a.model, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    # Idle ORT threads would spin on the cores the decode threads need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(a.model, options, providers=["CPUExecutionProvider"])
     props = session.get_modelmeta().custom_metadata_map
     labels: list[str] = json.loads(props["thorax.labels"])
     thresholds: list[float] = json.loads(props["thorax.thresholds"])
@@ -178,7 +184,7 @@ def main() -> None:
                 entry = offsets.add(msg.partition(), msg.offset())
                 queue.append((msg, entry, time.time(), pool.submit(decode, msg.value() or b"")))
         if queue and not queue[0][3].done():
-            queue[0][3].exception(timeout=0.05)  # wait for the oldest decode
+            wait([queue[0][3]], timeout=0.05)  # the oldest decode
         batch = []
         while queue and queue[0][3].done() and len(batch) < a.max_batch:
             batch.append(queue.popleft())
