@@ -323,6 +323,25 @@ def node_json(args: list[str], env: dict[str, str] | None = None) -> Any:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+DICOM_LABELS = {"uncompressed": "dcm-raw", "JPEG-LS": "dcm-jls", "JPEG 2000": "dcm-j2k"}
+
+
+def dicom_ceilings(lines: list[str]) -> dict[str, float]:
+    """The DICOM ceilings of scripts/bench-decode.mjs (its part 2, last figure of a DICOM row:
+    libvips' resize of the decoded 2048x2500 samples on every core; the codec is not in it)."""
+    out: dict[str, float] = {}
+    part2 = False
+    for line in lines:
+        part2 = part2 or line.startswith("2.")
+        if not part2 or not line.startswith("DICOM"):
+            continue
+        rates = re.findall(r"([\d.]+)/s", line)
+        for words, kind in DICOM_LABELS.items():
+            if words in line.split("  ")[0] and rates:
+                out[kind] = float(rates[-1])
+    return out
+
+
 def latest_model(model_dir: Path) -> Path:
     return max(p for p in model_dir.iterdir() if (p / "model.onnx").exists()) / "model.onnx"
 
@@ -391,6 +410,7 @@ class Bench:
                 check=False,
             )
             self.report["bench_decode"] = (out.stdout + out.stderr).strip().splitlines()
+            self.report["ceilings"]["decode"].update(dicom_ceilings(self.report["bench_decode"]))
         results_bench = ROOT / "dist" / "tools" / "bench" / "src" / "results-bench.js"
         if results_bench.exists():
             note("ceilings: tools/bench/src/results-bench.ts (raw inserts into the results store)")
@@ -406,16 +426,15 @@ class Bench:
             self.report["ceilings"]["results"] = self.results_ceiling(out.stdout)
 
     @staticmethod
-    def results_ceiling(stdout: str) -> float | None:
-        """Raw inserts/s from results-bench's output: a JSON line with a number under a raw/ceiling key."""
+    def results_ceiling(stdout: str) -> dict[str, Any] | None:
+        """results-bench's last line: {engine, events, raw_inserts_per_s, results_per_s, ratio}."""
         for line in reversed(stdout.strip().splitlines()):
             try:
                 data = json.loads(line)
             except ValueError:
                 continue
-            for k, v in data.items() if isinstance(data, dict) else []:
-                if re.search(r"raw|ceiling", k, re.IGNORECASE) and isinstance(v, (int, float)):
-                    return float(v)
+            if isinstance(data, dict) and "raw_inserts_per_s" in data:
+                return data
         return None
 
     # ---------------------------------------------------------------- stages alone
@@ -653,7 +672,8 @@ class Bench:
                 return "—"
             return f"{a / b:.2f}× (goal ≥ {goal}{' ✓' if a / b >= goal else ' ✗'})"
 
-        say("\n1. native decode+resize ceiling (sharp/libvips → 256² wire, all cores)")
+        say("\n1. native decode+resize ceiling (sharp/libvips → 256² wire, all cores; DICOM: bench-decode.mjs's")
+        say("   ceiling, libvips resize of the decoded samples, codec not included)")
         for kind, v in ceil.get("decode", {}).items():
             say(f"   {kind:<9} {fmt(v)}")
         for line in r.get("bench_decode", []):
@@ -681,13 +701,17 @@ class Bench:
                     f"{ratio(s['inference_densenet121'], ort_ceil.get('densenet121', {}).get('best'), 0.9)}"
                 )
             if "results" in s:
-                rc = ceil.get("results")
-                tail = (
-                    f", / raw inserts {fmt(rc, 'rows/s')} {ratio(s['results'], rc, 0.8)}"
-                    if rc
-                    else ", / raw inserts: TODO (tools/bench/src/results-bench.ts not built or no JSON figure)"
-                )
-                say(f"   results                     {fmt(s['results'], 'records/s')}{tail}")
+                say(f"   results                     {fmt(s['results'], 'records/s')} (these findings events)")
+        rc = ceil.get("results")
+        if rc:
+            say(
+                f"   results vs raw inserts (tools/bench/src/results-bench.ts, {rc.get('engine')}, "
+                f"{rc.get('events')} events): service {fmt(rc.get('results_per_s'), 'rows/s')}, raw inserts "
+                f"{fmt(rc.get('raw_inserts_per_s'), 'rows/s')}: "
+                f"{ratio(rc.get('results_per_s'), rc.get('raw_inserts_per_s'), 0.8)}"
+            )
+        elif "ceilings" in self.a.only:
+            say("   results vs raw inserts: TODO, tools/bench/src/results-bench.ts printed no JSON figure")
         if cont:
             say("4-6. whole pipeline (scripts/start.sh) vs single-process consumer (tools/bench/py/consumer.py),")
             say("     first publish -> last findings event")
