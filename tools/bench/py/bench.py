@@ -243,6 +243,7 @@ class Watcher:
 
     def __init__(self, topic: str) -> None:
         self.seen: dict[str, float] = {}
+        self.errors: dict[str, str] = {}  # key -> error code of a status "error" event
         self.stop = False
         self.c = Consumer({"bootstrap.servers": BROKERS, "group.id": f"bench-w-{uuid.uuid4()}", "fetch.wait.max.ms": 5})
         self.c.assign([TopicPartition(topic, p, o) for p, o in high_watermarks(topic).items()])
@@ -253,7 +254,12 @@ class Watcher:
         while not self.stop:
             for m in self.c.consume(1000, 0.05):
                 if not m.error() and m.key() is not None:
-                    self.seen.setdefault(m.key().decode(), time.time())
+                    key = m.key().decode()
+                    self.seen.setdefault(key, time.time())
+                    if b'"error"' in (m.value() or b""):
+                        event = json.loads(m.value() or b"{}")
+                        if event.get("status") == "error":
+                            self.errors[key] = (event.get("error") or {}).get("code", "?")
 
     def wait(self, keys: list[str], timeout: float, procs: tuple[subprocess.Popen[bytes], ...] = ()) -> bool:
         deadline = time.time() + timeout
@@ -548,7 +554,11 @@ class Bench:
             if not w.wait(keys, 120 + n, procs):
                 raise RuntimeError(f"{tag}: {sum(k in w.seen for k in keys)}/{n} findings events for {kind}")
             last = max(w.seen[k] for k in keys)
-            return {"n": n, "seconds": last - t0, "rate": n / (last - t0)}
+            errors = sorted({w.errors[k] for k in keys if k in w.errors})
+            failed = sum(k in w.errors for k in keys)
+            if failed:
+                note(f"{tag} {kind}: {failed}/{n} error events ({', '.join(errors)})")
+            return {"n": n, "seconds": last - t0, "rate": n / (last - t0), "errors": failed, "codes": errors}
         finally:
             w.close()
 
@@ -717,6 +727,9 @@ class Bench:
             say("     first publish -> last findings event")
             say(f"   {'input':<9} {'pipeline':>14} {'consumer':>14}   ratio (goal ≥ 1.0)")
             for kind, c in cont.items():
+                for who in ("pipeline", "consumer"):
+                    if c[who].get("errors"):
+                        say(f"   !! {who} {kind}: {c[who]['errors']} error events ({', '.join(c[who]['codes'])})")
                 say(
                     f"   {kind:<9} {fmt(c['pipeline']['rate']):>14} {fmt(c['consumer']['rate']):>14}   {c['ratio']:.2f}"
                 )
