@@ -38,9 +38,10 @@ elif [ -d "$HERE/.bundle" ]; then
 else
   fail "Node.js and onnxruntime-node with its CUDA provider are not here. They travel as tools/gpu/.bundle.tar.xz,
   made by 'bash tools/gpu/pack.sh' on a machine with registry access after 'bash scripts/cuda-provider.sh install':
-  Node.js 24 (~120 MB), onnxruntime-node 1.30.0 (libonnxruntime.so.1, 45 MB) and libonnxruntime_providers_cuda.so
-  (272 MB), about 100 MB or more compressed, over the 64 MiB a device call carries. Needed: a GPU machine
-  with Node.js 24 and those two libraries installed, or a transfer limit above the archive's size."
+  Node.js 24 (122 MiB), libonnxruntime.so.1 (44 MiB) and libonnxruntime_providers_cuda.so (260 MiB) are
+  211 MiB with xz (measured 2026-11-30), over the 64 MiB the device tool carries per call beside a 21 MiB
+  working tree. Needed: a GPU machine with Node.js 24 and onnxruntime-gpu 1.30.0's provider libraries on it,
+  or a transfer limit of about 240 MiB."
 fi
 ORT_BIN="$BUNDLE/node_modules/onnxruntime-node/bin/napi-v6/linux/x64"
 [ -f "$ORT_BIN/libonnxruntime_providers_cuda.so" ] || fail "the bundle has no CUDA provider"
