@@ -36,7 +36,11 @@ export interface Delivery<T> {
   /** Every header of the record, decoded to strings (lower-case names). */
   headers: Record<string, string>;
   position: RecordPosition;
-  /** Bound to topic, partition, offset and id; built only when first used. */
+  /**
+   * Bound to topic, partition, offset and id; built only when first read (a pino child logger
+   * and a traceparent parse per record cost more than the record's hop): read it for warnings,
+   * and for debug lines only behind `isLevelEnabled('debug')` of the app's logger.
+   */
   readonly log: Logger;
 }
 

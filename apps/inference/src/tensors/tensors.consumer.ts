@@ -8,6 +8,7 @@ import {
   type MessageHandler,
   protobufDecoder,
 } from '@thorax/kafka';
+import { LOGGER, type Logger } from '@thorax/observability';
 import { INFERENCE_CONFIG, type InferenceConfig } from '../config';
 import { ModelService } from '../model/model.service';
 import { InferenceService } from './inference.service';
@@ -20,7 +21,13 @@ export class TensorsConsumer implements OnApplicationBootstrap, MessageHandler<P
     @Inject(CONSUMERS) private readonly consumers: ConsumerPort,
     private readonly inference: InferenceService,
     private readonly models: ModelService,
-  ) {}
+    @Inject(LOGGER) log: Logger,
+  ) {
+    this.debug = log.isLevelEnabled('debug');
+  }
+
+  /** Debug lines only when asked for: a record's logger is built only when it logs. */
+  private readonly debug: boolean;
 
   onApplicationBootstrap(): void {
     const consumption = this.consumers.consume(
@@ -41,9 +48,10 @@ export class TensorsConsumer implements OnApplicationBootstrap, MessageHandler<P
     this.models.onPressure((high) => (high ? consumption.pause() : consumption.resume()));
   }
 
-  async handle({ message, forward, position, log }: Delivery<PreprocessedImage>): Promise<void> {
+  async handle(delivery: Delivery<PreprocessedImage>): Promise<void> {
+    const { message, forward, position } = delivery;
     const image = message.receivedAt ? message : { ...message, receivedAt: new Date(position.timestamp) };
     const event = await this.inference.infer(image, forward);
-    log.debug({ positives: event.positives.length, latencyMs: event.timing.latencyMs }, 'findings published');
+    if (this.debug) delivery.log.debug({ positives: event.positives.length, latencyMs: event.timing.latencyMs }, 'findings published');
   }
 }

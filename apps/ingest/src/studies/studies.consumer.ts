@@ -9,7 +9,7 @@ import {
   type RecordPosition,
   recordId,
 } from '@thorax/kafka';
-import { ThoraxMetrics } from '@thorax/observability';
+import { LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
 import { INGEST_CONFIG, type IngestConfig } from '../config';
 import { StudyIntakeService } from './study-intake.service';
 
@@ -21,7 +21,13 @@ export class StudiesConsumer implements OnApplicationBootstrap, MessageHandler<B
     @Inject(CONSUMERS) private readonly consumers: ConsumerPort,
     private readonly intake: StudyIntakeService,
     private readonly metrics: ThoraxMetrics,
-  ) {}
+    @Inject(LOGGER) log: Logger,
+  ) {
+    this.debug = log.isLevelEnabled('debug');
+  }
+
+  /** Debug lines only when asked for: a record's logger is built only when it logs. */
+  private readonly debug: boolean;
 
   onApplicationBootstrap(): void {
     this.consumers.consume(
@@ -40,10 +46,11 @@ export class StudiesConsumer implements OnApplicationBootstrap, MessageHandler<B
     );
   }
 
-  async handle({ message, headers, forward, position, log }: Delivery<Buffer>): Promise<void> {
+  async handle(delivery: Delivery<Buffer>): Promise<void> {
+    const { message, headers, forward, position } = delivery;
     const upload = { id: position.key, data: message, headers };
     const accepted = await this.metrics.time('admit', () => this.intake.admit(upload, receivedAt(headers, position), forward));
-    log.debug({ contentType: accepted.contentType, bytes: accepted.sizeBytes }, 'study admitted');
+    if (this.debug) delivery.log.debug({ contentType: accepted.contentType, bytes: accepted.sizeBytes }, 'study admitted');
   }
 
   private describe(data: Buffer | null, position: RecordPosition, headers: Record<string, string>): FailureContext {

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { HEADERS, ImageAccepted, Priority, Source, type StudyRef, ThoraxError } from '@thorax/contracts';
 import { type DicomInfo, type IntakeOptions, inspectStudy, parseDicomFile, sniffMediaType } from '@thorax/imaging';
-import { PUBLISHER, type Publisher } from '@thorax/kafka';
+import { asBuffer, PUBLISHER, type Publisher } from '@thorax/kafka';
 import { createHash } from 'node:crypto';
 import { INGEST_CONFIG, type IngestConfig } from '../config';
 
@@ -50,7 +50,7 @@ export class StudyIntakeService {
       {
         topic: this.config.TOPIC_IMAGES,
         key: id,
-        value: Buffer.from(ImageAccepted.encode(accepted).finish()),
+        value: asBuffer(ImageAccepted.encode(accepted).finish()),
         headers: { ...forward, [HEADERS.receivedAt]: receivedAt.toISOString() },
       },
     ]);

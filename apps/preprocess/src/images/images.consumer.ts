@@ -8,6 +8,7 @@ import {
   type MessageHandler,
   protobufDecoder,
 } from '@thorax/kafka';
+import { LOGGER, type Logger } from '@thorax/observability';
 import { PREPROCESS_CONFIG, type PreprocessConfig } from '../config';
 import { PreprocessService } from './preprocess.service';
 
@@ -18,7 +19,13 @@ export class ImagesConsumer implements OnApplicationBootstrap, MessageHandler<Im
     @Inject(PREPROCESS_CONFIG) private readonly config: PreprocessConfig,
     @Inject(CONSUMERS) private readonly consumers: ConsumerPort,
     private readonly preprocess: PreprocessService,
-  ) {}
+    @Inject(LOGGER) log: Logger,
+  ) {
+    this.debug = log.isLevelEnabled('debug');
+  }
+
+  /** Debug lines only when asked for: a record's logger is built only when it logs. */
+  private readonly debug: boolean;
 
   onApplicationBootstrap(): void {
     this.consumers.consume(
@@ -36,8 +43,8 @@ export class ImagesConsumer implements OnApplicationBootstrap, MessageHandler<Im
     );
   }
 
-  async handle({ message, forward, log }: Delivery<ImageAccepted>): Promise<void> {
-    const image = await this.preprocess.process(message, forward);
-    log.debug({ width: image.source?.width, height: image.source?.height }, 'image preprocessed');
+  async handle(delivery: Delivery<ImageAccepted>): Promise<void> {
+    const image = await this.preprocess.process(delivery.message, delivery.forward);
+    if (this.debug) delivery.log.debug({ width: image.source?.width, height: image.source?.height }, 'image preprocessed');
   }
 }

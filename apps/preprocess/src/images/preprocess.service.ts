@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { type ImageAccepted, PixelFormat, PreprocessedImage, ThoraxError } from '@thorax/contracts';
 import { DecodePool, WIRE_PREPROCESSING, type WireImageOptions } from '@thorax/imaging';
-import { PUBLISHER, type Publisher } from '@thorax/kafka';
+import { asBuffer, PUBLISHER, type Publisher } from '@thorax/kafka';
 import { ThoraxMetrics } from '@thorax/observability';
 import { PREPROCESS_CONFIG, type PreprocessConfig } from '../config';
 
@@ -73,7 +73,7 @@ export class PreprocessService implements OnModuleDestroy {
       {
         topic: this.config.TOPIC_TENSORS,
         key: accepted.id,
-        value: Buffer.from(PreprocessedImage.encode(image).finish()),
+        value: asBuffer(PreprocessedImage.encode(image).finish()),
         headers: forward,
       },
     ]);
