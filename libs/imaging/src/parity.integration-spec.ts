@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { DEFAULT_WIRE_OPTIONS, toWireImage } from './wire-image';
+import { DEFAULT_WIRE_OPTIONS, toWireImage, WIRE_PREPROCESSING } from './wire-image';
 
 jest.setTimeout(180_000);
 
@@ -76,6 +76,11 @@ describe('wire image parity: TypeScript preprocess vs trainer Python', () => {
   it('resizes with the same libvips release on both sides (sharp and pyvips)', () => {
     const py = execFileSync(PYTHON, ['-c', 'import pyvips; print(".".join(str(pyvips.version(i)) for i in range(3)))'], { encoding: 'utf8' }).trim();
     expect(py).toBe(sharp.versions.vips);
+  });
+
+  it('names the same recipe on both sides (PreprocessedImage and the model metadata)', () => {
+    const py = execFileSync(PYTHON, ['-c', 'from thorax_trainer.contract import WIRE_RECIPE; print(WIRE_RECIPE)'], { encoding: 'utf8' }).trim();
+    expect(py).toBe(WIRE_PREPROCESSING);
   });
 
   it('covers PNG 8/16-bit, JPEG, raw and compressed DICOM and MONOCHROME1', () => {
