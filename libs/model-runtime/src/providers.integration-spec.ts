@@ -49,7 +49,7 @@ describe('execution providers', () => {
     }
   });
 
-  it('passes other providers\' failures through as ONNX Runtime words them (first line)', () => {
+  it("passes other providers' failures through as ONNX Runtime words them (first line)", () => {
     expect(explainProviderFailure('webgpu', 'no adapter\nsecond line')).toBe('no adapter');
   });
 });

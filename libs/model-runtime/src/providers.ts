@@ -68,13 +68,16 @@ export function explainProviderFailure(provider: string, ortMessage: string, dir
       return 'no NVIDIA driver: libcuda.so.1 is not on the library path (the GPU node runtime mounts it)';
     }
     if (loadError) return `a library the ${provider} provider needs does not load: ${loadError}`;
-    if (/no CUDA-capable device|cudaErrorNoDevice|CUDA failure 100\b/i.test(ort)) {
-      return `no CUDA device visible to this process (driver present): ${ort}`;
+    // ONNX Runtime's message carries its call stack; "CUDA failure <n>: <text> ;" is the cause.
+    const failure = /CUDA failure (\d+): ([^;]+?)\s*;/.exec(ort);
+    const cause = failure ? `CUDA failure ${failure[1]}: ${failure[2]}` : ort;
+    if (failure?.[1] === '100' || /no CUDA-capable device/i.test(ort)) {
+      return `no CUDA device visible to this process (driver present): ${cause}`;
     }
-    if (/driver version is insufficient|CUDA failure 35\b/i.test(ort)) {
-      return `the NVIDIA driver is older than the CUDA 13 runtime needs (driver 580 or later): ${ort}`;
+    if (failure?.[1] === '35' || /driver version is insufficient/i.test(ort)) {
+      return `the NVIDIA driver is older than the CUDA 13 runtime needs (driver 580 or later): ${cause}`;
     }
-    return `the ${provider} provider loaded but did not start: ${ort}`;
+    return `the ${provider} provider loaded but did not start: ${cause}`;
   }
   return ort;
 }

@@ -43,11 +43,18 @@ describe('execution provider fallback', () => {
       expect(line).toMatchObject({ level: 'warn', role: 'primary', outcome: 'failed', providers: ['cuda', 'cpu'] });
       const reason = cudaProviderInstalled()
         ? 'no NVIDIA driver: libcuda.so.1 is not on the library path (the GPU node runtime mounts it)'
-        : expect.stringMatching(/^the CUDA provider libraries are not installed \(.*scripts\/cuda-provider\.sh install/);
+        : expect.stringMatching(
+            /^the CUDA provider libraries are not installed \(.*scripts\/cuda-provider\.sh install/,
+          );
       expect(line?.['reason']).toEqual(reason);
-      expect(line?.['msg']).toBe(`execution provider cuda did not load: ${String(line?.['reason'])}; trying the next one`);
+      expect(line?.['msg']).toBe(
+        `execution provider cuda did not load: ${String(line?.['reason'])}; trying the next one`,
+      );
 
-      expect(lines.find((l) => l['msg'] === 'model loaded and warmed up')).toMatchObject({ provider: 'cpu', workers: 2 });
+      expect(lines.find((l) => l['msg'] === 'model loaded and warmed up')).toMatchObject({
+        provider: 'cpu',
+        workers: 2,
+      });
       const info = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'thorax_model_info');
       expect(info?.values.map((v) => v.labels['provider'])).toEqual(['cpu']);
       const scores = await models.primary.classify(new Uint8Array(256 * 256).fill(90), false);
