@@ -160,6 +160,20 @@ function confluentClient(KafkaJS) {
   };
 }
 
+/** A fresh topic, retried while a busy broker settles its metadata. */
+async function createTopic(topic) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, configEntries: [{ name: 'max.message.bytes', value: '52428800' }] }] });
+      await admin.fetchTopicOffsets(topic);
+      return;
+    } catch (error) {
+      if (attempt >= 10) throw error;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
@@ -168,14 +182,14 @@ async function main() {
   const rows = [];
   for (const [size, count] of sizes) {
     const value = Buffer.alloc(size, 7);
-    const messages = messagesOf(size, count, value);
     for (let r = 0; r < rounds; r++) {
       // Alternate who goes first, so neither always meets a warmer (or busier) broker.
       const order = r % 2 === 0 ? clients : [...clients].reverse();
       for (const client of order) {
         const topic = `${run}.${client.name}.${size}.${r}`;
-        await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, configEntries: [{ name: 'max.message.bytes', value: '52428800' }] }] });
-        const p = await client.produce(topic, messages);
+        await createTopic(topic);
+        // Fresh message objects per run: a client may rewrite them (the confluent one converts headers in place).
+        const p = await client.produce(topic, messagesOf(size, count, value));
         const c = await client.consume(topic, count);
         const row = { client: client.name, size, count, round: r, produce: p, consume: c };
         rows.push(row);
