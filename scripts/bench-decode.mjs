@@ -1,12 +1,14 @@
-// Decode throughput of the preprocess path (file bytes → 256×256 wire image), in one run:
+// Decode cost of the preprocess path (file bytes → 256×256 wire image), in one run. Every figure
+// is images/s (wall) and CPU ms per image (all threads of this process); on a shared machine the
+// CPU figure is the one to compare.
 //
 //   1. v1 vs v2, one image at a time on this thread: v1 is the recipe before libvips took the
 //      resize (decode, grey levels in a Float64Array, the hand-written Lanczos-3 kept below as
-//      `v1Resize`); v2 is libs/imaging today (libvips Lanczos-3 through sharp). Ratio = v2/v1.
-//   2. v2 with every core busy, directly (toWireImage: sharp's work on the libuv pool) and through
-//      the preprocess decode pool (worker threads), against the native ceiling: sharp's bare
-//      decode + resize of the same bytes (PNG), or libvips' resize of the already decoded 16-bit
-//      samples (DICOM: sharp cannot read DICOM, so the codec is not in the ceiling).
+//      `v1Resize`); v2 is libs/imaging today (libvips Lanczos-3 through sharp).
+//   2. v2 with every core busy: directly (toWireImage: sharp's work on libuv's pool), in worker
+//      threads, and through the decode pool as preprocess uses it, against the native ceiling:
+//      sharp's bare decode + resize of the same bytes (PNG), or libvips' resize of the already
+//      decoded 16-bit samples (DICOM: sharp cannot read DICOM, so the codec is not in it).
 //
 // Inputs: PNG 512² and 1024² 8-bit, PNG 1024² 16-bit, a 2048×2500 16-bit (12 bits stored) DICOM
 // uncompressed, JPEG-LS lossless and JPEG 2000 lossless.
@@ -17,6 +19,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -114,9 +117,14 @@ async function encode(kind, samples, width, height) {
   return out;
 }
 
-/** Runs `decode` for `seconds` with `parallel` in flight; returns images/s. */
+/**
+ * Runs `decode` for `seconds` with `parallel` in flight. Returns images/s (wall) and CPU ms per
+ * image: the process's user + system time (every thread: this one, libuv's pool, the decode
+ * workers) over the images done. CPU per image is the figure that survives a shared machine.
+ */
 async function rate(bytes, decode, parallel, seconds) {
   let done = 0;
+  const cpu = process.cpuUsage();
   const started = process.hrtime.bigint();
   const until = Date.now() + seconds * 1000;
   await Promise.all(
@@ -127,12 +135,13 @@ async function rate(bytes, decode, parallel, seconds) {
       }
     }),
   );
-  return done / (Number(process.hrtime.bigint() - started) / 1e9);
+  const used = process.cpuUsage(cpu);
+  return { perSecond: done / (Number(process.hrtime.bigint() - started) / 1e9), cpuMs: (used.user + used.system) / 1000 / done };
 }
 
 /**
- * Side-by-side figures on a shared, noisy machine: ROUNDS rounds, each giving every contender
- * SECONDS / ROUNDS seconds in turn; each contender's figure is its median round.
+ * Side-by-side figures: ROUNDS rounds, each giving every contender SECONDS / ROUNDS seconds in
+ * turn; each contender's figures are the medians of its rounds.
  */
 async function compare(bytes, contenders, parallel) {
   for (const decode of contenders) if (decode) await decode(bytes);
@@ -140,14 +149,13 @@ async function compare(bytes, contenders, parallel) {
   for (let r = 0; r < ROUNDS; r += 1) {
     for (const [i, decode] of contenders.entries()) if (decode) rounds[i].push(await rate(bytes, decode, parallel, SECONDS / ROUNDS));
   }
-  return rounds.map((list) => {
-    if (list.length === 0) return Number.NaN;
-    const sorted = [...list].sort((a, b) => a - b);
-    return sorted[Math.floor(sorted.length / 2)];
-  });
+  const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+  return rounds.map((list) =>
+    list.length === 0 ? null : { perSecond: median(list.map((x) => x.perSecond)), cpuMs: median(list.map((x) => x.cpuMs)) },
+  );
 }
 
-const fmt = (r) => `${r.toFixed(1).padStart(7)}/s ${(1000 / r).toFixed(1).padStart(6)} ms`;
+const fmt = (r) => (r ? `${r.perSecond.toFixed(1).padStart(7)}/s ${r.cpuMs.toFixed(1).padStart(7)} ms` : '—'.padStart(19));
 
 // ---- v1: the resize before thorax.wire.v2 (float64 plane, hand-written Lanczos-3) ----------
 function lanczos3(x) {
@@ -269,27 +277,46 @@ const cores = os.availableParallelism();
 console.log(`[bench:decode] node ${process.version}, ${cores} cores (${os.cpus()[0]?.model ?? '?'}), libvips ${sharp.versions.vips}; each figure: median of ${ROUNDS} interleaved rounds, ${SECONDS} s in all`);
 console.log(`inputs: ${inputs.map((i) => `${i.label.split(',')[0]} ${(i.bytes.length / 1e6).toFixed(2)} MB`).join('; ')}`);
 
-console.log('\n1. one image at a time (this thread): v1 (float64, hand-written Lanczos) vs v2 (libvips)');
-console.log(`${'input'.padEnd(44)} ${'v1'.padStart(18)} ${'v2'.padStart(18)}  v2/v1`);
+console.log('\n1. one image at a time (this thread): v1 (float64, hand-written Lanczos) vs v2 (libvips); images/s and CPU ms per image');
+console.log(`${'input'.padEnd(44)} ${'v1'.padStart(19)} ${'v2'.padStart(19)}  v1/v2 CPU  v2/v1 img/s`);
 for (const input of inputs) {
   const [v1, v2] = await compare(input.bytes, [(b) => v1Wire(b, options), (b) => imaging.toWireImage(b, options)], 1);
-  console.log(`${input.label.padEnd(44)} ${fmt(v1)} ${fmt(v2)}  ${(v2 / v1).toFixed(2).padStart(5)}x`);
+  console.log(`${input.label.padEnd(44)} ${fmt(v1)} ${fmt(v2)}  ${(v1.cpuMs / v2.cpuMs).toFixed(2).padStart(8)}x  ${(v2.perSecond / v1.perSecond).toFixed(2).padStart(10)}x`);
 }
 
 const inFlight = WORKERS * 2;
 const pool = new imaging.DecodePool({ wire: options, workers: WORKERS, workerHeapMb: 2048 });
-console.log(`\n2. every core busy (${inFlight} in flight): v2 direct (libuv pool, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 4}), v2 through the decode pool (${pool.mode}, ${WORKERS} workers), native ceiling`);
-console.log(`${'input'.padEnd(44)} ${'direct'.padStart(18)} ${'pool'.padStart(18)} ${'ceiling'.padStart(18)}  best/ceiling`);
+console.log(`\n2. every core busy (${inFlight} in flight): v2 direct (toWireImage: sharp on libuv's pool, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 4}), v2 in worker threads (a pool of ${WORKERS}, every input), the decode pool as preprocess uses it (PNG/JPEG direct, DICOM in its workers), native ceiling`);
+console.log(`${'input'.padEnd(44)} ${'direct'.padStart(19)} ${'workers'.padStart(19)} ${'decode pool'.padStart(19)} ${'ceiling'.padStart(19)}  ceiling/pool CPU  pool/ceiling img/s`);
+// The alternative the decode pool no longer takes for PNG/JPEG: the same decode in worker
+// threads (its compiled worker script, a request each way, the file copied in as the pool did).
+const workerThreads = Array.from({ length: WORKERS }, () => new Worker(path.join(root, 'dist/libs/imaging/src/decode.worker.js')));
+const waiting = new Map();
+for (const w of workerThreads) w.on('message', (reply) => waiting.get(reply.id)?.(reply));
+let nextId = 1;
+function inWorker(bytes) {
+  const id = nextId++;
+  const copy = new Uint8Array(bytes);
+  return new Promise((resolve, reject) => {
+    waiting.set(id, (reply) => {
+      waiting.delete(id);
+      if (reply.ok) resolve(reply.wire);
+      else reject(new Error(reply.message));
+    });
+    workerThreads[id % WORKERS].postMessage({ id, bytes: copy.buffer, options }, [copy.buffer]);
+  });
+}
 for (const input of inputs) {
   // DICOM codecs are synchronous WASM: "direct" would run them on this thread (not an option
-  // for the service); shown for PNG only.
-  const [direct, pooled, top] = await compare(
+  // for the service), and "workers" is what the pool does with them; both shown for PNG only.
+  const [direct, workers, pooled, top] = await compare(
     input.bytes,
-    [input.png ? (b) => imaging.toWireImage(b, options) : null, (b) => pool.decode(b), ceiling(input)],
+    [input.png ? (b) => imaging.toWireImage(b, options) : null, input.png ? (b) => inWorker(b) : null, (b) => pool.decode(b), ceiling(input)],
     inFlight,
   );
-  const best = Number.isNaN(direct) ? pooled : Math.max(direct, pooled);
-  const directCell = Number.isNaN(direct) ? '—'.padStart(18) : fmt(direct);
-  console.log(`${input.label.padEnd(44)} ${directCell} ${fmt(pooled)} ${fmt(top)}  ${(best / top).toFixed(2).padStart(5)}x`);
+  console.log(
+    `${input.label.padEnd(44)} ${fmt(direct)} ${fmt(workers)} ${fmt(pooled)} ${fmt(top)}  ${(top.cpuMs / pooled.cpuMs).toFixed(2).padStart(15)}x  ${(pooled.perSecond / top.perSecond).toFixed(2).padStart(17)}x`,
+  );
 }
 await pool.close();
+await Promise.all(workerThreads.map((w) => w.terminate()));
