@@ -19,7 +19,11 @@ export const resultsConfigSchema = z.object({
    * replicas sharing the same PostgreSQL server (local ones are pushed at once).
    */
   RESULTS_WATCH_POLL_MS: positiveInt(2000),
-  RESULTS_PARTITIONS_CONCURRENCY: positiveInt(1),
+  /**
+   * Partitions of the findings topic consumed at once (it has 6): their fetched records are
+   * stored together, as one batch of up to RESULTS_BATCH_MAX_RECORDS.
+   */
+  RESULTS_PARTITIONS_CONCURRENCY: positiveInt(6),
   /** Most findings events stored in one transaction (one batch of the consumer). */
   RESULTS_BATCH_MAX_RECORDS: positiveInt(500),
   /**

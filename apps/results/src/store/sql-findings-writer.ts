@@ -1,7 +1,7 @@
 import type { FindingsEvent } from '@thorax/contracts';
-import { aggregateStudy, type StudyRow as AggregateInput } from '../domain/study-aggregate';
+import { aggregateStudy, type StudyResult, type StudyRow as AggregateInput } from '../domain/study-aggregate';
 import { buildStoreBatchQuery, storeRow, type StoreRow, type WrittenRow } from './findings.sql';
-import type { FindingsWriter, StoredStudy, StoreOutcome } from './results-store.port';
+import type { FindingsWriter, StoredFindings, StoredStudy, StoreOutcome } from './results-store.port';
 import type { SqlClient, SqlExecutor } from './sql-client';
 import { run, toDate, toStored, toStoredStudy } from './sql-rows';
 import {
@@ -71,7 +71,8 @@ async function writeBatch(tx: SqlExecutor, events: readonly FindingsEvent[]): Pr
 
   const changed = distinct(rows.filter((_, i) => outcomes[i]?.kind !== 'duplicate').map((r) => r.study_uid));
   if (changed.length > 0) {
-    const studies = await aggregate(tx, changed);
+    const written = outcomes.flatMap((o) => (o.kind === 'stored' || o.kind === 'replaced' ? [o.record] : []));
+    const studies = await aggregate(tx, changed, written);
     rows.forEach((row, i) => {
       const outcome = outcomes[i];
       if (row.study_uid && (outcome?.kind === 'stored' || outcome?.kind === 'replaced')) outcome.study = studies.get(row.study_uid) ?? null;
@@ -113,13 +114,21 @@ function distinct(values: readonly (string | null)[]): string[] {
   return [...new Set(values.filter((v): v is string => !!v))];
 }
 
-/** Recomputes the studies' aggregates from their stored results; returns those that changed. */
-async function aggregate(tx: SqlExecutor, studyUids: readonly string[]): Promise<Map<string, StoredStudy>> {
+/**
+ * Recomputes the studies' aggregates from their stored results; returns those that changed.
+ * `written` are rows this transaction wrote: taken as they are, not read back.
+ */
+async function aggregate(tx: SqlExecutor, studyUids: readonly string[], written: readonly StoredFindings[] = []): Promise<Map<string, StoredStudy>> {
   const inputs = new Map<string, AggregateInput[]>(studyUids.map((uid) => [uid, []]));
-  for (const row of await run<StudyResultRow>(tx, buildStudyRowsQuery(studyUids))) inputs.get(row.study_uid)?.push(toStored(row));
-  const results = studyUids.map((uid) => aggregateStudy(uid, inputs.get(uid) ?? []));
-  const written = await run<StudyRow & { study_uid: string }>(tx, buildStudyUpsertQuery(results));
-  return new Map(written.map((row) => [row.study_uid, toStoredStudy(row)]));
+  for (const row of await run<StudyResultRow>(tx, buildStudyRowsQuery(studyUids, written.map((w) => w.seq)))) {
+    inputs.get(row.study_uid)?.push(toStored(row));
+  }
+  for (const row of written) if (row.event.study.studyUid) inputs.get(row.event.study.studyUid)?.push(row);
+  const results = new Map(
+    studyUids.map((uid) => [uid, aggregateStudy(uid, (inputs.get(uid) ?? []).sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)))]),
+  );
+  const changed = await run<Omit<StudyRow, 'result'> & { study_uid: string }>(tx, buildStudyUpsertQuery([...results.values()]));
+  return new Map(changed.map((row) => [row.study_uid, toStoredStudy({ ...row, result: results.get(row.study_uid) as StudyResult })]));
 }
 
 /**

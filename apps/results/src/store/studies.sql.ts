@@ -32,11 +32,16 @@ export function buildStudyLockQuery(studyUids: readonly string[]): SqlQuery {
   };
 }
 
-/** Every stored result of the studies, by study and oldest first: the input of their aggregates. */
-export function buildStudyRowsQuery(studyUids: readonly string[]): SqlQuery {
+/**
+ * The stored results of the studies, by study and oldest first, except the rows with the given
+ * seqs (those the writer has in hand): with them, the input of the studies' aggregates.
+ */
+export function buildStudyRowsQuery(studyUids: readonly string[], exceptSeqs: readonly bigint[] = []): SqlQuery {
   return {
-    text: `SELECT study_uid, ${RESULT_COLUMNS} FROM findings_results WHERE study_uid = ANY($1::text[]) ORDER BY study_uid, seq ASC`,
-    values: [studyUids],
+    text: `SELECT study_uid, ${RESULT_COLUMNS} FROM findings_results
+           WHERE study_uid = ANY($1::text[]) AND seq <> ALL($2::text[]::bigint[])
+           ORDER BY study_uid, seq ASC`,
+    values: [studyUids, exceptSeqs.map(String)],
   };
 }
 
@@ -45,7 +50,8 @@ export type StudyResultRow = ResultRow & { study_uid: string };
 /**
  * Upserts study aggregates (distinct studies) in one statement. A study's version and seq move
  * only when its document changes, so a redelivered event leaves the study (and its FHIR
- * resources) exactly as they were. Returns a row only for what was written.
+ * resources) exactly as they were. Returns a row (without the document, which the caller has)
+ * only for what was written.
  */
 export function buildStudyUpsertQuery(results: readonly StudyResult[]): SqlQuery {
   const rows = results.map((result) => ({
@@ -80,7 +86,7 @@ export function buildStudyUpsertQuery(results: readonly StudyResult[]): SqlQuery
         updated_at = now(),
         result = EXCLUDED.result
       WHERE s.result IS DISTINCT FROM EXCLUDED.result
-      RETURNING study_uid, ${STUDY_COLUMNS}`,
+      RETURNING study_uid, seq::text AS seq, version, published_version, updated_at`,
     values: [JSON.stringify(rows)],
   };
 }
