@@ -1,0 +1,363 @@
+/**
+ * The results stage against its ceiling, side by side in one run (issue 11): the built results
+ * service alone, working off N findings events from a pre-filled topic into a fresh store, against
+ * raw inserts of the very rows it stored into the same store (same engine, same columns and
+ * indexes, same batch size, one transaction per batch). Embedded PGlite on disk always; a
+ * PostgreSQL server too when DATABASE_URL is set (in a schema of its own, dropped after).
+ *
+ *   npm run build && KAFKA_BROKERS=127.0.0.1:9092 node dist/tools/bench/src/results-bench.js
+ *
+ * Environment: KAFKA_BROKERS (required: the service consumes a topic), DATABASE_URL (optional),
+ * RESULTS_BENCH_EVENTS (default 4000; BENCH_QUICK=1: 1000), RESULTS_BENCH_PORT (HTTP port of the
+ * service, default BENCH_PORT_BASE + 50 or 24130; gRPC on the next one). A command that prints
+ * figures, not a test; the last line is JSON ({engine, raw_inserts_per_s, results_per_s, ratio})
+ * for scripts/bench.sh. The ratio is the goal (>= 0.8), not either rate.
+ */
+import { PGlite } from '@electric-sql/pglite';
+import { CHESTXRAY14_LABELS, dlqTopic, encodeFindingsEvent, type FindingsEvent, okFindingsEvent } from '@thorax/contracts';
+import { REPO_ROOT, startBuiltService } from '@thorax/testing';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Pool } from 'pg';
+
+const env = process.env;
+/** Given to the service explicitly for the PostgreSQL run only (it inherits this environment). */
+const DATABASE_URL = env['DATABASE_URL'];
+delete env['DATABASE_URL'];
+const QUICK = env['BENCH_QUICK'] === '1';
+const EVENTS = Number(env['RESULTS_BENCH_EVENTS'] ?? (QUICK ? 1000 : 4000));
+/** Each round measures the service and then the raw inserts back to back, on a fresh store. */
+const ROUNDS = Number(env['RESULTS_BENCH_ROUNDS'] ?? (QUICK ? 1 : 3));
+/** The service's default RESULTS_BATCH_MAX_RECORDS: raw inserts go in batches of the same size. */
+const BATCH = Number(env['RESULTS_BATCH_MAX_RECORDS'] ?? 500);
+const HTTP_PORT = Number(env['RESULTS_BENCH_PORT'] ?? Number(env['BENCH_PORT_BASE'] ?? 24080) + 50);
+const RUN = `rbench-${Date.now().toString(36)}`;
+const LOG_DIR = path.join(REPO_ROOT, '.data', 'bench', RUN);
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** A pipeline-like mix: two views per study, 14 labels, a few positives. */
+function events(n: number): FindingsEvent[] {
+  const start = Date.now();
+  return Array.from({ length: n }, (_, i) => {
+    const receivedAt = new Date(start + i);
+    return okFindingsEvent({
+      id: `${RUN}-img-${i}`,
+      study: { studyUid: `1.2.826.0.1.3680043.8.498.${start}.${Math.floor(i / 2)}`, accession: `ACC-${Math.floor(i / 2)}`, patientId: `P-${i % 997}`, viewPosition: i % 2 ? 'LL' : 'PA' },
+      receivedAt,
+      completedAt: new Date(receivedAt.getTime() + 250),
+      model: {
+        name: 'thorax-tiny-cnn',
+        version: 'bench-1',
+        sha256: 'c'.repeat(64),
+        provenance: { data: 'synthetic', clinical: false, dataset: null, note: 'Benchmark events.' },
+      },
+      labels: CHESTXRAY14_LABELS,
+      thresholds: CHESTXRAY14_LABELS.map(() => 0.5),
+      probabilities: CHESTXRAY14_LABELS.map((_, l) => ((i * 31 + l * 17) % 100) / 100),
+    });
+  });
+}
+
+// ---------------------------------------------------------------- the store, as the bench reaches it
+interface Db {
+  query(text: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
+  /** One transaction of the given statements on one connection. */
+  batch(statements: { text: string; params: unknown[] }[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function pgliteDb(dir: string): Promise<Db> {
+  const db = await PGlite.create(dir);
+  return {
+    query: async (text, params) => (await db.query<Record<string, unknown>>(text, params)).rows,
+    batch: async (statements) => {
+      await db.transaction(async (tx) => {
+        for (const s of statements) await tx.query(s.text, s.params);
+      });
+    },
+    close: () => db.close(),
+  };
+}
+
+function pgDb(url: string): Db {
+  const pool = new Pool({ connectionString: url, max: 2 });
+  return {
+    query: async (text, params) => (await pool.query(text, params)).rows as Record<string, unknown>[],
+    batch: async (statements) => {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        for (const s of statements) await client.query(s.text, s.params);
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+    close: () => pool.end(),
+  };
+}
+
+// ---------------------------------------------------------------- (a) the results service alone
+async function createTopics(kafka: Kafka, topic: string): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [topic, dlqTopic(topic)].map((t) => ({ topic: t, numPartitions: 3, replicationFactor: 1 })),
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function publish(kafka: Kafka, topic: string, all: FindingsEvent[]): Promise<void> {
+  const values = all.map((e) => ({ key: e.id, value: encodeFindingsEvent(e) }));
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
+  await producer.connect();
+  try {
+    for (let i = 0; i < values.length; i += 500) await producer.send({ topic, acks: -1, messages: values.slice(i, i + 500) });
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+/** The sum of a metric's samples whose line has every one of `parts`. */
+async function metric(name: string, ...parts: string[]): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${HTTP_PORT}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((line) => (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) && parts.every((p) => line.includes(p)))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+}
+
+const storedOk = (topic: string) => metric('thorax_messages_total', `topic="${topic}"`, 'outcome="ok"');
+
+/**
+ * Events/s of the service working off a pre-filled topic: from the last moment nothing was stored
+ * yet to the first moment everything was (start-up and the group join left out, the first batch
+ * counted). Its /metrics is polled from the start, before it joins the group.
+ */
+async function resultsAlone(engine: string, storeEnv: Record<string, string>, all: FindingsEvent[]): Promise<number> {
+  const kafka = new Kafka({ clientId: 'thorax-results-bench', brokers: (env['KAFKA_BROKERS'] ?? '').split(','), logLevel: logLevel.NOTHING });
+  const topic = `thorax.findings.v1.${RUN}-${engine}`;
+  await createTopics(kafka, topic);
+  await publish(kafka, topic, all);
+  const service = startBuiltService(
+    'results',
+    {
+      ...storeEnv,
+      KAFKA_BROKERS: env['KAFKA_BROKERS'] ?? '',
+      TOPIC_FINDINGS: topic,
+      RESULTS_GROUP_ID: `${RUN}-${engine}`,
+      HTTP_PORT: String(HTTP_PORT),
+      GRPC_PORT: String(HTTP_PORT + 1),
+      LOG_LEVEL: 'warn',
+    },
+    path.join(LOG_DIR, engine),
+  );
+  try {
+    const deadline = Date.now() + Math.max(300_000, all.length * 100);
+    let idle: number | null = null;
+    for (;;) {
+      if (service.process.exitCode !== null) throw new Error(`the results service exited (log: ${service.logFile})`);
+      const n = await storedOk(topic).catch(() => null);
+      const now = performance.now();
+      if (n === 0) idle = now;
+      if (n !== null && n > 0 && idle === null) throw new Error('records were stored before the first look at /metrics: nothing to time');
+      if (n !== null && n >= all.length && idle !== null) {
+        const seconds = (now - idle) / 1000;
+        const stores = await metric('thorax_stage_duration_seconds_count', 'stage="persist"');
+        const storeSeconds = await metric('thorax_stage_duration_seconds_sum', 'stage="persist"');
+        const fetches = await metric('thorax_consumer_batch_size_count', `topic="${topic}"`);
+        say(
+          `  ${engine}: ${n} events in ${seconds.toFixed(2)} s; ${stores} store transactions (${(n / stores).toFixed(0)} events each), ` +
+            `${((100 * storeSeconds) / seconds).toFixed(0)} % of the time in them; ${fetches} partition fetches`,
+        );
+        return n / seconds;
+      }
+      if (Date.now() > deadline) throw new Error(`results stored ${n}/${all.length} (log: ${service.logFile})`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    await service.stop();
+  }
+}
+
+// ---------------------------------------------------------------- (b) raw inserts of the same rows
+const FINDINGS_COLUMNS = [
+  'image_id', 'model_version', 'status', 'model_name', 'study_uid', 'accession',
+  'error_code', 'error_stage', 'positives', 'received_at', 'completed_at', 'event',
+] as const;
+const STUDY_COLUMNS = ['study_uid', 'resource_id', 'status', 'accession', 'patient_id', 'device_id', 'positives', 'result'] as const;
+
+/** The rows the service stored, in its order, as the bench will insert them again. */
+async function storedRows(db: Db): Promise<{ findings: unknown[][]; studies: Map<string, unknown[]> }> {
+  const findings = (await db.query(`SELECT ${FINDINGS_COLUMNS.join(', ')} FROM findings_results ORDER BY seq`)).map((row) =>
+    FINDINGS_COLUMNS.map((c) => (c === 'event' ? JSON.stringify(row[c]) : row[c] instanceof Date ? (row[c] as Date).toISOString() : row[c])),
+  );
+  const studies = new Map(
+    (await db.query(`SELECT ${STUDY_COLUMNS.join(', ')} FROM study_results`)).map((row) => [
+      row['study_uid'] as string,
+      STUDY_COLUMNS.map((c) => (c === 'result' ? JSON.stringify(row[c]) : row[c])),
+    ]),
+  );
+  return { findings, studies };
+}
+
+function valuesInsert(table: string, columns: readonly string[], casts: Record<string, string>, rows: unknown[][]): { text: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const tuples = rows.map((row) => `(${row.map((value, i) => {
+    params.push(value);
+    return `$${params.length}${casts[columns[i] as string] ?? ''}`;
+  }).join(', ')})`);
+  return { text: `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${tuples.join(', ')}`, params };
+}
+
+const CASTS = { positives: '::text[]', received_at: '::timestamptz', completed_at: '::timestamptz', event: '::jsonb', result: '::jsonb' };
+const TYPES: Record<string, string> = { positives: 'text[]', received_at: 'timestamptz', completed_at: 'timestamptz', event: 'jsonb', result: 'jsonb' };
+
+/** All rows as one JSON parameter (what the service's upsert reads; no conflict handling here). */
+function recordsetInsert(table: string, columns: readonly string[], rows: unknown[][]): { text: string; params: unknown[] } {
+  const objects = rows.map((row) => Object.fromEntries(columns.map((c, i) => [c, c === 'event' || c === 'result' ? JSON.parse(row[i] as string) : row[i]])));
+  const defs = columns.map((c) => `${c} ${TYPES[c] ?? 'text'}`).join(', ');
+  return {
+    text: `INSERT INTO ${table} (${columns.join(', ')}) SELECT ${columns.join(', ')} FROM jsonb_to_recordset($1::text::jsonb) AS x (${defs})`,
+    params: [JSON.stringify(objects)],
+  };
+}
+
+type InsertStyle = 'values' | 'recordset';
+
+/**
+ * Inserts the service's rows again into copies of its tables (LIKE … INCLUDING ALL: same
+ * columns, defaults and indexes), a batch of BATCH events per transaction: its findings rows and
+ * the study rows of its studies, either as multi-row INSERT … VALUES or as one JSON parameter.
+ * Statements are built before the clock starts. Events/s.
+ */
+async function rawInserts(db: Db, style: InsertStyle): Promise<number> {
+  const { findings, studies } = await storedRows(db);
+  await db.query('DROP TABLE IF EXISTS bench_raw_findings, bench_raw_studies');
+  await db.query('CREATE TABLE bench_raw_findings (LIKE findings_results INCLUDING ALL)');
+  await db.query('CREATE TABLE bench_raw_studies (LIKE study_results INCLUDING ALL)');
+  const insert = (table: string, columns: readonly string[], rows: unknown[][]) =>
+    style === 'values' ? valuesInsert(table, columns, CASTS, rows) : recordsetInsert(table, columns, rows);
+  const studyColumn = FINDINGS_COLUMNS.indexOf('study_uid');
+  const batches: { text: string; params: unknown[] }[][] = [];
+  for (let i = 0; i < findings.length; i += BATCH) {
+    const rows = findings.slice(i, i + BATCH);
+    const studyRows = [...new Set(rows.map((r) => r[studyColumn] as string))].flatMap((uid) => {
+      const row = studies.get(uid);
+      studies.delete(uid); // a study spanning two batches is inserted once
+      return row ? [row] : [];
+    });
+    batches.push([
+      insert('bench_raw_findings', FINDINGS_COLUMNS, rows),
+      ...(studyRows.length > 0 ? [insert('bench_raw_studies', STUDY_COLUMNS, studyRows)] : []),
+    ]);
+  }
+  const t0 = performance.now();
+  for (const batch of batches) await db.batch(batch);
+  const seconds = (performance.now() - t0) / 1000;
+  await db.query('DROP TABLE bench_raw_findings, bench_raw_studies');
+  return findings.length / seconds;
+}
+
+/** The faster of the two plain ways to insert the rows: the ceiling. */
+async function ceiling(db: Db): Promise<Pick<Figures, 'raw' | 'rawValues' | 'rawRecordset'>> {
+  const rawValues = await rawInserts(db, 'values');
+  const rawRecordset = await rawInserts(db, 'recordset');
+  return { raw: Math.max(rawValues, rawRecordset), rawValues, rawRecordset };
+}
+
+// ---------------------------------------------------------------- one engine
+interface Figures {
+  engine: string;
+  events: number;
+  results: number;
+  /** The ceiling: the faster of rawValues and rawRecordset. */
+  raw: number;
+  rawValues: number;
+  rawRecordset: number;
+}
+
+async function pgliteRound(all: FindingsEvent[], round: number): Promise<Figures> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'thorax-results-bench-'));
+  try {
+    const results = await resultsAlone(`pglite-${round}`, { RESULTS_DATA_DIR: dir }, all);
+    const db = await pgliteDb(dir);
+    try {
+      return { engine: 'pglite', events: all.length, results, ...(await ceiling(db)) };
+    } finally {
+      await db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function postgresRound(url: string, all: FindingsEvent[], round: number): Promise<Figures> {
+  const schema = `${RUN.replace(/-/g, '_')}_${round}`;
+  const admin = pgDb(url);
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  const scoped = new URL(url);
+  scoped.searchParams.set('options', `-c search_path=${schema}`);
+  try {
+    const results = await resultsAlone(`postgres-${round}`, { DATABASE_URL: scoped.toString() }, all);
+    const db = pgDb(scoped.toString());
+    try {
+      return { engine: 'postgres', events: all.length, results, ...(await ceiling(db)) };
+    } finally {
+      await db.close();
+    }
+  } finally {
+    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+    await admin.close();
+  }
+}
+
+/** ROUNDS rounds of one engine: the round with the median ratio (the machine may be shared). */
+async function engine(round: (r: number) => Promise<Figures>): Promise<Figures> {
+  const rounds: Figures[] = [];
+  for (let r = 0; r < ROUNDS; r += 1) {
+    const f = await round(r);
+    say(`  ${f.engine} round ${r + 1}/${ROUNDS}: results ${f.results.toFixed(0)}, raw ${f.raw.toFixed(0)} events/s, ratio ${(f.results / f.raw).toFixed(2)}`);
+    rounds.push(f);
+  }
+  rounds.sort((a, b) => a.results / a.raw - b.results / b.raw);
+  return rounds[Math.floor(rounds.length / 2)] as Figures;
+}
+
+async function main(): Promise<void> {
+  if (!env['KAFKA_BROKERS']) throw new Error('KAFKA_BROKERS is not set: the results service consumes a topic (scripts/kafka.sh start)');
+  const all = events(EVENTS);
+  say(`results bench: ${EVENTS} findings events (2 images per study), batches of ${BATCH}, ${ROUNDS} round(s) per engine; logs in ${LOG_DIR}`);
+  const figures: Figures[] = [await engine((r) => pgliteRound(all, r))];
+  if (DATABASE_URL) figures.push(await engine((r) => postgresRound(DATABASE_URL, all, r)));
+  say('median round per engine:');
+  say('engine     results alone   raw: VALUES   raw: JSON recordset   ratio to the faster raw (goal >= 0.8)   [events/s]');
+  for (const f of figures) {
+    say(
+      `${f.engine.padEnd(10)} ${f.results.toFixed(0).padStart(13)}   ${f.rawValues.toFixed(0).padStart(11)}   ${f.rawRecordset.toFixed(0).padStart(19)}   ${(f.results / f.raw).toFixed(2).padStart(38)}`,
+    );
+  }
+  // The engine the service uses with this environment (a server when DATABASE_URL is set).
+  const main = figures.at(-1) as Figures;
+  say(JSON.stringify({ engine: main.engine, events: main.events, raw_inserts_per_s: Math.round(main.raw), results_per_s: Math.round(main.results), ratio: Number((main.results / main.raw).toFixed(3)) }));
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`results bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  },
+);
