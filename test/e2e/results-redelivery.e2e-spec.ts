@@ -33,6 +33,8 @@ const STUDY = `1.2.826.0.1.3680043.8.498.${Date.now()}`;
 const ACCESSION = `ACC-${RUN}`;
 const kafka = testKafka('thorax-e2e-results');
 let service: RunningService;
+/** The study's version after the second test: 2 to 4, as its three images were stored together or not. */
+let studyVersion = 0;
 
 type Json = Record<string, unknown>;
 const getJson = async (url: string): Promise<{ status: number; body: Json }> => {
@@ -147,7 +149,12 @@ describe('results through Kafka, REST, FHIR and gRPC', () => {
     await consumed();
 
     const { body: study } = await getJson(`${HTTP}/v1/studies/${STUDY}`);
-    expect(study).toMatchObject({ version: 4, status: 'ok', positives: ['Effusion', 'Pneumothorax'], contributingImages: [`${RUN}-ap`, `${RUN}-pa`] });
+    // One version per committed change: the three images add 1 to 3 versions as results stored
+    // them in one batch or in several; the redeliveries none.
+    studyVersion = study['version'] as number;
+    expect(studyVersion).toBeGreaterThanOrEqual(2);
+    expect(studyVersion).toBeLessThanOrEqual(4);
+    expect(study).toMatchObject({ status: 'ok', positives: ['Effusion', 'Pneumothorax'], contributingImages: [`${RUN}-ap`, `${RUN}-pa`] });
     expect((study['images'] as Json[]).map((i) => [i['id'], i['excluded']])).toEqual([
       [`${RUN}-ap`, null],
       [`${RUN}-bad`, 'error'],
@@ -158,7 +165,7 @@ describe('results through Kafka, REST, FHIR and gRPC', () => {
     const search = await getJson(`${HTTP}/fhir/DiagnosticReport?identifier=${encodeURIComponent(`urn:oid:1.2.826.0.1.3680043.8.498.9|${ACCESSION}`)}`);
     const report = ((search.body['entry'] as Json[])[0]!['resource']) as Json;
     expect(search.body['total']).toBe(1);
-    expect(report).toMatchObject({ meta: { versionId: '4' }, code: { coding: [{ code: '36643-5' }] } });
+    expect(report).toMatchObject({ meta: { versionId: String(studyVersion) }, code: { coding: [{ code: '36643-5' }] } });
     expect(report['conclusion']).toMatch(/Effusion \(0\.76\), Pneumothorax \(0\.88\)/);
     const imaging = await getJson(`${HTTP}/fhir/ImagingStudy?identifier=${encodeURIComponent(`urn:dicom:uid|urn:oid:${STUDY}`)}`);
     expect(((imaging.body['entry'] as Json[])[0]!['resource'] as Json)['numberOfInstances']).toBe(4);
@@ -168,7 +175,7 @@ describe('results through Kafka, REST, FHIR and gRPC', () => {
     const records = await collect(
       kafka,
       FHIR_TOPIC,
-      (rs) => rs.some((r) => r.key === STUDY && r.headers['thorax-fhir-version'] === '4'),
+      (rs) => rs.some((r) => r.key === STUDY && r.headers['thorax-fhir-version'] === String(studyVersion)),
       60_000,
     );
     const versions = records.filter((r) => r.key === STUDY).map((r) => Number(r.headers['thorax-fhir-version']));
@@ -176,11 +183,11 @@ describe('results through Kafka, REST, FHIR and gRPC', () => {
     expect(versions.filter((v) => v === 1)).toHaveLength(1);
     expect(new Set(versions).size).toBe(versions.length);
     expect(versions).toEqual([...versions].sort((a, b) => a - b));
-    expect(versions.at(-1)).toBe(4);
+    expect(versions.at(-1)).toBe(studyVersion);
     const last = JSON.parse(records.filter((r) => r.key === STUDY).at(-1)!.value!.toString('utf8')) as Json;
     expect(last).toMatchObject({ resourceType: 'Bundle', type: 'transaction' });
     const report = (last['entry'] as { resource: Json; request: Json }[])[0]!;
-    expect(report).toMatchObject({ resource: { resourceType: 'DiagnosticReport', meta: { versionId: '4' } }, request: { method: 'PUT' } });
+    expect(report).toMatchObject({ resource: { resourceType: 'DiagnosticReport', meta: { versionId: String(studyVersion) } }, request: { method: 'PUT' } });
   });
 
   it('serves the study over gRPC', async () => {
@@ -189,7 +196,7 @@ describe('results through Kafka, REST, FHIR and gRPC', () => {
       const response = await new Promise<GetStudyResponse>((resolve, reject) =>
         client.getStudy({ studyUid: STUDY }, (error, value) => (error ? reject(error) : resolve(value))),
       );
-      expect(response.study).toMatchObject({ studyUid: STUDY, status: FindingsStatus.FINDINGS_STATUS_OK, version: 4, positives: ['Effusion', 'Pneumothorax'] });
+      expect(response.study).toMatchObject({ studyUid: STUDY, status: FindingsStatus.FINDINGS_STATUS_OK, version: studyVersion, positives: ['Effusion', 'Pneumothorax'] });
     } finally {
       client.close();
     }
