@@ -34,11 +34,12 @@ from typing import Any
 
 import cv2
 import numpy as np
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[3]
 BROKERS = os.environ.get("KAFKA_BROKERS", "127.0.0.1:24092")
+QUIET = {"bootstrap.servers": BROKERS, "log_level": 2}  # librdkafka: critical only (no reconnect noise)
 PORT_BASE = int(os.environ.get("BENCH_PORT_BASE", "24080"))
 GRPC_PORT = int(os.environ.get("BENCH_GRPC_PORT", str(PORT_BASE + 10)))
 TINY_DIR = ROOT / "models" / "thorax-tiny-cnn"
@@ -165,7 +166,7 @@ def create_topics(names: dict[str, str]) -> None:
     """names: base topic (thorax.studies.v1 …) -> name to create, with the base's settings."""
     specs = topic_specs()
     new = [NewTopic(n, specs[b][0], 1, config=specs[b][1]) for b, n in names.items()]
-    admin = AdminClient({"bootstrap.servers": BROKERS})  # kept alive until every future resolves
+    admin = AdminClient(dict(QUIET))  # kept alive until every future resolves
     for topic, future in admin.create_topics(new).items():
         try:
             future.result()
@@ -188,10 +189,19 @@ def producer() -> Producer:
     )
 
 
+FAILED_SENDS: list[str] = []
+
+
+def delivered(err: KafkaError | None, _msg: object) -> None:
+    if err is not None:
+        FAILED_SENDS.append(str(err))
+
+
 def send(p: Producer, topic: str, key: str, value: bytes, content_type: str) -> None:
     while True:
         try:
-            p.produce(topic, value, key=key.encode(), headers=[("content-type", content_type.encode())])
+            headers = [("content-type", content_type.encode())]
+            p.produce(topic, value, key=key.encode(), headers=headers, on_delivery=delivered)
             p.poll(0)
             return
         except BufferError:
@@ -199,18 +209,18 @@ def send(p: Producer, topic: str, key: str, value: bytes, content_type: str) -> 
 
 
 def partitions(topic: str) -> list[int]:
-    meta = AdminClient({"bootstrap.servers": BROKERS}).list_topics(topic, timeout=10)
+    meta = AdminClient(dict(QUIET)).list_topics(topic, timeout=10)
     return sorted(meta.topics[topic].partitions)
 
 
 def high_watermarks(topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": BROKERS, "group.id": f"bench-wm-{uuid.uuid4()}"})
+    c = Consumer({**QUIET, "group.id": f"bench-wm-{uuid.uuid4()}"})
     try:
         for attempt in range(40):  # a topic created a moment ago may have no leader yet
             try:
                 return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions(topic)}
-            except KafkaException:
-                if attempt == 39:
+            except KafkaException as error:
+                if attempt == 39 or error.args[0].code() == KafkaError._TRANSPORT:
                     raise
                 time.sleep(0.5)
         raise AssertionError("unreachable")
@@ -225,7 +235,7 @@ def count_since(topic: str, start: dict[int, int]) -> int:
 def timestamps_since(topic: str, start: dict[int, int]) -> list[float]:
     """Record timestamps (s) of everything written to `topic` after the `start` offsets."""
     end = high_watermarks(topic)
-    c = Consumer({"bootstrap.servers": BROKERS, "group.id": f"bench-ts-{uuid.uuid4()}", "enable.auto.commit": False})
+    c = Consumer({**QUIET, "group.id": f"bench-ts-{uuid.uuid4()}", "enable.auto.commit": False})
     c.assign([TopicPartition(topic, p, start.get(p, 0)) for p in end])
     out: list[float] = []
     want = sum(end[p] - start.get(p, 0) for p in end)
@@ -245,7 +255,7 @@ class Watcher:
         self.seen: dict[str, float] = {}
         self.errors: dict[str, str] = {}  # key -> error code of a status "error" event
         self.stop = False
-        self.c = Consumer({"bootstrap.servers": BROKERS, "group.id": f"bench-w-{uuid.uuid4()}", "fetch.wait.max.ms": 5})
+        self.c = Consumer({**QUIET, "group.id": f"bench-w-{uuid.uuid4()}", "fetch.wait.max.ms": 5})
         self.c.assign([TopicPartition(topic, p, o) for p, o in high_watermarks(topic).items()])
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -391,6 +401,8 @@ class Bench:
         for i, k in enumerate(keys):
             send(p, topic, k, files[i % len(files)], content_type)
         p.flush(300)
+        if FAILED_SENDS:
+            raise RuntimeError(f"{len(FAILED_SENDS)} records not acknowledged by Kafka: {FAILED_SENDS[0]}")
         return keys
 
     # ---------------------------------------------------------------- ceilings
@@ -471,68 +483,75 @@ class Bench:
         out: dict[str, Any] = {}
         first = self.a.inputs[0]
         for kind in self.a.inputs:
-            n = self.n_for(kind)
-            prefix = f"bench.{self.run}.{kind}"
-            t = {
-                b: f"{prefix}.{b.split('.')[1]}"
-                for b in ("thorax.studies.v1", "thorax.images.v1", "thorax.tensors.v1", "thorax.findings.v1")
-            }
-            create_topics({**t, **{f"{b}.dlq": f"{v}.dlq" for b, v in t.items()}})
-            env = {
-                "TOPIC_STUDIES": t["thorax.studies.v1"],
-                "TOPIC_IMAGES": t["thorax.images.v1"],
-                "TOPIC_TENSORS": t["thorax.tensors.v1"],
-                "TOPIC_FINDINGS": t["thorax.findings.v1"],
-                "MODEL_DIR": str(TINY_DIR),
-                "RESULTS_DATA_DIR": str(self.dir / f"store-{kind}"),
-            }
-            group = f"bench-{self.run}-{kind}"
-            note(f"stages {kind}: filling {n} records")
-            self.fill(env["TOPIC_STUDIES"], kind, n, "s")
-            r: dict[str, float] = {}
-            r["ingest"] = self.stage(
-                "ingest",
-                {**env, "INGEST_GROUP_ID": f"{group}-ingest"},
-                [env["TOPIC_IMAGES"], env["TOPIC_FINDINGS"]],
-                n,
-                env["TOPIC_IMAGES"],
-            )
-            note(f"stages {kind}: ingest {r['ingest']:.1f} img/s")
-            r["preprocess"] = self.stage(
-                "preprocess",
-                {**env, "PREPROCESS_GROUP_ID": f"{group}-preprocess"},
-                [env["TOPIC_TENSORS"], env["TOPIC_FINDINGS"]],
-                n,
-                env["TOPIC_TENSORS"],
-            )
-            note(f"stages {kind}: preprocess {r['preprocess']:.1f} img/s")
-            if kind == first:
-                tensors = count_since(env["TOPIC_TENSORS"], {})
-                r["inference"] = self.stage(
-                    "inference",
-                    {**env, "INFERENCE_GROUP_ID": f"{group}-inference"},
-                    [env["TOPIC_FINDINGS"]],
-                    tensors,
-                    env["TOPIC_FINDINGS"],
-                )
-                note(f"stages {kind}: inference (tiny) {r['inference']:.1f} img/s")
-                if self.densenet:
-                    dn = f"{prefix}.findings-densenet"
-                    create_topics({"thorax.findings.v1": dn})
-                    dense_env = {
-                        **env,
-                        "TOPIC_FINDINGS": dn,
-                        "MODEL_DIR": str(DENSENET_DIR),
-                        "INFERENCE_GROUP_ID": f"{group}-inference-densenet",
-                    }
-                    dense_n = min(tensors, self.a.densenet_n)
-                    r["inference_densenet121"] = self.stage("inference", dense_env, [dn], dense_n, dn)
-                    note(f"stages {kind}: inference (DenseNet-121) {r['inference_densenet121']:.1f} img/s")
-                findings = count_since(env["TOPIC_FINDINGS"], {})
-                r["results"] = self.stage("results", {**env, "RESULTS_GROUP_ID": f"{group}-results"}, [], findings, "")
-                note(f"stages {kind}: results {r['results']:.1f} records/s")
-            out[kind] = r
+            try:
+                out[kind] = self.stages_of(kind, first)
+            except RuntimeError as error:  # one input that stalls a stage must not hide the others
+                note(f"stages {kind}: FAILED: {error}")
+                out[kind] = {"failed": str(error)}
         self.report["stages"] = out
+
+    def stages_of(self, kind: str, first: str) -> dict[str, Any]:
+        n = self.n_for(kind)
+        prefix = f"bench.{self.run}.{kind}"
+        t = {
+            b: f"{prefix}.{b.split('.')[1]}"
+            for b in ("thorax.studies.v1", "thorax.images.v1", "thorax.tensors.v1", "thorax.findings.v1")
+        }
+        create_topics({**t, **{f"{b}.dlq": f"{v}.dlq" for b, v in t.items()}})
+        env = {
+            "TOPIC_STUDIES": t["thorax.studies.v1"],
+            "TOPIC_IMAGES": t["thorax.images.v1"],
+            "TOPIC_TENSORS": t["thorax.tensors.v1"],
+            "TOPIC_FINDINGS": t["thorax.findings.v1"],
+            "MODEL_DIR": str(TINY_DIR),
+            "RESULTS_DATA_DIR": str(self.dir / f"store-{kind}"),
+        }
+        group = f"bench-{self.run}-{kind}"
+        note(f"stages {kind}: filling {n} records")
+        self.fill(env["TOPIC_STUDIES"], kind, n, "s")
+        r: dict[str, float] = {}
+        r["ingest"] = self.stage(
+            "ingest",
+            {**env, "INGEST_GROUP_ID": f"{group}-ingest"},
+            [env["TOPIC_IMAGES"], env["TOPIC_FINDINGS"]],
+            n,
+            env["TOPIC_IMAGES"],
+        )
+        note(f"stages {kind}: ingest {r['ingest']:.1f} img/s")
+        r["preprocess"] = self.stage(
+            "preprocess",
+            {**env, "PREPROCESS_GROUP_ID": f"{group}-preprocess"},
+            [env["TOPIC_TENSORS"], env["TOPIC_FINDINGS"]],
+            n,
+            env["TOPIC_TENSORS"],
+        )
+        note(f"stages {kind}: preprocess {r['preprocess']:.1f} img/s")
+        if kind == first:
+            tensors = count_since(env["TOPIC_TENSORS"], {})
+            r["inference"] = self.stage(
+                "inference",
+                {**env, "INFERENCE_GROUP_ID": f"{group}-inference"},
+                [env["TOPIC_FINDINGS"]],
+                tensors,
+                env["TOPIC_FINDINGS"],
+            )
+            note(f"stages {kind}: inference (tiny) {r['inference']:.1f} img/s")
+            if self.densenet:
+                dn = f"{prefix}.findings-densenet"
+                create_topics({"thorax.findings.v1": dn})
+                dense_env = {
+                    **env,
+                    "TOPIC_FINDINGS": dn,
+                    "MODEL_DIR": str(DENSENET_DIR),
+                    "INFERENCE_GROUP_ID": f"{group}-inference-densenet",
+                }
+                dense_n = min(tensors, self.a.densenet_n)
+                r["inference_densenet121"] = self.stage("inference", dense_env, [dn], dense_n, dn)
+                note(f"stages {kind}: inference (DenseNet-121) {r['inference_densenet121']:.1f} img/s")
+            findings = count_since(env["TOPIC_FINDINGS"], {})
+            r["results"] = self.stage("results", {**env, "RESULTS_GROUP_ID": f"{group}-results"}, [], findings, "")
+            note(f"stages {kind}: results {r['results']:.1f} records/s")
+        return r
 
     # ---------------------------------------------------------------- pipeline against the consumer
     def timed_run(
@@ -551,6 +570,8 @@ class Bench:
             for i, k in enumerate(keys):
                 send(p, topic, k, files[i % len(files)], content_type)
             p.flush(600)
+            if FAILED_SENDS:
+                raise RuntimeError(f"{len(FAILED_SENDS)} records not acknowledged by Kafka: {FAILED_SENDS[0]}")
             if not w.wait(keys, 120 + n, procs):
                 raise RuntimeError(f"{tag}: {sum(k in w.seen for k in keys)}/{n} findings events for {kind}")
             last = max(w.seen[k] for k in keys)
@@ -610,11 +631,17 @@ class Bench:
             for kind in self.a.inputs:
                 n = self.n_for(kind)
                 note(f"pipeline {kind}: {n} records")
-                pipe = self.timed_run("thorax.studies.v1", "thorax.findings.v1", kind, n, "p", (stack,))
-                note(f"pipeline {kind}: {pipe['rate']:.1f} img/s; consumer {kind}: {n} records")
-                cons = self.timed_run(c_in, c_out, kind, n, "c", (consumer,))
-                note(f"consumer {kind}: {cons['rate']:.1f} img/s")
-                out[kind] = {"pipeline": pipe, "consumer": cons, "ratio": pipe["rate"] / cons["rate"]}
+                try:
+                    pipe = self.timed_run("thorax.studies.v1", "thorax.findings.v1", kind, n, "p", (stack,))
+                    note(f"pipeline {kind}: {pipe['rate']:.1f} img/s; consumer {kind}: {n} records")
+                    cons = self.timed_run(c_in, c_out, kind, n, "c", (consumer,))
+                    note(f"consumer {kind}: {cons['rate']:.1f} img/s")
+                    out[kind] = {"pipeline": pipe, "consumer": cons, "ratio": pipe["rate"] / cons["rate"]}
+                except RuntimeError as error:  # recorded, and the next input still runs
+                    note(f"pipeline/consumer {kind}: FAILED: {error}")
+                    out[kind] = {"failed": str(error)}
+                    if stack.poll() is not None or consumer.poll() is not None:
+                        break
             self.report["contenders"] = out
             if "latency" in self.a.only:
                 self.latency(out)
@@ -623,7 +650,10 @@ class Bench:
             stop_process(stack, 120)
 
     def latency(self, measured: dict[str, Any]) -> None:
-        kind = "png512" if "png512" in measured else next(iter(measured))
+        ok = [k for k, v in measured.items() if "failed" not in v]
+        if not ok:
+            return
+        kind = "png512" if "png512" in ok else ok[0]
         rate = measured[kind]["pipeline"]["rate"] / 2
         total = max(20, round(rate * self.a.latency_seconds))
         note(f"latency: {total} {kind} records at {rate:.1f}/s")
@@ -694,6 +724,9 @@ class Bench:
             say(f"   {model:<12} {fmt(v['best'])} at batch {v['bestBatch']}   ({by})")
         say("3. each stage alone on a pre-filled topic, and its ratio to its ceiling")
         for kind, s in stages.items():
+            if "failed" in s:
+                say(f"   {kind:<9} FAILED: {s['failed']}")
+                continue
             dec = ceil.get("decode", {}).get(kind)
             say(
                 f"   {kind:<9} ingest {fmt(s.get('ingest'))}; preprocess {fmt(s.get('preprocess'))}, "
@@ -727,6 +760,9 @@ class Bench:
             say("     first publish -> last findings event")
             say(f"   {'input':<9} {'pipeline':>14} {'consumer':>14}   ratio (goal ≥ 1.0)")
             for kind, c in cont.items():
+                if "failed" in c:
+                    say(f"   {kind:<9} FAILED: {c['failed']}")
+                    continue
                 for who in ("pipeline", "consumer"):
                     if c[who].get("errors"):
                         say(f"   !! {who} {kind}: {c[who]['errors']} error events ({', '.join(c[who]['codes'])})")
