@@ -194,13 +194,22 @@ async function decodeFrame(parsed: ParsedDicom, limits: DicomPixelLimits): Promi
 
 /**
  * Stored values masked to Bits Stored, sign-extended when Pixel Representation is 1. Unsigned
- * samples that fill their array type (8 bits in a Uint8Array, 16 in a Uint16Array) need no mask
- * and are used as they are, without a copy.
+ * samples in a Uint8Array or Uint16Array whose bits above Bits Stored are all clear (the usual
+ * case; one read-only pass checks it) are used as they are, without a copy.
  */
 function storedValues(samples: ArrayLike<number>, pixels: number, bitsStored: number, signed: boolean): Int32Array | Uint16Array | Uint8Array {
-  if (!signed && samples.length === pixels) {
-    if (bitsStored === 16 && samples instanceof Uint16Array) return samples;
-    if (bitsStored === 8 && samples instanceof Uint8Array) return samples;
+  if (!signed && samples.length === pixels && (samples instanceof Uint16Array || samples instanceof Uint8Array) && bitsStored <= samples.BYTES_PER_ELEMENT * 8) {
+    const top = 2 ** bitsStored - 1;
+    let clean = true;
+    if (bitsStored < samples.BYTES_PER_ELEMENT * 8) {
+      for (let i = 0; i < pixels; i += 1) {
+        if ((samples[i] as number) > top) {
+          clean = false;
+          break;
+        }
+      }
+    }
+    if (clean) return samples;
   }
   const mask = bitsStored >= 32 ? 0xffffffff : 2 ** bitsStored - 1;
   const sign = 2 ** (bitsStored - 1);

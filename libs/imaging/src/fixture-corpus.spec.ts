@@ -6,6 +6,7 @@
 import { ThoraxError } from '@thorax/contracts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseDicomFile } from './dicom';
 import { DEFAULT_INTAKE_OPTIONS, inspectStudy } from './intake';
 import { DEFAULT_WIRE_OPTIONS, toWireImage, type WireImage } from './wire-image';
 
@@ -109,6 +110,18 @@ describe('fixture corpus', () => {
     let sum = 0;
     for (let i = 0; i < lossy.length; i += 1) sum += Math.abs((lossy[i] as number) - (reference.pixels[i] as number));
     expect(sum / lossy.length).toBeLessThan(6);
+  });
+
+  it('masks bits above Bits Stored (set here in every sample) and otherwise uses the samples as stored', async () => {
+    const clean = read('valid/mono2-explicit-le-window.dcm');
+    const parsed = parseDicomFile(clean, { maxInflatedBytes: DEFAULT_WIRE_OPTIONS.maxInflatedBytes }, { untilPixelData: false, stage: 'preprocess' });
+    expect(parsed.info.bitsStored).toBeLessThan(16);
+    const pixelData = parsed.dataSet.elements['x7fe00010'] as { dataOffset: number; length: number };
+    const dirty = Buffer.from(clean);
+    for (let i = pixelData.dataOffset + 1; i < pixelData.dataOffset + pixelData.length; i += 2) dirty[i] = (dirty[i] as number) | 0xf0;
+    expect(dirty.equals(clean)).toBe(false);
+    const [a, b] = await Promise.all([toWireImage(clean), toWireImage(dirty)]);
+    expect(maxDiff(a.pixels, b.pixels)).toBe(0);
   });
 
   it('inverts MONOCHROME1 and applies EXIF orientation', async () => {
