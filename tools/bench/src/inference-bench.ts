@@ -261,7 +261,7 @@ function tensor(id: string, pixels: Buffer): Buffer {
     pixelFormat: PixelFormat.PIXEL_FORMAT_GREY8,
     pixels,
     source: undefined,
-    preprocessing: 'thorax.wire.v1',
+    preprocessing: 'thorax.wire.v2',
   };
   return Buffer.from(PreprocessedImage.encode(message).finish());
 }

@@ -175,7 +175,7 @@ describe('ModelService', () => {
       pixelFormat: PixelFormat.PIXEL_FORMAT_GREY8,
       pixels,
       source: undefined,
-      preprocessing: 'thorax.wire.v1',
+      preprocessing: 'thorax.wire.v2',
     };
     try {
       const error = await inference.infer(image, forward).catch((e: unknown) => e);

@@ -46,7 +46,7 @@ function tensor(id: string, firstPixel: number): Buffer {
       pixelFormat: PixelFormat.PIXEL_FORMAT_GREY8,
       pixels,
       source: undefined,
-      preprocessing: 'thorax.wire.v1',
+      preprocessing: 'thorax.wire.v2',
     }).finish(),
   );
 }

@@ -73,7 +73,7 @@ const image = (overrides: Partial<PreprocessedImage> = {}): PreprocessedImage =>
   pixelFormat: PixelFormat.PIXEL_FORMAT_GREY8,
   pixels: Buffer.alloc(256 * 256),
   source: undefined,
-  preprocessing: 'thorax.wire.v1',
+  preprocessing: 'thorax.wire.v2',
   ...overrides,
 });
 
