@@ -286,7 +286,7 @@ for (const input of inputs) {
 
 const inFlight = WORKERS * 2;
 const pool = new imaging.DecodePool({ wire: options, workers: WORKERS, workerHeapMb: 2048 });
-console.log(`\n2. every core busy (${inFlight} in flight): v2 direct (toWireImage: sharp on libuv's pool, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 4}), v2 in worker threads (a pool of ${WORKERS}, every input), the decode pool as preprocess uses it (PNG/JPEG direct, DICOM in its workers), native ceiling`);
+console.log(`\n2. every core busy (${inFlight} in flight): v2 direct (toWireImage: sharp on libuv's pool, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 4}), v2 in worker threads (a pool of ${WORKERS}, every input), the decode pool as preprocess uses it (PNG/JPEG on sharp, at most ${WORKERS} at a time; DICOM in its workers), native ceiling`);
 console.log(`${'input'.padEnd(44)} ${'direct'.padStart(19)} ${'workers'.padStart(19)} ${'decode pool'.padStart(19)} ${'ceiling'.padStart(19)}  ceiling/pool CPU  pool/ceiling img/s`);
 // The alternative the decode pool no longer takes for PNG/JPEG: the same decode in worker
 // threads (its compiled worker script, a request each way, the file copied in as the pool did).

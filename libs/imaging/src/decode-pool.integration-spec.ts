@@ -51,6 +51,23 @@ describe('DecodePool (worker threads)', () => {
     }
   });
 
+  it('runs PNG/JPEG on sharp at most `workers` at a time, queued ones in turn; close refuses the queued', async () => {
+    const pool = new DecodePool({ wire: DEFAULT_WIRE_OPTIONS, workers: 1, workerHeapMb: 512, workerScript: WORKER });
+    const files = ['valid/grey8.png', 'valid/grey.jpg', 'valid/grey16.png', 'valid/rgb.png'];
+    try {
+      const [pooled, inline] = await Promise.all([
+        Promise.all(files.map((f) => pool.decode(fixture(f)))),
+        Promise.all(files.map((f) => toWireImage(fixture(f)))),
+      ]);
+      pooled.forEach((w, i) => expect(Buffer.from(w.pixels).equals(Buffer.from(inline[i]?.pixels ?? []))).toBe(true));
+      const outcomes = Promise.all([codeOf(pool.decode(fixture('valid/grey16.png'))), codeOf(pool.decode(fixture('valid/grey8.png')))]);
+      await pool.close();
+      expect(await outcomes).toEqual(['ok', 'INTERNAL_ERROR']);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('stops a decode that overruns its time limit and keeps serving', async () => {
     const pool = new DecodePool({ wire: { ...DEFAULT_WIRE_OPTIONS, decodeTimeoutMs: 1 }, workers: 1, workerHeapMb: 512, workerScript: WORKER });
     try {

@@ -44,14 +44,18 @@ const stage = 'preprocess' as const;
  * `decodeTimeoutMs` fails with DECODE_TIMEOUT and its worker is terminated and replaced, so a
  * pathological file costs one worker restart, never a stuck consumer. PNG and JPEG run directly
  * on sharp, whose libvips work is on libuv's thread pool already: a worker hop only adds a copy
- * and a message each way (measured by `npm run bench:decode`, docs/imaging.md); their limit is
- * sharp's own `timeout()` plus the same limit on the promise. Without a compiled worker script
+ * and a message each way (measured by `npm run bench:decode`, docs/imaging.md). They too run at
+ * most `workers` at a time; their limit is sharp's own `timeout()` plus the same limit on the
+ * promise. Without a compiled worker script
  * (unit tests run TypeScript in place) DICOM decodes inline too.
  */
 export class DecodePool {
   readonly mode: 'workers' | 'inline';
   private readonly slots: Slot[] = [];
   private readonly queue: Job[] = [];
+  /** PNG/JPEG decodes running on sharp, and those waiting for one of `workers` places. */
+  private direct = 0;
+  private readonly directWaiting: (() => void)[] = [];
   private nextId = 1;
   private closed = false;
   private readonly script: string;
@@ -65,7 +69,8 @@ export class DecodePool {
   decode(bytes: Uint8Array): Promise<WireImage> {
     if (this.closed) return Promise.reject(new ThoraxError('INTERNAL_ERROR', 'decode pool is closed', { stage, transient: true }));
     const type = sniffMediaType(bytes);
-    if (this.mode === 'inline' || type === 'image/png' || type === 'image/jpeg') return this.inline(bytes);
+    if (type === 'image/png' || type === 'image/jpeg') return this.onSharp(bytes);
+    if (this.mode === 'inline') return this.inline(bytes);
     return new Promise<WireImage>((resolve, reject) => {
       this.queue.push({ id: this.nextId++, bytes, resolve, reject });
       this.pump();
@@ -75,7 +80,29 @@ export class DecodePool {
   async close(): Promise<void> {
     this.closed = true;
     for (const job of this.queue.splice(0)) job.reject(new ThoraxError('INTERNAL_ERROR', 'decode pool closed', { stage, transient: true }));
+    // Waiting PNG/JPEG decodes wake holding a place, find the pool closed and give it back.
+    for (const wake of this.directWaiting.splice(0)) {
+      this.direct += 1;
+      wake();
+    }
     await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
+  }
+
+  /**
+   * PNG/JPEG on sharp, at most `workers` at a time (as many pipelines as the decode workers
+   * would run: more than the cores only thrash); the time limit starts when one begins.
+   */
+  private async onSharp(bytes: Uint8Array): Promise<WireImage> {
+    if (this.direct < Math.max(1, this.options.workers)) this.direct += 1;
+    else await new Promise<void>((resolve) => this.directWaiting.push(resolve));
+    try {
+      if (this.closed) throw new ThoraxError('INTERNAL_ERROR', 'decode pool closed', { stage, transient: true });
+      return await this.inline(bytes);
+    } finally {
+      const next = this.directWaiting.shift();
+      if (next) next();
+      else this.direct -= 1;
+    }
   }
 
   private async inline(bytes: Uint8Array): Promise<WireImage> {
