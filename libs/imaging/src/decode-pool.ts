@@ -89,8 +89,8 @@ export class DecodePool {
   }
 
   /**
-   * PNG/JPEG on sharp, at most `workers` at a time (as many pipelines as the decode workers
-   * would run: more than the cores only thrash); the time limit starts when one begins.
+   * PNG/JPEG on sharp, at most `workers` at a time, like the DICOM workers: decoded images are
+   * held in memory while they run (docs/imaging.md); the time limit starts when one begins.
    */
   private async onSharp(bytes: Uint8Array): Promise<WireImage> {
     if (this.direct < Math.max(1, this.options.workers)) this.direct += 1;
