@@ -718,7 +718,9 @@ class Bench:
             say(f"   {kind:<9} {fmt(v)}")
         for line in r.get("bench_decode", []):
             say(f"   | {line}")
-        say("2. raw ONNX Runtime (onnxruntime-node, one session, all cores; best batch)")
+        say(
+            "2. raw ONNX Runtime (onnxruntime-node in process; best batch, best of 1 session x all cores and 1 x 1 per core)"
+        )
         for model, v in ceil.get("ort", {}).items():
             by = "  ".join(f"{b}:{x:.0f}" for b, x in v["byBatch"].items())
             say(f"   {model:<12} {fmt(v['best'])} at batch {v['bestBatch']}   ({by})")
