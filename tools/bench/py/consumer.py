@@ -41,13 +41,17 @@ PLUGINS = {
 }
 
 
+def geometry(w: int, h: int) -> tuple[int, int, int, int]:
+    """Resized size and crop origin: shorter side to 256, rounded half up as Thorax's Math.round."""
+    scale = WIRE / min(w, h)
+    nw, nh = max(WIRE, int(w * scale + 0.5)), max(WIRE, int(h * scale + 0.5))
+    return nw, nh, (nw - WIRE) // 2, (nh - WIRE) // 2
+
+
 def to_wire(plane: Image.Image) -> np.ndarray:
     """Shorter side to 256 with Lanczos-3, then the centred 256x256 square, as uint8."""
-    w, h = plane.size
-    scale = WIRE / min(w, h)
-    nw, nh = max(WIRE, int(w * scale + 0.5)), max(WIRE, int(h * scale + 0.5))  # as Math.round
+    nw, nh, left, top = geometry(*plane.size)
     resized = plane.resize((nw, nh), Image.Resampling.LANCZOS)
-    left, top = (nw - WIRE) // 2, (nh - WIRE) // 2
     out = np.asarray(resized.crop((left, top, left + WIRE, top + WIRE)))
     if out.dtype != np.uint8:
         out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
