@@ -5,7 +5,8 @@ Parts, all in one run on one broker (issue 11, docs/inference.md "Benchmark"):
             committed model and DenseNet-121; scripts/bench-decode.mjs; the results ceiling
             (tools/bench/src/results-bench.ts) when it is built
   stages    each service alone on a pre-filled topic: ingest and preprocess per input, inference
-            (committed model and DenseNet-121), results; each with its ratio to its ceiling
+            (committed model and DenseNet-121), each with its ratio to its ceiling; results alone
+            is results-bench.ts's own side-by-side figure (listed with the ceilings)
   pipeline  `scripts/start.sh` (the `npm start` services, default settings) against
             tools/bench/py/consumer.py, per input: publish N distinct keys with librdkafka, time
             from the first publish to the last findings event; ratio pipeline / consumer
@@ -320,16 +321,6 @@ def start_service(name: str, env: dict[str, str], log: Path) -> subprocess.Popen
     return proc
 
 
-def metric_ok(port: int, topic: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("thorax_messages_total{") and f'topic="{topic}"' in line and 'outcome="ok"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def node_json(args: list[str], env: dict[str, str] | None = None) -> Any:
     out = subprocess.run(
         ["node", *args], cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
@@ -461,16 +452,6 @@ class Bench:
         proc = start_service(name, env, self.dir / f"{name}.log")
         try:
             deadline = time.time() + max(300, expect)
-            if name == "results":  # no output topic: its own count of stored records, polled gently
-                idle, t = time.time(), time.time()
-                while (n := metric_ok(PORTS["results"], env["TOPIC_FINDINGS"])) < expect:
-                    t = time.time()
-                    if n == 0:
-                        idle = t
-                    if t > deadline:
-                        raise RuntimeError(f"results stored {n}/{expect}")
-                    time.sleep(0.2)
-                return expect / (time.time() - idle)
             while sum(count_since(t, starts[t]) for t in out_topics) < expect:
                 if time.time() > deadline:
                     raise RuntimeError(f"{name} answered fewer than {expect} records")
@@ -548,9 +529,6 @@ class Bench:
                 dense_n = min(tensors, self.a.densenet_n)
                 r["inference_densenet121"] = self.stage("inference", dense_env, [dn], dense_n, dn)
                 note(f"stages {kind}: inference (DenseNet-121) {r['inference_densenet121']:.1f} img/s")
-            findings = count_since(env["TOPIC_FINDINGS"], {})
-            r["results"] = self.stage("results", {**env, "RESULTS_GROUP_ID": f"{group}-results"}, [], findings, "")
-            note(f"stages {kind}: results {r['results']:.1f} records/s")
         return r
 
     # ---------------------------------------------------------------- pipeline against the consumer
@@ -745,8 +723,6 @@ class Bench:
                     f"   inference (DenseNet-121)   {fmt(s['inference_densenet121'])}, / raw ORT "
                     f"{ratio(s['inference_densenet121'], ort_ceil.get('densenet121', {}).get('best'), 0.9)}"
                 )
-            if "results" in s:
-                say(f"   results                     {fmt(s['results'], 'records/s')} (these findings events)")
         rc = ceil.get("results")
         if rc:
             say(
