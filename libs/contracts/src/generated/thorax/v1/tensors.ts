@@ -69,7 +69,7 @@ export interface PreprocessedImage {
   source:
     | SourceImage
     | undefined;
-  /** Identifier of the wire preprocessing recipe, e.g. "thorax.wire.v1". */
+  /** Identifier of the wire preprocessing recipe, e.g. "thorax.wire.v2". */
   preprocessing: string;
 }
 
