@@ -3,6 +3,7 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { KafkaClientConfig } from '@thorax/config';
 import type { Logger } from '@thorax/observability';
 import { type ISocketFactory, Kafka, type KafkaConfig, logLevel, type LogEntry, type SASLOptions } from 'kafkajs';
+import { installNativeCrc32c } from './native-crc32c';
 
 /**
  * How a service reaches its Kafka cluster (docs/contract.md, Configuration): brokers and client
@@ -28,6 +29,7 @@ const LIMITED_RETRIES_WARNING = 'Limiting retries for the idempotent producer ma
  * admin client of a service (and the topic provisioner) comes from a client made here.
  */
 export function createKafkaClient(options: KafkaClientOptions, log: Logger, hooks: KafkaClientHooks = {}): Kafka {
+  if (!installNativeCrc32c()) log.debug('kafkajs checksums record batches with its own JavaScript CRC-32C');
   return new Kafka(kafkaConfig(options, log, hooks));
 }
 
