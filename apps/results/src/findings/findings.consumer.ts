@@ -56,7 +56,16 @@ export class FindingsConsumer implements OnApplicationBootstrap, BatchHandler<Fi
     );
     const counts = { stored: 0, replaced: 0, duplicate: 0, rejected: 0 };
     for (const outcome of outcomes) counts[outcome.kind] += 1;
-    this.log.debug({ records: deliveries.length, ...counts }, 'findings batch stored');
+    if (this.log.isLevelEnabled('debug')) {
+      // One line per record too, bound to its topic, partition, offset, id and trace id, as in
+      // every other stage (a rejected record is logged by the consumer when it is dead-lettered).
+      outcomes.forEach((outcome, i) => {
+        const delivery = deliveries[i];
+        if (!delivery || outcome.kind === 'rejected') return;
+        delivery.log.debug({ status: delivery.message.status, outcome: outcome.kind }, outcome.kind === 'duplicate' ? 'findings already stored' : 'findings stored');
+      });
+      this.log.debug({ records: deliveries.length, ...counts }, 'findings batch stored');
+    }
     if (this.fhirTopic.enabled) {
       // Also after duplicates: a bundle whose publishing failed last time goes out now.
       const studies = events.filter((event, i) => results[i]?.ok && event.study.studyUid).map((event) => event.study.studyUid as string);
