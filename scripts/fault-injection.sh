@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Thorax fault injection under load. Builds dist/, then runs test/e2e/fault-injection.e2e-spec.ts:
-# a broker and a PostgreSQL server of its own, the four services on them, images in two bursts
-# (70 % at once, 30 % before the broker fault), and while they are worked off: SIGKILL of ingest, preprocess, inference and
+# a broker and a PostgreSQL server of its own, the four services on them, images in three bursts
+# (60 %, 20 % before the results fault, 20 % before the broker fault), and meanwhile: SIGKILL of ingest, preprocess, inference and
 # results (each restarted), SIGKILL of the broker (restarted on its data) and a PostgreSQL
 # restart. Prints inputs, findings events, stored results, DLQ records, duplicates, losses and
 # each service's peak RSS; fails on a loss, a duplicate stored result, a dead letter, a fault that
