@@ -177,7 +177,10 @@ export async function startSecureKafka(options: SecureKafkaOptions): Promise<Sec
     ].join('\n'),
   );
 
-  const clusterId = randomBytes(16).toString('base64url');
+  // Like Kafka's own random ids, never one that starts with '-': the storage tool would read it as
+  // an option (1 run in 64 failed with "argument --cluster-id/-t: expected one argument").
+  let clusterId = randomBytes(16).toString('base64url');
+  while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url');
   const scram = Object.entries(options.users).flatMap(([name, password]) => ['--add-scram', `SCRAM-SHA-512=[name=${name},password=${password}]`]);
   await run(
     JAVA,
