@@ -34,3 +34,16 @@ wait_http() {
     sleep 0.5
   done
 }
+
+# Installs Debian packages that are missing (by package name), with `apt-get update` only when the
+# first try fails. Returns 1 when they cannot be installed (not root, no apt-get, no mirror).
+# Usage: ensure_apt_packages orthanc orthanc-dicomweb
+ensure_apt_packages() {
+  local missing=() pkg
+  for pkg in "$@"; do dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]} with apt-get"
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then return 1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
+    { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
+}
