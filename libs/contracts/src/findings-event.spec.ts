@@ -93,3 +93,39 @@ describe('thorax.findings.v1', () => {
     expect(provenanceNote({ data: 'site-a', clinical: true })).toMatch(/declared clinically validated/);
   });
 });
+
+describe('thorax.findings.v1 review additions (priority, wireImage, heatmaps)', () => {
+  const base = () => ({ ...ok(CHESTXRAY14_LABELS.map((_, i) => (i === 1 ? 0.83 : 0.1))) });
+
+  it('accepts an event with the wire image, one heatmap per positive label and a priority', () => {
+    const event = {
+      ...base(),
+      priority: 'stat',
+      wireImage: { uri: 'file:///var/lib/thorax/objects/review/1.2.3/wire.png', width: 256, height: 256 },
+      heatmaps: [{ label: 'Cardiomegaly', uri: 's3://bucket/review/1.2.3/cardiomegaly.png' }],
+    };
+    expect(() => assertFindingsEvent(event)).not.toThrow();
+    expect(() => assertFindingsEvent({ ...event, wireImage: null, heatmaps: [] })).not.toThrow();
+  });
+
+  it('still accepts events of older producers without them', () => {
+    const event = base();
+    expect(event).not.toHaveProperty('wireImage');
+    expect(() => assertFindingsEvent(event)).not.toThrow();
+  });
+
+  it('rejects malformed additions', () => {
+    expect(() => assertFindingsEvent({ ...base(), priority: 'urgent' })).toThrow(/priority/);
+    expect(() => assertFindingsEvent({ ...base(), wireImage: { uri: 'x', width: 0, height: 256 } })).toThrow(/wireImage/);
+    expect(() => assertFindingsEvent({ ...base(), heatmaps: [{ label: 'Mass' }] })).toThrow(/heatmaps/);
+    expect(() => assertFindingsEvent({ ...base(), heatmaps: [{ label: 'Mass', uri: 'u', png: 'x' }] })).toThrow(/heatmaps/);
+  });
+
+  it('the builder carries the priority it is given', () => {
+    const event = okFindingsEvent({
+      id: '1', receivedAt, model, labels: ['Mass'], thresholds: [0.5], probabilities: [0.9], priority: 'stat',
+    });
+    expect(event.priority).toBe('stat');
+    expect(() => assertFindingsEvent(event)).not.toThrow();
+  });
+});

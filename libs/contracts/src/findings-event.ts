@@ -44,15 +44,37 @@ export interface FindingsError {
   message: string;
 }
 
+/** The clinical priority a PACS set on the image (header thorax-priority). */
+export type FindingsPriority = 'stat' | 'routine';
+
+/** The wire image the model saw, kept in the object store for review. */
+export interface WireImageRef {
+  uri: string;
+  width: number;
+  height: number;
+}
+
+/** The class activation map of one positive label, a PNG in the object store. */
+export interface HeatmapRef {
+  label: string;
+  uri: string;
+}
+
 /** The thorax.findings.v1 event (JSON Schema: schemas/thorax.findings.v1.schema.json). */
 export interface FindingsEvent {
   schema: typeof FINDINGS_SCHEMA_ID;
   id: string;
   status: 'ok' | 'error';
   study: StudyInfo;
+  /** Optional: events of older producers have none (read as routine). */
+  priority?: FindingsPriority;
   model: ModelInfo | null;
   findings: LabelFinding[];
   positives: string[];
+  /** Optional (older producers): the wire image, or null when none was kept. */
+  wireImage?: WireImageRef | null;
+  /** Optional (older producers): one map per positive label; empty for a model without maps. */
+  heatmaps?: HeatmapRef[];
   timing: { receivedAt: string; completedAt: string; latencyMs: number };
   error: FindingsError | null;
 }
@@ -134,6 +156,7 @@ export function okFindingsEvent(args: {
   thresholds: readonly number[];
   probabilities: ArrayLike<number>;
   completedAt?: Date;
+  priority?: FindingsPriority;
 }): FindingsEvent {
   const findings = args.labels.map((label, i) => {
     const probability = Number(args.probabilities[i]);
@@ -151,6 +174,7 @@ export function okFindingsEvent(args: {
     id: args.id,
     status: 'ok',
     study: args.study ?? {},
+    ...(args.priority ? { priority: args.priority } : {}),
     model: args.model,
     findings,
     positives: findings.filter((f) => f.positive).map((f) => f.label),

@@ -86,6 +86,7 @@ export class InferenceService {
       labels,
       thresholds,
       probabilities,
+      priority: image.priority === Priority.PRIORITY_STAT ? 'stat' : 'routine',
     });
     const headers = slot.role === 'primary' ? forward : { ...forward, 'thorax-model-role': slot.role };
     await this.publisher.publish([{ topic, key: image.id, value: encodeFindingsEvent(event), headers }]);

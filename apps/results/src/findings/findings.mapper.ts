@@ -57,6 +57,7 @@ export function contractOrder(event: FindingsEvent): FindingsEvent {
     id: event.id,
     status: event.status,
     study: pick(event.study, ['studyUid', 'seriesUid', 'accession', 'patientId', 'viewPosition']),
+    ...(event.priority ? { priority: event.priority } : {}),
     model: event.model ? orderedModel(event.model) : null,
     findings: event.findings.map((f) => ({
       label: f.label,
@@ -65,6 +66,11 @@ export function contractOrder(event: FindingsEvent): FindingsEvent {
       positive: f.positive,
     })),
     positives: [...event.positives],
+    // Review assets (optional: events of older producers have neither).
+    ...(event.wireImage !== undefined
+      ? { wireImage: event.wireImage ? { uri: event.wireImage.uri, width: event.wireImage.width, height: event.wireImage.height } : null }
+      : {}),
+    ...(event.heatmaps ? { heatmaps: event.heatmaps.map((h) => ({ label: h.label, uri: h.uri })) } : {}),
     timing: {
       receivedAt: event.timing.receivedAt,
       completedAt: event.timing.completedAt,
