@@ -128,4 +128,17 @@ describe('thorax.findings.v1 review additions (priority, wireImage, heatmaps)', 
     expect(event.priority).toBe('stat');
     expect(() => assertFindingsEvent(event)).not.toThrow();
   });
+
+  it('the builder carries the review images; an error event carries none', () => {
+    const wireImage = { uri: 'file:///var/lib/thorax/objects/review/1/v/wire.png', width: 256, height: 256 };
+    const heatmaps = [{ label: 'Mass', uri: 'file:///var/lib/thorax/objects/review/1/v/heatmap-Mass.png' }];
+    const event = okFindingsEvent({
+      id: '1', receivedAt, model, labels: ['Mass'], thresholds: [0.5], probabilities: [0.9], review: { wireImage, heatmaps },
+    });
+    expect(decodeFindingsEvent(encodeFindingsEvent(event))).toMatchObject({ wireImage, heatmaps });
+    const failed = errorFindingsEvent({ id: 'x', receivedAt, error: { code: 'CORRUPT_IMAGE', stage: 'preprocess', message: 'bad' } });
+    expect(() => assertFindingsEvent({ ...failed, wireImage: null, heatmaps: [] })).not.toThrow();
+    expect(() => assertFindingsEvent({ ...failed, wireImage })).toThrow(/wireImage/);
+    expect(() => assertFindingsEvent({ ...failed, heatmaps })).toThrow(/heatmaps/);
+  });
 });

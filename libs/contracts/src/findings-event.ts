@@ -157,6 +157,8 @@ export function okFindingsEvent(args: {
   probabilities: ArrayLike<number>;
   completedAt?: Date;
   priority?: FindingsPriority;
+  /** Review images stored before the event is built: the wire image and one map per positive label. */
+  review?: { wireImage: WireImageRef | null; heatmaps: HeatmapRef[] };
 }): FindingsEvent {
   const findings = args.labels.map((label, i) => {
     const probability = Number(args.probabilities[i]);
@@ -178,6 +180,7 @@ export function okFindingsEvent(args: {
     model: args.model,
     findings,
     positives: findings.filter((f) => f.positive).map((f) => f.label),
+    ...(args.review ? { wireImage: args.review.wireImage, heatmaps: args.review.heatmaps } : {}),
     timing: timing(args.receivedAt, args.completedAt ?? new Date()),
     error: null,
   };
