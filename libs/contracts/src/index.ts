@@ -1,4 +1,5 @@
 export * from './error-codes';
+export * from './feedback-event';
 export * from './findings-event';
 export * from './labels';
 export * from './model-provenance';

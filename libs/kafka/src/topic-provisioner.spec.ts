@@ -15,6 +15,7 @@ describe('parseTopicsConf', () => {
       'thorax.findings.v1',
       'thorax.findings.shadow.v1',
       'thorax.fhir.v1',
+      'thorax.feedback.v1',
       'thorax.studies.v1.dlq',
       'thorax.images.v1.dlq',
       'thorax.tensors.v1.dlq',
