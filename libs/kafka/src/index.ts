@@ -6,3 +6,4 @@ export * from './kafka-publisher';
 export * from './records';
 export * from './topic-provisioner';
 export * from './connection-failure';
+export * from './local-topics';

@@ -22,10 +22,17 @@ import {
   type ConsumerSpec,
   type MessageHandler,
 } from './consumer-port';
+import { type LocalTopics, processLocalTopics, RoutingPublisher } from './local-topics';
 import { RecordConsumer, type RecordHandling } from './record-consumer';
-import { PUBLISHER } from './records';
+import { PUBLISHER, type Publisher } from './records';
 
-export type KafkaModuleOptions = KafkaClientOptions;
+export type KafkaModuleOptions = KafkaClientOptions & {
+  /**
+   * Topics handed off in process to a stage running in this same process instead of going
+   * through Kafka (KAFKA_LOCAL_TOPICS; the co-located deployment, see LocalTopics).
+   */
+  localTopics?: readonly string[];
+};
 
 const KAFKA_OPTIONS = Symbol('thorax.kafka.options');
 
@@ -65,6 +72,9 @@ export function connectBackoffMs(attempt: number, random: () => number = Math.ra
 export class KafkaConnection implements ConsumerPort, OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly kafka: Kafka;
   readonly publisher: KafkaPublisher;
+  /** The port the app publishes through: local topics in process, the rest to Kafka. */
+  readonly port: Publisher;
+  private readonly local: LocalTopics | null;
   private producer: Producer;
   private connected = false;
   private closed = false;
@@ -98,6 +108,8 @@ export class KafkaConnection implements ConsumerPort, OnModuleInit, BeforeApplic
       serial: this.idempotent,
       afterFailure: this.idempotent ? (error) => this.renewProducer(error) : undefined,
     });
+    this.local = processLocalTopics(options.localTopics ?? []);
+    this.port = this.local ? new RoutingPublisher(this.local, this.publisher) : this.publisher;
     health.addReadiness('kafka-producer', () =>
       this.connected ? healthy : unhealthy(this.failure?.reason ?? 'kafka: connecting'),
     );
@@ -122,6 +134,7 @@ export class KafkaConnection implements ConsumerPort, OnModuleInit, BeforeApplic
    */
   private startConsumer<T>(spec: ConsumerSpec<T>, handling: RecordHandling<T>): Consumption {
     const log = this.log.child({ component: 'consumer', group: spec.groupId });
+    if (this.local?.isLocal(spec.topic)) return this.local.register(spec, handling, this.metrics, log);
     const consumer = new RecordConsumer(this.kafka, spec, handling, this.publisher, this.metrics, this.health, log);
     this.consumers.push(consumer as RecordConsumer<unknown>);
     void this.startWhenConnected(() => consumer.start(), spec, log);
@@ -262,7 +275,7 @@ export class KafkaModule {
       providers: [
         { provide: KAFKA_OPTIONS, useValue: options },
         KafkaConnection,
-        { provide: PUBLISHER, useFactory: (c: KafkaConnection) => c.publisher, inject: [KafkaConnection] },
+        { provide: PUBLISHER, useFactory: (c: KafkaConnection) => c.port, inject: [KafkaConnection] },
         { provide: CONSUMERS, useExisting: KafkaConnection },
       ],
       exports: [KafkaConnection, PUBLISHER, CONSUMERS],
