@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ConfigError } from './config-error';
 import { kafkaEnv, kafkaEnvProblems } from './kafka-env';
 import { apiSecurityEnv, apiSecurityProblems } from './api-security';
+import { objectStoreEnv, objectStoreEnvProblems } from './object-store-env';
 import { TOPIC_NAMES } from './topic-names';
 
 export { ConfigError } from './config-error';
@@ -24,6 +25,10 @@ export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, s
   const data = parsed.data as Record<string, unknown>;
   if (typeof data === 'object' && data !== null && 'KAFKA_SASL_MECHANISM' in data) {
     const problems = kafkaEnvProblems(data).map((p) => `${p.variable}: ${p.message}`);
+    if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  if (typeof data === 'object' && data !== null && 'OBJECT_STORE_URL' in data) {
+    const problems = objectStoreEnvProblems(data).map((p) => `${p.variable}: ${p.message}`);
     if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   }
   const securityProblems = typeof data === 'object' && data !== null ? apiSecurityProblems(data) : [];
@@ -50,6 +55,7 @@ export const sharedEnv = {
   /** Longest drain after SIGTERM before the process exits anyway, ms (keep below the grace period). */
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   ...apiSecurityEnv,
+  ...objectStoreEnv,
 };
 
 export { z };
