@@ -183,20 +183,29 @@ export function stamped(error: unknown, stage: Stage): unknown {
 const PROCESS_LOCAL_TOPICS = Symbol.for('thorax.kafka.local-topics');
 
 /**
- * The process's LocalTopics for these topic names: every stage started in this process shares it
- * (each builds its own KafkaModule). Null when `topics` is empty (stages in separate processes).
+ * Makes `topics` local for every stage started in this process from now on (the co-located
+ * launcher calls it before it launches the stages; each stage builds its own KafkaModule, which
+ * picks it up through processLocalTopics). Installing twice with other topics is an error.
  */
-export function processLocalTopics(topics: readonly string[]): LocalTopics | null {
-  if (topics.length === 0) return null;
+export function installLocalTopics(topics: readonly string[]): LocalTopics {
   const holder = globalThis as { [PROCESS_LOCAL_TOPICS]?: LocalTopics };
   const existing = holder[PROCESS_LOCAL_TOPICS];
   const wanted = new Set(topics);
   if (existing) {
     const same = existing.topics.size === wanted.size && [...wanted].every((t) => existing.topics.has(t));
-    if (!same) throw new Error(`stages in one process disagree on KAFKA_LOCAL_TOPICS: ${[...existing.topics].join(',')} vs ${topics.join(',')}`);
+    if (!same) throw new Error(`local topics already installed as ${[...existing.topics].join(',')}, not ${topics.join(',')}`);
     return existing;
   }
   const created = new LocalTopics(wanted);
   holder[PROCESS_LOCAL_TOPICS] = created;
   return created;
+}
+
+/**
+ * The process's LocalTopics: the installed one (co-located stages), or one for `topics` when given
+ * (KafkaModule option localTopics), else null (stages in separate processes: everything via Kafka).
+ */
+export function processLocalTopics(topics: readonly string[] = []): LocalTopics | null {
+  if (topics.length > 0) return installLocalTopics(topics);
+  return (globalThis as { [PROCESS_LOCAL_TOPICS]?: LocalTopics })[PROCESS_LOCAL_TOPICS] ?? null;
 }
