@@ -222,8 +222,12 @@ log.dirs=$DATA_DIR
 # internal topics and broker defaults replicated across the nodes (1 on a single node)
 offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=12
+# the transaction state log of the stages' exactly-once delivery (KAFKA_DELIVERY), replicated
+# like the offsets; 12 partitions instead of 50 so the first transaction does not wait on 150
+# replica creations in a three-node test cluster
 transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=$min_isr
+transaction.state.log.num.partitions=12
 default.replication.factor=$rf
 min.insync.replicas=$min_isr
 # a replica that was not in sync never becomes leader: no silent loss of acknowledged records

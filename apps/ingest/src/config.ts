@@ -1,5 +1,6 @@
 import { flag, list, port, positiveInt, sharedEnv, z } from '@thorax/config';
 import { DEFAULT_INTAKE_OPTIONS } from '@thorax/imaging';
+import { edgeEnv } from './edge/edge.config';
 
 /** A comma-separated list of DICOM code strings, upper-cased; `*` accepts any value (null). */
 const codeList = (fallback: string) =>
@@ -23,6 +24,7 @@ export const ingestConfigSchema = z.object({
   INGEST_VIEW_POSITIONS: codeList('PA,AP'),
   INGEST_REQUIRE_VIEW: flag(false),
   INGEST_BODY_PARTS: codeList('CHEST,THORAX'),
+  ...edgeEnv,
 });
 
 export type IngestConfig = z.infer<typeof ingestConfigSchema>;

@@ -32,6 +32,7 @@ describe('Kafka client configuration', () => {
       tls: null,
       sasl: null,
       idempotentProducer: true,
+      delivery: 'exactly-once',
       authFailureExitMs: 300_000,
     });
   });
@@ -50,6 +51,7 @@ describe('Kafka client configuration', () => {
         KAFKA_SASL_USERNAME: 'thorax',
         KAFKA_SASL_PASSWORD_FILE: file('password', 's3cret pass\n'),
         KAFKA_PRODUCER_IDEMPOTENT: 'false',
+        KAFKA_DELIVERY: 'at-least-once',
         KAFKA_AUTH_FAILURE_EXIT_MS: '0',
       }),
       'thorax-ingest',
@@ -61,7 +63,14 @@ describe('Kafka client configuration', () => {
     expect(options.tls?.servername).toBe('kafka.internal');
     expect(options.sasl).toEqual({ mechanism: 'scram-sha-512', username: 'thorax', password: 's3cret pass' });
     expect(options.idempotentProducer).toBe(false);
+    expect(options.delivery).toBe('at-least-once');
     expect(options.authFailureExitMs).toBe(0);
+  });
+
+  it('delivers exactly once by default, and refuses a non-idempotent producer for it', () => {
+    expect(kafkaClientOptions(loadConfig(schema, {}), 'x').delivery).toBe('exactly-once');
+    expect(() => loadConfig(schema, { KAFKA_PRODUCER_IDEMPOTENT: 'false' })).toThrow(/KAFKA_PRODUCER_IDEMPOTENT/);
+    expect(() => loadConfig(schema, { KAFKA_DELIVERY: 'twice' })).toThrow(/KAFKA_DELIVERY/);
   });
 
   it('takes the password from the environment when no file is given', () => {

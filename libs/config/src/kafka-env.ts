@@ -6,6 +6,8 @@ import { flag, list } from './env-types';
 /** SASL mechanisms a Thorax service can authenticate to Kafka with. */
 export const KAFKA_SASL_MECHANISMS = ['none', 'plain', 'scram-sha-256', 'scram-sha-512'] as const;
 export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
+export const KAFKA_DELIVERY_MODES = ['exactly-once', 'at-least-once'] as const;
+export type KafkaDelivery = (typeof KAFKA_DELIVERY_MODES)[number];
 
 const optionalPath = z.string().trim().min(1).optional();
 
@@ -36,6 +38,13 @@ export const kafkaEnv = {
    * Sends are serialised per service (one produce request in flight), which kafkajs needs for it.
    */
   KAFKA_PRODUCER_IDEMPOTENT: flag(true),
+  /**
+   * How stages that consume and produce commit (docs/contract.md "Delivery guarantees"):
+   * `exactly-once` puts a fetch's outputs and its input offsets in one Kafka transaction (one
+   * transactional producer per input partition); `at-least-once` publishes and then commits
+   * offsets, so a failure between the two repeats outputs.
+   */
+  KAFKA_DELIVERY: z.enum(KAFKA_DELIVERY_MODES).default('exactly-once'),
   /**
    * After authentication or TLS has failed continuously for this long (ms), the service exits
    * so its supervisor restarts it and re-reads rotated secrets; 0 keeps it running (not ready)
@@ -70,6 +79,7 @@ export interface KafkaClientConfig {
   /** null: no SASL. */
   sasl: KafkaSaslOptions | null;
   idempotentProducer: boolean;
+  delivery: KafkaDelivery;
   /** 0: never exit on authentication/TLS failure. */
   authFailureExitMs: number;
 }
@@ -94,6 +104,9 @@ export function kafkaEnvProblems(env: Partial<KafkaEnv>): { variable: string; me
     if (mechanism === 'plain' && !env.KAFKA_TLS) {
       problems.push({ variable: 'KAFKA_TLS', message: 'must be true with KAFKA_SASL_MECHANISM=plain (the password would cross the network in clear)' });
     }
+  }
+  if ((env.KAFKA_DELIVERY ?? 'exactly-once') === 'exactly-once' && env.KAFKA_PRODUCER_IDEMPOTENT === false) {
+    problems.push({ variable: 'KAFKA_PRODUCER_IDEMPOTENT', message: 'must be true with KAFKA_DELIVERY=exactly-once (transactions need the idempotent producer)' });
   }
   if (env.KAFKA_SASL_PASSWORD && env.KAFKA_SASL_PASSWORD_FILE) {
     problems.push({ variable: 'KAFKA_SASL_PASSWORD', message: 'set either KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both' });
@@ -156,6 +169,7 @@ export function kafkaClientOptions(config: KafkaEnv, defaultClientId: string): K
     tls,
     sasl,
     idempotentProducer: config.KAFKA_PRODUCER_IDEMPOTENT,
+    delivery: config.KAFKA_DELIVERY,
     authFailureExitMs: config.KAFKA_AUTH_FAILURE_EXIT_MS,
   };
 }

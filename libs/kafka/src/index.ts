@@ -7,3 +7,5 @@ export * from './records';
 export * from './topic-provisioner';
 export * from './connection-failure';
 export * from './local-topics';
+export { type DeliveryMode, whenCommitted } from './transactions';
+export * from './topic-tools';

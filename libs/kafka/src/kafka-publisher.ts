@@ -1,6 +1,7 @@
 import type { Producer } from 'kafkajs';
 import { refusedRecordType } from './failure-policy';
 import type { OutgoingRecord, Publisher, PublishOptions } from './records';
+import { currentTransaction } from './transactions';
 
 export interface PublisherOptions {
   /**
@@ -50,7 +51,11 @@ function recordBytes(record: OutgoingRecord): number {
   return bytes;
 }
 
-/** Publisher over a kafkajs producer: acks from all in-sync replicas, concurrent calls coalesced. */
+/**
+ * Publisher over a kafkajs producer: acks from all in-sync replicas, concurrent calls coalesced.
+ * Called while an exactly-once consumer handles a record, it publishes into that record's
+ * transaction instead (TransactionScope), so stages keep one Publisher for both delivery modes.
+ */
 export class KafkaPublisher implements Publisher {
   private queue: Waiting[] = [];
   private queued = 0;
@@ -69,6 +74,8 @@ export class KafkaPublisher implements Publisher {
 
   publish(records: OutgoingRecord[], options: PublishOptions = {}): Promise<void> {
     if (records.length === 0) return Promise.resolve();
+    const transaction = currentTransaction();
+    if (transaction) return transaction.publish(records, options);
     return new Promise<void>((resolve, reject) => {
       const bytes = records.reduce((sum, r) => sum + recordBytes(r), 0);
       this.queue.push({ records, bytes, resolve, reject, ...(options.alone ? { alone: true } : {}) });

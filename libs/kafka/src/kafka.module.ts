@@ -65,6 +65,11 @@ export function connectBackoffMs(attempt: number, random: () => number = Math.ra
  * their sequence numbers, which is what lets the broker discard the copies a broker failover or
  * a lost response would otherwise duplicate.
  *
+ * Delivery (KAFKA_DELIVERY): exactly-once by default, where each consumer commits a fetch's
+ * outputs and input offsets in Kafka transactions of its own per-partition producers
+ * (RecordConsumer) and this producer serves only publishes outside a handled record;
+ * at-least-once publishes through this producer and commits offsets afterwards.
+ *
  * It is the app's ConsumerPort (token CONSUMERS): a consumer asked for starts once the producer
  * is connected. On shutdown the consumers drain and commit first, then the producer disconnects.
  */
@@ -135,7 +140,8 @@ export class KafkaConnection implements ConsumerPort, OnModuleInit, BeforeApplic
   private startConsumer<T>(spec: ConsumerSpec<T>, handling: RecordHandling<T>): Consumption {
     const log = this.log.child({ component: 'consumer', group: spec.groupId });
     if (this.local?.isLocal(spec.topic)) return this.local.register(spec, handling, this.metrics, log);
-    const consumer = new RecordConsumer(this.kafka, spec, handling, this.publisher, this.metrics, this.health, log);
+    const delivery = this.options.delivery ?? 'exactly-once';
+    const consumer = new RecordConsumer(this.kafka, spec, handling, this.publisher, this.metrics, this.health, log, delivery);
     this.consumers.push(consumer as RecordConsumer<unknown>);
     void this.startWhenConnected(() => consumer.start(), spec, log);
     return { pause: () => consumer.pause(), resume: () => consumer.resume() };
@@ -189,7 +195,13 @@ export class KafkaConnection implements ConsumerPort, OnModuleInit, BeforeApplic
       this.logged.clear();
       this.connected = true;
       this.log.info(
-        { brokers: this.options.brokers, tls: Boolean(this.options.tls), sasl: this.options.sasl?.mechanism ?? 'none', idempotent: this.idempotent },
+        {
+          brokers: this.options.brokers,
+          tls: Boolean(this.options.tls),
+          sasl: this.options.sasl?.mechanism ?? 'none',
+          idempotent: this.idempotent,
+          delivery: this.options.delivery ?? 'exactly-once',
+        },
         'kafka producer connected',
       );
       this.markConnected();

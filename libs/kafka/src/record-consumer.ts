@@ -1,7 +1,17 @@
-import { dlqTopic, encodeFindingsEvent, errorFindingsEvent, type ErrorCode, HEADERS, ThoraxError } from '@thorax/contracts';
+import { dlqTopic, encodeFindingsEvent, errorFindingsEvent, type ErrorCode, HEADERS, type Stage, ThoraxError } from '@thorax/contracts';
 import type { HealthRegistry, Logger, ThoraxMetrics } from '@thorax/observability';
 import { ensureTraceparent, healthy, parseTraceparent, unhealthy } from '@thorax/observability';
-import { type Admin, type Consumer, type EachBatchPayload, type Kafka, KafkaJSError, type KafkaMessage } from 'kafkajs';
+import {
+  type Admin,
+  type Consumer,
+  type EachBatchPayload,
+  type Kafka,
+  KafkaJSError,
+  type KafkaMessage,
+  Partitioners,
+  type Producer,
+  type Transaction,
+} from 'kafkajs';
 import type {
   BatchConsumerSpec,
   BatchHandler,
@@ -14,9 +24,33 @@ import type {
 } from './consumer-port';
 import { decide, DEFAULT_RETRY_POLICY, refusedRecordType, type RetryPolicy } from './failure-policy';
 import { decodeHeaders, forwardedHeaders, type OutgoingRecord, type Publisher, recordId } from './records';
+import { type DeliveryMode, inTransaction, isFencedError, TransactionScope } from './transactions';
 
 /** How a RecordConsumer hands over records: one at a time, or in batches. */
 export type RecordHandling<T> = { kind: 'single'; handler: MessageHandler<T> } | { kind: 'batch'; handler: BatchHandler<T> };
+
+/**
+ * Exactly-once: a transaction is committed when it holds this many inputs, or when it has been
+ * open this long (so read_committed consumers downstream wait at most about this for a record, and
+ * a failure repeats at most this much work), and at the end of every fetch.
+ */
+export const TRANSACTION_MAX_RECORDS = 500;
+export const TRANSACTION_MAX_MS = 1_000;
+/** Kafka aborts a transaction left open this long (a producer that died inside one). */
+export const TRANSACTION_TIMEOUT_MS = 60_000;
+
+/** Exactly-once: the transactional producer of one input partition and what is known of it. */
+interface PartitionWork<T> {
+  producer: Producer | null;
+  transaction: Transaction | null;
+  /** The producer is initialised (earlier holders of its id fenced) and the position checked. */
+  claimed: boolean;
+  /** Another instance took over the transactional id: no work until the next assignment. */
+  fenced: boolean;
+  /** The last transaction's buffered flush was refused: publish call by call in the next one. */
+  careful: boolean;
+  collector: BatchCollector<T> | null;
+}
 
 /** A record as it came off the wire, headers decoded, trace context ensured. */
 interface RawRecord {
@@ -42,15 +76,18 @@ export class RecordConsumer<T> {
   private crashed: string | null = null;
   private lagTimer: NodeJS.Timeout | null = null;
   private stopping = false;
+  private readonly partitions = new Map<number, PartitionWork<T>>();
 
   constructor(
-    kafka: Kafka,
+    private readonly kafka: Kafka,
     private readonly options: ConsumerSpec<T> | BatchConsumerSpec<T>,
     private readonly handling: RecordHandling<T>,
     private readonly publisher: Publisher,
     private readonly metrics: ThoraxMetrics,
     health: HealthRegistry,
     private readonly log: Logger,
+    /** KAFKA_DELIVERY; see docs/contract.md "Delivery guarantees". */
+    private readonly delivery: DeliveryMode = 'at-least-once',
   ) {
     this.retry = options.retry ?? DEFAULT_RETRY_POLICY;
     this.collector =
@@ -63,6 +100,9 @@ export class RecordConsumer<T> {
       heartbeatInterval: 3_000,
       maxBytesPerPartition: options.maxBytesPerPartition ?? 52_428_800,
       allowAutoTopicCreation: false,
+      // read_committed: records of aborted transactions are never delivered, and nothing past a
+      // partition's last stable offset (kafkajs's default, stated here because it is the contract).
+      readUncommitted: false,
       retry: { retries: 8, restartOnFailure: async () => true },
     });
     this.admin = kafka.admin();
@@ -70,6 +110,7 @@ export class RecordConsumer<T> {
     this.consumer.on(GROUP_JOIN, (e) => {
       this.joined = true;
       this.log.info({ group: options.groupId, assignment: e.payload.memberAssignment }, 'joined consumer group');
+      if (this.delivery === 'exactly-once') void this.reassigned(e.payload.memberAssignment[options.topic] ?? []);
     });
     this.consumer.on(REBALANCING, () => this.log.info({ group: options.groupId }, 'rebalancing'));
     this.consumer.on(CRASH, (e) => {
@@ -95,14 +136,16 @@ export class RecordConsumer<T> {
     await this.consumer.connect();
     await this.admin.connect();
     await this.consumer.subscribe({ topics: [this.options.topic], fromBeginning: true });
+    const transactional = this.delivery === 'exactly-once';
     await this.consumer.run({
-      autoCommit: true,
+      // Exactly-once: offsets are committed only inside the transactions (sendOffsets).
+      autoCommit: !transactional,
       // Also commit inside a long batch (see eachBatch), so a consumer restarted after a broker
       // failover replays at most about a second of work per partition, not the whole batch.
       autoCommitInterval: 1_000,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 1,
-      eachBatch: (payload) => this.eachBatch(payload),
+      eachBatch: (payload) => (transactional ? this.eachBatchTransactional(payload) : this.eachBatch(payload)),
     });
     const interval = this.options.lagIntervalMs ?? 10_000;
     if (interval > 0) {
@@ -118,6 +161,7 @@ export class RecordConsumer<T> {
     this.stopping = true;
     if (this.lagTimer) clearInterval(this.lagTimer);
     await this.consumer.disconnect();
+    await Promise.all([...this.partitions.values()].map((work) => this.release(work)));
     await this.admin.disconnect();
     this.log.info({ topic: this.options.topic }, 'consumer stopped');
   }
@@ -148,6 +192,184 @@ export class RecordConsumer<T> {
     }
     while (inFlight.length > 0) await settleHead();
     await commitOffsetsIfNecessary();
+  }
+
+  /**
+   * Exactly-once consume-process-produce for one partition's fetch (docs/kafka-cluster.md
+   * "Exactly-once"). The partition has its own transactional producer, id
+   * `<group>-<topic>-<partition>`, so whoever holds the partition holds the id: starting it fences
+   * every earlier holder (a zombie of a previous assignment, a killed process) and aborts or
+   * completes their open transaction, after which the committed offset is read again and the
+   * consumer moved there if its position came from before that. Records are then handled as in
+   * at-least-once mode, but what their handlers publish goes into the partition's transaction,
+   * and the transaction commits the outputs with the next input offset (sendOffsets) when it
+   * holds TRANSACTION_MAX_RECORDS inputs, has been open TRANSACTION_MAX_MS, or the fetch ends.
+   * A failure (a broker failure, a record given back) aborts it and moves the consumer back to
+   * its first input; a fenced producer stops the partition's work until the next assignment.
+   */
+  private async eachBatchTransactional(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+    const { topic, partition } = batch;
+    if (batch.messages.length === 0) return;
+    this.metrics.consumerBatchSize.observe({ topic }, batch.messages.length);
+    const work = this.partitionWork(partition);
+    const first = batch.messages[0]?.offset as string;
+    if (work.fenced) {
+      // Not ours any more: give the fetch back and wait for the group to reassign.
+      this.consumer.seek({ topic, partition, offset: first });
+      await sleep(1_000);
+      return;
+    }
+    const log = this.log.child({ topic, partition });
+    let scope: TransactionScope | null = null;
+    let scopeFirst: string | null = null;
+    const window = this.collector ? Number.MAX_SAFE_INTEGER : Math.max(1, this.options.maxInFlightPerPartition ?? 1);
+    const inFlight: { offset: string; done: Promise<void> }[] = [];
+    try {
+      if (!work.claimed) {
+        const committed = await this.claim(work, topic, partition, log);
+        if (committed !== null && BigInt(first) < BigInt(committed)) {
+          // Fetched from a position older than what the previous holder committed.
+          log.info({ from: first, to: committed }, 'moving to the offset the previous holder committed');
+          this.consumer.seek({ topic, partition, offset: committed });
+          return;
+        }
+      }
+      let last: string | null = null;
+      const commit = async () => {
+        if (!scope || last === null) return;
+        const done = scope;
+        scope = null;
+        scopeFirst = null;
+        await done.commit(this.options.groupId, topic, partition, (BigInt(last) + 1n).toString(), log);
+        work.transaction = null;
+        work.careful = false;
+      };
+      const settleHead = async () => {
+        const head = inFlight.shift();
+        if (!head) return;
+        await head.done;
+        resolveOffset(head.offset);
+        last = head.offset;
+        if (scope) scope.inputs += 1;
+        await heartbeat();
+      };
+      for (const message of batch.messages) {
+        if (!isRunning() || isStale()) break;
+        if (!scope) {
+          work.transaction ??= await (work.producer as Producer).transaction();
+          scope = new TransactionScope(work.transaction, work.careful);
+          scopeFirst = message.offset;
+        }
+        const current: TransactionScope = scope;
+        const record = toRecord(topic, partition, message, this.options.topic);
+        const done = inTransaction(current, () => this.process(record));
+        done.catch(() => undefined); // observed when it reaches the head of the window
+        inFlight.push({ offset: message.offset, done });
+        if (inFlight.length >= window) await settleHead();
+        if (current.failure) throw current.failure;
+        if (current.inputs >= TRANSACTION_MAX_RECORDS || Date.now() - current.startedAt >= TRANSACTION_MAX_MS) {
+          while (inFlight.length > 0) await settleHead();
+          await commit();
+        }
+      }
+      while (inFlight.length > 0) await settleHead();
+      await commit();
+    } catch (error) {
+      // Let what is still running finish before anything moves (its outputs are aborted with the rest).
+      await Promise.allSettled(inFlight.map((f) => f.done));
+      const failed = scope as TransactionScope | null;
+      failed?.abandoned();
+      if (failed?.refused) work.careful = true;
+      await this.abandon(work, error, log);
+      // Back to the first input of the aborted transaction (or of the fetch, before one began);
+      // after an unclear commit the next claim finds where the transaction really left off.
+      this.consumer.seek({ topic, partition, offset: scopeFirst ?? first });
+      if (!work.fenced) await sleep(500);
+    }
+  }
+
+  private partitionWork(partition: number): PartitionWork<T> {
+    let work = this.partitions.get(partition);
+    if (!work) {
+      const batch = this.options as BatchConsumerSpec<T>;
+      work = {
+        producer: null,
+        transaction: null,
+        claimed: false,
+        fenced: false,
+        careful: false,
+        collector:
+          this.handling.kind === 'batch' ? new BatchCollector(this.handling.handler, batch.maxBatchRecords ?? 500, batch.lingerMs ?? 5) : null,
+      };
+      this.partitions.set(partition, work);
+    }
+    return work;
+  }
+
+  /**
+   * Takes over the partition's transactional id (fencing earlier holders; their open transaction
+   * is aborted, or completed if it was already committing) and answers the offset committed for
+   * the partition, which is final only after that. null: nothing committed yet.
+   */
+  private async claim(work: PartitionWork<T>, topic: string, partition: number, log: Logger): Promise<string | null> {
+    await this.release(work);
+    const transactionalId = `${this.options.groupId}-${topic}-${partition}`;
+    const producer = this.kafka.producer({
+      transactionalId,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: TRANSACTION_TIMEOUT_MS,
+      allowAutoTopicCreation: false,
+      retry: { retries: 10 },
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    work.producer = producer;
+    await producer.connect();
+    // The first transaction initialises the producer id: the broker bumps the epoch (fencing)
+    // and settles the previous holder's transaction before it answers.
+    work.transaction = await producer.transaction();
+    const [offsets] = await this.admin.fetchOffsets({ groupId: this.options.groupId, topics: [topic] });
+    const committed = offsets?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
+    work.claimed = true;
+    work.fenced = false;
+    log.info({ transactionalId, committed }, 'transactional producer started for the partition');
+    return BigInt(committed) >= 0n ? committed : null;
+  }
+
+  /** After a failure: aborts (best effort) and drops the producer; the next fetch claims again. */
+  private async abandon(work: PartitionWork<T>, error: unknown, log: Logger): Promise<void> {
+    const fenced = isFencedError(error);
+    if (fenced) {
+      work.fenced = true;
+      log.warn({ err: error }, 'transactional producer fenced: another instance holds this partition; its work stops here');
+    } else {
+      log.warn({ err: error }, 'transaction aborted; its inputs will be processed again from the last committed offset');
+      if (work.transaction?.isActive()) await work.transaction.abort().catch(() => undefined);
+    }
+    await this.release(work);
+  }
+
+  private async release(work: PartitionWork<T>): Promise<void> {
+    const producer = work.producer;
+    work.producer = null;
+    work.transaction = null;
+    work.claimed = false;
+    if (producer) await producer.disconnect().catch(() => undefined);
+  }
+
+  /** A new assignment: every partition is claimed again before its next work; others' producers go. */
+  private async reassigned(assigned: number[]): Promise<void> {
+    const keep = new Set(assigned);
+    for (const [partition, work] of this.partitions) {
+      work.fenced = false;
+      if (!keep.has(partition)) {
+        await this.release(work);
+        this.partitions.delete(partition);
+      } else {
+        work.claimed = false;
+      }
+    }
   }
 
   /** Stops fetching new records (in-flight ones finish); used for backpressure. */
@@ -199,7 +421,7 @@ export class RecordConsumer<T> {
           await new Promise((r) => setTimeout(r, decision.delayMs));
           continue;
         }
-        await this.deadLetter(record, delivery.message, decision.code, decision.message, delivery.log);
+        await this.deadLetter(record, delivery.message, decision.code, decision.message, delivery.log, stageOf(error));
         return;
       }
     }
@@ -208,7 +430,9 @@ export class RecordConsumer<T> {
   /** One try: the handler, or the batch (first try) and then a batch of one (retries). */
   private async attempt(delivery: Delivery<T>, attempt: number): Promise<void> {
     if (this.handling.kind === 'single') return this.handling.handler.handle(delivery);
-    const result = attempt === 1 && this.collector ? await this.collector.submit(delivery) : await handleAlone(this.handling.handler, delivery);
+    // Exactly-once: a handleBatch call holds the records of one partition (one transaction).
+    const collector = this.delivery === 'exactly-once' ? (this.partitions.get(delivery.position.partition)?.collector ?? null) : this.collector;
+    const result = attempt === 1 && collector ? await collector.submit(delivery) : await handleAlone(this.handling.handler, delivery);
     if (!result.ok) throw result.error;
   }
 
@@ -245,8 +469,10 @@ export class RecordConsumer<T> {
     code: ErrorCode,
     message: string,
     log: Logger,
+    failedStage?: Stage,
   ): Promise<void> {
-    const stage = this.options.stage;
+    // The stage that failed: this one, or a co-located stage further on (LocalTopics).
+    const stage = failedStage ?? this.options.stage;
     const context = this.describe(record, decoded);
     const headers: Record<string, string> = {
       ...record.headers,
@@ -322,6 +548,14 @@ export class RecordConsumer<T> {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+function stageOf(error: unknown): Stage | undefined {
+  return error instanceof ThoraxError ? error.options.stage : undefined;
+}
 
 function toRecord(topic: string, partition: number, message: KafkaMessage, knownTopic: string): RawRecord {
   return {

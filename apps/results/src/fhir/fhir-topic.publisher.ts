@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ThoraxError } from '@thorax/contracts';
-import { type OutgoingRecord, PUBLISHER, type Publisher } from '@thorax/kafka';
+import { type OutgoingRecord, PUBLISHER, type Publisher, whenCommitted } from '@thorax/kafka';
 import { FHIR_OUTBOX, type FhirOutbox } from '../store/results-store.port';
 import { studyBundle, studyResources } from './fhir-resources';
 import { FHIR_OPTIONS, type FhirOptions } from './fhir.service';
@@ -18,12 +18,18 @@ export const FHIR_HEADERS = { contentType: 'content-type', version: 'thorax-fhir
 /**
  * Publishes each new version of a study's FHIR resources as a transaction Bundle, keyed by the
  * Study Instance UID. The store is the outbox: a version is marked published only after Kafka
- * acknowledged it, and the findings record is acknowledged only after that, so a crash or a
- * broker outage republishes (at least once) and a redelivered event publishes nothing new.
+ * holds it (acknowledged; under exactly-once delivery, committed in the transaction of the
+ * findings records that produced it, together with their offsets), so a crash or a broker outage
+ * republishes and a redelivered event publishes nothing new. The one repeat left: a crash between
+ * the Kafka commit and the store's mark republishes that version once when its study is next
+ * touched (docs/contract.md "Delivery guarantees").
  * Receivers keep the bundle with the highest meta.versionId per key.
  */
 @Injectable()
 export class FhirTopicPublisher {
+  /** Versions published but not yet marked (their transaction is open): not published twice meanwhile. */
+  private readonly inFlight = new Set<string>();
+
   constructor(
     @Inject(FHIR_TOPIC_OPTIONS) private readonly options: FhirTopicOptions,
     @Inject(FHIR_OPTIONS) private readonly fhir: FhirOptions,
@@ -43,8 +49,13 @@ export class FhirTopicPublisher {
   async publishStudies(studyUids: readonly string[]): Promise<{ studyUid: string; version: number }[]> {
     const topic = this.options.topic;
     if (topic === null || studyUids.length === 0) return [];
-    const pending = await this.outbox.unpublished([...new Set(studyUids)]);
+    const pending = (await this.outbox.unpublished([...new Set(studyUids)])).filter(
+      (stored) => !this.inFlight.has(versionKey(stored.result.studyUid, stored.version)),
+    );
     if (pending.length === 0) return [];
+    const keys = pending.map((stored) => versionKey(stored.result.studyUid, stored.version));
+    for (const key of keys) this.inFlight.add(key);
+    const settle = () => keys.forEach((key) => this.inFlight.delete(key));
     const records: OutgoingRecord[] = pending.map((stored) => ({
       topic,
       key: stored.result.studyUid,
@@ -54,6 +65,7 @@ export class FhirTopicPublisher {
     try {
       await this.publisher.publish(records);
     } catch (error) {
+      settle();
       // A broker's refusal of a bundle (too large) stays visible through `cause` (see the failure policy).
       throw new ThoraxError('INTERNAL_ERROR', `publishing FHIR bundles failed: ${(error as Error).message}`, {
         stage: 'results',
@@ -62,7 +74,16 @@ export class FhirTopicPublisher {
       });
     }
     const published = pending.map((stored) => ({ studyUid: stored.result.studyUid, version: stored.version }));
-    await this.outbox.markPublished(published);
+    // Marked only once Kafka holds them: with exactly-once delivery after the transaction they
+    // joined commits (never if it aborts: the redelivered records publish them again).
+    await whenCommitted(
+      () => this.outbox.markPublished(published).finally(settle),
+      settle,
+    );
     return published;
   }
+}
+
+function versionKey(studyUid: string, version: number): string {
+  return `${version}:${studyUid}`;
 }

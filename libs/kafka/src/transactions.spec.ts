@@ -1,0 +1,132 @@
+import { createLogger } from '@thorax/observability';
+import { KafkaJSProtocolError } from 'kafkajs';
+import { KafkaPublisher } from './kafka-publisher';
+import { inTransaction, isFencedError, type TransactionHandle, TransactionScope, whenCommitted } from './transactions';
+
+const log = createLogger({ service: 'unit', version: '0', level: 'silent' });
+
+class FakeTransaction implements TransactionHandle {
+  requests: string[][] = [];
+  offsets: { partition: number; offset: string }[] = [];
+  committed = false;
+  aborted = false;
+  refuse: (keys: string[]) => unknown = () => null;
+
+  async sendBatch(batch: Parameters<TransactionHandle['sendBatch']>[0]): Promise<unknown> {
+    const keys = batch.topicMessages.flatMap((t) => t.messages.map((m) => `${t.topic}/${m.key}`));
+    const error = this.refuse(keys);
+    if (error) throw error;
+    this.requests.push(keys);
+    return [];
+  }
+  async sendOffsets(offsets: Parameters<TransactionHandle['sendOffsets']>[0]): Promise<void> {
+    this.offsets.push(...(offsets.topics[0]?.partitions ?? []));
+  }
+  async commit(): Promise<void> {
+    this.committed = true;
+  }
+  async abort(): Promise<void> {
+    this.aborted = true;
+  }
+}
+
+const record = (topic: string, key: string, size = 10) => ({ topic, key, value: Buffer.alloc(size) });
+const tooLarge = () => Object.assign(new Error('too large'), { type: 'MESSAGE_TOO_LARGE' });
+
+describe('TransactionScope', () => {
+  it('buffers what handlers publish and sends it in few requests at commit, offsets after the records', async () => {
+    const txn = new FakeTransaction();
+    const scope = new TransactionScope(txn, false, { maxBatchRecords: 3, maxBatchBytes: 1 << 20 });
+    for (let i = 0; i < 7; i += 1) await scope.publish([record('out', `k${i}`)]);
+    // Two full requests went when the buffer reached 3 records; the rest waits for the commit.
+    expect(txn.requests).toEqual([
+      ['out/k0', 'out/k1', 'out/k2'],
+      ['out/k3', 'out/k4', 'out/k5'],
+    ]);
+    await scope.commit('g', 'in', 2, '42', log);
+    expect(txn.requests[2]).toEqual(['out/k6']);
+    expect(txn.offsets).toEqual([{ partition: 2, offset: '42' }]);
+    expect(txn.committed).toBe(true);
+  });
+
+  it('sends `alone` calls at once after what is buffered, and a refused single record leaves the transaction usable', async () => {
+    const txn = new FakeTransaction();
+    txn.refuse = (keys) => (keys.includes('dlq/big') ? tooLarge() : null);
+    const scope = new TransactionScope(txn, false);
+    await scope.publish([record('out', 'a')]);
+    await expect(scope.publish([record('dlq', 'big')], { alone: true })).rejects.toMatchObject({ type: 'MESSAGE_TOO_LARGE' });
+    expect(scope.failure).toBeNull();
+    await scope.publish([record('dlq', 'small')], { alone: true });
+    expect(txn.requests).toEqual([['out/a'], ['dlq/small']]);
+    await scope.commit('g', 'in', 0, '3', log);
+    expect(txn.committed).toBe(true);
+  });
+
+  it('a refused buffered flush poisons the transaction and asks for a careful retry; a careful scope sends record by record', async () => {
+    const txn = new FakeTransaction();
+    txn.refuse = (keys) => (keys.includes('out/big') ? tooLarge() : null);
+    const scope = new TransactionScope(txn, false);
+    await scope.publish([record('out', 'a')]);
+    await scope.publish([record('out', 'big')]);
+    await expect(scope.commit('g', 'in', 0, '2', log)).rejects.toMatchObject({ type: 'MESSAGE_TOO_LARGE' });
+    expect(scope.refused).toBe(true);
+    expect(txn.committed).toBe(false);
+    await expect(scope.publish([record('out', 'b')])).rejects.toMatchObject({ type: 'MESSAGE_TOO_LARGE' });
+
+    const retry = new FakeTransaction();
+    retry.refuse = txn.refuse;
+    const careful = new TransactionScope(retry, true);
+    await careful.publish([record('out', 'a'), record('out', 'c')]);
+    await expect(careful.publish([record('out', 'big')])).rejects.toMatchObject({ type: 'MESSAGE_TOO_LARGE' });
+    await careful.commit('g', 'in', 0, '2', log);
+    expect(retry.requests).toEqual([['out/a'], ['out/c']]);
+    expect(retry.committed).toBe(true);
+  });
+
+  it('any other send failure poisons the transaction', async () => {
+    const txn = new FakeTransaction();
+    txn.refuse = () => new KafkaJSProtocolError('NOT_ENOUGH_REPLICAS');
+    const scope = new TransactionScope(txn, true);
+    await expect(scope.publish([record('out', 'a')])).rejects.toBeInstanceOf(KafkaJSProtocolError);
+    expect(scope.failure).toBeInstanceOf(KafkaJSProtocolError);
+    await expect(scope.commit('g', 'in', 0, '1', log)).rejects.toBeInstanceOf(KafkaJSProtocolError);
+    expect(txn.offsets).toEqual([]);
+  });
+
+  it('routes the ordinary Publisher into the current transaction and runs after-commit work only on commit', async () => {
+    const sent: string[] = [];
+    const direct = new KafkaPublisher({ sendBatch: async () => void sent.push('direct') as never }, { lingerMs: 0, maxBatchRecords: 10 });
+    const txn = new FakeTransaction();
+    const scope = new TransactionScope(txn, false);
+    const marks: string[] = [];
+    await inTransaction(scope, async () => {
+      await direct.publish([record('out', 'in-txn')]);
+      await whenCommitted(async () => void marks.push('committed'), () => marks.push('aborted'));
+    });
+    expect(sent).toEqual([]);
+    expect(marks).toEqual([]);
+    await scope.commit('g', 'in', 0, '1', log);
+    expect(txn.requests).toEqual([['out/in-txn']]);
+    expect(marks).toEqual(['committed']);
+
+    const abandoned = new TransactionScope(new FakeTransaction(), false);
+    await inTransaction(abandoned, () => whenCommitted(async () => void marks.push('never'), () => marks.push('aborted')));
+    abandoned.abandoned();
+    abandoned.abandoned();
+    expect(marks).toEqual(['committed', 'aborted']);
+
+    // Outside a transaction: the producer at once, and the work at once.
+    await direct.publish([record('out', 'plain')]);
+    await whenCommitted(async () => void marks.push('now'));
+    expect(sent).toEqual(['direct']);
+    expect(marks).toEqual(['committed', 'aborted', 'now']);
+  });
+
+  it('recognises a fenced producer through kafkajs wrappers', () => {
+    const fenced = new KafkaJSProtocolError('fenced');
+    Object.assign(fenced, { type: 'INVALID_PRODUCER_EPOCH' });
+    expect(isFencedError({ name: 'KafkaJSNumberOfRetriesExceeded', originalError: fenced })).toBe(true);
+    expect(isFencedError({ code: 90 })).toBe(true);
+    expect(isFencedError(new KafkaJSProtocolError('NOT_ENOUGH_REPLICAS'))).toBe(false);
+  });
+});

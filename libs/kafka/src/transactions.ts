@@ -1,0 +1,202 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Logger } from '@thorax/observability';
+import { refusedRecordType } from './failure-policy';
+import type { OutgoingRecord, PublishOptions } from './records';
+
+/** What a stage's consume-process-produce loop commits with (KAFKA_DELIVERY). */
+export type DeliveryMode = 'exactly-once' | 'at-least-once';
+
+/** The part of a kafkajs transaction a TransactionScope uses. */
+export interface TransactionHandle {
+  sendBatch(batch: {
+    acks: -1;
+    topicMessages: { topic: string; messages: { key: string; value: Buffer; headers: Record<string, string> }[] }[];
+  }): Promise<unknown>;
+  sendOffsets(offsets: {
+    consumerGroupId: string;
+    topics: { topic: string; partitions: { partition: number; offset: string }[] }[];
+  }): Promise<void>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+export interface TransactionLimits {
+  /** Records of one request when the buffer is flushed. */
+  maxBatchRecords: number;
+  /** Payload bytes buffered before they are sent (still inside the transaction). */
+  maxBatchBytes: number;
+}
+
+export const DEFAULT_TRANSACTION_LIMITS: TransactionLimits = { maxBatchRecords: 500, maxBatchBytes: 16 * 1024 * 1024 };
+
+/**
+ * One Kafka transaction of a consumer's input partition: what the handlers of its records publish
+ * (through the ordinary Publisher, which looks the scope up) and the input offsets, committed
+ * together or not at all.
+ *
+ * Records published in a scope are buffered and go to the brokers in large requests at commit
+ * (or when the buffer fills), so a transaction of a few hundred inputs costs a few produce
+ * requests, not one per input; `publish` resolves once the records are in the transaction, and
+ * they become visible to read_committed consumers with the commit. Two kinds of call are sent at
+ * once, each in a request of its own, so that a broker's refusal of a record (a topic's
+ * max.message.bytes) reaches the handler that published it and nothing else: `alone` calls (the
+ * dead-letter copy), and every call of a `careful` scope (the retry of a transaction whose
+ * buffered flush was refused). Any other send failure poisons the scope: the consumer aborts it
+ * and processes its inputs again from the last committed offset.
+ */
+export class TransactionScope {
+  private buffer: OutgoingRecord[] = [];
+  private bufferedBytes = 0;
+  private readonly committed: (() => Promise<void>)[] = [];
+  private readonly aborted: (() => void)[] = [];
+  /** The failure that makes this transaction unusable; every later publish throws it. */
+  failure: unknown = null;
+  /** A buffered flush was refused by a broker: retry the inputs with a careful scope. */
+  refused = false;
+  /** Inputs with an outcome in this transaction. */
+  inputs = 0;
+  readonly startedAt = Date.now();
+
+  constructor(
+    private readonly txn: TransactionHandle,
+    readonly careful: boolean,
+    private readonly limits: TransactionLimits = DEFAULT_TRANSACTION_LIMITS,
+  ) {}
+
+  async publish(records: OutgoingRecord[], options: PublishOptions = {}): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (records.length === 0) return;
+    if (options.alone || this.careful) {
+      await this.flush();
+      for (const record of records) await this.send([record], true);
+      return;
+    }
+    for (const record of records) {
+      this.buffer.push(record);
+      this.bufferedBytes += recordBytes(record);
+    }
+    if (this.buffer.length >= this.limits.maxBatchRecords || this.bufferedBytes >= this.limits.maxBatchBytes) await this.flush();
+  }
+
+  /** Runs `fn` after the transaction commits, `onAbort` when it is abandoned instead. */
+  afterCommit(fn: () => Promise<void>, onAbort?: () => void): void {
+    this.committed.push(fn);
+    if (onAbort) this.aborted.push(onAbort);
+  }
+
+  /** The transaction will not commit: the abandon callbacks run (once). */
+  abandoned(): void {
+    for (const fn of this.aborted.splice(0)) {
+      try {
+        fn();
+      } catch {
+        // bookkeeping only; nothing to undo in Kafka
+      }
+    }
+  }
+
+  /** Sends what is buffered, in requests within the limits. */
+  async flush(): Promise<void> {
+    while (this.buffer.length > 0) {
+      if (this.failure) throw this.failure;
+      const chunk: OutgoingRecord[] = [];
+      let bytes = 0;
+      while (this.buffer.length > 0 && chunk.length < this.limits.maxBatchRecords) {
+        const next = this.buffer[0] as OutgoingRecord;
+        const size = recordBytes(next);
+        if (chunk.length > 0 && bytes + size > this.limits.maxBatchBytes) break;
+        chunk.push(next);
+        bytes += size;
+        this.buffer.shift();
+      }
+      this.bufferedBytes -= bytes;
+      await this.send(chunk, false);
+    }
+  }
+
+  /** Flushes, adds the input offset to the transaction and commits it; then the after-commit work. */
+  async commit(groupId: string, topic: string, partition: number, nextOffset: string, log: Logger): Promise<void> {
+    await this.flush();
+    if (this.failure) throw this.failure;
+    await this.txn.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: [{ partition, offset: nextOffset }] }] });
+    await this.txn.commit();
+    for (const fn of this.committed) {
+      await fn().catch((error: unknown) => log.warn({ err: error }, 'work after a transaction commit failed'));
+    }
+  }
+
+  /** Best effort: a producer that cannot abort is replaced, and its successor's start aborts it. */
+  async abort(): Promise<void> {
+    this.buffer = [];
+    this.bufferedBytes = 0;
+    await this.txn.abort();
+  }
+
+  private async send(records: OutgoingRecord[], single: boolean): Promise<void> {
+    const byTopic = new Map<string, OutgoingRecord[]>();
+    for (const record of records) {
+      const list = byTopic.get(record.topic) ?? [];
+      list.push(record);
+      byTopic.set(record.topic, list);
+    }
+    try {
+      await this.txn.sendBatch({
+        acks: -1,
+        topicMessages: [...byTopic].map(([topic, list]) => ({
+          topic,
+          messages: list.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {} })),
+        })),
+      });
+    } catch (error) {
+      // A refused single record was never appended and leaves the producer's sequence numbers
+      // where they were: the transaction goes on and the caller decides (dead letter). Anything
+      // else may have written part of a request: the transaction must be aborted.
+      if (!(single && refusedRecordType(error) !== null)) {
+        this.failure ??= error;
+        if (!single && refusedRecordType(error) !== null) this.refused = true;
+      }
+      throw error;
+    }
+  }
+}
+
+const scopes = new AsyncLocalStorage<TransactionScope>();
+
+/** The transaction the current record is handled in, if any (exactly-once consumers only). */
+export function currentTransaction(): TransactionScope | undefined {
+  return scopes.getStore();
+}
+
+/** Runs `fn` with `scope` as the current transaction of everything it calls and awaits. */
+export function inTransaction<R>(scope: TransactionScope, fn: () => R): R {
+  return scopes.run(scope, fn);
+}
+
+/**
+ * Runs `fn` once what the current record published is committed: after its transaction commits
+ * under exactly-once delivery (never if it aborts; the record is then processed again), at once
+ * otherwise (its records are already acknowledged). For bookkeeping that must not claim more than
+ * Kafka holds, e.g. marking outbox rows published. `onAbort` runs instead when the transaction is
+ * abandoned.
+ */
+export async function whenCommitted(fn: () => Promise<void>, onAbort?: () => void): Promise<void> {
+  const scope = scopes.getStore();
+  if (scope) scope.afterCommit(fn, onAbort);
+  else await fn();
+}
+
+/** Kafka's answer to a producer replaced by another with the same transactional id. */
+export function isFencedError(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 6; depth++) {
+    const candidate = e as { type?: unknown; code?: unknown; cause?: unknown; originalError?: unknown };
+    if (candidate.type === 'INVALID_PRODUCER_EPOCH' || candidate.type === 'PRODUCER_FENCED' || candidate.code === 90) return true;
+    e = candidate.originalError ?? candidate.cause;
+  }
+  return false;
+}
+
+function recordBytes(record: OutgoingRecord): number {
+  let bytes = Buffer.byteLength(record.key) + record.value.length;
+  for (const [name, value] of Object.entries(record.headers ?? {})) bytes += Buffer.byteLength(name) + Buffer.byteLength(String(value));
+  return bytes;
+}
