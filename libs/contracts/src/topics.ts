@@ -19,6 +19,14 @@ export const HEADERS = {
   failedStage: 'thorax-failed-stage',
   /** On a DLQ record without its value: the original value's length in bytes (the DLQ topic refused it). */
   valueOmitted: 'thorax-value-omitted',
+  /** Claim-check: the studies record's value is empty and the instance is this object (docs/object-store.md). */
+  objectUri: 'thorax-object-uri',
+  /** Lowercase hex SHA-256 of the referenced object. */
+  objectSha256: 'thorax-object-sha256',
+  /** Size of the referenced object in bytes. */
+  objectSize: 'thorax-object-size',
+  /** The edge a record came through: http, grpc, dicomweb or dimse (absent: a Kafka producer). */
+  source: 'thorax-source',
 } as const;
 
 /** Pipeline stages, as they appear in error events and DLQ headers. */
