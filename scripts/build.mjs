@@ -39,7 +39,8 @@ await Promise.all(
     const rel = path.relative(root, file);
     const target = path.join(out, rel);
     await mkdir(path.dirname(target), { recursive: true });
-    if (file.endsWith('.json')) return copyFile(file, target);
+    // JSON beside the code, and static files of web pages (apps/results/src/review/assets) as they are.
+    if (file.endsWith('.json') || rel.split(path.sep).includes('assets')) return copyFile(file, target);
     if (!file.endsWith('.ts') || /\.(spec|integration-spec|e2e-spec)\.ts$/.test(file)) return;
     const result = await transformFile(file, {
       ...swcrc,

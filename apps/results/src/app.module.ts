@@ -2,8 +2,13 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { tokenVerifierFromConfig } from '@thorax/auth';
 import { kafkaClientOptions, type ServerTls } from '@thorax/config';
 import { KafkaModule } from '@thorax/kafka';
+import { createObjectStore } from '@thorax/object-store';
 import { type Logger, ObservabilityModule } from '@thorax/observability';
 import { RESULTS_CONFIG, type ResultsConfig } from './config';
+import { FEEDBACK_RELAY_OPTIONS, FeedbackRelay, type FeedbackRelayOptions } from './feedback/feedback-relay';
+import { FEEDBACK_TOPIC_OPTIONS, type FeedbackTopicOptions, FeedbackTopicPublisher } from './feedback/feedback-topic.publisher';
+import { FeedbackController } from './feedback/feedback.controller';
+import { FeedbackService } from './feedback/feedback.service';
 import { FindingsConsumer } from './findings/findings.consumer';
 import { FindingsController } from './findings/findings.controller';
 import { FindingsReader, READER_OPTIONS, type ReaderOptions } from './findings/findings-reader.service';
@@ -14,6 +19,11 @@ import { FhirController } from './fhir/fhir.controller';
 import { FHIR_OPTIONS, type FhirOptions, FhirService } from './fhir/fhir.service';
 import { FHIR_TOPIC_OPTIONS, type FhirTopicOptions, FhirTopicPublisher } from './fhir/fhir-topic.publisher';
 import { OpenApiController } from './openapi/openapi.controller';
+import { REVIEW_OBJECT_STORE, ReviewObjects } from './review/review-objects';
+import { ReviewImagesController } from './review/review-images.controller';
+import { ReviewPageController } from './review/review-page.controller';
+import { ReviewController } from './review/review.controller';
+import { REVIEW_OPTIONS, type ReviewOptions, ReviewService } from './review/review.service';
 import { StoreModule } from './store/store.module';
 import { StudiesController } from './studies/studies.controller';
 import { StudiesReader } from './studies/studies-reader.service';
@@ -31,6 +41,7 @@ export class AppModule {
       accessionSystem: config.RESULTS_FHIR_ACCESSION_SYSTEM,
       patientIdSystem: config.RESULTS_FHIR_PATIENT_ID_SYSTEM,
     };
+    const review: ReviewOptions = { showPatient: config.RESULTS_REVIEW_SHOW_PATIENT, worklistSize: config.RESULTS_REVIEW_WORKLIST_SIZE };
     return {
       module: AppModule,
       imports: [
@@ -42,7 +53,17 @@ export class AppModule {
           poolSize: config.RESULTS_DB_POOL_SIZE,
         }),
       ],
-      controllers: [FindingsController, StudiesController, FhirController, OpenApiController],
+      controllers: [
+        // Routes under v1/findings/:id/… before FindingsController's v1/findings/:id.
+        ReviewImagesController,
+        FeedbackController,
+        FindingsController,
+        StudiesController,
+        FhirController,
+        OpenApiController,
+        ReviewController,
+        ReviewPageController,
+      ],
       providers: [
         { provide: RESULTS_CONFIG, useValue: config },
         { provide: READER_OPTIONS, useValue: reader },
@@ -50,6 +71,15 @@ export class AppModule {
         { provide: FHIR_OPTIONS, useValue: fhir },
         { provide: FHIR_TOPIC_OPTIONS, useValue: { topic: config.RESULTS_FHIR_TOPIC ?? null } satisfies FhirTopicOptions },
         FhirTopicPublisher,
+        { provide: REVIEW_OPTIONS, useValue: review },
+        { provide: REVIEW_OBJECT_STORE, useFactory: () => createObjectStore(config) },
+        { provide: FEEDBACK_TOPIC_OPTIONS, useValue: { topic: config.RESULTS_FEEDBACK_TOPIC } satisfies FeedbackTopicOptions },
+        { provide: FEEDBACK_RELAY_OPTIONS, useValue: { intervalMs: config.RESULTS_FEEDBACK_RELAY_MS } satisfies FeedbackRelayOptions },
+        ReviewObjects,
+        ReviewService,
+        FeedbackTopicPublisher,
+        FeedbackService,
+        FeedbackRelay,
         FindingsRecorder,
         FindingsConsumer,
         FindingsReader,

@@ -5,14 +5,15 @@ import ts from 'typescript';
 /**
  * The folders of the results app depend on each other one way only (docs: apps/results/README.md):
  *
- *   domain ← store ← api ← studies, fhir ← findings ← grpc, openapi ← testing, app.module ← main
+ *   domain ← store ← api ← studies, fhir ← findings ← grpc, openapi, review, feedback ← testing, app.module ← main
  *
  * - domain: pure study logic (aggregate, FHIR ids), no I/O;
  * - store: the store's ports (results-store.port.ts) and their SQL adapters;
  * - api: what every read edge shares (API errors, cursors, the HTTP error filter);
  * - studies, fhir, findings: services and their HTTP controllers; the findings consumer also
  *   publishes FHIR bundles;
- * - grpc, openapi: edges over several features.
+ * - grpc, openapi: edges over several features;
+ * - review, feedback: the review page, its APIs and images, reviewers' verdicts and their topic.
  * `config.ts` and `version.ts` are leaves anyone may import. Tests may reach across layers.
  */
 const LAYERS: readonly string[][] = [
@@ -22,7 +23,7 @@ const LAYERS: readonly string[][] = [
   ['api'],
   ['studies', 'fhir'],
   ['findings'],
-  ['grpc', 'openapi'],
+  ['grpc', 'openapi', 'review', 'feedback'],
   ['testing', 'app.module.ts'],
   ['main.ts'],
 ];

@@ -1,4 +1,4 @@
-import { port, positiveInt, sharedEnv, z } from '@thorax/config';
+import { flag, port, positiveInt, sharedEnv, z } from '@thorax/config';
 
 export const resultsConfigSchema = z.object({
   ...sharedEnv,
@@ -44,6 +44,17 @@ export const resultsConfigSchema = z.object({
   RESULTS_FHIR_ACCESSION_SYSTEM: uri().optional(),
   /** Identifier.system of patient ids in FHIR subject references (the PACS's assigning authority). */
   RESULTS_FHIR_PATIENT_ID_SYSTEM: uri().optional(),
+  /**
+   * Topic of reviewers' verdicts (POST /v1/findings/{id}/feedback), keyed by image id; the store
+   * is its outbox (docs/review.md). The topic must exist.
+   */
+  RESULTS_FEEDBACK_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'expected a Kafka topic name').default('thorax.feedback.v1'),
+  /** How often verdicts not yet on the feedback topic (broker away, crash) are sent again, ms. */
+  RESULTS_FEEDBACK_RELAY_MS: positiveInt(5000),
+  /** Show accession numbers and patient ids on the review page (/review); off: none at all. */
+  RESULTS_REVIEW_SHOW_PATIENT: flag(false),
+  /** Most recent results the review worklist groups into studies. */
+  RESULTS_REVIEW_WORKLIST_SIZE: positiveInt(200),
 });
 
 /** An absolute URI as FHIR Identifier.system wants it (http(s)://…, urn:oid:…, urn:uuid:…). */

@@ -1,4 +1,4 @@
-import { CHESTXRAY14_LABELS, findingsEventJsonSchema } from '@thorax/contracts';
+import { CHESTXRAY14_LABELS, FEEDBACK_COMMENT_MAX, feedbackEventJsonSchema, findingsEventJsonSchema } from '@thorax/contracts';
 import { API_ERROR_CODES } from '../api/api-error';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../findings/list-params';
 
@@ -34,6 +34,87 @@ function findingsEventComponent(): Schema {
   const { $schema: _schema, $id: _id, ...rest } = findingsEventJsonSchema as Schema;
   return rest;
 }
+
+/** The feedback event schema as a component. */
+function feedbackEventComponent(): Schema {
+  const { $schema: _schema, $id: _id, ...rest } = feedbackEventJsonSchema as Schema;
+  return rest;
+}
+
+const png = (description: string): Schema => ({
+  description,
+  headers: {
+    ETag: { description: 'Strong entity tag of the object (review objects are write-once); send it back in If-None-Match.', schema: { type: 'string' } },
+    'Cache-Control': { description: '`private, max-age=86400`: browsers may keep it, shared caches may not.', schema: { type: 'string' } },
+  },
+  content: { 'image/png': { schema: { type: 'string', contentMediaType: 'image/png' } } },
+});
+const notModified: Schema = { '304': { description: 'Not modified: the If-None-Match tag is current.' } };
+const identifiers: Schema = {
+  studyUid: nullable('string', { description: 'Only with RESULTS_REVIEW_SHOW_PATIENT=true.' }),
+  accession: nullable('string', { description: 'Only with RESULTS_REVIEW_SHOW_PATIENT=true.' }),
+  patientId: nullable('string', { description: 'Only with RESULTS_REVIEW_SHOW_PATIENT=true.' }),
+};
+
+const worklistSchema: Schema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['studies'],
+  properties: {
+    studies: {
+      type: 'array',
+      description: 'STAT studies first, then studies with a positive finding, then the most recently completed.',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['ref', 'priority', 'positives', 'images', 'completedAt', 'model'],
+        properties: {
+          ref: { type: 'string', description: 'Opaque reference of the study (10 hex digits of a SHA-256 of its key), shown instead of identifiers.' },
+          priority: { enum: ['stat', 'routine'] },
+          positives: { type: 'array', items: { type: 'string' } },
+          images: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['id', 'viewPosition', 'positives', 'reviewedLabels', 'completedAt'],
+              properties: {
+                id: { type: 'string' },
+                viewPosition: nullable('string'),
+                positives: { type: 'array', items: { type: 'string' } },
+                reviewedLabels: { type: 'array', items: { type: 'string' }, description: 'Labels with at least one verdict.' },
+                completedAt: { type: 'string', format: 'date-time' },
+              },
+            },
+          },
+          completedAt: { type: 'string', format: 'date-time' },
+          model: { oneOf: [{ type: 'null' }, { type: 'object', required: ['name', 'version'], properties: { name: { type: 'string' }, version: { type: 'string' } } }] },
+          ...identifiers,
+        },
+      },
+    },
+  },
+};
+
+const reviewResultSchema: Schema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'ref', 'priority', 'viewPosition', 'model', 'findings', 'positives', 'wireImage', 'heatmaps', 'timing', 'feedback'],
+  properties: {
+    id: { type: 'string' },
+    ref: { type: 'string' },
+    priority: { enum: ['stat', 'routine'] },
+    viewPosition: nullable('string'),
+    model: { type: 'object', required: ['name', 'version', 'sha256'], properties: { name: { type: 'string' }, version: { type: 'string' }, sha256: { type: 'string' }, provider: { type: 'string' }, provenance: provenanceSchema() } },
+    findings: (findingsEventComponent()['properties'] as Record<string, Schema>)['findings'],
+    positives: { type: 'array', items: { type: 'string' } },
+    wireImage: { oneOf: [{ type: 'null' }, { type: 'object', required: ['width', 'height'], properties: { width: { type: 'integer' }, height: { type: 'integer' } } }], description: 'Size of the wire image at /v1/findings/{id}/image; null when none was kept.' },
+    heatmaps: { type: 'array', items: { type: 'string' }, description: 'Labels with a heatmap at /v1/findings/{id}/heatmaps/{label}.' },
+    timing: (findingsEventComponent()['properties'] as Record<string, Schema>)['timing'],
+    feedback: { type: 'array', items: ref('FeedbackEvent'), description: "Every reviewer's current verdicts on this result." },
+    ...identifiers,
+  },
+};
 
 /** The model provenance object, as the findings event schema defines it. */
 function provenanceSchema(): Schema {
@@ -127,6 +208,7 @@ export function openApiDocument(version: string): Schema {
       { name: 'Findings', description: 'Per-image results (thorax.findings.v1 events).' },
       { name: 'Studies', description: 'Per-study aggregates.' },
       { name: 'FHIR', description: 'FHIR R4 resources (DiagnosticReport, Observation, ImagingStudy, Device).' },
+      { name: 'Review', description: 'The radiologist review page (/review), its images and reviewers\' verdicts (thorax.feedback.v1).' },
       { name: 'Operations', description: 'Health, readiness, metrics and this document: public.' },
     ],
     paths: {
@@ -137,6 +219,77 @@ export function openApiDocument(version: string): Schema {
           summary: "An image's latest result (or one model version's).",
           parameters: [path('id', 'The image id (Kafka record key).'), query('modelVersion', 'Return the result of this model version.')],
           responses: { '200': json(ref('FindingsEvent'), 'The stored thorax.findings.v1 event.'), ...errors(400, 401, 403, 404, 503) },
+        },
+      },
+      '/v1/findings/{id}/image': {
+        get: {
+          operationId: 'getWireImage',
+          tags: ['Review'],
+          summary: 'The 8-bit grey wire image the model saw (PNG), streamed from the object store.',
+          parameters: [path('id', 'The image id.'), query('modelVersion', 'The image of this model version\'s result.'), { name: 'If-None-Match', in: 'header', required: false, schema: { type: 'string' } }],
+          responses: { '200': png('The wire image.'), ...notModified, ...errors(400, 401, 403, 404, 503) },
+        },
+      },
+      '/v1/findings/{id}/heatmaps/{label}': {
+        get: {
+          operationId: 'getHeatmap',
+          tags: ['Review'],
+          summary: 'The class activation map of one positive label (PNG, the size of the wire image).',
+          parameters: [
+            path('id', 'The image id.'),
+            { ...path('label', 'A positive label of the result.'), schema: { enum: [...CHESTXRAY14_LABELS] } },
+            query('modelVersion', 'The map of this model version\'s result.'),
+            { name: 'If-None-Match', in: 'header', required: false, schema: { type: 'string' } },
+          ],
+          responses: { '200': png('The heatmap.'), ...notModified, ...errors(400, 401, 403, 404, 503) },
+        },
+      },
+      '/v1/findings/{id}/feedback': {
+        post: {
+          operationId: 'submitFeedback',
+          tags: ['Review'],
+          summary: "A reviewer's verdict on one label: stored (one row per image, model version, label and reviewer; a change is a new revision) and published to thorax.feedback.v1.",
+          description: 'Needs the read scope. With authentication on, the reviewer is the token\'s subject (`sub`, else `client_id`/`azp`); without it, the optional `reviewer` field or `anonymous`. Sending the same verdict and comment again changes nothing.',
+          parameters: [path('id', 'The image id.')],
+          requestBody: { required: true, content: { 'application/json': { schema: ref('FeedbackRequest') } } },
+          responses: { '200': json(ref('FeedbackResponse'), 'The stored verdict.'), ...errors(400, 401, 403, 404, 503) },
+        },
+        get: {
+          operationId: 'listFeedback',
+          tags: ['Review'],
+          summary: "Every reviewer's current verdicts on an image's latest result (or one model version's).",
+          parameters: [path('id', 'The image id.'), query('modelVersion', 'The verdicts on this model version\'s result.')],
+          responses: {
+            '200': json({ type: 'object', additionalProperties: false, required: ['feedback'], properties: { feedback: { type: 'array', items: ref('FeedbackEvent') } } }, 'Verdicts by label, then reviewer.'),
+            ...errors(400, 401, 403, 404, 503),
+          },
+        },
+      },
+      '/v1/review/worklist': {
+        get: {
+          operationId: 'reviewWorklist',
+          tags: ['Review'],
+          summary: 'Recent studies for review: STAT first, then positives, then newest. No patient identifiers unless RESULTS_REVIEW_SHOW_PATIENT=true.',
+          parameters: [query('limit', 'Studies (1-200, default 50).', { type: 'integer', minimum: 1, maximum: 200 })],
+          responses: { '200': json(worklistSchema, 'The worklist.'), ...errors(400, 401, 403, 503) },
+        },
+      },
+      '/v1/review/results/{id}': {
+        get: {
+          operationId: 'reviewResult',
+          tags: ['Review'],
+          summary: 'One ok result as the study view shows it: findings, model, which review images exist, and the verdicts given.',
+          parameters: [path('id', 'The image id.'), query('modelVersion', 'This model version\'s result.')],
+          responses: { '200': json(reviewResultSchema, 'The result.'), ...errors(400, 401, 403, 404, 503) },
+        },
+      },
+      '/review': {
+        get: {
+          operationId: 'reviewPage',
+          tags: ['Review'],
+          summary: 'The review web page (public static shell; its data comes from the APIs above, which need the read scope).',
+          ...PUBLIC,
+          responses: { '200': { description: 'HTML page.', content: { 'text/html': { schema: { type: 'string' } } } }, ...clientError },
         },
       },
       '/v1/findings': {
@@ -235,6 +388,28 @@ export function openApiDocument(version: string): Schema {
           properties: { results: { type: 'array', items: ref('FindingsEvent') }, nextCursor: nullable('string', { description: 'Pass as cursor for the next page; null on the last.' }) },
         },
         StudyResult: studyResultSchema,
+        FeedbackEvent: feedbackEventComponent(),
+        FeedbackRequest: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['label', 'verdict'],
+          properties: {
+            label: { type: 'string', examples: [...CHESTXRAY14_LABELS] },
+            verdict: { enum: ['agree', 'disagree'], description: "agree: the model's call (positive or negative) is right." },
+            comment: nullable('string', { maxLength: FEEDBACK_COMMENT_MAX, description: 'Optional free text; no patient identifiers.' }),
+            modelVersion: { type: 'string', description: "The reviewed result's model version (default: the latest result)." },
+            reviewer: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._@ -]{0,63}$', description: 'Only without API authentication (with it, the token subject is the reviewer and this field is refused).' },
+          },
+        },
+        FeedbackResponse: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['feedback', 'published'],
+          properties: {
+            feedback: ref('FeedbackEvent'),
+            published: { type: 'boolean', description: 'Already on thorax.feedback.v1; false: stored, and the relay publishes it (RESULTS_FEEDBACK_RELAY_MS).' },
+          },
+        },
         Error: {
           type: 'object',
           additionalProperties: false,

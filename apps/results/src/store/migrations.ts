@@ -82,6 +82,36 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX study_results_unpublished_idx ON study_results (seq) WHERE published_version < version;
     `,
   },
+  {
+    // Reviewers' verdicts (docs/review.md): one row per (image, model version, label, reviewer),
+    // updated in place; `revision` grows with each change and `published_revision` is the last
+    // one sent to thorax.feedback.v1 (an outbox marker, as study_results.published_version). What
+    // the model said is copied in, so the feedback event needs no join. No patient identifiers.
+    version: 4,
+    name: 'review_feedback',
+    sql: `
+      CREATE TABLE review_feedback (
+        image_id           text             NOT NULL,
+        model_version      text             NOT NULL,
+        label              text             NOT NULL,
+        reviewer           text             NOT NULL,
+        verdict            text             NOT NULL CHECK (verdict IN ('agree', 'disagree')),
+        comment            text,
+        study_uid          text,
+        model_name         text             NOT NULL,
+        model_sha256       text             NOT NULL,
+        probability        double precision NOT NULL,
+        threshold          double precision NOT NULL,
+        positive           boolean          NOT NULL,
+        revision           integer          NOT NULL DEFAULT 1,
+        published_revision integer          NOT NULL DEFAULT 0,
+        created_at         timestamptz      NOT NULL DEFAULT now(),
+        updated_at         timestamptz      NOT NULL DEFAULT now(),
+        PRIMARY KEY (image_id, model_version, label, reviewer)
+      );
+      CREATE INDEX review_feedback_unpublished_idx ON review_feedback (updated_at) WHERE published_revision < revision;
+    `,
+  },
 ];
 
 /** Serialises concurrent starts of several replicas on one server (any fixed 64-bit number). */

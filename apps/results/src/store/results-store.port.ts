@@ -1,4 +1,4 @@
-import type { FindingsEvent } from '@thorax/contracts';
+import type { FeedbackEvent, FeedbackVerdict, FindingsEvent } from '@thorax/contracts';
 import type { StudyResult } from '../domain/study-aggregate';
 
 /**
@@ -135,6 +135,52 @@ export interface FhirOutbox {
   markPublished(versions: readonly { studyUid: string; version: number }[]): Promise<void>;
 }
 
+/** A reviewer's verdict on one label of one stored result. */
+export interface FeedbackInput {
+  /** The reviewed result (its event supplies study, model and what the model said). */
+  result: FindingsEvent;
+  label: string;
+  reviewer: string;
+  verdict: FeedbackVerdict;
+  comment: string | null;
+}
+
+/** A verdict as the store holds it: the thorax.feedback.v1 event of its current revision. */
+export interface StoredFeedback {
+  event: FeedbackEvent;
+  /** The last revision sent to the feedback topic (0: none yet). */
+  publishedRevision: number;
+}
+
+/** Reviewers' verdicts, and the store as the outbox of the thorax.feedback.v1 topic. */
+export interface FeedbackStore {
+  /**
+   * Stores the verdict, keyed by (image id, model version, label, reviewer). The same verdict and
+   * comment again changes nothing (`changed: false`, same revision); a different one is a new
+   * revision of the same row.
+   */
+  record(input: FeedbackInput): Promise<{ feedback: StoredFeedback; changed: boolean }>;
+  /** Every reviewer's current verdicts on a result, by label then reviewer. */
+  forResult(imageId: string, modelVersion: string): Promise<StoredFeedback[]>;
+  /** Verdicts whose current revision has not gone out yet, oldest change first. */
+  unpublished(limit: number): Promise<StoredFeedback[]>;
+  /** Marks revisions as published (a row's published revision never moves backwards). */
+  markPublished(events: readonly FeedbackEvent[]): Promise<void>;
+}
+
+/** One reviewable result in the review worklist (newest stored first). */
+export interface ReviewItem {
+  seq: bigint;
+  event: FindingsEvent;
+  /** Labels of it that have at least one verdict. */
+  reviewedLabels: string[];
+}
+
+export interface ReviewQueries {
+  /** The latest ok result of each of the most recently stored images, newest first. */
+  recent(limit: number): Promise<ReviewItem[]>;
+}
+
 export interface StoreHealth {
   /** Throws unless the store answers (readiness). */
   ping(): Promise<void>;
@@ -147,6 +193,8 @@ export interface ResultsStore {
   feed: FindingsFeed;
   studies: StudyQueries;
   outbox: FhirOutbox;
+  feedback: FeedbackStore;
+  review: ReviewQueries;
   health: StoreHealth;
 }
 
@@ -156,3 +204,5 @@ export const FINDINGS_FEED = Symbol('thorax.results.findings-feed');
 export const STUDY_QUERIES = Symbol('thorax.results.study-queries');
 export const FHIR_OUTBOX = Symbol('thorax.results.fhir-outbox');
 export const STORE_HEALTH = Symbol('thorax.results.store-health');
+export const FEEDBACK_STORE = Symbol('thorax.results.feedback-store');
+export const REVIEW_QUERIES = Symbol('thorax.results.review-queries');

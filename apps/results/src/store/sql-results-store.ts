@@ -1,9 +1,11 @@
 import type { ResultsStore, StoreHealth } from './results-store.port';
 import type { SqlClient, SqlExecutor } from './sql-client';
+import { SqlFeedbackStore } from './sql-feedback-store';
 import { SqlFhirOutbox } from './sql-fhir-outbox';
 import { SqlFindingsFeed } from './sql-findings-feed';
 import { SqlFindingsQueries } from './sql-findings-queries';
 import { SqlFindingsWriter } from './sql-findings-writer';
+import { SqlReviewQueries } from './sql-review-queries';
 import { SqlStudyQueries } from './sql-study-queries';
 import { StoredSignal } from './stored-signal';
 
@@ -24,6 +26,8 @@ export function sqlResultsStore(db: SqlClient): ResultsStore {
     feed: new SqlFindingsFeed(db, signal),
     studies: new SqlStudyQueries(db),
     outbox: new SqlFhirOutbox(db),
+    feedback: new SqlFeedbackStore(db),
+    review: new SqlReviewQueries(db),
     health: new SqlStoreHealth(db),
   };
 }

@@ -11,10 +11,12 @@ import { migrate } from './migrations';
 import { PgSqlClient } from './pg-sql-client';
 import { PgliteSqlClient } from './pglite-sql-client';
 import {
+  FEEDBACK_STORE,
   FHIR_OUTBOX,
   FINDINGS_FEED,
   FINDINGS_QUERIES,
   FINDINGS_WRITER,
+  REVIEW_QUERIES,
   type ResultsStore,
   STORE_HEALTH,
   type StoreHealth,
@@ -91,6 +93,8 @@ const PORTS: readonly [symbol, keyof ResultsStore][] = [
   [FINDINGS_FEED, 'feed'],
   [STUDY_QUERIES, 'studies'],
   [FHIR_OUTBOX, 'outbox'],
+  [FEEDBACK_STORE, 'feedback'],
+  [REVIEW_QUERIES, 'review'],
   [STORE_HEALTH, 'health'],
 ];
 
