@@ -9,6 +9,7 @@ import { FEEDBACK_RELAY_OPTIONS, FeedbackRelay, type FeedbackRelayOptions } from
 import { FEEDBACK_TOPIC_OPTIONS, type FeedbackTopicOptions, FeedbackTopicPublisher } from './feedback/feedback-topic.publisher';
 import { FeedbackController } from './feedback/feedback.controller';
 import { FeedbackService } from './feedback/feedback.service';
+import { ClaimCheckRetention } from './findings/claim-check-retention';
 import { FindingsConsumer } from './findings/findings.consumer';
 import { FindingsController } from './findings/findings.controller';
 import { FindingsReader, READER_OPTIONS, type ReaderOptions } from './findings/findings-reader.service';
@@ -81,6 +82,7 @@ export class AppModule {
         FeedbackService,
         FeedbackRelay,
         FindingsRecorder,
+        ClaimCheckRetention,
         FindingsConsumer,
         FindingsReader,
         StudiesReader,
