@@ -69,6 +69,7 @@ COPY proto proto
 COPY models models
 COPY deploy/kafka/topics.conf deploy/kafka/topics.conf
 COPY deploy/images/thorax.js bin/thorax.js
+COPY deploy/images/pipeline.js bin/pipeline.js
 COPY --from=build --chown=10001:10001 /state /var/lib/thorax
 ENV NODE_ENV=production \
     NODE_OPTIONS="--enable-source-maps --disable-warning=TimeoutNegativeWarning" \

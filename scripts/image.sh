@@ -150,7 +150,7 @@ inputs_digest() {
     cd "$ROOT"
     git ls-files -z -co --exclude-standard -- Dockerfile .dockerignore package.json package-lock.json .npmrc \
       tsconfig.base.json tsconfig.json .swcrc scripts/build.mjs apps libs tools proto models \
-      deploy/kafka/topics.conf deploy/images/thorax.js |
+      deploy/kafka/topics.conf deploy/images/thorax.js deploy/images/pipeline.js |
       sort -z | while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s %s\n' "$(sha256sum <"$f" | cut -c1-64)" "$f"; done
     image_id "$RUNTIME_BASE"
     image_id "$BUILD_BASE"

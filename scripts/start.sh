@@ -2,6 +2,11 @@
 # npm start: installs what is missing, starts Kafka unless KAFKA_BROKERS is set, starts the four
 # services with the default model, prints the endpoints and stays in the foreground until Ctrl-C;
 # then stops everything it started (services drain and commit first).
+#
+# THORAX_TOPOLOGY picks how the stages run (docs/deployment.md "Co-located stages"):
+#   pipeline (default)  ingest, preprocess and inference in one process (`thorax pipeline`), the images
+#                       and tensors hand-offs in memory; results in its own process
+#   split               four processes, every hop through its Kafka topic (as separate deployments run)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -22,6 +27,13 @@ export MODEL_DIR="${MODEL_DIR:-$ROOT/models/thorax-tiny-cnn}"
 export RESULTS_DATA_DIR="${RESULTS_DATA_DIR:-$ROOT/.data/results}"
 export RESULTS_FHIR_TOPIC="${RESULTS_FHIR_TOPIC-thorax.fhir.v1}"
 
+TOPOLOGY="${THORAX_TOPOLOGY:-pipeline}"
+case "$TOPOLOGY" in
+  pipeline) PROCESSES=(results pipeline) ;;
+  split) PROCESSES=(results inference preprocess ingest) ;;
+  *) log "THORAX_TOPOLOGY must be pipeline or split, not '$TOPOLOGY'"; exit 2 ;;
+esac
+
 declare -A PIDS=()
 stop_all() {
   trap - INT TERM EXIT
@@ -36,21 +48,30 @@ trap stop_all INT TERM EXIT
 # HTTP ports: the services' defaults; <SERVICE>_HTTP_PORT moves one (a second stack on one machine).
 declare -A PORTS=([ingest]=${INGEST_HTTP_PORT:-8081} [preprocess]=${PREPROCESS_HTTP_PORT:-8082}
   [inference]=${INFERENCE_HTTP_PORT:-8083} [results]=${RESULTS_HTTP_PORT:-8080})
-for name in results inference preprocess ingest; do
-  HTTP_PORT="${PORTS[$name]}" node --enable-source-maps --disable-warning=TimeoutNegativeWarning "$ROOT/dist/apps/$name/src/main.js" >>"$LOG_DIR/$name.log" 2>&1 &
+NODE_FLAGS=(--enable-source-maps --disable-warning=TimeoutNegativeWarning)
+for name in "${PROCESSES[@]}"; do
+  if [ "$name" = pipeline ]; then
+    # Each co-located stage keeps its own port (<SERVICE>_HTTP_PORT, read by the launcher).
+    INGEST_HTTP_PORT="${PORTS[ingest]}" PREPROCESS_HTTP_PORT="${PORTS[preprocess]}" INFERENCE_HTTP_PORT="${PORTS[inference]}" \
+      node "${NODE_FLAGS[@]}" "$ROOT/deploy/images/pipeline.js" >>"$LOG_DIR/pipeline.log" 2>&1 &
+  else
+    HTTP_PORT="${PORTS[$name]}" node "${NODE_FLAGS[@]}" "$ROOT/dist/apps/$name/src/main.js" >>"$LOG_DIR/$name.log" 2>&1 &
+  fi
   PIDS[$name]=$!
 done
 for name in results inference preprocess ingest; do
+  logfile="$LOG_DIR/$name.log"
+  if [ "$TOPOLOGY" = pipeline ] && [ "$name" != results ]; then logfile="$LOG_DIR/pipeline.log"; fi
   if ! wait_http "http://127.0.0.1:${PORTS[$name]}/readyz" 120; then
     log "$name did not become ready; last log lines:"
-    tail -n 20 "$LOG_DIR/$name.log" >&2
+    tail -n 20 "$logfile" >&2
     exit 1
   fi
 done
 
 cat <<INFO
 
-Thorax is running (logs: $LOG_DIR/<service>.log; Ctrl-C stops everything).
+Thorax is running, topology $TOPOLOGY (logs: $LOG_DIR/*.log; Ctrl-C stops everything).
   Kafka          $KAFKA_BROKERS   publish to thorax.studies.v1, read thorax.findings.v1
   ingest         http://127.0.0.1:${PORTS[ingest]}   /healthz /readyz /metrics
   preprocess     http://127.0.0.1:${PORTS[preprocess]}   /healthz /readyz /metrics
