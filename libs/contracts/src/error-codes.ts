@@ -25,6 +25,9 @@ export const ERROR_CODES = {
   MODEL_INPUT_MISMATCH: 'The preprocessed image does not match what the model expects.',
   INFERENCE_FAILED: 'The model failed on this image.',
   PUBLISH_REJECTED: 'The broker refused an output record for good (too large for the topic, invalid, not authorised).',
+  OBJECT_REFERENCE_INVALID: 'The claim-check headers are incomplete or malformed, or name a location outside the object store.',
+  OBJECT_NOT_FOUND: 'The object a claim-check record refers to does not exist (any more).',
+  OBJECT_DIGEST_MISMATCH: 'The referenced object differs from the record: another size or SHA-256.',
   INTERNAL_ERROR: 'An unexpected failure that persisted after retries.',
 } as const;
 

@@ -25,6 +25,11 @@ export const HEADERS = {
   objectSha256: 'thorax-object-sha256',
   /** Size of the referenced object in bytes. */
   objectSize: 'thorax-object-size',
+  /**
+   * On thorax.images.v1 and what follows it (tensors, findings): the claim-checked input of the
+   * image, for results to remove once its row is stored. Set by ingest only, never taken from a producer.
+   */
+  claimCheck: 'thorax-claim-check',
   /** The edge a record came through: http, grpc, dicomweb or dimse (absent: a Kafka producer). */
   source: 'thorax-source',
 } as const;

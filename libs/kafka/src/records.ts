@@ -46,7 +46,7 @@ export function forwardedHeaders(headers: Record<string, string>, extra: Record<
   return { ...out, ...extra };
 }
 
-const FORWARDED = [HEADERS.traceparent, HEADERS.tracestate, HEADERS.receivedAt];
+const FORWARDED = [HEADERS.traceparent, HEADERS.tracestate, HEADERS.receivedAt, HEADERS.claimCheck];
 
 type RawHeaderValue = Buffer | string | (Buffer | string)[] | undefined;
 

@@ -1,7 +1,10 @@
 import { loadConfig } from '@thorax/config';
-import { ImageAccepted, ThoraxError } from '@thorax/contracts';
+import { HEADERS, ImageAccepted, Source, ThoraxError } from '@thorax/contracts';
 import type { OutgoingRecord, Publisher } from '@thorax/kafka';
-import { readFileSync } from 'node:fs';
+import { FileObjectStore } from '@thorax/object-store';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ingestConfigSchema } from '../config';
 import { StudyIntakeService, type StudyUpload } from './study-intake.service';
@@ -20,9 +23,13 @@ function record(file: string, headers: Record<string, string> = {}): StudyUpload
   return { id: 'img-1', data: readFileSync(path.join(FIXTURES, file)), headers };
 }
 
+const OBJECTS = mkdtempSync(path.join(tmpdir(), 'thorax-intake-objects-'));
+afterAll(() => rmSync(OBJECTS, { recursive: true, force: true }));
+
 function service(env: Record<string, string> = {}) {
   const publisher = new FakePublisher();
-  return { publisher, intake: new StudyIntakeService(loadConfig(ingestConfigSchema, env), publisher) };
+  const store = new FileObjectStore(OBJECTS);
+  return { publisher, store, intake: new StudyIntakeService(loadConfig(ingestConfigSchema, env), publisher, store) };
 }
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
@@ -96,5 +103,69 @@ describe('StudyIntakeService', () => {
     expect(intake.studyOf(record('hostile/view-ll.dcm'))).toMatchObject({ viewPosition: 'LL', modality: 'DX', accession: 'ACC00103' });
     expect(intake.studyOf(record('hostile/dicm-then-random.dcm', { 'thorax-accession': 'H' }))).toMatchObject({ accession: 'H' });
     expect(intake.studyOf({ ...record('valid/grey8.png'), data: Buffer.alloc(0) })).toMatchObject({ studyUid: '' });
+  });
+});
+
+describe('StudyIntakeService claim-check', () => {
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  const dicom = readFileSync(path.join(FIXTURES, 'valid/mono2-explicit-le-window.dcm'));
+
+  async function stored(store: FileObjectStore, body: Buffer, key = `studies/t/${Math.random().toString(36).slice(2)}`) {
+    return store.put(key, body);
+  }
+
+  function reference(uri: string, body: Buffer, overrides: Record<string, string> = {}): Record<string, string> {
+    return { [HEADERS.objectUri]: uri, [HEADERS.objectSha256]: sha(body), [HEADERS.objectSize]: String(body.length), ...overrides };
+  }
+
+  it('admits an empty record that refers to an object: the image carries the uri, digest and size, and the claim-check header', async () => {
+    const { intake, publisher, store } = service();
+    const object = await stored(store, dicom);
+    const headers = { ...reference(object.uri, dicom), [HEADERS.source]: 'dicomweb', [HEADERS.claimCheck]: 'file:///forged' };
+    const accepted = await intake.admit({ id: 'cc-1', data: Buffer.alloc(0), headers }, new Date(), { [HEADERS.claimCheck]: 'file:///forged' });
+    expect(accepted.data).toBeUndefined();
+    expect(accepted.uri).toBe(object.uri);
+    expect(accepted.sha256).toBe(sha(dicom));
+    expect(accepted.sizeBytes).toBe(dicom.length);
+    expect(accepted.source).toBe(Source.SOURCE_DICOMWEB);
+    expect(accepted.study?.sopInstanceUid).toBe('1.2.826.0.1.3680043.8.498.4.3.1');
+    const decoded = ImageAccepted.decode(publisher.sent[0]?.value as Buffer);
+    expect(decoded.uri).toBe(object.uri);
+    expect(decoded.data).toBeUndefined();
+    expect(publisher.sent[0]?.headers?.[HEADERS.claimCheck]).toBe(object.uri);
+  });
+
+  it('never passes on a producer\'s claim-check header for an inline record', async () => {
+    const { intake, publisher } = service();
+    await intake.admit(record('valid/mono2-explicit-le-window.dcm'), new Date(), { [HEADERS.claimCheck]: 'file:///victim' });
+    expect(publisher.sent[0]?.headers?.[HEADERS.claimCheck]).toBeUndefined();
+  });
+
+  it('refuses a missing object, a size mismatch, a uri outside studies/ or the store, malformed headers, and value plus reference', async () => {
+    const { intake, store, publisher } = service({ INGEST_OBJECT_MAX_BYTES: '100000000' });
+    const object = await stored(store, dicom);
+    const review = await store.put('review/x', dicom);
+    const admit = (headers: Record<string, string>, data = Buffer.alloc(0)) => codeOf(intake.admit({ id: 'x', data, headers }, new Date(), {}));
+    await store.put('studies/t/gone', dicom);
+    const gone = reference(`${store.location}/studies/t/gone`, dicom);
+    await store.delete(gone[HEADERS.objectUri] as string);
+    expect(await admit(gone)).toBe('OBJECT_NOT_FOUND@ingest');
+    expect(await admit(reference(object.uri, dicom, { [HEADERS.objectSize]: String(dicom.length + 1) }))).toBe('OBJECT_DIGEST_MISMATCH@ingest');
+    expect(await admit(reference(review.uri, dicom))).toBe('OBJECT_REFERENCE_INVALID@ingest');
+    expect(await admit(reference('file:///etc/passwd', dicom))).toBe('OBJECT_REFERENCE_INVALID@ingest');
+    expect(await admit(reference(`${store.location}/studies/../../etc/passwd`, dicom))).toBe('OBJECT_REFERENCE_INVALID@ingest');
+    expect(await admit(reference(object.uri, dicom, { [HEADERS.objectSha256]: 'abc' }))).toBe('OBJECT_REFERENCE_INVALID@ingest');
+    expect(await admit(reference(object.uri, dicom, { [HEADERS.objectSize]: '-1' }))).toBe('OBJECT_REFERENCE_INVALID@ingest');
+    expect(await admit(reference(object.uri, dicom), dicom)).toBe('OBJECT_REFERENCE_INVALID@ingest');
+    expect(await admit(reference(object.uri, dicom, { [HEADERS.objectSize]: '200000000' }))).toBe('PAYLOAD_TOO_LARGE@ingest');
+    expect(publisher.sent).toEqual([]);
+  });
+
+  it('applies the DICOM gates to a claim-checked object, reading its head only', async () => {
+    const { intake, store } = service({ INGEST_MODALITIES: 'MR' });
+    const object = await stored(store, dicom);
+    expect(await codeOf(intake.admit({ id: 'x', data: Buffer.alloc(0), headers: reference(object.uri, dicom) }, new Date(), {}))).toBe(
+      'UNSUPPORTED_MODALITY@ingest',
+    );
   });
 });

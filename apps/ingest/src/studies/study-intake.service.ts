@@ -1,9 +1,17 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { HEADERS, ImageAccepted, Priority, Source, type StudyRef, ThoraxError } from '@thorax/contracts';
-import { type DicomInfo, type IntakeOptions, inspectStudy, parseDicomFile, sniffMediaType } from '@thorax/imaging';
+import { type DicomInfo, type IntakeOptions, type IntakeResult, inspectStudy, parseDicomFile, sniffMediaType } from '@thorax/imaging';
 import { asBuffer, PUBLISHER, type Publisher } from '@thorax/kafka';
+import { type ClaimCheck, type ObjectStore, objectStoreFailure, parseClaimCheck } from '@thorax/object-store';
 import { createHash } from 'node:crypto';
 import { INGEST_CONFIG, type IngestConfig } from '../config';
+import { OBJECT_STORE } from '../edge/object-store.provider';
+
+/**
+ * How much of a claim-checked object ingest reads to find the DICOM header: a first try, then a
+ * larger one for headers with big private or overlay elements. Pixel data is never read here.
+ */
+const HEADER_READS = [1024 * 1024, 32 * 1024 * 1024];
 
 /** One raw study as a PACS sent it: the image id (the record key), the file, the PACS headers. */
 export interface StudyUpload {
@@ -25,36 +33,89 @@ export class StudyIntakeService {
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
     @Inject(PUBLISHER) private readonly publisher: Publisher,
+    @Inject(OBJECT_STORE) private readonly store: ObjectStore,
   ) {
     this.intake = intakeOptions(config);
   }
 
-  /** `forward`: the headers that follow the study downstream (trace context). */
+  /**
+   * `forward`: the headers that follow the study downstream (trace context). A record with an
+   * empty value and the claim-check headers refers to an object (docs/object-store.md): ingest
+   * checks that it exists with the stated size and reads only its header; preprocess fetches it
+   * whole and verifies the SHA-256.
+   */
   async admit(upload: StudyUpload, receivedAt: Date, forward: Record<string, string>): Promise<ImageAccepted> {
     const { id, data, headers } = upload;
     if (!id) throw new ThoraxError('MISSING_KEY', 'record key (image id) is empty', { stage: 'ingest' });
-    const { contentType, dicom } = inspectStudy(data, headers[HEADERS.contentType], this.intake);
+    // Only ingest says which object an image came from: a producer's header is never passed on.
+    const { [HEADERS.claimCheck]: _untrusted, ...trusted } = forward;
+    const claimCheck = parseClaimCheck(headers, this.store, 'ingest');
+    if (claimCheck && data.length > 0) {
+      throw new ThoraxError('OBJECT_REFERENCE_INVALID', 'a record carries either a value or a claim-check, not both', { stage: 'ingest' });
+    }
+    const { contentType, dicom } = claimCheck
+      ? await this.inspectObject(claimCheck, headers[HEADERS.contentType])
+      : inspectStudy(data, headers[HEADERS.contentType], this.intake);
     const accepted: ImageAccepted = {
       id,
       contentType,
       study: mergeStudy(studyFromHeaders(headers), dicom),
       priority: parsePriority(headers[HEADERS.priority]),
       receivedAt,
-      source: Source.SOURCE_KAFKA,
-      sizeBytes: data.length,
-      sha256: createHash('sha256').update(data).digest('hex'),
-      data,
-      uri: undefined,
+      source: parseSource(headers[HEADERS.source]),
+      sizeBytes: claimCheck ? claimCheck.size : data.length,
+      sha256: claimCheck ? claimCheck.sha256 : createHash('sha256').update(data).digest('hex'),
+      data: claimCheck ? undefined : data,
+      uri: claimCheck ? claimCheck.uri : undefined,
     };
     await this.publisher.publish([
       {
         topic: this.config.TOPIC_IMAGES,
         key: id,
         value: asBuffer(ImageAccepted.encode(accepted).finish()),
-        headers: { ...forward, [HEADERS.receivedAt]: receivedAt.toISOString() },
+        headers: {
+          ...trusted,
+          [HEADERS.receivedAt]: receivedAt.toISOString(),
+          ...(claimCheck ? { [HEADERS.claimCheck]: claimCheck.uri } : {}),
+        },
       },
     ]);
     return accepted;
+  }
+
+  /** The checks of `inspectStudy` on a claim-checked object, reading its head only. */
+  private async inspectObject(ref: ClaimCheck, declaredContentType: string | undefined): Promise<IntakeResult> {
+    const max = this.config.INGEST_OBJECT_MAX_BYTES;
+    if (ref.size > max) throw new ThoraxError('PAYLOAD_TOO_LARGE', `${ref.size} bytes exceeds ${max} (INGEST_OBJECT_MAX_BYTES)`, { stage: 'ingest' });
+    const found = await this.store.stat(ref.uri).catch((error: unknown) => {
+      throw objectStoreFailure(error, ref.uri, 'ingest');
+    });
+    if (!found) throw new ThoraxError('OBJECT_NOT_FOUND', 'the referenced object does not exist', { stage: 'ingest' });
+    if (found.size !== ref.size) {
+      throw new ThoraxError('OBJECT_DIGEST_MISMATCH', `the object has ${found.size} bytes, the record says ${ref.size}`, { stage: 'ingest' });
+    }
+    const options = { ...this.intake, maxBytes: max };
+    for (const [attempt, length] of HEADER_READS.entries()) {
+      const head = await this.readHead(ref.uri, Math.min(length, ref.size));
+      try {
+        return inspectStudy(head, declaredContentType, options);
+      } catch (error) {
+        // A header longer than the head read: try again with more, then give the verdict.
+        const retry = error instanceof ThoraxError && error.code === 'CORRUPT_IMAGE' && head.length < ref.size && attempt < HEADER_READS.length - 1;
+        if (!retry) throw error;
+      }
+    }
+    throw new ThoraxError('CORRUPT_IMAGE', 'no DICOM header found', { stage: 'ingest' });
+  }
+
+  private async readHead(uri: string, length: number): Promise<Buffer> {
+    try {
+      const chunks: Buffer[] = [];
+      for await (const chunk of await this.store.open(uri, { start: 0, end: length - 1 })) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    } catch (error) {
+      throw objectStoreFailure(error, uri, 'ingest');
+    }
   }
 
   /**
@@ -113,6 +174,22 @@ export function mergeStudy(fromHeaders: StudyRef, dicom: DicomInfo | null): Stud
     modality: pick(dicom.modality, fromHeaders.modality),
     bodyPart: pick(dicom.bodyPartExamined, fromHeaders.bodyPart),
   };
+}
+
+/** The edge a record came through (thorax-source), Kafka when absent or unknown. */
+export function parseSource(value: string | undefined): Source {
+  switch (value) {
+    case 'http':
+      return Source.SOURCE_HTTP;
+    case 'grpc':
+      return Source.SOURCE_GRPC;
+    case 'dicomweb':
+      return Source.SOURCE_DICOMWEB;
+    case 'dimse':
+      return Source.SOURCE_DIMSE;
+    default:
+      return Source.SOURCE_KAFKA;
+  }
 }
 
 export function parsePriority(value: string | undefined): Priority {

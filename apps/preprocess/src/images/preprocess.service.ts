@@ -1,9 +1,13 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
-import { type ImageAccepted, PixelFormat, PreprocessedImage, ThoraxError } from '@thorax/contracts';
+import { HEADERS, type ImageAccepted, PixelFormat, PreprocessedImage, ThoraxError } from '@thorax/contracts';
 import { DecodePool, WIRE_PREPROCESSING, type WireImageOptions } from '@thorax/imaging';
 import { asBuffer, PUBLISHER, type Publisher } from '@thorax/kafka';
+import { fetchVerified, type ObjectStore, parseClaimCheck } from '@thorax/object-store';
 import { ThoraxMetrics } from '@thorax/observability';
 import { PREPROCESS_CONFIG, type PreprocessConfig } from '../config';
+
+/** Nest token of preprocess's ObjectStore (OBJECT_STORE_URL), which claim-checked images are read from. */
+export const PREPROCESS_OBJECT_STORE = Symbol('thorax.preprocess.object-store');
 
 /**
  * Decodes an accepted image (DICOM, PNG, JPEG) into the model-independent wire image (8-bit
@@ -19,6 +23,7 @@ export class PreprocessService implements OnModuleDestroy {
     @Inject(PREPROCESS_CONFIG) private readonly config: PreprocessConfig,
     @Inject(PUBLISHER) private readonly publisher: Publisher,
     private readonly metrics: ThoraxMetrics,
+    @Inject(PREPROCESS_OBJECT_STORE) private readonly store: ObjectStore,
   ) {
     this.wire = {
       size: config.PREPROCESS_WIRE_SIZE,
@@ -37,17 +42,13 @@ export class PreprocessService implements OnModuleDestroy {
 
   async onModuleDestroy(): Promise<void> {
     await this.decoder.close();
+    await this.store.close();
   }
 
   /** `forward`: the headers that follow the image downstream (trace context, receipt time). */
   async process(accepted: ImageAccepted, forward: Record<string, string>): Promise<PreprocessedImage> {
-    if (!accepted.data || accepted.data.length === 0) {
-      throw new ThoraxError('INVALID_MESSAGE', 'ImageAccepted carries no inline data (claim-check not enabled)', {
-        stage: 'preprocess',
-      });
-    }
     // The decode pool copies the bytes into the worker's transfer buffer: no copy here.
-    const data = accepted.data;
+    const data = await this.bytesOf(accepted);
     const wire = await this.metrics.time('decode', () => this.decoder.decode(data));
     const image: PreprocessedImage = {
       id: accepted.id,
@@ -78,5 +79,21 @@ export class PreprocessService implements OnModuleDestroy {
       },
     ]);
     return image;
+  }
+
+  /**
+   * The image's bytes: inline, or fetched from the object store and verified against the size and
+   * SHA-256 ingest recorded, before anything decodes them (docs/object-store.md).
+   */
+  private async bytesOf(accepted: ImageAccepted): Promise<Buffer> {
+    if (accepted.data && accepted.data.length > 0) return accepted.data;
+    if (!accepted.uri) throw new ThoraxError('INVALID_MESSAGE', 'ImageAccepted carries neither data nor a uri', { stage: 'preprocess' });
+    const ref = parseClaimCheck(
+      { [HEADERS.objectUri]: accepted.uri, [HEADERS.objectSha256]: accepted.sha256, [HEADERS.objectSize]: String(accepted.sizeBytes) },
+      this.store,
+      'preprocess',
+    );
+    if (!ref) throw new ThoraxError('INVALID_MESSAGE', 'ImageAccepted carries neither data nor a uri', { stage: 'preprocess' });
+    return this.metrics.time('fetch', () => fetchVerified(this.store, ref, 'preprocess'));
   }
 }

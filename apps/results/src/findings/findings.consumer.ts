@@ -1,10 +1,11 @@
-import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, Optional } from '@nestjs/common';
 import { decodeFindingsEvent, type FindingsEvent, FindingsEventInvalidError, ThoraxError } from '@thorax/contracts';
 import { type BatchHandler, CONSUMERS, type ConsumerPort, type Delivery, ITEM_OK, type ItemResult, type RetryPolicy } from '@thorax/kafka';
 import { LOGGER, type Logger } from '@thorax/observability';
 import { RESULTS_CONFIG, type ResultsConfig } from '../config';
 import { FhirTopicPublisher } from '../fhir/fhir-topic.publisher';
 import { classifyStoreError } from '../store/store-errors';
+import { ClaimCheckRetention } from './claim-check-retention';
 import { FindingsRecorder } from './findings-recorder.service';
 
 /**
@@ -30,6 +31,7 @@ export class FindingsConsumer implements OnApplicationBootstrap, BatchHandler<Fi
     private readonly recorder: FindingsRecorder,
     private readonly fhirTopic: FhirTopicPublisher,
     @Inject(LOGGER) private readonly log: Logger,
+    @Optional() private readonly retention: ClaimCheckRetention | null = null,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -71,6 +73,11 @@ export class FindingsConsumer implements OnApplicationBootstrap, BatchHandler<Fi
       const studies = events.filter((event, i) => results[i]?.ok && event.study.studyUid).map((event) => event.study.studyUid as string);
       const published = await this.fhirTopic.publishStudies(studies);
       if (published.length > 0) this.log.debug({ bundles: published.length }, 'study FHIR bundles published');
+    }
+    if (this.retention) {
+      // The claim-checked inputs of stored rows (also duplicates: a delete may have failed before).
+      const released = await this.retention.release(deliveries.filter((_, i) => results[i]?.ok));
+      if (released > 0 && this.log.isLevelEnabled('debug')) this.log.debug({ objects: released }, 'claim-checked inputs deleted');
     }
     return results;
   }
