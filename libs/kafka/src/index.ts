@@ -5,6 +5,7 @@ export * from './kafka.module';
 export * from './kafka-publisher';
 export * from './records';
 export * from './topic-provisioner';
+export * from './topic-follower';
 export * from './connection-failure';
 export * from './local-topics';
 export { type DeliveryMode, whenCommitted } from './transactions';

@@ -16,6 +16,8 @@ describe('parseTopicsConf', () => {
       'thorax.findings.shadow.v1',
       'thorax.fhir.v1',
       'thorax.feedback.v1',
+      'thorax.inference.control.v1',
+      'thorax.dlq.replays.v1',
       'thorax.studies.v1.dlq',
       'thorax.images.v1.dlq',
       'thorax.tensors.v1.dlq',
