@@ -1,6 +1,8 @@
 import { flag, list, port, positiveInt, sharedEnv, z } from '@thorax/config';
 import { DEFAULT_INTAKE_OPTIONS } from '@thorax/imaging';
 import { edgeEnv } from './edge/edge.config';
+import { dimseEnv } from './dimse/dimse.config';
+import { stowEnv } from './dicomweb/stow.config';
 
 /** A comma-separated list of DICOM code strings, upper-cased; `*` accepts any value (null). */
 const codeList = (fallback: string) =>
@@ -25,6 +27,8 @@ export const ingestConfigSchema = z.object({
   INGEST_REQUIRE_VIEW: flag(false),
   INGEST_BODY_PARTS: codeList('CHEST,THORAX'),
   ...edgeEnv,
+  ...dimseEnv,
+  ...stowEnv,
 });
 
 export type IngestConfig = z.infer<typeof ingestConfigSchema>;

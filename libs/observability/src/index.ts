@@ -10,3 +10,4 @@ export * from './grpc-metrics';
 export * from './trace-context';
 export * from './api-auth';
 export * from './grpc-auth';
+export * from './grpc-reflection';

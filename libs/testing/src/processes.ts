@@ -19,22 +19,32 @@ export interface RunningService {
   stop(): Promise<number | null>;
 }
 
-/** Starts a built service (dist/apps/<name>/src/main.js) as a child process, logs to a file. */
-export function startBuiltService(name: string, env: Record<string, string>, logDir: string): RunningService {
+/**
+ * Starts a built service (dist/apps/<name>/src/main.js, or `script`) as a child process, logs to a
+ * file.
+ */
+export function startBuiltService(
+  name: string,
+  env: Record<string, string>,
+  logDir: string,
+  script = path.join(REPO_ROOT, 'dist', 'apps', name, 'src', 'main.js'),
+): RunningService {
   mkdirSync(logDir, { recursive: true });
   const logFile = path.join(logDir, `${name}.log`);
   const log = createWriteStream(logFile, { flags: 'a' });
+  // Ingest's DIMSE listener takes any free port unless a test names one (11112 is npm start's).
+  const defaults: Record<string, string> = name === 'ingest' ? { INGEST_DIMSE_PORT: '0' } : {};
   const child = spawn(
     process.execPath,
     // kafkajs 2.2.4 passes a negative delay to setTimeout on Node 24 (clamped to 1 ms, harmless).
     [
       '--enable-source-maps',
       '--disable-warning=TimeoutNegativeWarning',
-      path.join(REPO_ROOT, 'dist', 'apps', name, 'src', 'main.js'),
+      script,
     ],
     {
       cwd: REPO_ROOT,
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...defaults, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

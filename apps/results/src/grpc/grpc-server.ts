@@ -4,10 +4,9 @@ import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { fileDescriptorSet, ResultsServiceService } from '@thorax/contracts';
 import type { TokenVerifier } from '@thorax/auth';
 import type { ServerTls } from '@thorax/config';
-import { grpcAuthInterceptor, grpcMetricsInterceptor, LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
+import { DescriptorReflection, grpcAuthInterceptor, grpcMetricsInterceptor, LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
 import { ResultsGrpcController } from './results.grpc-controller';
 import { STORE_HEALTH, type StoreHealth } from '../store/results-store.port';
-import { DescriptorReflection } from './descriptor-reflection';
 
 export interface GrpcServerOptions {
   host: string;

@@ -2,7 +2,7 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { status } from '@grpc/grpc-js';
 import { fileDescriptorSet } from '@thorax/contracts';
-import { DescriptorReflection } from './descriptor-reflection';
+import { DescriptorReflection } from './grpc-reflection';
 
 const SERVICES = ['thorax.v1.ResultsService', 'grpc.health.v1.Health'];
 const reflection = new DescriptorReflection(fileDescriptorSet(), SERVICES);
