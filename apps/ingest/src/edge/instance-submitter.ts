@@ -61,6 +61,18 @@ export class InstanceSubmitter {
     @Inject(OBJECT_STORE) private readonly store: ObjectStore,
   ) {}
 
+  /**
+   * The submission with its id settled (given, the SOP Instance UID, or a UUID) before anything is
+   * published: a caller that must know the id first (predict registers its wait) calls this, then
+   * `submit`. Reads the head of a stream; the body it returns still yields every byte.
+   */
+  async prepare(s: Submission): Promise<Submission & { id: string }> {
+    const { head, rest } = Buffer.isBuffer(s.body) ? { head: s.body, rest: null } : await readHead(s.body, this.config.INGEST_INLINE_MAX_BYTES + 1);
+    if (head.length === 0) throw new ThoraxError('EMPTY_PAYLOAD', 'the request has no bytes', { stage: 'ingest' });
+    const id = s.id !== undefined ? checkId(s.id) : (sopInstanceUid(head) ?? randomUUID());
+    return { ...s, id, body: rest === null ? head : Readable.from(chain(head, rest)) };
+  }
+
   async submit(s: Submission): Promise<Submitted> {
     const inlineMax = this.config.INGEST_INLINE_MAX_BYTES;
     const { head, rest } = Buffer.isBuffer(s.body) ? { head: s.body, rest: null } : await readHead(s.body, inlineMax + 1);
