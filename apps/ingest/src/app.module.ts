@@ -4,6 +4,8 @@ import { kafkaClientOptions, loadServerTls } from '@thorax/config';
 import { KafkaModule } from '@thorax/kafka';
 import { type Logger, ObservabilityModule } from '@thorax/observability';
 import { INGEST_CONFIG, type IngestConfig } from './config';
+import { DicomwebModule } from './dicomweb/dicomweb.module';
+import { DimseModule } from './dimse/dimse.module';
 import { EdgeModule } from './edge/edge.module';
 import { SubmitterModule } from './edge/submitter.module';
 import { StudiesConsumer } from './studies/studies.consumer';
@@ -22,6 +24,8 @@ export class AppModule {
         KafkaModule.forRoot(kafkaClientOptions(config, 'thorax-ingest')),
         SubmitterModule.forRoot(config),
         EdgeModule.forRoot(config, { tls: loadServerTls(config), auth }),
+        DimseModule,
+        DicomwebModule,
       ],
       providers: [{ provide: INGEST_CONFIG, useValue: config }, StudyIntakeService, StudiesConsumer],
     };

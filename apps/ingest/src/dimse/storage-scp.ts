@@ -96,6 +96,8 @@ export function storageScpClass(ctx: StorageScpContext): typeof Scp {
 
     override abort(): void {
       this.outcome ??= 'aborted';
+      // After an A-ABORT nothing more may come on this connection (PS3.8 7.3.1).
+      this.socket().destroy();
     }
 
     override cEchoRequest(request: requests.CEchoRequest, callback: (response: responses.CEchoResponse) => void): void {
@@ -161,7 +163,11 @@ export function storageScpClass(ctx: StorageScpContext): typeof Scp {
       this.rejectReason = why;
       this.sendAssociationReject(result, source, reason);
       // The SCU closes on A-ASSOCIATE-RJ; one that does not is cut off.
-      setTimeout(() => (this as unknown as { socket: Socket }).socket.destroy(), 2_000).unref();
+      setTimeout(() => this.socket().destroy(), 2_000).unref();
+    }
+
+    private socket(): Socket {
+      return (this as unknown as { socket: Socket }).socket;
     }
 
     private end(): void {
