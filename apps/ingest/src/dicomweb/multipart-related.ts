@@ -28,7 +28,8 @@ export class MultipartReader {
   private current: AsyncGenerator<Buffer> | null = null;
 
   constructor(source: AsyncIterable<Buffer | string>, boundary: string) {
-    if (!/^[0-9A-Za-z'()+_,\-./:=? ]{1,70}$/.test(boundary) || boundary.endsWith(' ')) throw new MalformedMultipart('invalid boundary parameter');
+    // RFC 2046 caps a boundary at 70 characters; Orthanc sends 73, so up to 200 are read.
+    if (!/^[0-9A-Za-z'()+_,\-./:=? ]{1,200}$/.test(boundary) || boundary.endsWith(' ')) throw new MalformedMultipart('invalid boundary parameter');
     this.source = (async function* () {
       for await (const chunk of source) yield typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk;
     })();
