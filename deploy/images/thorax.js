@@ -1,11 +1,19 @@
+#!/usr/bin/env node
 'use strict';
-// Entrypoint of the thorax image (/opt/thorax/bin/thorax.js); the first argument picks the deployable:
+// Entrypoint of the thorax image (/opt/thorax/bin/thorax.js) and `npx thorax` in the repository
+// (package.json "bin"); the first argument picks what runs:
 //
 //   thorax ingest|preprocess|inference|results|topics   run that service in this process (PID 1 in a
 //                                                       container, so SIGTERM reaches its drain logic)
+//   thorax pipeline                                     ingest, preprocess and inference in this one
+//                                                       process, handing images and tensors over in
+//                                                       memory (the co-located deployment, pipeline.js)
 //   thorax healthcheck [service]                        GET /healthz of the service running in this
 //                                                       container; exit 0 when it answers 200
+//   thorax publish|watch|dlq|models|status ...          the operator CLI (docs/cli.md); `thorax --help`
 //
+// In the repository the CLI runs from dist/: when dist/ has not been built yet, it is built first
+// (scripts/build.mjs, a few seconds).
 // The health check needs no shell or curl. Its port is HTTP_PORT, else the default port of the
 // service named on the command line, else of the service this container runs (PID 1's arguments).
 // With TLS_CERT_FILE set the service speaks HTTPS; the probe then accepts its certificate as is
@@ -15,13 +23,46 @@ const http = require('node:http');
 const https = require('node:https');
 const path = require('node:path');
 
-const APP_ROOT = path.resolve(__dirname, '..');
+/** /opt/thorax in the image (this file is bin/thorax.js), the repository root in a checkout. */
+const APP_ROOT = (() => {
+  for (let dir = path.resolve(__dirname, '..'); ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return path.resolve(__dirname, '..');
+  }
+})();
 const DEFAULT_HTTP_PORTS = { ingest: 8081, preprocess: 8082, inference: 8083, results: 8080 };
-const COMMANDS = [...Object.keys(DEFAULT_HTTP_PORTS), 'topics'];
+// The co-located pipeline answers health checks on ingest's port (each stage keeps its own).
+const HEALTH_PORTS = { ...DEFAULT_HTTP_PORTS, pipeline: DEFAULT_HTTP_PORTS.ingest };
+const COMMANDS = [...Object.keys(DEFAULT_HTTP_PORTS), 'pipeline', 'topics'];
+const CLI_COMMANDS = ['publish', 'watch', 'dlq', 'models', 'status', 'help'];
 const HEALTHCHECK_TIMEOUT_MS = 4000;
 
 function usage(stream) {
-  stream.write(`usage: thorax <${COMMANDS.join('|')}> | thorax healthcheck [service]\n`);
+  stream.write(
+    `usage: thorax <${COMMANDS.join('|')}> | thorax healthcheck [service] | thorax <${CLI_COMMANDS.join('|')}> ... (thorax --help)\n`,
+  );
+}
+
+/** Runs the operator CLI in this process, building dist/ first in a checkout where it is missing. */
+function cli() {
+  const main = path.join(APP_ROOT, 'dist', 'apps', 'cli', 'src', 'main.js');
+  if (!fs.existsSync(main)) {
+    const build = path.join(APP_ROOT, 'scripts', 'build.mjs');
+    if (!fs.existsSync(build)) {
+      process.stderr.write(`thorax: ${main} is missing\n`);
+      process.exit(1);
+    }
+    process.stderr.write('thorax: building dist/ (first run)\n');
+    const result = require('node:child_process').spawnSync(process.execPath, [build], { cwd: APP_ROOT, stdio: ['ignore', 2, 2] });
+    if (result.status !== 0) process.exit(1);
+  }
+  // kafkajs 2.2.4 passes a negative delay to setTimeout on Node 24 (clamped to 1 ms, harmless); the
+  // services start with --disable-warning=TimeoutNegativeWarning, a command line cannot.
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => {
+    if (warning.name !== 'TimeoutNegativeWarning') process.stderr.write(`${warning.name}: ${warning.message}\n`);
+  });
+  require(main);
 }
 
 /** The service PID 1 runs, when this process shares its container (docker exec, HEALTHCHECK). */
@@ -38,7 +79,7 @@ function serviceOfPid1() {
 function healthcheck(service) {
   const env = process.env;
   const named = service ?? serviceOfPid1();
-  const port = env.HTTP_PORT ? Number(env.HTTP_PORT) : DEFAULT_HTTP_PORTS[named];
+  const port = env.HTTP_PORT ? Number(env.HTTP_PORT) : named === 'pipeline' && env.INGEST_HTTP_PORT ? Number(env.INGEST_HTTP_PORT) : HEALTH_PORTS[named];
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     process.stderr.write(`healthcheck: no HTTP port (HTTP_PORT unset and no service known for "${named}")\n`);
     process.exit(2);
@@ -66,9 +107,11 @@ if (command === 'healthcheck') {
   process.title = `thorax-${command}`;
   // Relative paths in configuration mean the same whatever working directory the runtime sets.
   process.chdir(APP_ROOT);
-  require(path.join(APP_ROOT, 'dist', 'apps', command, 'src', 'main.js'));
-} else if (command === undefined || command === 'help' || command === '--help') {
-  usage(process.stdout);
+  if (command === 'pipeline') require(path.join(__dirname, 'pipeline.js'));
+  else require(path.join(APP_ROOT, 'dist', 'apps', command, 'src', 'main.js'));
+} else if (command === undefined || CLI_COMMANDS.includes(command) || command.startsWith('-')) {
+  // --help, --version, --token before a subcommand, and the subcommands: the CLI parses them.
+  cli();
 } else {
   process.stderr.write(`thorax: unknown command "${command}"\n`);
   usage(process.stderr);

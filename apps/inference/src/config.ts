@@ -58,6 +58,13 @@ export const inferenceConfigSchema = z
     /** Shadow: this version also runs on every image; its findings go to the shadow topic only. */
     INFERENCE_SHADOW_VERSION: z.string().default(''),
     TOPIC_FINDINGS_SHADOW: z.string().min(1).default(TOPIC_NAMES.findingsShadow),
+    /**
+     * Compacted topic holding the model selection the admin API sets (primary, canary, shadow),
+     * which every replica follows; the INFERENCE_*_VERSION variables are the defaults until it has a record.
+     */
+    INFERENCE_CONTROL_TOPIC: z.string().min(1).default('thorax.inference.control.v1'),
+    /** Longest wait to read the control topic at start-up, and for a change to be applied (ms). */
+    INFERENCE_CONTROL_TIMEOUT_MS: positiveInt(120_000),
   })
   .refine((c) => c.INFERENCE_QUEUE_LOW <= c.INFERENCE_QUEUE_HIGH, {
     path: ['INFERENCE_QUEUE_LOW'],

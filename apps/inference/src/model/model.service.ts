@@ -1,11 +1,24 @@
-import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit, Optional } from '@nestjs/common';
 import { compareModelVersions, InferencePool, listModelVersions, loadModelArtifact } from '@thorax/model-runtime';
 import { HealthRegistry, healthy, LOGGER, type Logger, ThoraxMetrics, unhealthy } from '@thorax/observability';
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { Counter, Gauge } from 'prom-client';
+import { type ModelSelection, sameSelection, selectionFromConfig } from '../admin/model-selection';
 import { INFERENCE_CONFIG, type InferenceConfig } from '../config';
 import { ModelSlot, warmUpBatchSizes } from './model-slot';
+
+/**
+ * Where the model selection comes from besides the INFERENCE_* defaults: the admin API's control
+ * topic (admin/model-control.service.ts). `initial` is awaited before the first load; `onChange`
+ * listeners get every later selection, in order.
+ */
+export interface ModelSelectionSource {
+  initial(defaults: ModelSelection): Promise<ModelSelection>;
+  onChange(listener: (selection: ModelSelection) => Promise<void>): void;
+}
+
+export const MODEL_SELECTION_SOURCE = Symbol('thorax.inference.model-selection-source');
 
 /**
  * Serves the model versions found in MODEL_DIR: a primary (pinned, or the highest version, hot
@@ -27,6 +40,10 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
   private loadError: string | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private swapping = false;
+  /** The selection served now (starts as the INFERENCE_* defaults; the admin API changes it). */
+  private selected: ModelSelection;
+  /** Serialises selection changes. */
+  private changes: Promise<unknown> = Promise.resolve();
   private readonly pressureListeners: ((high: boolean) => void)[] = [];
   private pressured = false;
   /** Model files of loaded slots that were found missing at the last poll. */
@@ -40,7 +57,9 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
     @Inject(LOGGER) private readonly log: Logger,
     private readonly metrics: ThoraxMetrics,
     health: HealthRegistry,
+    @Optional() @Inject(MODEL_SELECTION_SOURCE) private readonly selectionSource: ModelSelectionSource | null = null,
   ) {
+    this.selected = selectionFromConfig(config);
     this.directoryMissing = new Gauge({
       name: 'thorax_model_directory_missing',
       help: 'Whether the file of a loaded model version has disappeared from MODEL_DIR (it keeps serving from memory)',
@@ -85,7 +104,7 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
   /** The slot that answers for this image id: the canary for its hash share, else the primary. */
   route(id: string): ModelSlot {
     const canary = this.canarySlot;
-    if (canary && canaryBucket(id) < this.config.INFERENCE_CANARY_PERCENT) return canary;
+    if (canary && canaryBucket(id) < (this.selected.canary?.percent ?? 0)) return canary;
     return this.primary;
   }
 
@@ -96,15 +115,28 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
 
   async onModuleInit(): Promise<void> {
     const c = this.config;
+    const defaults = this.selected;
+    if (this.selectionSource) {
+      const wanted = await this.selectionSource.initial(defaults);
+      if (!sameSelection(wanted, defaults)) {
+        try {
+          await this.loadSelection(wanted);
+        } catch (error) {
+          this.log.error(
+            { err: error, selection: wanted, defaults },
+            'the model selection of the control topic failed to load; serving the INFERENCE_* defaults',
+          );
+        }
+      }
+    }
     try {
-      this.primarySlot = await this.load('primary', c.INFERENCE_MODEL_VERSION || undefined);
-      if (c.INFERENCE_CANARY_VERSION) this.canarySlot = await this.load('canary', c.INFERENCE_CANARY_VERSION);
-      if (c.INFERENCE_SHADOW_VERSION) this.shadowSlot = await this.load('shadow', c.INFERENCE_SHADOW_VERSION);
+      if (!this.primarySlot) await this.loadSelection(defaults);
     } catch (error) {
       this.loadError = (error as Error).message;
       this.log.error({ err: error, modelDir: c.MODEL_DIR }, 'model could not be loaded');
       throw error;
     }
+    this.selectionSource?.onChange((next) => this.applySelection(next).then(() => undefined));
     if (c.INFERENCE_MODEL_POLL_MS > 0) {
       this.pollTimer = setInterval(() => void this.poll(), c.INFERENCE_MODEL_POLL_MS);
       this.pollTimer.unref();
@@ -114,7 +146,7 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
   /** One MODEL_DIR check: are the served files still there, and (unpinned) is there a newer version? */
   async poll(): Promise<'swapped' | 'unchanged' | 'failed'> {
     await this.checkModelFiles();
-    return this.config.INFERENCE_MODEL_VERSION ? 'unchanged' : this.checkForNewVersion();
+    return this.selected.primary ? 'unchanged' : this.checkForNewVersion();
   }
 
   /**
@@ -191,6 +223,8 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
       providers: c.INFERENCE_PROVIDERS,
       warmUpBatchSizes: warmUpBatchSizes(c.INFERENCE_MAX_BATCH),
       batchTimeoutMs: c.INFERENCE_BATCH_TIMEOUT_MS,
+      // The shadow's findings are never reviewed: its maps would be fetched for nothing.
+      maps: c.INFERENCE_REVIEW_IMAGES && role !== 'shadow',
       onWorkerExit: (e) => {
         this.workerRestarts.inc({ ...labels, reason: 'exit' });
         this.log.error({ role, worker: e.worker, code: e.code }, 'inference worker died; replacing it');
@@ -261,6 +295,87 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
         `model is not for clinical use: ${provenance.note}`,
       );
     return slot;
+  }
+
+  /** The selection served now. */
+  get selection(): ModelSelection {
+    return this.selected;
+  }
+
+  /** The loaded slots, for the admin API. */
+  get slots(): { primary: ModelSlot | null; canary: ModelSlot | null; shadow: ModelSlot | null } {
+    return { primary: this.primarySlot, canary: this.canarySlot, shadow: this.shadowSlot };
+  }
+
+  /**
+   * Serves `next`: every version that changes is loaded and warmed up first; only when all have
+   * loaded are they swapped in together. A failed load closes what was loaded for it and throws,
+   * and the versions served before keep serving.
+   */
+  applySelection(next: ModelSelection): Promise<'applied' | 'unchanged'> {
+    const run = this.changes.then(async () => {
+      if (this.primarySlot && sameSelection(next, this.selected)) return 'unchanged' as const;
+      await this.loadSelection(next);
+      return 'applied' as const;
+    });
+    this.changes = run.catch(() => undefined);
+    return run;
+  }
+
+  private async loadSelection(next: ModelSelection): Promise<void> {
+    while (this.swapping) await new Promise((r) => setTimeout(r, 20));
+    this.swapping = true;
+    const loaded: ModelSlot[] = [];
+    try {
+      const want = async (role: ModelSlot['role'], current: ModelSlot | null, version: string | null): Promise<ModelSlot | null> => {
+        if (version === null) return null;
+        if (current && current.directory === version) return current;
+        const slot = await this.load(role, version);
+        loaded.push(slot);
+        return slot;
+      };
+      let primary: ModelSlot | null;
+      if (next.primary !== null) primary = await want('primary', this.primarySlot, next.primary);
+      else if (!this.primarySlot) primary = await this.load('primary').then((slot) => (loaded.push(slot), slot));
+      else {
+        // Unpinned: the highest version, forward only (as the MODEL_DIR poll does).
+        const latest = (await listModelVersions(this.config.MODEL_DIR).catch(() => [])).at(-1);
+        const newer = latest !== undefined && compareModelVersions(latest, this.primarySlot.directory) > 0;
+        primary = newer ? await want('primary', this.primarySlot, latest) : this.primarySlot;
+      }
+      const canary = await want('canary', this.canarySlot, next.canary?.version ?? null);
+      const shadow = await want('shadow', this.shadowSlot, next.shadow);
+      const before = [this.primarySlot, this.canarySlot, this.shadowSlot];
+      this.primarySlot = primary;
+      this.canarySlot = canary;
+      this.shadowSlot = shadow;
+      this.selected = next;
+      const kept = new Set([primary, canary, shadow]);
+      for (const old of before) {
+        if (!old || kept.has(old)) continue;
+        const labels = { model: old.name, version: old.version, provider: old.pool.provider };
+        const stillServed = [primary, canary, shadow].some((s) => s && s.name === labels.model && s.version === labels.version && s.pool.provider === labels.provider);
+        if (!stillServed) this.metrics.modelInfo.remove(labels);
+        this.missing.delete(old.pool.modelPath);
+        this.directoryMissing.remove({ role: old.role, model: old.name, version: old.version });
+        void old.drainAndClose();
+      }
+      this.loadError = null;
+      this.log.info(
+        {
+          primary: primary?.version ?? null,
+          canary: canary ? { version: canary.version, percent: next.canary?.percent ?? 0 } : null,
+          shadow: shadow?.version ?? null,
+          pinned: next.primary,
+        },
+        'model selection served',
+      );
+    } catch (error) {
+      await Promise.all(loaded.map((s) => s.drainAndClose().catch(() => undefined)));
+      throw error;
+    } finally {
+      this.swapping = false;
+    }
   }
 
   private updatePressure(): void {
