@@ -1,6 +1,6 @@
 import type { Logger } from '@thorax/observability';
 import { randomUUID } from 'node:crypto';
-import type { Admin, Consumer, Kafka, Producer } from 'kafkajs';
+import { type Admin, type Consumer, type Kafka, Partitioners, type Producer } from 'kafkajs';
 import { createKafkaClient, type KafkaClientOptions } from './kafka-client';
 import { decodeHeaders } from './records';
 
@@ -134,13 +134,12 @@ export class TopicTools {
       for (const { topic, partitions } of topics) {
         if (!partitions.some((p) => p.offset !== '-1')) continue;
         if (!ends.has(topic)) ends.set(topic, await this.offsets(topic).catch(() => []));
-        const end = new Map((ends.get(topic) ?? []).map((o) => [o.partition, o]));
-        for (const p of partitions) {
-          const o = end.get(p.partition);
-          if (!o) continue;
-          const committed = p.offset === '-1' ? null : BigInt(p.offset);
+        const committedAt = new Map(partitions.map((p) => [p.partition, p.offset === '-1' ? null : BigInt(p.offset)]));
+        // Every partition of the topic: one the group never committed on lags by all it holds.
+        for (const o of ends.get(topic) ?? []) {
+          const committed = committedAt.get(o.partition) ?? null;
           const from = committed ?? o.low;
-          out.push({ group, topic, partition: p.partition, committed, high: o.high, lag: o.high > from ? o.high - from : 0n });
+          out.push({ group, topic, partition: o.partition, committed, high: o.high, lag: o.high > from ? o.high - from : 0n });
         }
       }
     }
@@ -150,7 +149,7 @@ export class TopicTools {
   /** Sends records (idempotent producer, acknowledged by all in-sync replicas); resolves with their positions. */
   async send(records: ProducedRecord[]): Promise<ProducedPosition[]> {
     if (!this.producer) {
-      const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
       await producer.connect();
       this.producer = producer;
     }
@@ -173,7 +172,13 @@ export class TopicTools {
    */
   async beginTransactions(transactionalId: string): Promise<void> {
     if (this.transactional) return;
-    const producer = this.kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    const producer = this.kafka.producer({
+      transactionalId,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
     await producer.connect();
     this.transactional = producer;
   }
