@@ -31,7 +31,8 @@ export class FindingsConsumer implements OnApplicationBootstrap, BatchHandler<Fi
     private readonly recorder: FindingsRecorder,
     private readonly fhirTopic: FhirTopicPublisher,
     @Inject(LOGGER) private readonly log: Logger,
-    @Optional() private readonly retention: ClaimCheckRetention | null = null,
+    // Typed without `| null`: the union would erase the type Nest injects by.
+    @Optional() private readonly retention?: ClaimCheckRetention,
   ) {}
 
   onApplicationBootstrap(): void {
