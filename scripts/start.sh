@@ -3,7 +3,7 @@
 # services with the default model, prints the endpoints and stays in the foreground until Ctrl-C;
 # then stops everything it started (services drain and commit first).
 #
-# THORAX_TOPOLOGY picks how the stages run (docs/deployment.md "Co-located stages"):
+# THORAX_TOPOLOGY picks how the stages run (docs/operations.md "Co-located stages"):
 #   pipeline (default)  ingest, preprocess and inference in one process (`thorax pipeline`), the images
 #                       and tensors hand-offs in memory; results in its own process
 #   split               four processes, every hop through its Kafka topic (as separate deployments run)

@@ -1,5 +1,5 @@
 'use strict';
-// The co-located deployment (docs/deployment.md "Co-located stages"): ingest, preprocess and
+// The co-located deployment (docs/operations.md "Co-located stages"): ingest, preprocess and
 // inference in ONE process, `thorax pipeline` in the image, `npm start` on one machine.
 //
 // Each stage is the same service as when deployed alone (its config, HTTP port, /healthz, /readyz,

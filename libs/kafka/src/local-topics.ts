@@ -7,7 +7,7 @@ import { forwardedHeaders, type OutgoingRecord, type Publisher, type PublishOpti
 
 /**
  * In-process hand-off of records between stages that run in one process (the co-located small-site
- * deployment, docs/deployment.md "Co-located stages"; KAFKA_LOCAL_TOPICS names the topics).
+ * deployment, docs/operations.md "Co-located stages"; `thorax pipeline` installs the topics).
  *
  * A record published to a local topic is not sent to Kafka: it is decoded and handed to the handler
  * that the consuming stage registered for that topic in this process, and the publish resolves

@@ -98,7 +98,7 @@ export interface ServiceDefinition<S extends z.ZodType<LaunchConfig>> {
 /**
  * Parses the service's config from `env` (a bad value stops the process naming the variable), builds
  * its logger and starts it (startService). `main.ts` of each app is `launch(definition, process.env)`;
- * the co-located deployment (docs/deployment.md) launches several in one process with
+ * the co-located deployment (docs/operations.md "Co-located stages") launches several in one process with
  * `signals: false` and closes them itself, first stage first.
  */
 export function launch<S extends z.ZodType<LaunchConfig>>(

@@ -7,9 +7,10 @@ Parts, all in one run on one broker (issue 11, docs/inference.md "Benchmark"):
   stages    each service alone on a pre-filled topic: ingest and preprocess per input, inference
             (committed model and DenseNet-121), each with its ratio to its ceiling; results alone
             is results-bench.ts's own side-by-side figure (listed with the ceilings)
-  pipeline  `scripts/start.sh` (the `npm start` services, default settings) against
-            tools/bench/py/consumer.py, per input: publish N distinct keys with librdkafka, time
-            from the first publish to the last findings event; ratio pipeline / consumer
+  pipeline  `scripts/start.sh` (`npm start`, default settings: the co-located topology) and the same
+            services as four processes (THORAX_TOPOLOGY=split) against tools/bench/py/consumer.py, per
+            input: publish N distinct keys with librdkafka, time from the first publish to the last
+            findings event; ratios to the consumer
   latency   publish -> findings p50/p95/p99 of the pipeline at half its measured capacity
 The measuring side (load generator, findings readers) is librdkafka for both contenders.
 Inputs are synthetic chest-like images, generated reproducibly (seeded) into .data/bench/inputs.
@@ -360,6 +361,26 @@ def rate_of(stamps: list[float]) -> float:
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgids: set[int]) -> float:
+    """User + system CPU seconds so far of every live process in these process groups (/proc)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        # after "pid (comm)": state ppid pgrp ... utime is field 14, stime 15 (1-based in proc(5))
+        if int(fields[2]) in pgids:
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -544,6 +565,8 @@ class Bench:
             p = producer()
             files, content_type = self.inputs[kind], INPUT_KINDS[kind][1]
             keys = [self.key(tag, kind, i) for i in range(n)]
+            pgids = {proc.pid for proc in procs}  # each contender runs in a session of its own
+            cpu0 = group_cpu_seconds(pgids)
             t0 = time.time()
             for i, k in enumerate(keys):
                 send(p, topic, k, files[i % len(files)], content_type)
@@ -553,34 +576,55 @@ class Bench:
             if not w.wait(keys, 120 + n, procs):
                 raise RuntimeError(f"{tag}: {sum(k in w.seen for k in keys)}/{n} findings events for {kind}")
             last = max(w.seen[k] for k in keys)
+            # CPU per image of the contender's processes over the run (steadier than the rate on a
+            # shared machine; the pipeline's includes results storing every event, which the
+            # consumer does not do).
+            cpu_ms = (group_cpu_seconds(pgids) - cpu0) * 1000 / n
             errors = sorted({w.errors[k] for k in keys if k in w.errors})
             failed = sum(k in w.errors for k in keys)
             if failed:
                 note(f"{tag} {kind}: {failed}/{n} error events ({', '.join(errors)})")
-            return {"n": n, "seconds": last - t0, "rate": n / (last - t0), "errors": failed, "codes": errors}
+            return {
+                "n": n,
+                "seconds": last - t0,
+                "rate": n / (last - t0),
+                "cpu_ms": cpu_ms,
+                "errors": failed,
+                "codes": errors,
+            }
         finally:
             w.close()
 
-    def contenders(self) -> None:
-        logs = self.dir / "pipeline-logs"
+    def start_stack(self, topology: str) -> subprocess.Popen[bytes]:
+        """`npm start` (scripts/start.sh) with default settings in the given THORAX_TOPOLOGY."""
         env = {
             **os.environ,
             "KAFKA_BROKERS": BROKERS,
-            "THORAX_LOG_DIR": str(logs),
-            "RESULTS_DATA_DIR": str(self.dir / "store-pipeline"),
+            "THORAX_TOPOLOGY": topology,
+            "THORAX_LOG_DIR": str(self.dir / f"logs-{topology}"),
+            "RESULTS_DATA_DIR": str(self.dir / f"store-{topology}"),
             "GRPC_PORT": str(GRPC_PORT),
             **{f"{name.upper()}_HTTP_PORT": str(port) for name, port in PORTS.items()},
         }
-        create_topics({b: b for b in topic_specs()})  # the default topics, as `npm start` expects them
-        note("pipeline: scripts/start.sh (the npm start services, default settings)")
         stack = subprocess.Popen(
             ["bash", "scripts/start.sh"],
             cwd=ROOT,
             env=env,
             start_new_session=True,
-            stdout=(self.dir / "start.log").open("ab"),
+            stdout=(self.dir / f"start-{topology}.log").open("ab"),
             stderr=subprocess.STDOUT,
         )
+        try:
+            for port in PORTS.values():
+                wait_ready(port)
+        except BaseException:
+            stop_process(stack, 120)
+            raise
+        return stack
+
+    def contenders(self) -> None:
+        """Per input: `npm start` as shipped (co-located), the consumer, then four processes (split)."""
+        create_topics({b: b for b in topic_specs()})  # the default topics, as `npm start` expects them
         c_in, c_out = f"bench.{self.run}.consumer.studies", f"bench.{self.run}.consumer.findings"
         create_topics({"thorax.studies.v1": c_in, "thorax.findings.v1": c_out})
         consumer = subprocess.Popen(
@@ -602,30 +646,40 @@ class Bench:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        out: dict[str, Any] = {kind: {} for kind in self.a.inputs}
+        self.report["contenders"] = out
         try:
-            for port in PORTS.values():
-                wait_ready(port)
-            out: dict[str, Any] = {}
-            for kind in self.a.inputs:
-                n = self.n_for(kind)
-                note(f"pipeline {kind}: {n} records")
+            for topology, who in (("pipeline", "pipeline"), ("split", "split")):
+                note(f"{who}: scripts/start.sh, THORAX_TOPOLOGY={topology} (default settings otherwise)")
+                stack = self.start_stack(topology)
                 try:
-                    pipe = self.timed_run("thorax.studies.v1", "thorax.findings.v1", kind, n, "p", (stack,))
-                    note(f"pipeline {kind}: {pipe['rate']:.1f} img/s; consumer {kind}: {n} records")
-                    cons = self.timed_run(c_in, c_out, kind, n, "c", (consumer,))
-                    note(f"consumer {kind}: {cons['rate']:.1f} img/s")
-                    out[kind] = {"pipeline": pipe, "consumer": cons, "ratio": pipe["rate"] / cons["rate"]}
-                except RuntimeError as error:  # recorded, and the next input still runs
-                    note(f"pipeline/consumer {kind}: FAILED: {error}")
-                    out[kind] = {"failed": str(error)}
-                    if stack.poll() is not None or consumer.poll() is not None:
-                        break
-            self.report["contenders"] = out
-            if "latency" in self.a.only:
-                self.latency(out)
+                    for kind in self.a.inputs:
+                        if "failed" in out[kind]:
+                            continue
+                        n = self.n_for(kind)
+                        try:
+                            note(f"{who} {kind}: {n} records")
+                            out[kind][who] = self.timed_run("thorax.studies.v1", "thorax.findings.v1", kind, n, who[0], (stack,))
+                            note(f"{who} {kind}: {out[kind][who]['rate']:.1f} img/s")
+                            note(f"{who} {kind}: {out[kind][who]['cpu_ms']:.1f} ms CPU per image")
+                            if "consumer" not in out[kind]:
+                                out[kind]["consumer"] = self.timed_run(c_in, c_out, kind, n, "c", (consumer,))
+                                note(
+                                    f"consumer {kind}: {out[kind]['consumer']['rate']:.1f} img/s, "
+                                    f"{out[kind]['consumer']['cpu_ms']:.1f} ms CPU per image"
+                                )
+                            out[kind][f"ratio_{who}"] = out[kind][who]["rate"] / out[kind]["consumer"]["rate"]
+                        except RuntimeError as error:  # recorded, and the next input still runs
+                            note(f"{who}/consumer {kind}: FAILED: {error}")
+                            out[kind]["failed"] = f"{who}: {error}"
+                            if stack.poll() is not None or consumer.poll() is not None:
+                                break
+                    if who == "pipeline" and "latency" in self.a.only:
+                        self.latency(out)
+                finally:
+                    stop_process(stack, 120)
         finally:
             stop_process(consumer)
-            stop_process(stack, 120)
 
     def latency(self, measured: dict[str, Any]) -> None:
         ok = [k for k, v in measured.items() if "failed" not in v]
@@ -735,18 +789,35 @@ class Bench:
         elif "ceilings" in self.a.only:
             say("   results vs raw inserts: TODO, tools/bench/src/results-bench.ts printed no JSON figure")
         if cont:
-            say("4-6. whole pipeline (scripts/start.sh) vs single-process consumer (tools/bench/py/consumer.py),")
-            say("     first publish -> last findings event")
-            say(f"   {'input':<9} {'pipeline':>14} {'consumer':>14}   ratio (goal ≥ 1.0)")
+            say("4-6. `npm start` (co-located: ingest+preprocess+inference in one process, results beside it),")
+            say("     the same four services as separate processes (split), and the single-process consumer")
+            say("     (tools/bench/py/consumer.py); first publish -> last findings event; goal: npm start ≥ 1.0× consumer")
+            say(f"   {'input':<9} {'npm start':>14} {'split':>14} {'consumer':>14}   npm start/consumer  split/consumer")
             for kind, c in cont.items():
                 if "failed" in c:
                     say(f"   {kind:<9} FAILED: {c['failed']}")
                     continue
-                for who in ("pipeline", "consumer"):
-                    if c[who].get("errors"):
+                for who in ("pipeline", "split", "consumer"):
+                    if c.get(who, {}).get("errors"):
                         say(f"   !! {who} {kind}: {c[who]['errors']} error events ({', '.join(c[who]['codes'])})")
+
+                def rate(who: str, c: dict[str, Any] = c) -> float | None:
+                    return c[who]["rate"] if who in c else None
+
+                def rel(who: str, c: dict[str, Any] = c) -> str:
+                    return f"{c[f'ratio_{who}']:.2f}" if f"ratio_{who}" in c else "—"
+
                 say(
-                    f"   {kind:<9} {fmt(c['pipeline']['rate']):>14} {fmt(c['consumer']['rate']):>14}   {c['ratio']:.2f}"
+                    f"   {kind:<9} {fmt(rate('pipeline')):>14} {fmt(rate('split')):>14} {fmt(rate('consumer')):>14}"
+                    f"   {rel('pipeline'):>18}  {rel('split'):>14}"
+                )
+
+                def cpu(who: str, c: dict[str, Any] = c) -> str:
+                    return f"{c[who]['cpu_ms']:.1f} ms" if who in c and "cpu_ms" in c[who] else "—"
+
+                say(
+                    f"   {'  CPU/img':<9} {cpu('pipeline'):>14} {cpu('split'):>14} {cpu('consumer'):>14}"
+                    "   (user+system of each contender's processes; the pipeline's include results)"
                 )
         if "latency" in r:
             lat = r["latency"]
