@@ -181,9 +181,9 @@ export async function runCli(argv: string[], io: Omit<ProgramIo, 'setExitCode'>)
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.OK;
-      if (error.code === 'commander.executeSubCommandAsync') return EXIT.OK;
-      // An empty `thorax dlq` / `thorax models` prints its help and exits 1 in commander: a usage error here.
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return EXIT.OK;
+      // `thorax help` exits 0; a bare `thorax dlq` / `thorax models` prints its help as an error: usage.
+      if (error.code === 'commander.help') return error.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
       return EXIT.USAGE;
     }
     if (error instanceof CliError) {
