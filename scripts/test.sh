@@ -73,6 +73,8 @@ step "promtool3" bash "$ROOT/scripts/prometheus.sh" ensure3
 step "dicom-reference" bash "$ROOT/scripts/dicom-reference.sh" setup
 # grpcurl and grpc_health_probe (built from their Go modules once, cached) for the gRPC e2e suite.
 step "grpc-tools" bash "$ROOT/scripts/grpc-tools.sh" ensure
+# Debian chromium for the review page's browser test (playwright-core drives /usr/bin/chromium).
+step "chromium" ensure_apt_packages chromium
 step "integration" jest --rootDir "$ROOT" --selectProjects integration --runInBand
 step "e2e" jest --rootDir "$ROOT" --selectProjects e2e --runInBand
 # The thorax image, built with buildah (skipped when its inputs are unchanged); every service run

@@ -1,10 +1,11 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Query, Req, UseFilters } from '@nestjs/common';
+import { Controller, Get, HttpCode, Param, Post, Query, Req, UseFilters } from '@nestjs/common';
 import type { FeedbackEvent } from '@thorax/contracts';
 import { principalOf, RequireScope } from '@thorax/observability';
 import type { Request } from 'express';
 import { ResultsApiError } from '../api/api-error';
 import { ResultsApiErrorFilter } from '../api/api-error.filter';
 import { type FeedbackResponse, FeedbackService, parseFeedbackBody } from './feedback.service';
+import { readJsonBody } from './json-body';
 
 /**
  * REST: reviewers' verdicts on a result (docs/review.md). The read scope is enough: reviewers are
@@ -18,9 +19,10 @@ export class FeedbackController {
 
   @Post(':id/feedback')
   @HttpCode(200)
-  async submit(@Param('id') id: string, @Body() body: unknown, @Req() req: Request): Promise<FeedbackResponse> {
+  async submit(@Param('id') id: string, @Req() req: Request): Promise<FeedbackResponse> {
     const principal = principalOf(req);
-    return this.feedback.submit(id, parseFeedbackBody(body), { on: principal !== undefined, subject: principal?.subject ?? null });
+    const body = parseFeedbackBody(await readJsonBody(req));
+    return this.feedback.submit(id, body, { on: principal !== undefined, subject: principal?.subject ?? null });
   }
 
   @Get(':id/feedback')

@@ -76,6 +76,8 @@
       if (v === null || v === undefined || v === false) continue;
       if (k === 'text') node.textContent = v;
       else if (k === 'class') node.className = v;
+      else if (k === 'style') Object.assign(node.style, v); // CSSOM, which the page's CSP allows
+
       else node.setAttribute(k, v === true ? '' : String(v));
     }
     for (const child of children || []) if (child) node.append(child);
@@ -128,12 +130,12 @@
         const chips = study.positives.length
           ? study.positives.map((p) => el('span', { class: 'pos', text: pretty(p) }))
           : [el('span', { text: 'no positive finding' })];
-        const withCommas = [];
+        const withCommas = study.images.length > 1 ? [el('span', { class: 'images', text: study.images.length + ' images · ' })] : [];
         chips.forEach((c, j) => { if (j) withCommas.push(document.createTextNode(', ')); withCommas.push(c); });
         const name = study.accession ? study.accession : 'Study ' + study.ref;
         return el('li', { role: 'option', 'data-index': i, 'aria-selected': i === state.studyIndex ? 'true' : 'false', 'data-ref': study.ref }, [
           el('span', { class: 'badge ' + study.priority, text: study.priority === 'stat' ? 'STAT' : 'ROUT' }),
-          el('span', { class: 'ref', text: name + (study.images.length > 1 ? ' · ' + study.images.length + ' img' : ''), title: study.patientId ? 'Patient ' + study.patientId : null }),
+          el('span', { class: 'ref', text: name, title: study.patientId ? 'Patient ' + study.patientId : null }),
           el('span', { class: 'time' }, [reviewed ? el('span', { class: 'done', text: '✓ ', title: 'reviewed' }) : null, document.createTextNode(clock(study.completedAt))]),
           el('span', { class: 'chips' }, withCommas),
         ]);
@@ -239,8 +241,8 @@
         return el('li', { class: f.positive ? 'positive' : 'negative', role: 'option', 'data-index': i, 'data-label': f.label, 'aria-selected': 'false', title: pretty(f.label) + ': ' + pct + '% (threshold ' + Math.round(f.threshold * 100) + '%)' }, [
           el('span', { class: 'name', text: pretty(f.label) }),
           el('span', { class: 'bar', 'aria-hidden': 'true' }, [
-            el('span', { class: 'fill', style: 'width:' + (f.probability * 100).toFixed(1) + '%' }),
-            el('span', { class: 'tick', style: 'left:calc(' + (f.threshold * 100).toFixed(1) + '% - 1px)' }),
+            el('span', { class: 'fill', style: { width: (f.probability * 100).toFixed(1) + '%' } }),
+            el('span', { class: 'tick', style: { left: 'calc(' + (f.threshold * 100).toFixed(1) + '% - 1px)' } }),
           ]),
           el('span', { class: 'pct', text: pct + '%' }),
           mark,

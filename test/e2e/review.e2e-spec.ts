@@ -1,0 +1,259 @@
+/**
+ * The review page in a real browser: studies go through the whole pipeline (broker, the four
+ * built services, the real model), then headless Debian Chromium, driven by playwright-core,
+ * opens /review on results: the STAT study heads the worklist, the study view shows the wire
+ * image, the heatmap overlay toggles, and a verdict submitted with the keyboard arrives on
+ * thorax.feedback.v1. Any console error, page error or failed request fails the test.
+ * Screenshots: .data/test-artifacts/review/ (printed).
+ */
+import { decodeFeedbackEvent, decodeFindingsEvent, type FindingsEvent } from '@thorax/contracts';
+import {
+  collect,
+  collectOncePerId,
+  produce,
+  REPO_ROOT,
+  type RunningService,
+  servicePorts,
+  startBuiltService,
+  startServices,
+  syntheticChestXray,
+  testBrokers,
+  testKafka,
+  waitForHttp,
+} from '@thorax/testing';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import sharp from 'sharp';
+
+jest.setTimeout(300_000);
+
+const say = (line: string) => process.stdout.write(`[review e2e] ${line}\n`);
+
+const RUN = `review-${Date.now().toString(36)}`;
+// Port block 44000-44999: results, ingest, preprocess, inference on base..base+3, gRPC base+10.
+const PORTS = servicePorts(Number(process.env['THORAX_REVIEW_E2E_PORT_BASE'] ?? 44180));
+const CHROMIUM = process.env['THORAX_CHROMIUM'] ?? '/usr/bin/chromium';
+const ARTIFACTS = path.join(REPO_ROOT, '.data', 'test-artifacts', 'review');
+const kafka = testKafka('thorax-review-e2e');
+const objectsDir = mkdtempSync(path.join(tmpdir(), 'thorax-review-objects-'));
+const services: RunningService[] = [];
+let browser: Browser;
+let page: Page;
+const problems: string[] = [];
+const base = `http://127.0.0.1:${PORTS.results}`;
+
+const STAT_STUDY = `1.2.826.0.1.3680043.8.498.${Date.now() % 1_000_000}.1`;
+const ROUTINE_STUDY = `1.2.826.0.1.3680043.8.498.${Date.now() % 1_000_000}.2`;
+const ids = { stat: `${RUN}-stat`, routine: `${RUN}-routine` };
+let statEvent: FindingsEvent;
+
+/**
+ * The heatmap the overlay shows. When the pipeline's model found a positive label, inference
+ * stored its map and this is it; otherwise (a model without activation maps, or nothing positive
+ * on this synthetic image) the test adds a result of its own, as a producer would, with a map
+ * written into the same object store, so the overlay is exercised either way.
+ */
+let overlay: { id: string; label: string; fromPipeline: boolean };
+
+beforeAll(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const logDir = path.join(REPO_ROOT, '.data', 'test-logs', RUN);
+  const env = {
+    KAFKA_BROKERS: testBrokers().join(','),
+    LOG_LEVEL: 'info',
+    MODEL_DIR: path.join(REPO_ROOT, 'models', 'thorax-tiny-cnn'),
+    RESULTS_DATA_DIR: 'memory://',
+    INFERENCE_PROVIDERS: 'cpu',
+    OBJECT_STORE_URL: pathToFileURL(objectsDir).href,
+    RESULTS_FEEDBACK_RELAY_MS: '1000',
+  };
+  services.push(...(await startServices({ ports: PORTS, env, logDir, names: ['results', 'inference', 'preprocess'] })).values());
+  // Ingest's own gRPC port inside this test's block (its default, 50052, may be taken).
+  const ingest = startBuiltService('ingest', { ...env, HTTP_PORT: String(PORTS.ingest), GRPC_PORT: String(PORTS.resultsGrpc + 1) }, logDir);
+  services.push(ingest);
+  await waitForHttp(`http://127.0.0.1:${PORTS.ingest}/readyz`, 120_000, () => ingest.process.exitCode === null);
+
+  const [statPng, routinePng] = await Promise.all([
+    syntheticChestXray({ width: 640, height: 600, seed: 41 }),
+    syntheticChestXray({ width: 600, height: 640, seed: 42 }),
+  ]);
+  await produce(kafka, 'thorax.studies.v1', [
+    { key: ids.routine, value: routinePng, headers: { 'content-type': 'image/png', 'thorax-study-uid': ROUTINE_STUDY, 'thorax-accession': 'ACC-R-1', 'thorax-patient-id': 'PAT-R-1' } },
+    { key: ids.stat, value: statPng, headers: { 'content-type': 'image/png', 'thorax-study-uid': STAT_STUDY, 'thorax-accession': 'ACC-S-1', 'thorax-patient-id': 'PAT-S-1', 'thorax-priority': 'stat' } },
+  ]);
+  const records = await collectOncePerId(kafka, 'thorax.findings.v1', new Set(Object.values(ids)), 150_000);
+  const events = new Map([...records].map(([key, r]) => [key, decodeFindingsEvent(r.value)]));
+  statEvent = events.get(ids.stat) as FindingsEvent;
+  expect(statEvent).toMatchObject({ status: 'ok', priority: 'stat' });
+  expect(events.get(ids.routine)).toMatchObject({ status: 'ok', priority: 'routine' });
+
+  const fromPipeline = statEvent.heatmaps?.[0];
+  if (statEvent.wireImage && fromPipeline) {
+    overlay = { id: ids.stat, label: fromPipeline.label, fromPipeline: true };
+  } else {
+    overlay = { id: `${RUN}-overlay`, label: 'Cardiomegaly', fromPipeline: false };
+    await publishResultWithHeatmap(overlay.id, overlay.label);
+  }
+  say(`overlay of ${overlay.label} on ${overlay.fromPipeline ? 'the pipeline result' : 'a result published by the test (the pipeline result had no heatmap)'}`);
+  await waitFor(async () => {
+    const res = await fetch(`${base}/v1/review/results/${encodeURIComponent(overlay.id)}`);
+    return res.ok;
+  }, 30_000);
+
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
+  const context = await browser.newContext({ viewport: { width: 1600, height: 900 }, deviceScaleFactor: 1 });
+  page = await context.newPage();
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' || msg.type() === 'warning') problems.push(`console ${msg.type()}: ${msg.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('requestfailed', (req) => problems.push(`request failed: ${req.method()} ${req.url()} ${req.failure()?.errorText ?? ''}`));
+  page.on('response', (res) => {
+    if (res.status() >= 400) problems.push(`HTTP ${res.status()}: ${res.request().method()} ${res.url()}`);
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  const codes = await Promise.all(services.map((s) => s.stop()));
+  rmSync(objectsDir, { recursive: true, force: true });
+  expect(codes).toEqual(services.map(() => 0));
+});
+
+afterEach(() => {
+  expect(problems.splice(0)).toEqual([]);
+});
+
+/** A browser-side check that an img element is shown and decoded. */
+const loaded = (id: string) => `(() => { const i = document.getElementById('${id}'); return !!i && !i.hidden && i.complete && i.naturalWidth > 0; })()`;
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** A findings event with a wire image and a heatmap, the objects written where the store keeps them. */
+async function publishResultWithHeatmap(id: string, label: string): Promise<void> {
+  const root = fileURLToPath(pathToFileURL(objectsDir).href);
+  const put = (key: string, bytes: Buffer) => {
+    const file = path.join(root, key);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, bytes);
+    return pathToFileURL(file).href;
+  };
+  const wire = await sharp(await syntheticChestXray({ width: 256, height: 256, seed: 43 })).greyscale().png().toBuffer();
+  // A red-to-yellow blob over the heart, transparent elsewhere.
+  const rgba = Buffer.alloc(256 * 256 * 4);
+  for (let y = 0; y < 256; y += 1) {
+    for (let x = 0; x < 256; x += 1) {
+      const a = Math.exp(-((x - 150) ** 2 + (y - 160) ** 2) / (2 * 28 ** 2));
+      rgba.set([255, Math.round(255 * a), 0, Math.round(255 * a)], (y * 256 + x) * 4);
+    }
+  }
+  const heat = await sharp(rgba, { raw: { width: 256, height: 256, channels: 4 } }).png().toBuffer();
+  const event: FindingsEvent = {
+    ...statEvent,
+    id,
+    study: { ...statEvent.study, viewPosition: 'PA' },
+    priority: 'stat',
+    findings: statEvent.findings.map((f) => (f.label === label ? { ...f, probability: Math.max(f.threshold, 0.9), positive: true } : f)),
+    wireImage: { uri: put(`review/${id}/wire.png`, wire), width: 256, height: 256 },
+    heatmaps: [{ label, uri: put(`review/${id}/heatmap-${label}.png`, heat) }],
+  };
+  event.positives = event.findings.filter((f) => f.positive).map((f) => f.label);
+  await produce(kafka, 'thorax.findings.v1', [{ key: id, value: Buffer.from(JSON.stringify(event)) }]);
+}
+
+describe('review page in headless Chromium', () => {
+  it('lists the studies, STAT first, without patient identifiers', async () => {
+    await page.goto(`${base}/review`);
+    await page.waitForSelector('#studies li');
+    const rows = await page.$$eval('#studies li', (lis) => lis.map((li) => ({ badge: li.querySelector('.badge')?.textContent, text: li.textContent ?? '' })));
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    expect(rows[0]?.badge).toBe('STAT');
+    const statIndex = rows.findIndex((r) => r.badge !== 'STAT');
+    expect(rows.slice(0, statIndex === -1 ? rows.length : statIndex).every((r) => r.badge === 'STAT')).toBe(true);
+    const html = await page.content();
+    expect(html).not.toMatch(/PAT-S-1|PAT-R-1|ACC-S-1|ACC-R-1/);
+    expect(await page.textContent('#banner')).toMatch(/AI-asserted, preliminary/);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'worklist.png') });
+    say(`screenshot ${path.join(ARTIFACTS, 'worklist.png')}`);
+  });
+
+  it('opens the study view with the image, the bar chart and the model', async () => {
+    const target = overlay.id;
+    const refs = (await (await fetch(`${base}/v1/review/worklist?limit=100`)).json()) as { studies: { ref: string; images: { id: string }[] }[] };
+    const study = refs.studies.find((s) => s.images.some((i) => i.id === target));
+    expect(study).toBeDefined();
+    await page.click(`#studies li[data-ref="${study?.ref}"]`);
+    const imageIndex = study?.images.findIndex((i) => i.id === target) ?? 0;
+    if (imageIndex > 0) await page.click(`#image-tabs button[data-index="${imageIndex}"]`);
+    await page.waitForSelector('#wire:not([hidden])');
+    // Browser-side code as strings: the tests compile without the DOM library.
+    await page.waitForFunction(loaded('wire'));
+    expect(await page.evaluate("document.getElementById('wire').naturalWidth")).toBe(overlay.fromPipeline ? statEvent.wireImage?.width : 256);
+    expect(await page.$$eval('#labels li', (lis) => lis.length)).toBe(14);
+    expect(await page.$$eval('#labels li .tick', (ticks) => ticks.length)).toBe(14);
+    const model = await page.textContent('#model');
+    expect(model).toMatch(/thorax-tiny-cnn/);
+    expect(model).toMatch(/cpu/);
+  });
+
+  it('toggles the heatmap overlay with the keyboard and sets its opacity', async () => {
+    const row = await page.$(`#labels li[data-label="${overlay.label}"]`);
+    expect(row).not.toBeNull();
+    await row?.click();
+    await page.keyboard.press('h');
+    await page.waitForFunction(loaded('overlay'));
+    expect(await page.getAttribute('body', 'data-overlay')).toBe(overlay.label);
+    await page.keyboard.press(']');
+    await page.keyboard.press(']');
+    expect(await page.evaluate("document.getElementById('overlay').style.opacity")).toBe('0.65');
+    expect(await page.inputValue('#opacity')).toBe('65');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'study.png') });
+    say(`screenshot ${path.join(ARTIFACTS, 'study.png')}`);
+    await page.keyboard.press('h');
+    await page.waitForFunction("document.getElementById('overlay').hidden");
+    expect(await page.getAttribute('body', 'data-overlay')).toBe('');
+    await page.keyboard.press('h');
+    await page.waitForFunction(loaded('overlay'));
+  });
+
+  it('submits a verdict with a comment, stored and published on thorax.feedback.v1', async () => {
+    await page.keyboard.press('c');
+    await page.keyboard.type('Heart size within normal limits on this projection.');
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('d');
+    await page.waitForFunction("/Disagreed/.test(document.getElementById('feedback-status').textContent)");
+    expect(await page.getAttribute('#disagree', 'aria-pressed')).toBe('true');
+    const records = await collect(
+      kafka,
+      'thorax.feedback.v1',
+      (rs) => rs.some((r) => r.key === overlay.id),
+      30_000,
+      { quietMs: 500 },
+    );
+    const mine = records.filter((r) => r.key === overlay.id).map((r) => decodeFeedbackEvent(r.value));
+    expect(mine).toHaveLength(1);
+    expect(mine[0]).toMatchObject({
+      id: overlay.id,
+      label: overlay.label,
+      verdict: 'disagree',
+      comment: 'Heart size within normal limits on this projection.',
+      reviewer: 'anonymous',
+      revision: 1,
+      model: { name: 'thorax-tiny-cnn' },
+    });
+    expect(JSON.stringify(mine[0])).not.toMatch(/PAT-|ACC-/);
+    // The worklist marks the image reviewed, and the stored verdict is what the API returns.
+    const stored = (await (await fetch(`${base}/v1/findings/${encodeURIComponent(overlay.id)}/feedback`)).json()) as { feedback: unknown[] };
+    expect(stored.feedback).toEqual([mine[0]]);
+    if (existsSync(path.join(ARTIFACTS, 'study.png'))) await page.screenshot({ path: path.join(ARTIFACTS, 'study-feedback.png') });
+  });
+});
