@@ -59,7 +59,8 @@ running() { [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; }
 
 case "${1:-}" in
   start)
-    ensure_apt_packages orthanc orthanc-dicomweb || { log "orthanc and orthanc-dicomweb are needed (apt-get install orthanc orthanc-dicomweb)"; exit 1; }
+    # dcmtk: the SCU tools (echoscu, storescu, dcmodify) the PACS end-to-end test drives alongside.
+    ensure_apt_packages orthanc orthanc-dicomweb dcmtk || { log "orthanc, orthanc-dicomweb and dcmtk are needed (apt-get install them)"; exit 1; }
     if running; then log "orthanc already running (pid $(cat "$PID_FILE"))"; exit 0; fi
     write_config
     Orthanc "$STATE/orthanc.json" >"$STATE/orthanc.log" 2>&1 &

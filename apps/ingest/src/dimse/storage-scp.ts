@@ -97,7 +97,7 @@ export function storageScpClass(ctx: StorageScpContext): typeof Scp {
     override abort(): void {
       this.outcome ??= 'aborted';
       // After an A-ABORT nothing more may come on this connection (PS3.8 7.3.1).
-      this.socket().destroy();
+      this.connection().destroy();
     }
 
     override cEchoRequest(request: requests.CEchoRequest, callback: (response: responses.CEchoResponse) => void): void {
@@ -163,10 +163,11 @@ export function storageScpClass(ctx: StorageScpContext): typeof Scp {
       this.rejectReason = why;
       this.sendAssociationReject(result, source, reason);
       // The SCU closes on A-ASSOCIATE-RJ; one that does not is cut off.
-      setTimeout(() => this.socket().destroy(), 2_000).unref();
+      setTimeout(() => this.connection().destroy(), 2_000).unref();
     }
 
-    private socket(): Socket {
+    /** The library keeps the TCP socket in `socket` (not typed). */
+    private connection(): Socket {
       return (this as unknown as { socket: Socket }).socket;
     }
 
