@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { EXIT } from './exit-codes';
 import { runCli } from './program';
 
@@ -53,5 +55,27 @@ describe('thorax command line', () => {
   it('reports an unreachable service as a failure, exit 1', async () => {
     const down = await run(['models', 'list'], { THORAX_INFERENCE_URL: 'http://127.0.0.1:1', THORAX_HTTP_TIMEOUT_MS: '2000' });
     expect(down).toMatchObject({ code: EXIT.FAILURE, err: expect.stringContaining('GET http://127.0.0.1:1/v1/models') });
+  });
+
+  it('sends THORAX_TOKEN (or --token) as a bearer token, and exits 5 when the API refuses it', async () => {
+    const seen: (string | undefined)[] = [];
+    const server = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      const ok = req.headers.authorization === 'Bearer admin-token';
+      res.writeHead(ok ? 500 : req.headers.authorization ? 403 : 401, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: ok ? 'INTERNAL' : 'PERMISSION_DENIED', message: 'no' } }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      expect((await run(['models', 'list'], { THORAX_INFERENCE_URL: url })).code).toBe(EXIT.UNAUTHORIZED);
+      const refused = await run(['models', 'activate', '2.0.0'], { THORAX_INFERENCE_URL: url, THORAX_TOKEN: 'reader-token' });
+      expect(refused).toMatchObject({ code: EXIT.UNAUTHORIZED, err: expect.stringContaining('with the admin scope') });
+      // --token wins over THORAX_TOKEN; an accepted token with a failing answer is exit 1.
+      expect((await run(['--token', 'admin-token', 'models', 'list'], { THORAX_INFERENCE_URL: url, THORAX_TOKEN: 'reader-token' })).code).toBe(EXIT.FAILURE);
+      expect(seen).toEqual([undefined, 'Bearer reader-token', 'Bearer admin-token']);
+    } finally {
+      server.close();
+    }
   });
 });
