@@ -259,8 +259,10 @@ export class TopicTools {
       if (options.until === 'end') void stop();
     };
     consumer.on(consumer.events.CRASH, (event) => {
-      if (stopped) return;
-      const error = (event.payload as { error?: Error }).error ?? new Error('consumer crashed');
+      const payload = event.payload as { error?: Error; restart?: boolean };
+      // kafkajs restarts the consumer itself after a retriable failure (a broker restart).
+      if (stopped || payload.restart === true) return;
+      const error = payload.error ?? new Error('consumer crashed');
       stopped = true;
       this.consumers.delete(consumer);
       void consumer.disconnect().catch(() => undefined);
