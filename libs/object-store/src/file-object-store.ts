@@ -54,7 +54,7 @@ export class FileObjectStore implements ObjectStore {
       await rm(tmp, { force: true });
       throw error instanceof ObjectStoreError ? error : unavailable(`writing ${key}`, error);
     }
-    return { uri: this.uriOf(key), sha256: hashing.digest(), size: hashing.size };
+    return { uri: this.uriOf(key), sha256: hashing.digest(), size: hashing.bytes };
   }
 
   async get(uri: string): Promise<Buffer> {

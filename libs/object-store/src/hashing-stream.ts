@@ -8,15 +8,19 @@ import { ObjectStoreError } from './object-store';
  */
 export class HashingStream extends Transform {
   private readonly hash: Hash = createHash('sha256');
-  size = 0;
+  /**
+   * Bytes passed so far. Not named `size`: the AWS SDK's multipart upload reads a body's `size`
+   * as its total length up front.
+   */
+  bytes = 0;
 
   constructor(private readonly maxBytes = Number.POSITIVE_INFINITY) {
     super();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.size += chunk.length;
-    if (this.size > this.maxBytes) {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
       callback(new ObjectStoreError('TOO_LARGE', `object larger than ${this.maxBytes} bytes`));
       return;
     }

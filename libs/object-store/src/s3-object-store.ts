@@ -1,7 +1,9 @@
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   S3Client,
   S3ServiceException,
@@ -74,11 +76,30 @@ export class S3ObjectStore implements ObjectStore {
     try {
       await Promise.race([upload.done(), failed]);
     } catch (error) {
-      await upload.abort().catch(() => undefined);
       source.unpipe(hashing);
+      await upload.abort().catch(() => undefined);
+      await upload.done().catch(() => undefined);
+      await this.abortMultipartUploads(this.prefix + key);
       throw error instanceof ObjectStoreError ? error : unavailable(`writing ${key}`, error);
     }
-    return { uri: this.uriOf(key), sha256: hashing.digest(), size: hashing.size };
+    return { uri: this.uriOf(key), sha256: hashing.digest(), size: hashing.bytes };
+  }
+
+  /**
+   * Aborts the unfinished multipart uploads of a key, so a failed upload leaves no stored parts
+   * behind (the SDK's own abort does not always reach the server before the upload is dropped).
+   * Best effort: a bucket lifecycle rule (AbortIncompleteMultipartUpload) is the backstop.
+   */
+  private async abortMultipartUploads(key: string): Promise<void> {
+    try {
+      const listed = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: key }));
+      for (const upload of listed.Uploads ?? []) {
+        if (upload.Key !== key || !upload.UploadId) continue;
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: upload.UploadId }));
+      }
+    } catch {
+      // Left to the bucket's lifecycle rule.
+    }
   }
 
   async get(uri: string): Promise<Buffer> {
