@@ -7,6 +7,8 @@ import { CONTROL_KAFKA_OPTIONS, ModelControlService } from './admin/model-contro
 import { ModelsAdminController } from './admin/models.admin-controller';
 import { INFERENCE_CONFIG, type InferenceConfig } from './config';
 import { MODEL_SELECTION_SOURCE, ModelService } from './model/model.service';
+import { ReviewObjectStoreLifecycle, reviewObjectStoreProvider } from './review/object-store.provider';
+import { ReviewImagesService } from './review/review-images.service';
 import { InferenceService } from './tensors/inference.service';
 import { TensorsConsumer } from './tensors/tensors.consumer';
 import { SERVICE_VERSION } from './version';
@@ -33,6 +35,9 @@ export class AppModule {
         { provide: CONTROL_KAFKA_OPTIONS, useValue: kafkaClientOptions(config, 'thorax-inference-control') },
         ModelControlService,
         { provide: MODEL_SELECTION_SOURCE, useExisting: ModelControlService },
+        reviewObjectStoreProvider,
+        ReviewObjectStoreLifecycle,
+        ReviewImagesService,
         ModelService,
         InferenceService,
         TensorsConsumer,

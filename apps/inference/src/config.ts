@@ -1,4 +1,4 @@
-import { list, port, positiveInt, sharedEnv, TOPIC_NAMES, z } from '@thorax/config';
+import { flag, list, port, positiveInt, sharedEnv, TOPIC_NAMES, z } from '@thorax/config';
 import { providerConfigError } from '@thorax/model-runtime';
 
 const nonNegativeInt = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
@@ -57,6 +57,11 @@ export const inferenceConfigSchema = z
     INFERENCE_CANARY_PERCENT: z.coerce.number().min(0).max(100).default(0),
     /** Shadow: this version also runs on every image; its findings go to the shadow topic only. */
     INFERENCE_SHADOW_VERSION: z.string().default(''),
+    /**
+     * Review images: the wire image and, for a model with class activation maps, one heatmap per
+     * positive label, stored in the object store before the findings event that names them.
+     */
+    INFERENCE_REVIEW_IMAGES: flag(true),
     TOPIC_FINDINGS_SHADOW: z.string().min(1).default(TOPIC_NAMES.findingsShadow),
     /**
      * Compacted topic holding the model selection the admin API sets (primary, canary, shadow),

@@ -1,6 +1,7 @@
 export * from './dicom';
 export * from './dicom-pixels';
 export * from './grey-levels';
+export * from './heatmap';
 export * from './media-type';
 export * from './resize';
 export * from './wire-image';

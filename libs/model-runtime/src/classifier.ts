@@ -67,8 +67,28 @@ export class Classifier {
     return { width: this.metadata.input.width, height: this.metadata.input.height };
   }
 
+  /** Whether the model has the class activation maps output (`thorax.outputs.cam`). */
+  get hasMaps(): boolean {
+    return this.metadata.cam !== null;
+  }
+
   /** Runs one batch; each image is width*height uint8 pixels. Returns one row per image. */
   async classify(images: Uint8Array[]): Promise<Float32Array[]> {
+    return (await this.run(images, false)).scores;
+  }
+
+  /**
+   * Like `classify`, and also the class activation maps of the same run when the model has them
+   * (`maps`: one Float32Array of labels*h*w per image, label-major; null without them).
+   */
+  async classifyWithMaps(images: Uint8Array[]): Promise<{ scores: Float32Array[]; maps: Float32Array[] | null }> {
+    return this.run(images, this.hasMaps);
+  }
+
+  private async run(
+    images: Uint8Array[],
+    withMaps: boolean,
+  ): Promise<{ scores: Float32Array[]; maps: Float32Array[] | null }> {
     const { width, height } = this.inputSize;
     const pixels = width * height;
     const batch = new Uint8Array(images.length * pixels);
@@ -77,14 +97,22 @@ export class Classifier {
       batch.set(image, i * pixels);
     });
     const input = new ort.Tensor('uint8', batch, [images.length, 1, height, width]);
-    const outputs = await this.session.run({ [this.metadata.input.name]: input });
+    const cam = withMaps ? this.metadata.cam : null;
+    const fetches = cam ? [this.metadata.output.name, cam.name] : [this.metadata.output.name];
+    const outputs = await this.session.run({ [this.metadata.input.name]: input }, fetches);
     const output = outputs[this.metadata.output.name];
     if (!output) throw new Error(`model produced no ${this.metadata.output.name} output`);
     const labels = this.metadata.labels.length;
     const data = output.data as Float32Array;
     if (data.length !== images.length * labels)
       throw new Error(`output has ${data.length} values, expected ${images.length * labels}`);
-    return images.map((_, i) => data.slice(i * labels, (i + 1) * labels));
+    const scores = images.map((_, i) => data.slice(i * labels, (i + 1) * labels));
+    if (!cam) return { scores, maps: null };
+    const mapData = outputs[cam.name]?.data as Float32Array | undefined;
+    const perImage = labels * cam.shape[2] * cam.shape[3];
+    if (!mapData || mapData.length !== images.length * perImage)
+      throw new Error(`${cam.name} has ${mapData?.length ?? 0} values, expected ${images.length * perImage}`);
+    return { scores, maps: images.map((_, i) => mapData.slice(i * perImage, (i + 1) * perImage)) };
   }
 
   async release(): Promise<void> {
@@ -96,7 +124,9 @@ function checkSignature(session: ort.InferenceSession, metadata: ModelMetadata):
   if (!session.inputNames.includes(metadata.input.name)) {
     throw new Error(`graph inputs ${session.inputNames.join(',')} lack ${metadata.input.name}`);
   }
-  if (!session.outputNames.includes(metadata.output.name)) {
-    throw new Error(`graph outputs ${session.outputNames.join(',')} lack ${metadata.output.name}`);
+  for (const name of [metadata.output.name, ...(metadata.cam ? [metadata.cam.name] : [])]) {
+    if (!session.outputNames.includes(name)) {
+      throw new Error(`graph outputs ${session.outputNames.join(',')} lack ${name}`);
+    }
   }
 }

@@ -39,15 +39,18 @@ async function main(): Promise<void> {
     const input = new Uint8Array(request.pixels);
     const images = Array.from({ length: request.count }, (_, i) => input.subarray(i * pixels, (i + 1) * pixels));
     const started = process.hrtime.bigint();
-    classifier.classify(images).then(
-      (rows) => {
+    const run = setup.maps ? classifier.classifyWithMaps(images) : classifier.classify(images).then((scores) => ({ scores, maps: null }));
+    run.then(
+      ({ scores: rows, maps }) => {
         const labels = classifier.metadata.labels.length;
         const out = new Float32Array(rows.length * labels);
         rows.forEach((row, i) => out.set(row, i * labels));
+        const perImage = maps?.[0]?.length ?? 0;
+        const packedMaps = maps ? new Float32Array(maps.length * perImage) : null;
+        maps?.forEach((map, i) => packedMaps?.set(map, i * perImage));
         const runMs = Number(process.hrtime.bigint() - started) / 1e6;
-        port.postMessage({ kind: 'result', id: request.id, scores: out.buffer, runMs } satisfies WorkerReply, [
-          out.buffer,
-        ]);
+        const reply: WorkerReply = { kind: 'result', id: request.id, scores: out.buffer, maps: packedMaps?.buffer ?? null, runMs };
+        port.postMessage(reply, packedMaps ? [out.buffer, packedMaps.buffer] : [out.buffer]);
       },
       (error: Error) =>
         port.postMessage({ kind: 'error', id: request.id, message: error.message } satisfies WorkerReply),

@@ -68,6 +68,25 @@ const inputSpec = z.object({
 
 const outputSpec = z.object({ name: z.string().min(1), activation: z.literal('sigmoid') });
 
+/**
+ * `thorax.outputs.cam`: the optional second output, class activation maps [batch, labels, h, w]
+ * in logit units without the bias, covering `region` of the input image (docs/models.md).
+ */
+const camSpec = z.object({
+  name: z.string().min(1),
+  shape: z.tuple([z.string(), z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]),
+  units: z.literal('logit'),
+  bias: z.array(z.number()),
+  region: z.object({
+    top: z.number().int().min(0),
+    left: z.number().int().min(0),
+    height: z.number().int().positive(),
+    width: z.number().int().positive(),
+  }),
+});
+
+export type CamSpec = z.infer<typeof camSpec>;
+
 /** The Thorax model contract as it lives in an ONNX file's metadata_props (thorax.model.v1). */
 const thoraxMetadataSchema = z
   .object({
@@ -81,6 +100,7 @@ const thoraxMetadataSchema = z
     'thorax.preprocessing': json(z.unknown()).optional(),
     'thorax.training': json(z.unknown()).optional(),
     'thorax.auroc.validation': json(z.record(z.string(), z.number().nullable())).optional(),
+    'thorax.outputs.cam': json(camSpec).optional(),
     // Optional overrides of the provenance derived from thorax.training (docs/contract.md).
     'thorax.training.data': z
       .string()
@@ -92,7 +112,22 @@ const thoraxMetadataSchema = z
   .refine((m) => m['thorax.labels'].length === m['thorax.thresholds'].length, {
     message: 'thorax.labels and thorax.thresholds differ in length',
   })
-  .refine((m) => new Set(m['thorax.labels']).size === m['thorax.labels'].length, { message: 'duplicate labels' });
+  .refine((m) => new Set(m['thorax.labels']).size === m['thorax.labels'].length, { message: 'duplicate labels' })
+  .superRefine((m, ctx) => {
+    const cam = m['thorax.outputs.cam'];
+    if (!cam) return;
+    const labels = m['thorax.labels'].length;
+    const problem =
+      cam.shape[1] !== labels || cam.bias.length !== labels
+        ? `maps and bias must have one entry per label (${labels})`
+        : cam.region.top + cam.region.height > m['thorax.input'].height ||
+            cam.region.left + cam.region.width > m['thorax.input'].width
+          ? 'region must lie inside the input image'
+          : cam.name === m['thorax.output'].name
+            ? 'must name an output other than the probabilities'
+            : null;
+    if (problem) ctx.addIssue({ code: 'custom', path: ['thorax.outputs.cam'], message: problem });
+  });
 
 export interface ModelMetadata {
   name: string;
@@ -102,6 +137,8 @@ export interface ModelMetadata {
   input: z.infer<typeof inputSpec>;
   output: z.infer<typeof outputSpec>;
   validationAuroc: Record<string, number | null>;
+  /** The class activation maps output, when the model has one (older files do not). */
+  cam: CamSpec | null;
   /** What the model was trained on; carried into every findings event. */
   provenance: TrainingProvenance;
   raw: Record<string, string>;
@@ -126,6 +163,7 @@ export function parseModelMetadata(props: Record<string, string>): ModelMetadata
     input: m['thorax.input'],
     output: m['thorax.output'],
     validationAuroc: m['thorax.auroc.validation'] ?? {},
+    cam: m['thorax.outputs.cam'] ?? null,
     provenance: trainingProvenance(m['thorax.training'], m['thorax.training.data'], m['thorax.training.clinical']),
     raw: props,
   };

@@ -23,6 +23,11 @@ export interface PoolOptions {
    * warm-up run, at least AUTO_TIMEOUT_FLOOR_MS.
    */
   batchTimeoutMs?: number;
+  /**
+   * Return the class activation maps of each batch (BatchResult.maps) when the model has them
+   * (`thorax.outputs.cam`). Off: only the probabilities are fetched.
+   */
+  maps?: boolean;
   /** Told when a worker dies unexpectedly (it is replaced automatically). */
   onWorkerExit?: (event: { worker: number; code: number }) => void;
   /** Told when a batch ran past the timeout (its worker is retired and replaced). */
@@ -49,6 +54,11 @@ export const WARM_UP_TIMEOUT_FLOOR_MS = 120_000;
 export interface BatchResult {
   /** One row of per-label probabilities per image, in the model's label order. */
   scores: Float32Array[];
+  /**
+   * The class activation maps of the same run, one labels*h*w array per image (label-major, the
+   * shape in metadata.cam), when the pool was asked for them and the model has them; else null.
+   */
+  maps: Float32Array[] | null;
   /** Wall time of session.run() inside the worker, ms. */
   runMs: number;
 }
@@ -300,6 +310,7 @@ export class InferencePool {
       bytes: copy,
       providers: this.options.providers,
       intraOpThreads: this.options.intraOpThreads,
+      maps: Boolean(this.options.maps) && this.artifact.metadata.cam !== null,
     };
     const worker = new Worker(this.script, { workerData: setup, transferList: [copy] });
     let provider: string;
@@ -352,7 +363,10 @@ export class InferencePool {
       const count = pending.images.length;
       const labels = all.length / count;
       const scores = Array.from({ length: count }, (_, i) => all.subarray(i * labels, (i + 1) * labels));
-      pending.resolve({ scores, runMs: reply.runMs });
+      const packed = reply.maps ? new Float32Array(reply.maps) : null;
+      const perImage = packed ? packed.length / count : 0;
+      const maps = packed ? Array.from({ length: count }, (_, i) => packed.subarray(i * perImage, (i + 1) * perImage)) : null;
+      pending.resolve({ scores, maps, runMs: reply.runMs });
     });
     worker.on('error', (error) => {
       if (slot.worker === worker) this.failPending(slot, error);

@@ -7,6 +7,8 @@ export interface WorkerSetup {
   bytes: ArrayBuffer;
   providers: string[];
   intraOpThreads: number;
+  /** Return the class activation maps with the scores (when the model has them). */
+  maps: boolean;
 }
 
 export type WorkerRequest = { kind: 'classify'; id: number; count: number; pixels: ArrayBuffer } | { kind: 'close' };
@@ -15,5 +17,5 @@ export type WorkerReply =
   | { kind: 'provider'; provider: string; outcome: 'skipped' | 'failed' | 'active'; reason?: string }
   | { kind: 'ready'; provider: string }
   | { kind: 'failed'; message: string }
-  | { kind: 'result'; id: number; scores: ArrayBuffer; runMs: number }
+  | { kind: 'result'; id: number; scores: ArrayBuffer; maps: ArrayBuffer | null; runMs: number }
   | { kind: 'error'; id: number; message: string };

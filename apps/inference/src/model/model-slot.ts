@@ -22,9 +22,16 @@ export function warmUpBatchSizes(maxBatch: number): number[] {
   return [...sizes].sort((a, b) => a - b);
 }
 
+/** What the model gave for one image: per-label probabilities and, when asked for, its maps. */
+export interface SlotResult {
+  probabilities: Float32Array;
+  /** Class activation maps (labels*h*w, label-major; shape in pool.metadata.cam) or null. */
+  map: Float32Array | null;
+}
+
 /** One served model version: its worker pool (warmed up) and its own dynamic batcher. */
 export class ModelSlot {
-  readonly batcher: DynamicBatcher<Uint8Array, Float32Array>;
+  readonly batcher: DynamicBatcher<Uint8Array, SlotResult>;
   pressured = false;
 
   constructor(
@@ -32,7 +39,7 @@ export class ModelSlot {
     readonly pool: InferencePool,
     options: SlotOptions,
   ) {
-    this.batcher = new DynamicBatcher<Uint8Array, Float32Array>({
+    this.batcher = new DynamicBatcher<Uint8Array, SlotResult>({
       maxBatch: options.maxBatch,
       maxDelayMs: options.maxDelayMs,
       concurrency: pool.size,
@@ -41,7 +48,7 @@ export class ModelSlot {
       run: async (images) => {
         const result = await pool.classify(images);
         options.onBatch(images.length, result);
-        return result.scores;
+        return result.scores.map((probabilities, i) => ({ probabilities, map: result.maps?.[i] ?? null }));
       },
       // One image that hangs its batch must not fail the images batched with it.
       isolateOn: (error) => error instanceof BatchTimeoutError,
@@ -66,7 +73,12 @@ export class ModelSlot {
     return this.pool.metadata.name;
   }
 
-  classify(pixels: Uint8Array, urgent: boolean): Promise<Float32Array> {
+  async classify(pixels: Uint8Array, urgent: boolean): Promise<Float32Array> {
+    return (await this.batcher.submit(pixels, urgent)).probabilities;
+  }
+
+  /** The probabilities and, when the pool returns them, the class activation maps of one image. */
+  classifyWithMap(pixels: Uint8Array, urgent: boolean): Promise<SlotResult> {
     return this.batcher.submit(pixels, urgent);
   }
 

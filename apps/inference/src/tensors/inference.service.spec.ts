@@ -12,6 +12,7 @@ import { loadConfig } from '@thorax/config';
 import { inferenceConfigSchema } from '../config';
 import type { ModelSlot } from '../model/model-slot';
 import type { ModelService } from '../model/model.service';
+import type { ReviewImagesService } from '../review/review-images.service';
 import { InferenceService } from './inference.service';
 
 const SYNTHETIC = {
@@ -30,6 +31,7 @@ function slot(
     role,
     version,
     classify,
+    classifyWithMap: async (pixels: Uint8Array, urgent: boolean) => ({ probabilities: await classify(pixels, urgent), map: null }),
     pool: {
       inputSize: { width: 256, height: 256 },
       metadata: {
@@ -47,7 +49,7 @@ function slot(
 
 const scores = (value: number) => async () => new Float32Array(14).fill(value);
 
-function setup(primary: ModelSlot, shadow: ModelSlot | null) {
+function setup(primary: ModelSlot, shadow: ModelSlot | null, review?: ReviewImagesService) {
   const published: OutgoingRecord[] = [];
   const publisher: Publisher = { publish: async (records) => void published.push(...records) };
   const models = { route: () => primary, shadow } as unknown as ModelService;
@@ -58,6 +60,7 @@ function setup(primary: ModelSlot, shadow: ModelSlot | null) {
     createLogger({ service: 't', version: '0', level: 'silent' }),
     models,
     new ThoraxMetrics('inference'),
+    review ?? ({ enabled: false } as ReviewImagesService),
   );
   return { service, published };
 }
@@ -151,5 +154,40 @@ describe('InferenceService', () => {
     expect(error).toMatchObject({ code: 'INFERENCE_FAILED', transient: true });
     const nan = setup(slot('primary', '1', scores(Number.NaN)), null);
     await expect(nan.service.infer(image(), forward)).rejects.toMatchObject({ code: 'INFERENCE_FAILED' });
+  });
+
+  it('stores the review images of the positive labels before it publishes the event that names them', async () => {
+    const order: string[] = [];
+    const asked: { positives: number[]; pixels: number }[] = [];
+    const review = {
+      enabled: true,
+      keep: async (args: { positives: number[]; pixels: Uint8Array }) => {
+        asked.push({ positives: args.positives, pixels: args.pixels.length });
+        order.push('stored');
+        return {
+          wireImage: { uri: 'file:///o/review/img-1/1/wire.png', width: 256, height: 256 },
+          heatmaps: [{ label: 'Cardiomegaly', uri: 'file:///o/review/img-1/1/heatmap-Cardiomegaly.png' }],
+        };
+      },
+    } as unknown as ReviewImagesService;
+    const probabilities = CHESTXRAY14_LABELS.map((_, i) => (i === 1 ? 0.9 : 0.1));
+    const { service, published } = setup(
+      slot('primary', '1', async () => Float32Array.from(probabilities)),
+      slot('shadow', '2', async () => Float32Array.from(probabilities)),
+      review,
+    );
+    const publish = published.push.bind(published);
+    published.push = (...records: OutgoingRecord[]) => {
+      order.push(`published ${records[0]?.topic}`);
+      return publish(...records);
+    };
+    const event = await service.infer(image(), forward);
+    // Only the primary's findings are reviewed; the shadow's are not.
+    expect(order).toEqual(['stored', 'published thorax.findings.v1', 'published thorax.findings.shadow.v1']);
+    expect(asked).toEqual([{ positives: [1], pixels: 256 * 256 }]);
+    expect(event.wireImage?.uri).toBe('file:///o/review/img-1/1/wire.png');
+    const sent = decodeFindingsEvent(published[0]?.value ?? null);
+    expect(sent.heatmaps).toEqual([{ label: 'Cardiomegaly', uri: 'file:///o/review/img-1/1/heatmap-Cardiomegaly.png' }]);
+    expect(decodeFindingsEvent(published[1]?.value ?? null)).not.toHaveProperty('heatmaps');
   });
 });

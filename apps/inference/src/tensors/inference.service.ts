@@ -14,6 +14,7 @@ import { LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
 import { INFERENCE_CONFIG, type InferenceConfig } from '../config';
 import type { ModelSlot } from '../model/model-slot';
 import { ModelService } from '../model/model.service';
+import { ReviewImagesService } from '../review/review-images.service';
 
 /**
  * Runs a wire image through the dynamic batcher of the model version that answers for it and
@@ -28,6 +29,7 @@ export class InferenceService {
     @Inject(LOGGER) private readonly log: Logger,
     private readonly models: ModelService,
     private readonly metrics: ThoraxMetrics,
+    private readonly review: ReviewImagesService,
   ) {}
 
   /**
@@ -68,8 +70,9 @@ export class InferenceService {
       });
     }
     let probabilities: Float32Array;
+    let map: Float32Array | null;
     try {
-      probabilities = await slot.classify(image.pixels, image.priority === Priority.PRIORITY_STAT);
+      ({ probabilities, map } = await slot.classifyWithMap(image.pixels, image.priority === Priority.PRIORITY_STAT));
     } catch (error) {
       throw new ThoraxError('INFERENCE_FAILED', (error as Error).message, {
         stage: 'inference',
@@ -78,7 +81,7 @@ export class InferenceService {
       });
     }
     const { name, version, labels, thresholds, provenance } = slot.pool.metadata;
-    const event = okFindingsEvent({
+    const findings = {
       id: image.id,
       study: studyInfoFromRef(image.study),
       receivedAt: image.receivedAt ?? new Date(),
@@ -87,7 +90,15 @@ export class InferenceService {
       thresholds,
       probabilities,
       priority: image.priority === Priority.PRIORITY_STAT ? 'stat' : 'routine',
-    });
+    } as const;
+    let event = okFindingsEvent(findings);
+    // Review images (wire image, a heatmap per positive label) are stored before the event that
+    // names them is published; the shadow's findings are not reviewed.
+    if (topic === this.config.TOPIC_FINDINGS && this.review.enabled) {
+      const positives = event.findings.flatMap((f, i) => (f.positive ? [i] : []));
+      const review = await this.review.keep({ id: image.id, pixels: image.pixels, width, height, metadata: slot.pool.metadata, maps: map, positives });
+      event = okFindingsEvent({ ...findings, review });
+    }
     const headers = slot.role === 'primary' ? forward : { ...forward, 'thorax-model-role': slot.role };
     await this.publisher.publish([{ topic, key: image.id, value: encodeFindingsEvent(event), headers }]);
     return event;

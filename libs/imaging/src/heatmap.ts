@@ -1,0 +1,144 @@
+/**
+ * Class activation map → heatmap pixels (pure; no I/O). A label's map (h×w cells, logit units,
+ * covering `region` of the wire image) is upsampled bilinearly to the region's pixels, normalised
+ * min-max within the upsampled map (0: where the label's evidence is weakest, 1: where it is
+ * strongest) and coloured: a
+ * blue→cyan→green→yellow→red scale whose opacity grows with the value, fully transparent below
+ * HEATMAP_FLOOR and outside the region. The heatmap shows where the model's evidence for the label
+ * lies in this image, not how strong it is: the probability says that.
+ */
+import sharp from 'sharp';
+
+export interface MapGeometry {
+  /** Map cells. */
+  height: number;
+  width: number;
+  /** The pixels of the wire image the map covers. */
+  region: { top: number; left: number; height: number; width: number };
+}
+
+/** Normalised values below this are left transparent (low evidence would only veil the image). */
+export const HEATMAP_FLOOR = 0.2;
+/** Opacity at the map's maximum, 0..255 (the image under it stays readable). */
+export const HEATMAP_MAX_ALPHA = 200;
+
+/** Colour scale control points (value, r, g, b): blue, cyan, green, yellow, red. */
+const SCALE: readonly (readonly [number, number, number, number])[] = [
+  [0, 0, 0, 255],
+  [0.25, 0, 200, 255],
+  [0.5, 0, 220, 60],
+  [0.75, 255, 220, 0],
+  [1, 255, 0, 0],
+];
+
+/** 256-entry RGBA lookup table: index = round(255 * normalised value). */
+export const HEATMAP_LUT: Uint8Array = buildLut();
+
+function buildLut(): Uint8Array {
+  const lut = new Uint8Array(256 * 4);
+  for (let i = 0; i < 256; i += 1) {
+    const v = i / 255;
+    let k = 1;
+    while (k < SCALE.length - 1 && (SCALE[k]?.[0] ?? 1) < v) k += 1;
+    const [v0, r0, g0, b0] = SCALE[k - 1] ?? [0, 0, 0, 0];
+    const [v1, r1, g1, b1] = SCALE[k] ?? [1, 0, 0, 0];
+    const t = v1 > v0 ? (v - v0) / (v1 - v0) : 0;
+    lut[i * 4] = Math.round(r0 + t * (r1 - r0));
+    lut[i * 4 + 1] = Math.round(g0 + t * (g1 - g0));
+    lut[i * 4 + 2] = Math.round(b0 + t * (b1 - b0));
+    lut[i * 4 + 3] = v < HEATMAP_FLOOR ? 0 : Math.round((HEATMAP_MAX_ALPHA * (v - HEATMAP_FLOOR)) / (1 - HEATMAP_FLOOR));
+  }
+  return lut;
+}
+
+/**
+ * Bilinear upsampling of one h×w map to outHeight×outWidth with pixel centres aligned (the
+ * convention of PyTorch's `align_corners=False` and of libvips): cell (i, j) is centred on the
+ * middle of the block of output pixels it stands for; edges are clamped.
+ */
+export function upsampleBilinear(
+  map: Float32Array,
+  height: number,
+  width: number,
+  outHeight: number,
+  outWidth: number,
+): Float32Array {
+  if (map.length !== height * width) throw new Error(`map has ${map.length} cells, expected ${height}x${width}`);
+  const out = new Float32Array(outHeight * outWidth);
+  const xs = axis(width, outWidth);
+  const ys = axis(height, outHeight);
+  for (let y = 0; y < outHeight; y += 1) {
+    const { lo: y0, hi: y1, t: ty } = ys[y] as Tap;
+    for (let x = 0; x < outWidth; x += 1) {
+      const { lo: x0, hi: x1, t: tx } = xs[x] as Tap;
+      const top = (map[y0 * width + x0] as number) * (1 - tx) + (map[y0 * width + x1] as number) * tx;
+      const bottom = (map[y1 * width + x0] as number) * (1 - tx) + (map[y1 * width + x1] as number) * tx;
+      out[y * outWidth + x] = top * (1 - ty) + bottom * ty;
+    }
+  }
+  return out;
+}
+
+interface Tap {
+  lo: number;
+  hi: number;
+  t: number;
+}
+
+function axis(cells: number, pixels: number): Tap[] {
+  return Array.from({ length: pixels }, (_, p) => {
+    const s = Math.min(Math.max(((p + 0.5) * cells) / pixels - 0.5, 0), cells - 1);
+    const lo = Math.floor(s);
+    return { lo, hi: Math.min(lo + 1, cells - 1), t: s - lo };
+  });
+}
+
+/**
+ * The heatmap of map `label` (label-major maps, `labels`×h×w) as RGBA pixels of the whole wire
+ * image (`imageWidth`×`imageHeight`, transparent outside the region).
+ */
+export function heatmapRgba(
+  maps: Float32Array,
+  label: number,
+  geometry: MapGeometry,
+  imageWidth: number,
+  imageHeight: number,
+): Uint8Array {
+  const { height, width, region } = geometry;
+  const cells = height * width;
+  if (region.top + region.height > imageHeight || region.left + region.width > imageWidth)
+    throw new Error('map region lies outside the image');
+  const map = maps.subarray(label * cells, (label + 1) * cells);
+  if (map.length !== cells) throw new Error(`no map for label index ${label}`);
+  for (const v of map) if (!Number.isFinite(v)) throw new Error(`map of label index ${label} holds ${v}`);
+  const up = upsampleBilinear(map, height, width, region.height, region.width);
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of up) {
+    min = Math.min(min, v);
+    max = Math.max(max, v);
+  }
+  const range = max - min;
+  const rgba = new Uint8Array(imageWidth * imageHeight * 4);
+  for (let y = 0; y < region.height; y += 1) {
+    let o = ((region.top + y) * imageWidth + region.left) * 4;
+    for (let x = 0; x < region.width; x += 1, o += 4) {
+      // A flat map carries no location: it stays transparent.
+      const index = range > 0 ? Math.round((255 * ((up[y * region.width + x] as number) - min)) / range) : 0;
+      rgba.set(HEATMAP_LUT.subarray(index * 4, index * 4 + 4), o);
+    }
+  }
+  return rgba;
+}
+
+const PNG_OPTIONS = { compressionLevel: 6, adaptiveFiltering: false } as const;
+
+/** Encodes grey8 pixels (width×height) as a PNG, on libvips' threads. */
+export function encodeGreyPng(pixels: Uint8Array, width: number, height: number): Promise<Buffer> {
+  return sharp(pixels, { raw: { width, height, channels: 1 } }).png(PNG_OPTIONS).toBuffer();
+}
+
+/** Encodes RGBA pixels (width×height, e.g. from heatmapRgba) as a PNG, on libvips' threads. */
+export function encodeRgbaPng(rgba: Uint8Array, width: number, height: number): Promise<Buffer> {
+  return sharp(rgba, { raw: { width, height, channels: 4 } }).png(PNG_OPTIONS).toBuffer();
+}
