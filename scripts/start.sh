@@ -53,9 +53,10 @@ for name in "${PROCESSES[@]}"; do
   if [ "$name" = pipeline ]; then
     # Each co-located stage keeps its own port (<SERVICE>_HTTP_PORT, read by the launcher).
     INGEST_HTTP_PORT="${PORTS[ingest]}" PREPROCESS_HTTP_PORT="${PORTS[preprocess]}" INFERENCE_HTTP_PORT="${PORTS[inference]}" \
-      node "${NODE_FLAGS[@]}" "$ROOT/deploy/images/pipeline.js" >>"$LOG_DIR/pipeline.log" 2>&1 &
+      INGEST_GRPC_PORT="${INGEST_GRPC_PORT:-50052}" node "${NODE_FLAGS[@]}" "$ROOT/deploy/images/pipeline.js" >>"$LOG_DIR/pipeline.log" 2>&1 &
   else
-    HTTP_PORT="${PORTS[$name]}" node "${NODE_FLAGS[@]}" "$ROOT/dist/apps/$name/src/main.js" >>"$LOG_DIR/$name.log" 2>&1 &
+    # GRPC_PORT is results'; ingest's IngestService has its own (INGEST_GRPC_PORT).
+    HTTP_PORT="${PORTS[$name]}" INGEST_GRPC_PORT="${INGEST_GRPC_PORT:-50052}" node "${NODE_FLAGS[@]}" "$ROOT/dist/apps/$name/src/main.js" >>"$LOG_DIR/$name.log" 2>&1 &
   fi
   PIDS[$name]=$!
 done
@@ -73,7 +74,8 @@ cat <<INFO
 
 Thorax is running, topology $TOPOLOGY (logs: $LOG_DIR/*.log; Ctrl-C stops everything).
   Kafka          $KAFKA_BROKERS   publish to thorax.studies.v1, read thorax.findings.v1
-  ingest         http://127.0.0.1:${PORTS[ingest]}   /healthz /readyz /metrics
+  ingest         http://127.0.0.1:${PORTS[ingest]}   POST /v1/studies, POST /v1/predict; /healthz /readyz /metrics
+  ingest gRPC    127.0.0.1:${INGEST_GRPC_PORT:-50052}   thorax.v1.IngestService (SubmitStudy, Predict)
   preprocess     http://127.0.0.1:${PORTS[preprocess]}   /healthz /readyz /metrics
   inference      http://127.0.0.1:${PORTS[inference]}   /healthz /readyz /metrics   model: $MODEL_DIR
   results        http://127.0.0.1:${PORTS[results]}   GET /v1/findings/{id}, GET /v1/findings

@@ -1,9 +1,14 @@
-import { port, positiveInt } from '@thorax/config';
+import { port, positiveInt, z } from '@thorax/config';
 
 /** The HTTP and gRPC edges of ingest and the claim-check (docs/object-store.md). Spread into the ingest schema. */
 export const edgeEnv = {
   /** gRPC thorax.v1.IngestService (SubmitStudy, Predict), grpc.health.v1 and reflection. */
   GRPC_PORT: port(50052),
+  /**
+   * Wins over GRPC_PORT when set: for launchers that give every service one environment, where
+   * GRPC_PORT is results' (scripts/start.sh sets it to 50052 for ingest).
+   */
+  INGEST_GRPC_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   /**
    * Largest instance an edge puts in the studies record itself, bytes (default 8 MiB); larger ones
    * go to the object store and the record carries a reference (claim-check).

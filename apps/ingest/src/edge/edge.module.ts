@@ -20,7 +20,7 @@ export class EdgeModule {
   static forRoot(config: IngestConfig, options: { tls: ServerTls | null; auth: TokenVerifier | null }): DynamicModule {
     const grpc: IngestGrpcOptions = {
       host: '0.0.0.0',
-      port: config.GRPC_PORT,
+      port: config.INGEST_GRPC_PORT ?? config.GRPC_PORT,
       tls: options.tls,
       auth: options.auth,
       // The image travels inside the message; a little more for the other fields.
