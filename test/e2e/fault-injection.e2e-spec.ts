@@ -8,8 +8,10 @@
  *   PostgreSQL stopped (fast shutdown: every connection of results is cut) and started again.
  * When the pipeline is quiet it prints inputs, findings events, stored results, DLQ records,
  * duplicates, losses and each service's peak RSS (VmHWM, every incarnation), and fails on any
- * loss, any duplicate stored result, any dead letter, a fault that met no backlog, or a service
- * whose peak RSS passed the bound: memory must not grow with the backlog.
+ * loss, any duplicate stored result, any input with other than exactly one findings event for a
+ * read_committed consumer (the stages commit in Kafka transactions, and the PACS publishes each
+ * batch in one), any dead letter, a fault that met no backlog, or a service whose peak RSS passed
+ * the bound: memory must not grow with the backlog.
  *
  * npm test runs it reduced (THORAX_FAULT_IMAGES, default 200); full size by hand:
  *   scripts/fault-injection.sh [images]          (default 5000)
@@ -22,6 +24,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import {
   countKeys,
+  ExactlyOncePublisher,
   groupLag,
   PeakRssSampler,
   recordsIn,
@@ -35,7 +38,7 @@ import {
   syntheticChestXray,
   waitForHttp,
 } from '@thorax/testing';
-import { type Admin, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import { type Admin, Kafka, logLevel } from 'kafkajs';
 
 const exec = promisify(execFile);
 const RUN = `e2e-fault-${Date.now().toString(36)}`;
@@ -77,7 +80,7 @@ const kafka = new Kafka({
   retry: { initialRetryTime: 300, retries: 10 },
 });
 let admin: Admin;
-let producer: Producer;
+let producer: ExactlyOncePublisher;
 const services = new Map<ServiceName, RunningService>();
 const sampler = new PeakRssSampler();
 const logDir = path.join(REPO_ROOT, '.data', 'test-logs', RUN);
@@ -193,8 +196,7 @@ beforeAll(async () => {
   say(`broker ${BROKER} and PostgreSQL 127.0.0.1:${BASE + 30} ready in ${((Date.now() - t0) / 1000).toFixed(0)}s`);
   admin = kafka.admin();
   await admin.connect();
-  producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
-  await producer.connect();
+  producer = new ExactlyOncePublisher(kafka, `${RUN}-pacs`);
   const started = await startServices({ ports: PORTS, env: serviceEnv, logDir, readyTimeoutMs: 180_000 });
   for (const [name, s] of started) {
     services.set(name, s);
@@ -242,16 +244,9 @@ describeFault('fault injection under load', () => {
           value: variants[(sent + k) % variants.length]!,
           headers: { 'content-type': 'image/png', 'thorax-study-uid': studyUids[Math.floor((sent + k) / STUDY_SIZE)]! },
         }));
-        for (let attempt = 1; ; attempt += 1) {
-          try {
-            await producer.send({ topic: 'thorax.studies.v1', acks: -1, messages: batch });
-            break;
-          } catch (error) {
-            resends += 1;
-            if (attempt >= 20) throw error;
-            await sleep(1000);
-          }
-        }
+        // One transaction a batch: a batch resent after a failure is seen once downstream.
+        await producer.send('thorax.studies.v1', batch);
+        resends = producer.resends;
         const before = sent;
         sent += batch.length;
         if (after && before < at && sent >= at) await after();
@@ -379,6 +374,9 @@ describeFault('fault injection under load', () => {
     expect(notOk).toEqual([]);
     expect(deadLetters).toBe(0);
     expect(missingEvents).toBe(0);
+    // Exactly one event per input for a read_committed consumer (KAFKA_DELIVERY=exactly-once).
+    expect(duplicateEventIds).toBe(0);
+    expect(eventCount).toBe(IMAGES);
     for (const s of STAGES)
       expect({ service: s.name, boundedMib: (peaks.get(s.name) ?? Infinity) <= MAX_RSS_MIB }).toEqual({
         service: s.name,

@@ -2,11 +2,15 @@
  * Kafka as a replicated cluster under a broker crash: a three-node KRaft cluster from the same
  * jars (scripts/kafka.sh cluster), topics provisioned by the built `topics` app from
  * deploy/kafka/topics.conf (replication 3, min.insync.replicas 2), the four built services on it.
- * Images are published at a steady rate; a third of the way in, the broker leading the most
- * pipeline partitions is killed with SIGKILL, and at two thirds it is restarted. When the pipeline
- * is quiet again, every input must have exactly one stored result (results' REST API), none lost,
- * none duplicated, none turned into an error by the failover. Findings events are counted too:
- * duplicates are possible under at-least-once delivery and are reported, not failed.
+ * Images are published at a steady rate, each batch in a Kafka transaction (a PACS whose resent
+ * batches the stages never see twice); a third of the way in, the broker leading the most
+ * pipeline partitions is killed with SIGKILL, and at two thirds it is restarted. In the same run
+ * each stage is killed with SIGKILL once and replaced (ingest at 1/6, preprocess at 1/2,
+ * inference at 7/12, results at 5/6). When the pipeline is quiet again, every input must have
+ * exactly one stored result (results' REST API), none lost, none duplicated, none turned into an
+ * error by the failover, and a read_committed consumer of thorax.findings.v1 must see exactly one
+ * event per input: the stages commit their outputs and input offsets in Kafka transactions
+ * (KAFKA_DELIVERY=exactly-once, docs/kafka-cluster.md "Exactly-once").
  *
  * More load: scripts/fault-cluster.sh (THORAX_CLUSTER_IMAGES, THORAX_CLUSTER_RATE).
  */
@@ -14,14 +18,18 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import {
+  countKeys,
+  ExactlyOncePublisher,
   REPO_ROOT,
   type RunningService,
   type ServiceName,
   servicePorts,
+  startBuiltService,
   startServices,
   syntheticChestXray,
+  waitForHttp,
 } from '@thorax/testing';
-import { ConfigResourceTypes, type Admin, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import { ConfigResourceTypes, type Admin, Kafka, logLevel } from 'kafkajs';
 
 const run = promisify(execFile);
 const RUN = `e2e-cluster-${Date.now().toString(36)}`;
@@ -52,8 +60,10 @@ const kafka = new Kafka({
   retry: { initialRetryTime: 300, retries: 10 },
 });
 let admin: Admin;
-let producer: Producer;
+let pacs: ExactlyOncePublisher;
 const services: RunningService[] = [];
+let serviceEnv: Record<string, string> = {};
+const logDir = path.join(REPO_ROOT, '.data', 'test-logs', RUN);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const say = (line: string) => process.stdout.write(`[kafka-cluster] ${line}\n`);
 
@@ -80,6 +90,15 @@ async function cluster(...args: string[]): Promise<string> {
   }
 }
 
+/** Records of `name`'s input topic its group has not committed yet. */
+async function stageLag(name: ServiceName): Promise<number> {
+  const [groupId, topic] = PIPELINE[['ingest', 'preprocess', 'inference', 'results'].indexOf(name)]!;
+  const ends = await admin.fetchTopicOffsets(topic);
+  const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+  const at = new Map((committed?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+  return ends.reduce((lag, e) => lag + Number(e.high) - Math.max(Number(e.low), at.get(e.partition) ?? -1), 0);
+}
+
 /** Has every consumer group of the pipeline committed everything on its input topic? */
 async function pipelineLag(): Promise<number> {
   let lag = 0;
@@ -103,33 +122,6 @@ async function recordsIn(topic: string): Promise<number> {
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
-}
-
-/** Every record of a topic, read with a fresh consumer group: key → count. */
-async function countKeys(topic: string, timeoutMs: number): Promise<Map<string, number>> {
-  const total = await recordsIn(topic);
-  const counts = new Map<string, number>();
-  if (total === 0) return counts;
-  let seen = 0;
-  const consumer = kafka.consumer({ groupId: `${RUN}-count-${topic}`, maxBytesPerPartition: 52_428_800 });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  let finish: () => void = () => undefined;
-  const finished = new Promise<void>((resolve) => (finish = resolve));
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      const key = message.key?.toString() ?? '';
-      counts.set(key, (counts.get(key) ?? 0) + 1);
-      seen += 1;
-      if (seen >= total) finish();
-    },
-  });
-  const timer = setTimeout(finish, timeoutMs);
-  await finished;
-  clearTimeout(timer);
-  await consumer.disconnect();
-  if (seen < total) throw new Error(`read ${seen} of ${total} records of ${topic}`);
-  return counts;
 }
 
 interface StoredRow {
@@ -173,8 +165,7 @@ beforeAll(async () => {
 
   admin = kafka.admin();
   await admin.connect();
-  producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
-  await producer.connect();
+  pacs = new ExactlyOncePublisher(kafka, `${RUN}-pacs`);
 
   const env: Record<string, string> = {
     KAFKA_BROKERS: BROKERS.join(','),
@@ -183,25 +174,36 @@ beforeAll(async () => {
     INFERENCE_PROVIDERS: 'cpu',
     ...(process.env['DATABASE_URL']
       ? { DATABASE_URL: process.env['DATABASE_URL'] }
-      : { RESULTS_DATA_DIR: 'memory://' }),
+      : // On disk: results is killed mid-run and its replacement must find what it stored.
+        { RESULTS_DATA_DIR: path.join(REPO_ROOT, '.cache', `results-${RUN}`) }),
   };
-  const started = await startServices({
-    ports: PORTS,
-    env,
-    logDir: path.join(REPO_ROOT, '.data', 'test-logs', RUN),
-    readyTimeoutMs: 180_000,
-  });
+  serviceEnv = env;
+  const started = await startServices({ ports: PORTS, env, logDir, readyTimeoutMs: 180_000 });
   services.push(...started.values());
 }, 600_000);
 
 afterAll(async () => {
-  await producer?.disconnect();
+  await pacs?.disconnect();
   await admin?.disconnect();
   const codes = await Promise.all(services.map((s) => s.stop()));
   await cluster('stop');
   // Every service drains and exits cleanly on SIGTERM, after a broker crash too.
   expect(codes).toEqual(services.map(() => 0));
 }, 120_000);
+
+/** SIGKILL of a running stage and a replacement started in its place (not awaited for readiness here). */
+async function crashAndRestart(name: ServiceName): Promise<void> {
+  const index = services.findIndex((s) => s.name === name);
+  const victim = services[index];
+  if (!victim?.process.pid) throw new Error(`${name} is not running`);
+  const exited = new Promise((resolve) => victim.process.once('exit', resolve));
+  victim.process.kill('SIGKILL');
+  await exited;
+  const grpc: Record<string, string> = name === 'results' ? { GRPC_PORT: String(PORTS.resultsGrpc) } : {};
+  const replacement = startBuiltService(name, { ...serviceEnv, ...grpc, HTTP_PORT: String(PORTS[name]) }, logDir);
+  services[index] = replacement;
+  await waitForHttp(`http://127.0.0.1:${PORTS[name]}/readyz`, 240_000, () => replacement.process.exitCode === null);
+}
 
 describe('a three-broker KRaft cluster losing a broker under load', () => {
   it('is provisioned from topics.conf: replication 3, min.insync.replicas 2, unclean election off', async () => {
@@ -243,7 +245,12 @@ describe('a three-broker KRaft cluster losing a broker under load', () => {
     const { controller } = await admin.describeCluster();
 
     const perTick = Math.max(1, Math.round(RATE / 2));
-    let resends = 0;
+    const stageKills: { name: ServiceName; when: number; at: number; backlog: number; done: Promise<void> | null }[] = [
+      { name: 'ingest', when: 1 / 6, at: -1, backlog: 0, done: null },
+      { name: 'preprocess', when: 1 / 2, at: -1, backlog: 0, done: null },
+      { name: 'inference', when: 7 / 12, at: -1, backlog: 0, done: null },
+      { name: 'results', when: 5 / 6, at: -1, backlog: 0, done: null },
+    ];
     let maxSendMs = 0;
     let killedAt = -1;
     let restartedAt = -1;
@@ -256,20 +263,20 @@ describe('a three-broker KRaft cluster losing a broker under load', () => {
         value: variants[(sent + k) % variants.length]!,
         headers: { 'content-type': 'image/png', 'thorax-study-uid': studyUids[Math.floor((sent + k) / STUDY_SIZE)]! },
       }));
-      // A PACS resends what was not acknowledged (at-least-once input); results must still store one row.
-      for (let attempt = 1; ; attempt += 1) {
-        const s = Date.now();
-        try {
-          await producer.send({ topic: 'thorax.studies.v1', acks: -1, messages: batch });
-          maxSendMs = Math.max(maxSendMs, Date.now() - s);
-          break;
-        } catch (error) {
-          resends += 1;
-          if (attempt >= 20) throw error;
-          await sleep(1000);
+      // A PACS resends what was not acknowledged; each try is a transaction, so a resent batch
+      // whose first try landed is aborted there and seen once.
+      const s = Date.now();
+      await pacs.send('thorax.studies.v1', batch);
+      maxSendMs = Math.max(maxSendMs, Date.now() - s);
+      sent += batch.length;
+      for (const kill of stageKills) {
+        if (kill.at < 0 && sent >= kill.when * IMAGES) {
+          kill.at = sent;
+          kill.backlog = await stageLag(kill.name);
+          // In the background: publishing goes on while the replacement starts.
+          kill.done = crashAndRestart(kill.name);
         }
       }
-      sent += batch.length;
       if (killedAt < 0 && sent >= IMAGES / 3) {
         await cluster('kill', String(victim));
         killedAt = sent;
@@ -281,7 +288,9 @@ describe('a three-broker KRaft cluster losing a broker under load', () => {
       await sleep(Math.max(0, 500 - (Date.now() - tick)));
     }
     const publishS = (Date.now() - t0) / 1000;
+    const resends = pacs.resends;
     await restart;
+    await Promise.all(stageKills.map((k) => k.done));
     const isrStart = Date.now();
     await cluster('wait-isr');
     const isrS = (Date.now() - isrStart) / 1000;
@@ -306,9 +315,11 @@ describe('a three-broker KRaft cluster losing a broker under load', () => {
     const lost = ids.filter((id) => !rowsPerId.has(id));
     const duplicateRows = [...rowsPerId.values()].reduce((sum, n) => sum + n - 1, 0);
     const notOk = rows.filter((r) => r.status !== 'ok');
-    const events = await countKeys('thorax.findings.v1', 60_000);
+    // read_committed, as the contract tells EHR consumers to read.
+    const events = await countKeys(kafka, admin, 'thorax.findings.v1', 120_000);
     const eventCount = ids.reduce((sum, id) => sum + (events.get(id) ?? 0), 0);
     const duplicateEventIds = ids.filter((id) => (events.get(id) ?? 0) > 1).length;
+    const missingEvents = ids.filter((id) => (events.get(id) ?? 0) === 0).length;
     const deadLetters = (await Promise.all(DLQS.map(recordsIn))).reduce((a, b) => a + b, 0);
 
     say(
@@ -322,8 +333,9 @@ describe('a three-broker KRaft cluster losing a broker under load', () => {
     say(
       `stored results ${rowsPerId.size}, lost ${lost.length}, duplicate stored rows ${duplicateRows}, non-ok results ${notOk.length}, dead letters ${deadLetters}`,
     );
+    for (const k of stageKills) say(`stage ${k.name.padEnd(10)} killed (SIGKILL) after ${k.at} inputs with ${k.backlog} records queued at it; replaced`);
     say(
-      `findings events ${eventCount}, ids with duplicate events ${duplicateEventIds} (${eventCount - IMAGES} extra), pipeline quiet ${drainS.toFixed(1)}s after the last input`,
+      `findings events (read_committed) ${eventCount}: ids with duplicate events ${duplicateEventIds}, ids without an event ${missingEvents}; pipeline quiet ${drainS.toFixed(1)}s after the last input`,
     );
 
     expect(killedAt).toBeGreaterThan(0);
@@ -333,7 +345,11 @@ describe('a three-broker KRaft cluster losing a broker under load', () => {
     expect(rowsPerId.size).toBe(IMAGES);
     expect(notOk).toEqual([]);
     expect(deadLetters).toBe(0);
-    for (const id of ids) expect(events.get(id) ?? 0).toBeGreaterThanOrEqual(1);
+    for (const k of stageKills) expect({ stage: k.name, killed: k.at > 0 }).toEqual({ stage: k.name, killed: true });
+    // Exactly one findings event per input for a read_committed consumer: no duplicates, no losses.
+    expect(duplicateEventIds).toBe(0);
+    expect(missingEvents).toBe(0);
+    expect(eventCount).toBe(IMAGES);
   });
 
   it('keeps every service alive and ready after the broker came back', async () => {

@@ -1,7 +1,7 @@
 import type { Producer } from 'kafkajs';
 import { refusedRecordType } from './failure-policy';
 import type { OutgoingRecord, Publisher, PublishOptions } from './records';
-import { currentTransaction } from './transactions';
+import { publishInTransaction } from './transactions';
 
 export interface PublisherOptions {
   /**
@@ -74,8 +74,8 @@ export class KafkaPublisher implements Publisher {
 
   publish(records: OutgoingRecord[], options: PublishOptions = {}): Promise<void> {
     if (records.length === 0) return Promise.resolve();
-    const transaction = currentTransaction();
-    if (transaction) return transaction.publish(records, options);
+    const transactional = publishInTransaction(records, options);
+    if (transactional) return transactional;
     return new Promise<void>((resolve, reject) => {
       const bytes = records.reduce((sum, r) => sum + recordBytes(r), 0);
       this.queue.push({ records, bytes, resolve, reject, ...(options.alone ? { alone: true } : {}) });

@@ -24,7 +24,7 @@ import type {
 } from './consumer-port';
 import { decide, DEFAULT_RETRY_POLICY, refusedRecordType, type RetryPolicy } from './failure-policy';
 import { decodeHeaders, forwardedHeaders, type OutgoingRecord, type Publisher, recordId } from './records';
-import { type DeliveryMode, inTransaction, isFencedError, TransactionScope } from './transactions';
+import { currentTransaction, type DeliveryMode, inTransaction, isFencedError, TransactionScope, tryInTransaction } from './transactions';
 
 /** How a RecordConsumer hands over records: one at a time, or in batches. */
 export type RecordHandling<T> = { kind: 'single'; handler: MessageHandler<T> } | { kind: 'batch'; handler: BatchHandler<T> };
@@ -50,6 +50,8 @@ interface PartitionWork<T> {
   /** The last transaction's buffered flush was refused: publish call by call in the next one. */
   careful: boolean;
   collector: BatchCollector<T> | null;
+  /** Serialises the partition's fetches and marker commits (one transaction at a time). */
+  lock: Promise<void>;
 }
 
 /** A record as it came off the wire, headers decoded, trace context ensured. */
@@ -113,6 +115,14 @@ export class RecordConsumer<T> {
       if (this.delivery === 'exactly-once') void this.reassigned(e.payload.memberAssignment[options.topic] ?? []);
     });
     this.consumer.on(REBALANCING, () => this.log.info({ group: options.groupId }, 'rebalancing'));
+    if (delivery === 'exactly-once') {
+      // A fetch of only transaction markers or aborted records never reaches eachBatch: move the
+      // committed offset past it, so an idle partition shows no lag (KEDA, alerts).
+      this.consumer.on(this.consumer.events.END_BATCH_PROCESS, (e) => {
+        const { topic, partition, batchSize, lastOffset } = e.payload;
+        if (batchSize === 0 && topic === options.topic && BigInt(lastOffset) >= 0n) void this.commitSkipped(partition, lastOffset);
+      });
+    }
     this.consumer.on(CRASH, (e) => {
       this.log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
       this.joined = false;
@@ -208,11 +218,16 @@ export class RecordConsumer<T> {
    * its first input; a fenced producer stops the partition's work until the next assignment.
    */
   private async eachBatchTransactional(payload: EachBatchPayload): Promise<void> {
+    const { batch } = payload;
+    if (batch.messages.length === 0) return;
+    this.metrics.consumerBatchSize.observe({ topic: batch.topic }, batch.messages.length);
+    const work = this.partitionWork(batch.partition);
+    await this.locked(work, () => this.transactBatch(payload, work));
+  }
+
+  private async transactBatch(payload: EachBatchPayload, work: PartitionWork<T>): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const { topic, partition } = batch;
-    if (batch.messages.length === 0) return;
-    this.metrics.consumerBatchSize.observe({ topic }, batch.messages.length);
-    const work = this.partitionWork(partition);
     const first = batch.messages[0]?.offset as string;
     if (work.fenced) {
       // Not ours any more: give the fetch back and wait for the group to reassign.
@@ -236,12 +251,12 @@ export class RecordConsumer<T> {
         }
       }
       let last: string | null = null;
-      const commit = async () => {
-        if (!scope || last === null) return;
+      const commit = async (upTo: string | null = last) => {
+        if (!scope || upTo === null) return;
         const done = scope;
         scope = null;
         scopeFirst = null;
-        await done.commit(this.options.groupId, topic, partition, (BigInt(last) + 1n).toString(), log);
+        await done.commit(this.options.groupId, topic, partition, (BigInt(upTo) + 1n).toString(), log);
         work.transaction = null;
         work.careful = false;
       };
@@ -254,8 +269,12 @@ export class RecordConsumer<T> {
         if (scope) scope.inputs += 1;
         await heartbeat();
       };
+      let complete = true;
       for (const message of batch.messages) {
-        if (!isRunning() || isStale()) break;
+        if (!isRunning() || isStale()) {
+          complete = false;
+          break;
+        }
         if (!scope) {
           work.transaction ??= await (work.producer as Producer).transaction();
           scope = new TransactionScope(work.transaction, work.careful);
@@ -274,7 +293,8 @@ export class RecordConsumer<T> {
         }
       }
       while (inFlight.length > 0) await settleHead();
-      await commit();
+      // The whole fetch done: the offset goes past its trailing transaction markers too.
+      await commit(complete ? batch.lastOffset() : last);
     } catch (error) {
       // Let what is still running finish before anything moves (its outputs are aborted with the rest).
       await Promise.allSettled(inFlight.map((f) => f.done));
@@ -289,6 +309,44 @@ export class RecordConsumer<T> {
     }
   }
 
+  /** Runs `fn` when the partition's previous work is done. */
+  private async locked(work: PartitionWork<T>, fn: () => Promise<void>): Promise<void> {
+    const previous = work.lock;
+    let release: () => void = () => undefined;
+    work.lock = new Promise<void>((resolve) => (release = resolve));
+    await previous;
+    try {
+      await fn();
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Commits the offset after a fetch that held only markers or aborted records, in a transaction
+   * of its own (no records); skipped when the partition is not claimed (its next fetch commits
+   * past them anyway). Only records that read_committed never delivers are passed over.
+   */
+  private async commitSkipped(partition: number, lastOffset: string): Promise<void> {
+    const work = this.partitions.get(partition);
+    if (!work || this.stopping) return;
+    await this.locked(work, async () => {
+      if (!work.claimed || work.fenced || !work.producer) return;
+      const log = this.log.child({ topic: this.options.topic, partition });
+      try {
+        work.transaction ??= await work.producer.transaction();
+        await work.transaction.sendOffsets({
+          consumerGroupId: this.options.groupId,
+          topics: [{ topic: this.options.topic, partitions: [{ partition, offset: (BigInt(lastOffset) + 1n).toString() }] }],
+        });
+        await work.transaction.commit();
+        work.transaction = null;
+      } catch (error) {
+        await this.abandon(work, error, log);
+      }
+    });
+  }
+
   private partitionWork(partition: number): PartitionWork<T> {
     let work = this.partitions.get(partition);
     if (!work) {
@@ -301,6 +359,7 @@ export class RecordConsumer<T> {
         careful: false,
         collector:
           this.handling.kind === 'batch' ? new BatchCollector(this.handling.handler, batch.maxBatchRecords ?? 500, batch.lingerMs ?? 5) : null,
+        lock: Promise.resolve(),
       };
       this.partitions.set(partition, work);
     }
@@ -400,13 +459,14 @@ export class RecordConsumer<T> {
       const decision = decide(decodeError, this.retry.maxAttempts, this.retry, () => false);
       const code = decision.kind === 'dead-letter' ? decision.code : 'INVALID_MESSAGE';
       const message = decision.kind === 'dead-letter' ? decision.message : String(decodeError);
-      await this.deadLetter(record, null, code, message, recordLogger(this.log, record));
+      await tryInTransaction(() => this.deadLetter(record, null, code, message, recordLogger(this.log, record)));
       return;
     }
     const { topic } = record.position;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        await this.attempt(delivery, attempt);
+        const current = delivery;
+        await tryInTransaction(() => this.attempt(current, attempt));
         this.metrics.messages.inc({ topic, outcome: 'ok' });
         return;
       } catch (error) {
@@ -421,7 +481,8 @@ export class RecordConsumer<T> {
           await new Promise((r) => setTimeout(r, decision.delayMs));
           continue;
         }
-        await this.deadLetter(record, delivery.message, decision.code, decision.message, delivery.log, stageOf(error));
+        const failed = delivery;
+        await tryInTransaction(() => this.deadLetter(record, failed.message, decision.code, decision.message, failed.log, stageOf(error)));
         return;
       }
     }
@@ -597,6 +658,8 @@ async function handleAlone<T>(handler: BatchHandler<T>, delivery: Delivery<T>): 
 interface Pending<T> {
   delivery: Delivery<T>;
   resolve: (result: ItemResult) => void;
+  /** The transaction the delivery is handled in (exactly-once), carried to the handler's call. */
+  transaction: TransactionScope | undefined;
 }
 
 /**
@@ -615,7 +678,7 @@ export class BatchCollector<T> {
 
   submit(delivery: Delivery<T>): Promise<ItemResult> {
     return new Promise((resolve) => {
-      this.pending.push({ delivery, resolve });
+      this.pending.push({ delivery, resolve, transaction: currentTransaction() });
       if (this.pending.length >= this.maxBatchRecords) this.flush();
       else this.timer ??= setTimeout(() => this.flush(), this.lingerMs);
     });
@@ -633,7 +696,14 @@ export class BatchCollector<T> {
   private async run(batch: Pending<T>[]): Promise<void> {
     let results: readonly ItemResult[];
     try {
-      results = await this.handler.handleBatch(batch.map((p) => p.delivery));
+      // A call holds one transaction's deliveries (the collectors of exactly-once consumers are
+      // per partition and drained before each commit): the handler publishes into it.
+      const deliveries = batch.map((p) => p.delivery);
+      const transaction = batch[0]?.transaction;
+      // A call that resolves keeps what it published (for its ok items), one that throws does not.
+      results = await (transaction
+        ? inTransaction(transaction, () => tryInTransaction(() => this.handler.handleBatch(deliveries)))
+        : this.handler.handleBatch(deliveries));
       if (results.length !== batch.length) {
         throw new Error(`handleBatch answered ${results.length} results for ${batch.length} deliveries`);
       }

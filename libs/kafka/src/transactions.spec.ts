@@ -1,7 +1,7 @@
 import { createLogger } from '@thorax/observability';
 import { KafkaJSProtocolError } from 'kafkajs';
 import { KafkaPublisher } from './kafka-publisher';
-import { inTransaction, isFencedError, type TransactionHandle, TransactionScope, whenCommitted } from './transactions';
+import { inTransaction, isFencedError, type TransactionHandle, TransactionScope, tryInTransaction, whenCommitted } from './transactions';
 
 const log = createLogger({ service: 'unit', version: '0', level: 'silent' });
 
@@ -120,6 +120,47 @@ describe('TransactionScope', () => {
     await whenCommitted(async () => void marks.push('now'));
     expect(sent).toEqual(['direct']);
     expect(marks).toEqual(['committed', 'aborted', 'now']);
+  });
+
+  it('keeps what a successful try published and drops what a failed try held, so an in-place retry publishes once', async () => {
+    const txn = new FakeTransaction();
+    const scope = new TransactionScope(txn, false);
+    const publisher = new KafkaPublisher({ sendBatch: async () => [] as never }, { lingerMs: 0, maxBatchRecords: 10 });
+    const marks: string[] = [];
+    await inTransaction(scope, async () => {
+      await expect(
+        tryInTransaction(async () => {
+          await publisher.publish([record('out', 'first-try')]);
+          await whenCommitted(async () => void marks.push('first'), () => marks.push('first dropped'));
+          throw new Error('transient');
+        }),
+      ).rejects.toThrow('transient');
+      await tryInTransaction(async () => {
+        await publisher.publish([record('out', 'second-try')]);
+        await whenCommitted(async () => void marks.push('second'));
+      });
+    });
+    expect(marks).toEqual(['first dropped']);
+    await scope.commit('g', 'in', 0, '1', log);
+    expect(txn.requests).toEqual([['out/second-try']]);
+    expect(marks).toEqual(['first dropped', 'second']);
+  });
+
+  it('a failed try that had already sent a record (alone) fails the transaction', async () => {
+    const txn = new FakeTransaction();
+    const scope = new TransactionScope(txn, false);
+    const publisher = new KafkaPublisher({ sendBatch: async () => [] as never }, { lingerMs: 0, maxBatchRecords: 10 });
+    await inTransaction(scope, () =>
+      expect(
+        tryInTransaction(async () => {
+          await publisher.publish([record('dlq', 'copy')], { alone: true });
+          throw new Error('after the copy');
+        }),
+      ).rejects.toThrow('after the copy'),
+    );
+    expect(txn.requests).toEqual([['dlq/copy']]);
+    expect(scope.failure).toBeInstanceOf(Error);
+    await expect(scope.commit('g', 'in', 0, '1', log)).rejects.toThrow(/already sent/);
   });
 
   it('recognises a fenced producer through kafkajs wrappers', () => {

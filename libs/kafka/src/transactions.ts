@@ -160,16 +160,111 @@ export class TransactionScope {
   }
 }
 
-const scopes = new AsyncLocalStorage<TransactionScope>();
+/**
+ * One try of a handler inside a transaction: what it publishes is held until the try succeeds
+ * (`accept`, into the transaction) or dropped when it fails (`discard`), so a try retried in
+ * place never leaves its first outputs behind. `alone` calls (the dead-letter copy) cannot be
+ * held back and go out at once; a failure after one of those fails the whole transaction.
+ */
+export class Attempt {
+  private records: OutgoingRecord[] = [];
+  private readonly committed: (() => Promise<void>)[] = [];
+  private readonly aborted: (() => void)[] = [];
+  private sent = false;
+
+  constructor(readonly scope: TransactionScope) {}
+
+  async publish(records: OutgoingRecord[], options: PublishOptions = {}): Promise<void> {
+    if (this.scope.failure) throw this.scope.failure;
+    if (options.alone) {
+      this.sent = true;
+      await this.scope.publish(records, options);
+      return;
+    }
+    this.records.push(...records);
+  }
+
+  afterCommit(fn: () => Promise<void>, onAbort?: () => void): void {
+    this.committed.push(fn);
+    if (onAbort) this.aborted.push(onAbort);
+  }
+
+  /** The try succeeded: its records join the transaction (a careful scope sends them now). */
+  async accept(): Promise<void> {
+    const records = this.records;
+    this.records = [];
+    try {
+      if (records.length > 0) await this.scope.publish(records);
+    } catch (error) {
+      this.discard();
+      throw error;
+    }
+    this.committed.forEach((fn, i) => this.scope.afterCommit(fn, i < this.aborted.length ? this.aborted[i] : undefined));
+    this.committed.length = 0;
+    this.aborted.length = 0;
+  }
+
+  /** The try failed: its held records go nowhere; what it already sent fails the transaction. */
+  discard(): void {
+    this.records = [];
+    this.committed.length = 0;
+    for (const fn of this.aborted.splice(0)) {
+      try {
+        fn();
+      } catch {
+        // bookkeeping only
+      }
+    }
+    if (this.sent) this.scope.failure ??= new Error('a failed try had already sent records in this transaction');
+  }
+}
+
+interface Context {
+  scope: TransactionScope;
+  attempt: Attempt | null;
+}
+
+const contexts = new AsyncLocalStorage<Context>();
 
 /** The transaction the current record is handled in, if any (exactly-once consumers only). */
 export function currentTransaction(): TransactionScope | undefined {
-  return scopes.getStore();
+  return contexts.getStore()?.scope;
+}
+
+/** The try in progress, if any (exactly-once consumers only). */
+export function currentAttempt(): Attempt | null {
+  return contexts.getStore()?.attempt ?? null;
 }
 
 /** Runs `fn` with `scope` as the current transaction of everything it calls and awaits. */
 export function inTransaction<R>(scope: TransactionScope, fn: () => R): R {
-  return scopes.run(scope, fn);
+  return contexts.run({ scope, attempt: null }, fn);
+}
+
+/**
+ * Runs one try of `fn` in the current transaction (at once when there is none): its records are
+ * accepted when it resolves, dropped when it throws.
+ */
+export async function tryInTransaction<R>(fn: () => Promise<R>): Promise<R> {
+  const scope = currentTransaction();
+  if (!scope) return fn();
+  const attempt = new Attempt(scope);
+  let result: R;
+  try {
+    result = await contexts.run({ scope, attempt }, fn);
+  } catch (error) {
+    attempt.discard();
+    throw error;
+  }
+  await attempt.accept();
+  return result;
+}
+
+/** Publishes into the current try or transaction; false when there is none. */
+export function publishInTransaction(records: OutgoingRecord[], options: PublishOptions): Promise<void> | null {
+  const context = contexts.getStore();
+  if (!context) return null;
+  return context.attempt ? context.attempt.publish(records, options) : context.scope.publish(records, options);
 }
 
 /**
@@ -180,9 +275,10 @@ export function inTransaction<R>(scope: TransactionScope, fn: () => R): R {
  * abandoned.
  */
 export async function whenCommitted(fn: () => Promise<void>, onAbort?: () => void): Promise<void> {
-  const scope = scopes.getStore();
-  if (scope) scope.afterCommit(fn, onAbort);
-  else await fn();
+  const context = contexts.getStore();
+  if (!context) await fn();
+  else if (context.attempt) context.attempt.afterCommit(fn, onAbort);
+  else context.scope.afterCommit(fn, onAbort);
 }
 
 /** Kafka's answer to a producer replaced by another with the same transactional id. */

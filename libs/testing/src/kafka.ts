@@ -1,4 +1,4 @@
-import { Kafka, logLevel, Partitioners, type Consumer, type IHeaders } from 'kafkajs';
+import { Kafka, logLevel, type Message, Partitioners, type Consumer, type IHeaders, type Producer } from 'kafkajs';
 
 /**
  * Brokers for integration and end-to-end tests: KAFKA_BROKERS (npm test starts a throwaway
@@ -30,7 +30,14 @@ export async function produce(
   topic: string,
   records: { key: string | null; value: Buffer | null; headers?: Record<string, string> }[],
 ): Promise<void> {
-  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
+  // Idempotent: a send retried on a loaded machine (a request timeout after the broker wrote it)
+  // must not put a record in twice; the tests count what comes out.
+  const producer = kafka.producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+    allowAutoTopicCreation: false,
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
   await producer.connect();
   try {
     await producer.send({
@@ -155,4 +162,63 @@ export async function collectOncePerId(
   const byId = new Map<string, PlainRecord>();
   for (const r of records) if (r.key !== null && want.has(r.key)) byId.set(r.key, r);
   return byId;
+}
+
+/**
+ * A PACS that publishes each batch exactly once: every send is a Kafka transaction of a
+ * transactional producer, and a send that failed is retried by a fresh producer with the same
+ * transactional id, whose start aborts whatever the failed one left open. Consumers reading
+ * read_committed (every Thorax stage) then see each input once, however often it was resent.
+ */
+export class ExactlyOncePublisher {
+  private producer: Producer | null = null;
+  /** Sends that failed and were made again. */
+  resends = 0;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly transactionalId: string,
+  ) {}
+
+  async send(topic: string, messages: Message[], attempts = 20): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const producer = await this.connected();
+        const txn = await producer.transaction();
+        try {
+          await txn.send({ topic, acks: -1, messages });
+          await txn.commit();
+        } catch (error) {
+          await txn.abort().catch(() => undefined);
+          throw error;
+        }
+        return;
+      } catch (error) {
+        this.resends += 1;
+        await this.disconnect();
+        if (attempt >= attempts) throw error;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  async disconnect(): Promise<void> {
+    const producer = this.producer;
+    this.producer = null;
+    await producer?.disconnect().catch(() => undefined);
+  }
+
+  private async connected(): Promise<Producer> {
+    if (this.producer) return this.producer;
+    const producer = this.kafka.producer({
+      transactionalId: this.transactionalId,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      allowAutoTopicCreation: false,
+    });
+    await producer.connect();
+    this.producer = producer;
+    return producer;
+  }
 }

@@ -1,0 +1,237 @@
+/** Exactly-once RecordConsumer (KAFKA_DELIVERY=exactly-once) against a real broker (KAFKA_BROKERS). */
+import { createLogger, HealthRegistry, ThoraxMetrics } from '@thorax/observability';
+import { collect, type PlainRecord, produce, testBrokers } from '@thorax/testing';
+import { Kafka, KafkaJSError, logLevel, Partitioners } from 'kafkajs';
+import type { BatchConsumerSpec, Delivery } from './consumer-port';
+import { KafkaPublisher } from './kafka-publisher';
+import { RecordConsumer, type RecordHandling } from './record-consumer';
+
+jest.setTimeout(120_000);
+
+const kafka = new Kafka({ clientId: 'thorax-eos-itest', brokers: testBrokers(), logLevel: logLevel.NOTHING });
+const log = createLogger({ service: 'itest', version: '0', level: process.env['THORAX_EOS_TEST_LOG'] === '1' ? 'info' : 'silent' });
+const run = `eos-${Date.now().toString(36)}`;
+
+async function createTopics(partitions: number, ...names: string[]): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ waitForLeaders: true, topics: names.map((topic) => ({ topic, numPartitions: partitions })) });
+  await admin.disconnect();
+}
+
+const RAW = {
+  decode: (value: Buffer) => value,
+  describe: (_m: unknown, position: { key: string | null }) => ({ id: position.key ?? '?', receivedAt: new Date(0) }),
+};
+
+/** A consumer of `topic` with exactly-once delivery; the publisher is the service's ordinary one. */
+async function startConsumer(
+  topic: string,
+  group: string,
+  handling: (publisher: KafkaPublisher) => RecordHandling<Buffer>,
+  spec: Partial<BatchConsumerSpec<Buffer>> = {},
+): Promise<{ stop: () => Promise<void> }> {
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  const publisher = new KafkaPublisher(producer, { lingerMs: 2, maxBatchRecords: 500, serial: true });
+  const consumer = new RecordConsumer<Buffer>(
+    kafka,
+    {
+      groupId: group,
+      topic,
+      stage: 'preprocess',
+      findingsTopic: `${topic}.findings`,
+      retry: { maxAttempts: 2, initialBackoffMs: 10, maxBackoffMs: 20 },
+      lagIntervalMs: 0,
+      ...RAW,
+      ...spec,
+    },
+    handling(publisher),
+    publisher,
+    new ThoraxMetrics('itest'),
+    new HealthRegistry(),
+    log,
+    'exactly-once',
+  );
+  await consumer.start();
+  return {
+    stop: async () => {
+      await consumer.stop();
+      await producer.disconnect();
+    },
+  };
+}
+
+async function until(check: () => boolean, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (!check()) throw new Error('condition not met in time');
+}
+
+/** Everything on `topic`, including records of aborted transactions (read_uncommitted). */
+async function collectUncommitted(topic: string, expected: number): Promise<PlainRecord[]> {
+  const records: PlainRecord[] = [];
+  const consumer = kafka.consumer({ groupId: `${topic}-uncommitted-${Date.now()}`, readUncommitted: true });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ partition, message }) => {
+      records.push({ key: message.key?.toString() ?? null, value: message.value, headers: {}, partition, offset: message.offset });
+    },
+  });
+  await until(() => records.length >= expected, 20_000).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 1_000));
+  await consumer.disconnect();
+  return records;
+}
+
+async function committedOffsets(group: string, topic: string): Promise<string[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const [offsets] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+  await admin.disconnect();
+  return (offsets?.partitions ?? []).sort((a, b) => a.partition - b.partition).map((p) => p.offset);
+}
+
+function counts(records: PlainRecord[]): Map<string, number> {
+  const byKey = new Map<string, number>();
+  for (const r of records) byKey.set(r.key ?? '', (byKey.get(r.key ?? '') ?? 0) + 1);
+  return byKey;
+}
+
+const inputs = (n: number, prefix = 'img') => Array.from({ length: n }, (_, i) => ({ key: `${prefix}-${i}`, value: Buffer.from(String(i)) }));
+
+describe('RecordConsumer, exactly-once', () => {
+  it('a broker failure after outputs went out aborts their transaction: read_committed sees each output once, the offsets commit with them', async () => {
+    const topic = `${run}.abort`;
+    const out = `${run}.abort.out`;
+    const group = `${topic}-group`;
+    await createTopics(1, topic, `${topic}.dlq`, `${topic}.findings`, out);
+    await produce(kafka, topic, inputs(20));
+    const attempts = new Map<string, number>();
+    const consumer = await startConsumer(topic, group, (publisher) => ({
+      kind: 'single',
+      handler: {
+        async handle(delivery: Delivery<Buffer>) {
+          const key = delivery.position.key ?? '';
+          attempts.set(key, (attempts.get(key) ?? 0) + 1);
+          // Sent at once (not buffered), so the aborted copies are really in the log.
+          await publisher.publish([{ topic: out, key, value: delivery.message }], { alone: true });
+          if (key === 'img-10' && attempts.get(key) === 1) throw new KafkaJSError('leader went away', { retriable: true });
+        },
+      },
+    }));
+    await until(() => [...Array(20).keys()].every((i) => (attempts.get(`img-${i}`) ?? 0) >= 1) && (attempts.get('img-10') ?? 0) >= 2);
+    const committed = await collect(kafka, out, (rs) => rs.length >= 20, 30_000);
+    await consumer.stop();
+
+    expect(committed).toHaveLength(20);
+    expect([...counts(committed).values()].every((n) => n === 1)).toBe(true);
+    // The aborted transaction's records exist (a read_uncommitted consumer sees them again) ...
+    const all = await collectUncommitted(out, 21);
+    expect(all.length).toBeGreaterThan(20);
+    // ... and img-10 was handled twice, the records before it in its transaction too.
+    expect(attempts.get('img-10')).toBe(2);
+    expect(await committedOffsets(group, topic)).toEqual(['20']);
+
+    // Restarted, the group has nothing left to do.
+    let again = 0;
+    const restarted = await startConsumer(topic, group, () => ({ kind: 'single', handler: { handle: async () => void (again += 1) } }));
+    await new Promise((r) => setTimeout(r, 6_000));
+    await restarted.stop();
+    expect(again).toBe(0);
+  });
+
+  it('fences a zombie: its transaction is aborted when another holder of the partition starts, and the holder does the work once', async () => {
+    const topic = `${run}.fence`;
+    const out = `${run}.fence.out`;
+    const group = `${topic}-group`;
+    await createTopics(1, topic, `${topic}.dlq`, `${topic}.findings`, out);
+    await produce(kafka, topic, inputs(10));
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let zombieHandled = 0;
+    const zombie = await startConsumer(topic, group, (publisher) => ({
+      kind: 'single',
+      handler: {
+        async handle(delivery: Delivery<Buffer>) {
+          await publisher.publish([{ topic: out, key: delivery.position.key ?? '', value: delivery.message }], { alone: true });
+          zombieHandled += 1;
+          if (zombieHandled === 5) await held; // stalls mid-transaction, as a paused process would
+        },
+      },
+    }));
+    await until(() => zombieHandled === 5);
+    // Another instance takes the partition's transactional id over (what its consumer does on assignment).
+    const usurper = kafka.producer({ transactionalId: `${group}-${topic}-0`, idempotent: true, maxInFlightRequests: 1 });
+    await usurper.connect();
+    const txn = await usurper.transaction();
+    await txn.abort();
+    release();
+    await new Promise((r) => setTimeout(r, 3_000));
+    // The zombie's commit was refused: none of its outputs is visible, no offset committed.
+    expect(await collect(kafka, out, () => false, 3_000, { quietMs: 1_000 })).toHaveLength(0);
+    expect(await committedOffsets(group, topic)).toEqual(['-1']);
+    await zombie.stop();
+    await usurper.disconnect();
+
+    // The next holder processes every input once.
+    const holder = await startConsumer(topic, group, (publisher) => ({
+      kind: 'single',
+      handler: { handle: (d: Delivery<Buffer>) => publisher.publish([{ topic: out, key: d.position.key ?? '', value: d.message }]) },
+    }));
+    const committed = await collect(kafka, out, (rs) => rs.length >= 10, 30_000);
+    await holder.stop();
+    expect(committed).toHaveLength(10);
+    expect(counts(committed).size).toBe(10);
+    expect(await committedOffsets(group, topic)).toEqual(['10']);
+  });
+
+  it('batch handlers: one transaction per partition, dead letters and error events included, each exactly once', async () => {
+    const topic = `${run}.batch`;
+    const out = `${run}.batch.out`;
+    const group = `${topic}-group`;
+    await createTopics(3, topic, `${topic}.dlq`, `${topic}.findings`, out);
+    await produce(kafka, topic, [...inputs(60), { key: 'poison-1', value: Buffer.from('x') }]);
+    let calls = 0;
+    let failedOnce = false;
+    const seen = new Set<string>();
+    const consumer = await startConsumer(
+      topic,
+      group,
+      (publisher) => ({
+        kind: 'batch',
+        handler: {
+          async handleBatch(deliveries: readonly Delivery<Buffer>[]) {
+            calls += 1;
+            const partitions = new Set(deliveries.map((d) => d.position.partition));
+            if (partitions.size !== 1) throw new Error(`a batch spans partitions ${[...partitions].join(',')}`);
+            const ok = deliveries.filter((d) => d.position.key !== 'poison-1');
+            await publisher.publish(ok.map((d) => ({ topic: out, key: d.position.key ?? '', value: d.message })));
+            for (const d of deliveries) seen.add(d.position.key ?? '');
+            if (!failedOnce && deliveries.length > 1) {
+              failedOnce = true;
+              throw new KafkaJSError('coordinator moved', { retriable: true });
+            }
+            return deliveries.map((d) =>
+              d.position.key === 'poison-1' ? { ok: false as const, error: new Error('cannot handle') } : { ok: true as const },
+            );
+          },
+        },
+      }),
+      { partitionsConsumedConcurrently: 3 },
+    );
+    await until(() => seen.size === 61);
+    const committed = await collect(kafka, out, (rs) => rs.length >= 60, 30_000);
+    const dlq = await collect(kafka, `${topic}.dlq`, (rs) => rs.length >= 1, 30_000);
+    const events = await collect(kafka, `${topic}.findings`, (rs) => rs.length >= 1, 30_000);
+    await consumer.stop();
+    expect(calls).toBeGreaterThan(1);
+    expect(committed).toHaveLength(60);
+    expect(counts(committed).size).toBe(60);
+    expect(dlq.map((r) => r.key)).toEqual(['poison-1']);
+    expect(events.map((r) => r.key)).toEqual(['poison-1']);
+    const offsets = await committedOffsets(group, topic);
+    expect(offsets.reduce((sum, o) => sum + Number(o), 0)).toBe(61);
+  });
+});
