@@ -199,6 +199,7 @@ mounted under /etc/thorax. The non-secret part lives in the ConfigMap.
 {{/* Kafka client settings (non-secret), KEY: value lines: the ConfigMap and the topics Job. */}}
 {{- define "thorax.kafkaConfig" -}}
 KAFKA_BROKERS: {{ .Values.kafka.brokers | quote }}
+KAFKA_DELIVERY: {{ .Values.kafka.delivery | quote }}
 TOPIC_STUDIES: {{ .Values.kafka.topics.studies | quote }}
 TOPIC_IMAGES: {{ .Values.kafka.topics.images | quote }}
 TOPIC_TENSORS: {{ .Values.kafka.topics.tensors | quote }}
