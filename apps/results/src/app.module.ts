@@ -19,6 +19,7 @@ import { GRPC_SERVER_OPTIONS, GrpcServer, type GrpcServerOptions } from './grpc/
 import { FhirController } from './fhir/fhir.controller';
 import { FHIR_OPTIONS, type FhirOptions, FhirService } from './fhir/fhir.service';
 import { FHIR_TOPIC_OPTIONS, type FhirTopicOptions, FhirTopicPublisher } from './fhir/fhir-topic.publisher';
+import { StudySettler } from './fhir/study-settler';
 import { OpenApiController } from './openapi/openapi.controller';
 import { REVIEW_OBJECT_STORE, ReviewObjects } from './review/review-objects';
 import { ReviewImagesController } from './review/review-images.controller';
@@ -70,8 +71,12 @@ export class AppModule {
         { provide: READER_OPTIONS, useValue: reader },
         { provide: GRPC_SERVER_OPTIONS, useValue: grpc },
         { provide: FHIR_OPTIONS, useValue: fhir },
-        { provide: FHIR_TOPIC_OPTIONS, useValue: { topic: config.RESULTS_FHIR_TOPIC ?? null } satisfies FhirTopicOptions },
+        {
+          provide: FHIR_TOPIC_OPTIONS,
+          useValue: { topic: config.RESULTS_FHIR_TOPIC ?? null, settleMs: config.RESULTS_STUDY_SETTLE_MS } satisfies FhirTopicOptions,
+        },
         FhirTopicPublisher,
+        StudySettler,
         { provide: REVIEW_OPTIONS, useValue: review },
         { provide: REVIEW_OBJECT_STORE, useFactory: () => createObjectStore(config) },
         { provide: FEEDBACK_TOPIC_OPTIONS, useValue: { topic: config.RESULTS_FEEDBACK_TOPIC } satisfies FeedbackTopicOptions },

@@ -40,6 +40,11 @@ export const resultsConfigSchema = z.object({
    * Instance UID), e.g. thorax.fhir.v1; unset: not published. The topic must exist.
    */
   RESULTS_FHIR_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'expected a Kafka topic name').optional(),
+  /**
+   * Study grouping: a study's FHIR bundle is published once no result of it has arrived for this
+   * long, ms (again after a late instance); 0 publishes with every stored batch.
+   */
+  RESULTS_STUDY_SETTLE_MS: z.coerce.number().int().min(0).max(3_600_000).default(5000),
   /** Identifier.system of accession numbers in FHIR resources (the issuing department's URI). */
   RESULTS_FHIR_ACCESSION_SYSTEM: uri().optional(),
   /** Identifier.system of patient ids in FHIR subject references (the PACS's assigning authority). */

@@ -8,6 +8,12 @@ import { FHIR_OPTIONS, type FhirOptions } from './fhir.service';
 export interface FhirTopicOptions {
   /** The topic of study bundles (thorax.fhir.v1); null: not published. */
   topic: string | null;
+  /**
+   * Study grouping (RESULTS_STUDY_SETTLE_MS): a study's bundle goes out once no result of it has
+   * arrived for this long (StudySettler), and again after a late one. 0 or absent: with every
+   * stored batch, as the results arrive.
+   */
+  settleMs?: number;
 }
 
 export const FHIR_TOPIC_OPTIONS = Symbol('thorax.results.fhir-topic-options');
@@ -39,6 +45,16 @@ export class FhirTopicPublisher {
 
   get enabled(): boolean {
     return this.options.topic !== null;
+  }
+
+  /** Bundles go out with each stored batch (no study grouping). */
+  get publishesOnStore(): boolean {
+    return this.enabled && !(this.options.settleMs && this.options.settleMs > 0);
+  }
+
+  /** The settle time of study grouping, ms (0: none). */
+  get settleMs(): number {
+    return this.options.settleMs ?? 0;
   }
 
   /**

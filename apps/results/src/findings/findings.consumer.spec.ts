@@ -86,6 +86,9 @@ describe('FindingsConsumer.handleBatch', () => {
     async markPublished(): Promise<void> {
       this.marked += 1;
     }
+    async settled(): Promise<string[]> {
+      return [];
+    }
   }
 
   function consumerOver(writer: FindingsWriter, topic: string | null, outbox: FhirOutbox = new AskedOutbox(), publish = async (records: OutgoingRecord[]): Promise<void> => void records) {
@@ -126,7 +129,7 @@ describe('FindingsConsumer.handleBatch', () => {
       updatedAt: new Date(),
       result: { schema: 'thorax.study.v1', studyUid: 's1', accession: null, patientId: null, status: 'error', model: null, findings: [], positives: [], contributingImages: [], images: [], timing: { firstReceivedAt: '', lastCompletedAt: '' } },
     };
-    const outbox: FhirOutbox = { unpublished: async () => [pending], markPublished: jest.fn() };
+    const outbox: FhirOutbox = { unpublished: async () => [pending], markPublished: jest.fn(), settled: async () => [] };
     const consumer = consumerOver(writer, 'thorax.fhir.v1', outbox, async () => {
       throw new Error('broker unreachable');
     });

@@ -69,8 +69,9 @@ export class FindingsConsumer implements OnApplicationBootstrap, BatchHandler<Fi
       });
       this.log.debug({ records: deliveries.length, ...counts }, 'findings batch stored');
     }
-    if (this.fhirTopic.enabled) {
+    if (this.fhirTopic.publishesOnStore) {
       // Also after duplicates: a bundle whose publishing failed last time goes out now.
+      // (With study grouping, StudySettler publishes each study once it has been quiet.)
       const studies = events.filter((event, i) => results[i]?.ok && event.study.studyUid).map((event) => event.study.studyUid as string);
       const published = await this.fhirTopic.publishStudies(studies);
       if (published.length > 0) this.log.debug({ bundles: published.length }, 'study FHIR bundles published');

@@ -133,6 +133,12 @@ export interface FhirOutbox {
   unpublished(studyUids: readonly string[]): Promise<StoredStudy[]>;
   /** Marks study versions as published (a study's published version never moves backwards). */
   markPublished(versions: readonly { studyUid: string; version: number }[]): Promise<void>;
+  /**
+   * Studies whose current version has not gone out and that no result has changed for `quietMs`
+   * (study grouping: a study's instances arrive over several requests or associations), oldest
+   * first, at most `limit`.
+   */
+  settled(quietMs: number, limit: number): Promise<string[]>;
 }
 
 /** A reviewer's verdict on one label of one stored result. */

@@ -1,7 +1,7 @@
 import type { FhirOutbox, StoredStudy } from './results-store.port';
 import type { SqlExecutor } from './sql-client';
 import { run, toStoredStudy } from './sql-rows';
-import { buildMarkPublishedQuery, buildUnpublishedQuery, type StudyRow } from './studies.sql';
+import { buildMarkPublishedQuery, buildSettledQuery, buildUnpublishedQuery, type StudyRow } from './studies.sql';
 
 export class SqlFhirOutbox implements FhirOutbox {
   constructor(private readonly db: SqlExecutor) {}
@@ -18,5 +18,10 @@ export class SqlFhirOutbox implements FhirOutbox {
     for (const { studyUid, version } of versions) highest.set(studyUid, Math.max(version, highest.get(studyUid) ?? 0));
     if (highest.size === 0) return;
     await run(this.db, buildMarkPublishedQuery([...highest].map(([studyUid, version]) => ({ studyUid, version }))));
+  }
+
+  async settled(quietMs: number, limit: number): Promise<string[]> {
+    const rows = await run<{ study_uid: string }>(this.db, buildSettledQuery(quietMs, limit));
+    return rows.map((row) => row.study_uid);
   }
 }

@@ -136,6 +136,16 @@ export function buildUnpublishedQuery(studyUids: readonly string[]): SqlQuery {
   };
 }
 
+/** Unpublished studies no result has changed for `quietMs` (the settle time of study grouping), oldest first. */
+export function buildSettledQuery(quietMs: number, limit: number): SqlQuery {
+  return {
+    text: `SELECT study_uid FROM study_results
+           WHERE published_version < version AND updated_at <= now() - ($1::double precision * interval '1 millisecond')
+           ORDER BY seq LIMIT $2`,
+    values: [quietMs, limit],
+  };
+}
+
 /** Records that study versions went out on the FHIR topic (a published version never moves backwards). */
 export function buildMarkPublishedQuery(versions: readonly { studyUid: string; version: number }[]): SqlQuery {
   return {
