@@ -103,6 +103,8 @@ beforeAll(async () => {
       RESULTS_DATA_DIR: 'memory://',
       RESULTS_FHIR_ACCESSION_SYSTEM: 'urn:oid:1.2.826.0.1.3680043.8.498.9',
       RESULTS_FHIR_TOPIC: FHIR_TOPIC,
+      // Every study version goes out (no study grouping), so version 1 is seen once despite 100 redeliveries.
+      RESULTS_STUDY_SETTLE_MS: '0',
     },
     path.join(REPO_ROOT, '.data', 'test-logs', RUN),
   );
