@@ -29,12 +29,12 @@ import pytest
 import torch
 
 from thorax_trainer.cli import main
-from thorax_trainer.contract import LABELS, build_metadata
+from thorax_trainer.contract import CAM_NAME, INPUT_NAME, LABELS, OUTPUT_NAME, build_metadata
 from thorax_trainer.export import write_model
 from thorax_trainer.model import build_model, example_input
 from thorax_trainer.prepare import open_cache
 from thorax_trainer.train import load_checkpoint, split_for
-from thorax_trainer.verify import check_graph_io, run_onnx
+from thorax_trainer.verify import check_cam_consistency, check_graph_io, read_metadata, run_onnx
 
 REPO = Path(__file__).resolve().parents[3]
 SERVE_SCRIPT = Path(__file__).parent / "node" / "serve-model.cjs"
@@ -181,3 +181,8 @@ def test_the_real_backbones_export_in_the_contract(backbone: str, tmp_path: Path
     for batch in (1, 3):
         actual = run_onnx(session, images.numpy(), batch)
         assert float(np.max(np.abs(actual - expected))) <= 1e-4
+    # The class activation maps: 7x7 at 224 for both, and they explain the probabilities.
+    probabilities, cam = session.run([OUTPUT_NAME, CAM_NAME], {INPUT_NAME: images.numpy()})
+    assert cam.shape == (3, 14, 7, 7)
+    metadata = read_metadata(onnx.load(path))
+    assert check_cam_consistency(probabilities, cam, metadata, 1e-4) <= 1e-4

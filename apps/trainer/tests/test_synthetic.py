@@ -98,3 +98,31 @@ def test_parallel_rendering_writes_the_same_bytes(tmp_path: Path) -> None:
     generate(tmp_path / "one", images=8, seed=5, size=64)
     generate(tmp_path / "two", images=8, seed=5, size=64, workers=2)
     assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
+
+
+def test_the_generator_says_where_it_planted_each_sign() -> None:
+    """planted_example: the image alone with one sign, and the pixels that sign changed."""
+    from thorax_trainer.synthetic import planted_example
+
+    for label in LABELS:
+        pixels, region = planted_example(label, seed=4)
+        assert pixels.shape == region.shape == (256, 256)
+        assert 0 < int(region.sum()) < 256 * 256 // 2, label
+    # Mass sits in the upper lung on the image's left; Hernia low in the middle.
+    _, mass = planted_example("Mass", seed=4)
+    ys, xs = np.nonzero(mass)
+    assert ys.mean() < 128
+    assert xs.mean() < 128
+    _, hernia = planted_example("Hernia", seed=4)
+    ys, xs = np.nonzero(hernia)
+    assert ys.mean() > 160
+    assert abs(xs.mean() - 128) < 20
+
+
+def test_asking_where_signs_went_does_not_change_the_image() -> None:
+    anatomy = _draw_anatomy(np.random.default_rng([1, 1]))
+    plain = render(anatomy, ("Mass", "Effusion"), np.random.default_rng([1, 2]))
+    planted: dict[str, np.ndarray] = {}
+    traced = render(anatomy, ("Mass", "Effusion"), np.random.default_rng([1, 2]), planted=planted)
+    assert np.array_equal(plain, traced)
+    assert set(planted) == {"Mass", "Effusion"}

@@ -36,6 +36,8 @@ NO_FINDING: Final = "No Finding"
 # Wire image: 8-bit grayscale, shorter side resized to WIRE_SIZE, centre-cropped square.
 INPUT_NAME: Final = "image"
 OUTPUT_NAME: Final = "probabilities"
+# Optional second output: class activation maps [batch, 14, h, w] (KEY_CAM describes them).
+CAM_NAME: Final = "cam"
 BATCH_AXIS: Final = "batch"
 WIRE_SIZE: Final = 256
 
@@ -64,6 +66,7 @@ KEY_AUROC_VALIDATION: Final = "thorax.auroc.validation"
 # Additive keys (not required by thorax.model.v1; validated when present).
 KEY_AUROC_TEST: Final = "thorax.auroc.test"
 KEY_QUANTIZATION: Final = "thorax.quantization"
+KEY_CAM: Final = "thorax.outputs.cam"
 
 METADATA_KEYS: Final[tuple[str, ...]] = (
     KEY_SCHEMA,
@@ -129,6 +132,36 @@ def preprocessing_spec(network_size: int = CROP_SIZE) -> dict[str, Any]:
             "channels": 3,
             "height": network_size,
             "width": network_size,
+        },
+    }
+
+
+CAM_MEANING: Final = (
+    "class activation map (Zhou et al. 2016): the last feature maps weighted by each label's "
+    "classifier weights, before global average pooling; mean over (h, w) + bias[k] = logit[k]"
+)
+
+
+def cam_spec(height: int, width: int, bias: Sequence[float]) -> dict[str, Any]:
+    """The ``thorax.outputs.cam`` JSON: what the second output holds and which pixels it covers.
+
+    The maps cover the centre crop the network sees, in wire-image pixels (``region``); each map
+    cell stands for an equal rectangle of it. Values are in logit units without the bias.
+    """
+    return {
+        "name": CAM_NAME,
+        "dtype": "float32",
+        "shape": [BATCH_AXIS, len(LABELS), height, width],
+        "layout": "NKHW",
+        "labels": "thorax.labels order",
+        "units": "logit",
+        "meaning": CAM_MEANING,
+        "bias": [float(b) for b in bias],
+        "region": {
+            "top": CROP_OFFSET,
+            "left": CROP_OFFSET,
+            "height": CROP_SIZE,
+            "width": CROP_SIZE,
         },
     }
 
@@ -235,6 +268,38 @@ def validate_metadata(metadata: Mapping[str, str]) -> None:
             _validate_auroc(key, _load(metadata, key))
     if KEY_QUANTIZATION in metadata and not isinstance(_load(metadata, KEY_QUANTIZATION), dict):
         raise ContractError(f"{KEY_QUANTIZATION} must be a JSON object")
+    if KEY_CAM in metadata:
+        validate_cam_spec(_load(metadata, KEY_CAM))
+
+
+def validate_cam_spec(spec: object) -> None:
+    """Raise ContractError unless ``spec`` is a well-formed ``thorax.outputs.cam`` value."""
+    if not isinstance(spec, dict) or spec.get("name") != CAM_NAME:
+        raise ContractError(f"{KEY_CAM} must be a JSON object naming the output {CAM_NAME!r}")
+    shape = spec.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 4
+        or shape[:2] != [BATCH_AXIS, len(LABELS)]
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape[2:])
+    ):
+        raise ContractError(f"{KEY_CAM} shape must be [{BATCH_AXIS!r}, {len(LABELS)}, h, w]")
+    bias = spec.get("bias")
+    if not isinstance(bias, list) or len(bias) != len(LABELS) or not all(map(_is_number, bias)):
+        raise ContractError(f"{KEY_CAM} bias must be {len(LABELS)} finite numbers")
+    region = spec.get("region")
+    sides = ("top", "left", "height", "width")
+    if not isinstance(region, dict) or not all(
+        isinstance(region.get(k), int) and region[k] >= 0 for k in sides
+    ):
+        raise ContractError(f"{KEY_CAM} region must give top, left, height and width in pixels")
+    if (
+        region["height"] < 1
+        or region["width"] < 1
+        or region["top"] + region["height"] > WIRE_SIZE
+        or region["left"] + region["width"] > WIRE_SIZE
+    ):
+        raise ContractError(f"{KEY_CAM} region must lie inside the {WIRE_SIZE}² input")
 
 
 def _validate_auroc(key: str, auroc: object) -> None:

@@ -4,6 +4,11 @@ The graph is exported with the ``torch.export``-based ONNX exporter (``dynamo=Tr
 since PyTorch 2.9, which needs onnxscript) at opset 18 with a dynamic ``batch`` axis, then the
 contract metadata is written into ``metadata_props`` and the model is checked with
 ``onnx.checker`` before it is saved.
+
+Beside ``probabilities`` the graph has a second output, ``cam``: the class activation maps
+[batch, 14, h, w] of the same forward pass (``model.CamExport``), described by the
+``thorax.outputs.cam`` metadata key. ``cam=False`` exports the probabilities alone (the format of
+older files, which the serving side still loads).
 """
 
 from __future__ import annotations
@@ -23,15 +28,19 @@ from torch import nn
 from thorax_trainer import __version__
 from thorax_trainer.contract import (
     BATCH_AXIS,
+    CAM_NAME,
     INPUT_NAME,
+    KEY_CAM,
     KEY_NAME,
     KEY_SCHEMA,
     KEY_VERSION,
     LABELS,
     OUTPUT_NAME,
     build_metadata,
+    cam_spec,
+    validate_metadata,
 )
-from thorax_trainer.model import example_input
+from thorax_trainer.model import CamExport, ThoraxModel, example_input
 
 OPSET = 18
 # metadata_props values that are plain strings; all others hold JSON.
@@ -45,9 +54,18 @@ class _QuietRegistration(logging.Filter):
         return "torchvision is not installed" not in record.getMessage()
 
 
-def to_onnx(model: nn.Module, opset: int = OPSET) -> onnx.ModelProto:
-    """Trace ``model`` (uint8 [batch, 1, 256, 256] → [batch, 14]) into an ONNX model."""
+def to_onnx(model: nn.Module, opset: int = OPSET, *, cam: bool = False) -> onnx.ModelProto:
+    """Trace ``model`` (uint8 [batch, 1, 256, 256] → [batch, 14]) into an ONNX model.
+
+    ``cam``: ``model`` is a ThoraxModel and the graph gets the second output ``cam`` as well.
+    """
     model.eval()
+    output_names = [OUTPUT_NAME]
+    if cam:
+        if not isinstance(model, ThoraxModel):
+            raise TypeError("class activation maps need a ThoraxModel")
+        model = CamExport(model).eval()
+        output_names.append(CAM_NAME)
     registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
     quiet = _QuietRegistration()
     registration_log.addFilter(quiet)
@@ -57,7 +75,7 @@ def to_onnx(model: nn.Module, opset: int = OPSET) -> onnx.ModelProto:
             (example_input(2),),
             dynamo=True,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=output_names,
             dynamic_shapes={INPUT_NAME: {0: torch.export.Dim(BATCH_AXIS)}},
             opset_version=opset,
             optimize=True,
@@ -189,11 +207,35 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def with_cam_metadata(model: ThoraxModel, metadata: Mapping[str, str]) -> dict[str, str]:
+    """``metadata`` plus ``thorax.outputs.cam``: map size (from a trace) and the head's bias."""
+    exporter = CamExport(model).eval()
+    with torch.no_grad():
+        _, maps = exporter(example_input(1))
+    spec = cam_spec(int(maps.shape[2]), int(maps.shape[3]), exporter.linear.bias.detach().tolist())
+    out = {**metadata, KEY_CAM: json.dumps(spec, separators=(",", ":"), allow_nan=False)}
+    validate_metadata(out)
+    return out
+
+
 def write_model(
-    model: nn.Module, metadata: Mapping[str, str], out_path: Path, doc: str = ""
+    model: nn.Module,
+    metadata: Mapping[str, str],
+    out_path: Path,
+    doc: str = "",
+    *,
+    cam: bool = True,
 ) -> onnx.ModelProto:
-    """Export, attach metadata, check and save ``out_path`` plus a ``model.json`` sidecar."""
-    proto = attach_metadata(to_onnx(model), metadata, doc)
+    """Export, attach metadata, check and save ``out_path`` plus a ``model.json`` sidecar.
+
+    ``cam`` (the default for a ThoraxModel): the graph has the ``cam`` output and the metadata
+    says what it holds.
+    """
+    cam = cam and isinstance(model, ThoraxModel)
+    if cam:
+        assert isinstance(model, ThoraxModel)
+        metadata = with_cam_metadata(model, metadata)
+    proto = attach_metadata(to_onnx(model, cam=cam), metadata, doc)
     save_with_sidecar(proto, metadata, out_path)
     return proto
 

@@ -237,6 +237,78 @@ class ThoraxModel(nn.Module):
         return torch.sigmoid(self.logits(image))
 
 
+def _densenet_maps(net: torchvision.models.DenseNet, x: torch.Tensor) -> torch.Tensor:
+    # torchvision's DenseNet forward: features, ReLU, global average pool, classifier.
+    maps: torch.Tensor = F.relu(net.features(x))
+    return maps
+
+
+def _resnet_maps(net: torchvision.models.ResNet, x: torch.Tensor) -> torch.Tensor:
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    maps: torch.Tensor = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+    return maps
+
+
+def _tiny_maps(net: TinyCnn, x: torch.Tensor) -> torch.Tensor:
+    maps: torch.Tensor = net.features(x)
+    return maps
+
+
+def _classifier(net: nn.Module) -> nn.Linear:
+    """The 14-way linear layer after global average pooling (dropout is the identity in eval)."""
+    for name in ("head", "classifier", "fc"):
+        head = getattr(net, name, None)
+        if isinstance(head, nn.Linear):
+            return head
+        if isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear):
+            return head[-1]
+    raise ValueError(f"{type(net).__name__} has no linear head after global pooling")
+
+
+def cam_parts(
+    backbone: nn.Module,
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Linear]:
+    """The last feature maps of a GAP + linear backbone, and its linear head.
+
+    For these heads ``logit_k = mean_hw(sum_c W_kc F_c(h, w)) + b_k``, so the class activation map
+    (Zhou et al. 2016, as CheXNet used it) ``CAM_k(h, w) = sum_c W_kc F_c(h, w)`` costs one
+    1x1 projection of maps the forward pass computes anyway.
+    """
+    extract: Callable[[torch.Tensor], torch.Tensor]
+    if isinstance(backbone, TinyCnn):
+        tiny = backbone
+        extract = lambda x: _tiny_maps(tiny, x)  # noqa: E731
+    elif isinstance(backbone, torchvision.models.DenseNet):
+        densenet = backbone
+        extract = lambda x: _densenet_maps(densenet, x)  # noqa: E731
+    elif isinstance(backbone, torchvision.models.ResNet):
+        resnet = backbone
+        extract = lambda x: _resnet_maps(resnet, x)  # noqa: E731
+    else:
+        raise ValueError(f"no class activation maps for {type(backbone).__name__}")
+    return extract, _classifier(backbone)
+
+
+class CamExport(nn.Module):
+    """What the exporter traces: wire image in, (probabilities [N, 14], cam [N, 14, h, w]) out.
+
+    The probabilities come from the same feature maps as the maps (one pass): global average
+    pooling, the linear head, the sigmoid, exactly ``ThoraxModel.forward`` in eval mode. ``cam``
+    is in logit units without the bias: its mean over (h, w) plus the label's bias is the logit.
+    """
+
+    def __init__(self, model: ThoraxModel) -> None:
+        super().__init__()
+        self.model = model
+        self._maps, self.linear = cam_parts(model.backbone)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = self._maps(self.model.preprocess(image))
+        logits = self.linear(maps.mean(dim=(2, 3)))
+        cam = torch.einsum("nchw,kc->nkhw", maps, self.linear.weight)
+        return torch.sigmoid(logits), cam
+
+
 class LogitsView(nn.Module):
     """``forward`` = ``model.logits``: the module that training wraps in DDP or torch.compile."""
 

@@ -7,8 +7,9 @@ calibration over wire images of the training split. Only the convolutional body 
 
 - the in-graph preprocessing (everything before the first convolution: crop, cast, scaling,
   pooling, normalisation) stays float, so the file keeps the contract's uint8 input;
-- the head (everything after the last convolution: global pooling, the linear classifier and the
-  sigmoid) stays float, so logits and probabilities are not rounded to a uint8 grid (a quantised
+- the head (everything after the last convolution: global pooling, the linear classifier, the
+  sigmoid and the class activation maps of the ``cam`` output) stays float, so logits,
+  probabilities and maps are not rounded to a uint8 grid (a quantised
   sigmoid moves probabilities in steps of about 1/255 and collapses the ranking AUROC measures).
 
 Three splits, three jobs, none reused: calibration ranges come from the training split, the
@@ -330,7 +331,8 @@ def quantize(
         },
         "floatNodes": (
             "in-graph preprocessing (before the first Conv) and the head after the last Conv "
-            f"(pooling, linear classifier, sigmoid: {', '.join(head)})"
+            "(pooling, linear classifier, sigmoid and, when present, the class activation maps: "
+            f"{', '.join(head)})"
         ),
         "fp32Sha256": sha256(fp32_path),
         "thresholds": f"chosen on {THRESHOLD_SPLIT} from this model's own outputs "

@@ -307,9 +307,18 @@ _SIGNS: dict[str, Callable[[_Scene], None]] = {
 
 
 def render(
-    anatomy: Anatomy, labels: tuple[str, ...], rng: np.random.Generator, size: int = 256
+    anatomy: Anatomy,
+    labels: tuple[str, ...],
+    rng: np.random.Generator,
+    size: int = 256,
+    planted: dict[str, FloatImage] | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """Draw one image (uint8, size x size) with the signs of ``labels``."""
+    """Draw one image (uint8, size x size) with the signs of ``labels``.
+
+    ``planted``, when given, receives per label of ``labels`` where its sign went: the absolute
+    change in grey levels its drawing made (before exposure, blur and noise), so tests can check
+    that a model looks at the right place. The image does not depend on it.
+    """
     unknown = [label for label in labels if label not in LABELS]
     if unknown:
         raise ValueError(f"unknown labels: {unknown}")
@@ -327,6 +336,7 @@ def render(
     c.pixels = c.pixels * (1.0 - lungs) + (a.lung_level + markings) * lungs
     spine = np.exp(-(((c.x - a.centre_x) / 0.03) ** 2)) * body
     c.pixels += 25.0 * spine
+    before_heart = c.pixels.copy()
     heart_scale = (1.45, 1.25) if "Cardiomegaly" in labels else (1.0, 1.0)
     heart = c.ellipse(
         a.centre_x + 0.05,
@@ -336,14 +346,40 @@ def render(
         edge=0.06,
     )
     c.pixels = c.pixels * (1.0 - heart) + (a.body_level + 10.0) * heart
+    if planted is not None and "Cardiomegaly" in labels:
+        # The sign is the whole enlarged heart shadow (its extent, not only the added rim).
+        planted["Cardiomegaly"] = np.abs(c.pixels - before_heart) + 40.0 * heart
     scene = _Scene(canvas=c, anatomy=a, rng=rng, right_lung=right, left_lung=left)
     for label in LABELS:
         if label in labels and label in _SIGNS:
+            before = c.pixels.copy() if planted is not None else None
             _SIGNS[label](scene)
+            if planted is not None and before is not None:
+                planted[label] = np.abs(c.pixels - before)
     # Exposure differences between images, then detector blur and quantum noise.
     c.pixels = c.pixels * rng.uniform(0.9, 1.1) + rng.uniform(-8.0, 8.0)
     pixels = _blur(c.pixels, sigma=size / 256.0) + rng.normal(0.0, 5.0, (size, size))
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def planted_region(change: FloatImage, fraction: float = 0.25) -> npt.NDArray[np.bool_]:
+    """Pixels where a sign changed the image by at least ``fraction`` of its largest change."""
+    peak = float(change.max())
+    if peak <= 0.0:
+        return np.zeros(change.shape, dtype=bool)
+    return np.asarray(change >= fraction * peak)
+
+
+def planted_example(
+    label: str, seed: int, size: int = 256
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """One image with the sign of ``label`` alone, and the region where it was planted."""
+    if label not in LABELS:
+        raise ValueError(f"unknown label {label!r}")
+    anatomy = _draw_anatomy(np.random.default_rng([seed, 1]))
+    planted: dict[str, FloatImage] = {}
+    pixels = render(anatomy, (label,), np.random.default_rng([seed, 2]), size, planted)
+    return pixels, planted_region(planted[label])
 
 
 def _draw_labels(rng: np.random.Generator) -> tuple[str, ...]:

@@ -1,7 +1,9 @@
 """Check an exported model the way the serving side will use it.
 
-1. ``onnx.checker`` passes and the graph has exactly the contract's input and output.
-2. Every ``metadata_props`` key of the contract is present and well formed.
+1. ``onnx.checker`` passes and the graph has exactly the contract's input and output (plus the
+   optional ``cam`` output, which ``thorax.outputs.cam`` must then describe).
+2. Every ``metadata_props`` key of the contract is present and well formed; with ``cam``, the
+   maps agree with the probabilities: sigmoid(mean over (h, w) + bias) = probability.
 3. ONNX Runtime (CPU) loads it and, on held-back images (the test split, never seen in training
    or threshold selection, decoded from the PNGs rather than read from the training cache),
    agrees with the PyTorch checkpoint within ``tolerance`` (max absolute difference of
@@ -24,7 +26,9 @@ import onnxruntime as ort
 
 from thorax_trainer.contract import (
     BATCH_AXIS,
+    CAM_NAME,
     INPUT_NAME,
+    KEY_CAM,
     KEY_THRESHOLDS,
     LABELS,
     OUTPUT_NAME,
@@ -67,16 +71,26 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[str | int]:
 
 
 def check_graph_io(proto: onnx.ModelProto) -> None:
-    """The graph must take uint8 ``image`` [batch,1,256,256] and give float ``probabilities``."""
+    """The graph must take uint8 ``image`` [batch,1,256,256] and give float ``probabilities``.
+
+    A second output ``cam`` (float [batch, 14, h, w]) is allowed when ``thorax.outputs.cam``
+    describes it with the same map size; the metadata key without the output is an error too.
+    """
     inputs = [
         i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}
     ]
     outputs = list(proto.graph.output)
-    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+    names = [o.name for o in outputs]
+    if [i.name for i in inputs] != [INPUT_NAME] or names not in (
+        [OUTPUT_NAME],
+        [OUTPUT_NAME, CAM_NAME],
+    ):
         raise ContractError(
-            f"graph must have input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, got "
-            f"{[i.name for i in inputs]} → {[o.name for o in outputs]}"
+            f"graph must have input {INPUT_NAME!r} and output {OUTPUT_NAME!r} "
+            f"(optionally then {CAM_NAME!r}), got "
+            f"{[i.name for i in inputs]} → {names}"
         )
+    _check_cam_output(outputs[1] if len(outputs) > 1 else None, read_metadata(proto))
     image, probabilities = inputs[0], outputs[0]
     if image.type.tensor_type.elem_type != onnx.TensorProto.UINT8:
         raise ContractError(f"{INPUT_NAME} must be uint8")
@@ -88,6 +102,38 @@ def check_graph_io(proto: onnx.ModelProto) -> None:
         raise ContractError(
             f"{OUTPUT_NAME} must be [{BATCH_AXIS}, {len(LABELS)}], got {_dims(probabilities)}"
         )
+
+
+def _check_cam_output(cam: onnx.ValueInfoProto | None, metadata: dict[str, str]) -> None:
+    if cam is None:
+        if KEY_CAM in metadata:
+            raise ContractError(f"{KEY_CAM} describes an output {CAM_NAME!r} the graph lacks")
+        return
+    if KEY_CAM not in metadata:
+        raise ContractError(f"output {CAM_NAME!r} needs the {KEY_CAM} metadata key")
+    if cam.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise ContractError(f"{CAM_NAME} must be float32")
+    declared = json.loads(metadata[KEY_CAM]).get("shape")
+    if _dims(cam) != declared:
+        raise ContractError(f"{CAM_NAME} is {_dims(cam)} but {KEY_CAM} declares {declared}")
+
+
+def check_cam_consistency(
+    probabilities: npt.NDArray[np.float32],
+    cam: npt.NDArray[np.float32],
+    metadata: dict[str, str],
+    tolerance: float,
+) -> float:
+    """Largest |sigmoid(mean_hw(cam) + bias) - probability|; ContractError above ``tolerance``."""
+    bias = np.asarray(json.loads(metadata[KEY_CAM])["bias"], dtype=np.float64)
+    logits = cam.astype(np.float64).mean(axis=(2, 3)) + bias
+    difference = float(np.max(np.abs(1.0 / (1.0 + np.exp(-logits)) - probabilities)))
+    if not difference <= tolerance:
+        raise ContractError(
+            f"{CAM_NAME} does not explain the probabilities: sigmoid(mean + bias) differs by "
+            f"{difference:.3g} > {tolerance:g}"
+        )
+    return difference
 
 
 def read_metadata(proto: onnx.ModelProto) -> dict[str, str]:
@@ -119,6 +165,11 @@ def verify(
     metadata = read_metadata(proto)
     validate_metadata(metadata)
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+
+    if KEY_CAM in metadata:
+        sample = example_input(3, seed=1).numpy()
+        probabilities, cam = session.run([OUTPUT_NAME, CAM_NAME], {INPUT_NAME: sample})
+        check_cam_consistency(probabilities, cam, metadata, tolerance)
 
     if checkpoint_path is None:
         # No reference to compare with: check that the runtime produces probabilities.
