@@ -180,6 +180,10 @@ export class TopicTools {
       createPartitioner: Partitioners.DefaultPartitioner,
     });
     await producer.connect();
+    // kafkajs registers the transactional id (InitProducerId, which fences the older holder)
+    // only when the first transaction begins: begin and abort an empty one now.
+    const warmUp = await producer.transaction();
+    await warmUp.abort();
     this.transactional = producer;
   }
 
@@ -224,6 +228,7 @@ export class TopicTools {
     // Partitions still short of the end they had at the start.
     const behind = new Set(ends.filter((o) => (starts.get(o.partition) ?? 0n) < o.high).map((o) => o.partition));
     const endOf = new Map(ends.map((o) => [o.partition, o.high]));
+    const next = new Map(starts);
     const groupId = `${options.groupPrefix ?? 'thorax-reader'}-${randomUUID()}`;
     const consumer = this.kafka.consumer({
       groupId,
@@ -286,6 +291,10 @@ export class TopicTools {
       eachMessage: async ({ partition, message }) => {
         if (stopped) return;
         const offset = BigInt(message.offset);
+        // After kafkajs restarts a crashed consumer, the throw-away group has no committed
+        // position and reads from the beginning again: what was handed over already is skipped.
+        if (offset < (next.get(partition) ?? 0n)) return;
+        next.set(partition, offset + 1n);
         const end = endOf.get(partition) ?? 0n;
         if (options.until === 'end' && offset >= end) {
           behind.delete(partition);
