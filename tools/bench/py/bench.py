@@ -12,6 +12,7 @@ Parts, all in one run on one broker (issue 11, docs/inference.md "Benchmark"):
             input: publish N distinct keys with librdkafka, time from the first publish to the last
             findings event; ratios to the consumer
   latency   publish -> findings p50/p95/p99 of the pipeline at half its measured capacity
+  predict   POST /v1/predict round trips, one at a time (ingest's synchronous edge), p50/p95
 The measuring side (load generator, findings readers) is librdkafka for both contenders.
 Inputs are synthetic chest-like images, generated reproducibly (seeded) into .data/bench/inputs.
 """
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -604,6 +606,8 @@ class Bench:
             "THORAX_LOG_DIR": str(self.dir / f"logs-{topology}"),
             "RESULTS_DATA_DIR": str(self.dir / f"store-{topology}"),
             "GRPC_PORT": str(GRPC_PORT),
+            "INGEST_GRPC_PORT": str(GRPC_PORT + 1),
+            "INGEST_DIMSE_PORT": "0",  # any free port: 11112 may be a running `npm start`'s
             **{f"{name.upper()}_HTTP_PORT": str(port) for name, port in PORTS.items()},
         }
         stack = subprocess.Popen(
@@ -676,6 +680,8 @@ class Bench:
                                 break
                     if who == "pipeline" and "latency" in self.a.only:
                         self.latency(out)
+                    if who == "pipeline" and "predict" in self.a.only:
+                        self.predict(out)
                 finally:
                     stop_process(stack, 120)
         finally:
@@ -725,6 +731,34 @@ class Bench:
             "p95": percentile(ms, 95),
             "p99": percentile(ms, 99),
         }
+
+    def predict(self, measured: dict[str, Any]) -> None:
+        """POST /v1/predict, one call at a time: the wait a modality sees for one image's findings."""
+        ok = [k for k, v in measured.items() if "failed" not in v] or list(self.inputs)
+        kind = "png512" if "png512" in ok else ok[0]
+        files, content_type = self.inputs[kind], INPUT_KINDS[kind][1]
+        url = f"http://127.0.0.1:{PORTS['ingest']}/v1/predict"
+
+        def call(key: str, body: bytes) -> int:
+            req = urllib.request.Request(f"{url}?id={key}", data=body, headers={"content-type": content_type}, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=60) as res:
+                    res.read()
+                    return int(res.status)
+            except urllib.error.HTTPError as error:
+                return int(error.code)
+
+        deadline = time.time() + 60  # 503 until ingest follows the findings topic
+        while call(self.key("pw", kind), files[0]) == 503 and time.time() < deadline:
+            time.sleep(0.5)
+        n = 10 if self.a.quick else 50
+        note(f"predict: {n} {kind} calls, one at a time")
+        ms: list[float] = []
+        for i in range(n):
+            t = time.time()
+            if call(self.key("p", kind, i), files[i % len(files)]) == 200:
+                ms.append((time.time() - t) * 1000)
+        self.report["predict"] = {"input": kind, "sent": n, "answered": len(ms), "p50": percentile(ms, 50), "p95": percentile(ms, 95)}
 
     # ---------------------------------------------------------------- table
     def table(self) -> None:
@@ -826,12 +860,18 @@ class Bench:
                 f"{lat['answered']}/{lat['sent']} answered: p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, "
                 f"p99 {lat['p99']:.0f} ms (goal p99 ≤ 300 ms)"
             )
+        if "predict" in r:
+            pr = r["predict"]
+            say(
+                f"8. POST /v1/predict, {pr['input']}, one call at a time, {pr['answered']}/{pr['sent']} answered 200: "
+                f"p50 {pr['p50']:.0f} ms, p95 {pr['p95']:.0f} ms"
+            )
         path = self.dir / "report.json"
         path.write_text(json.dumps(self.report, indent=2, default=str) + "\n")
         say(f"written {path.relative_to(ROOT)}")
 
 
-PARTS = ("ceilings", "stages", "pipeline", "latency")
+PARTS = ("ceilings", "stages", "pipeline", "latency", "predict")
 
 
 def main() -> None:
@@ -866,7 +906,7 @@ def main() -> None:
             bench.ceilings()
         if "stages" in a.only:
             bench.stages()
-        if "pipeline" in a.only or "latency" in a.only:  # latency needs the pipeline's capacity first
+        if {"pipeline", "latency", "predict"} & set(a.only):  # latency needs the pipeline's capacity first
             bench.contenders()
     finally:
         bench.table()

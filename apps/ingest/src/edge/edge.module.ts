@@ -3,6 +3,7 @@ import { kafkaClientOptions, type ServerTls } from '@thorax/config';
 import type { TokenVerifier } from '@thorax/auth';
 import { TopicFollower } from '@thorax/kafka';
 import { LOGGER, type Logger } from '@thorax/observability';
+import { AuditModule } from '../audit/audit.module';
 import type { IngestConfig } from '../config';
 import { FINDINGS_FOLLOWER, FindingsWaiter } from './findings-waiter';
 import { INGEST_GRPC_OPTIONS, IngestGrpcServer, type IngestGrpcOptions } from './ingest.grpc-server';
@@ -28,6 +29,7 @@ export class EdgeModule {
     };
     return {
       module: EdgeModule,
+      imports: [AuditModule],
       controllers: [StudiesController],
       providers: [
         { provide: INGEST_GRPC_OPTIONS, useValue: grpc },

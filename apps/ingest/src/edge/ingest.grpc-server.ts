@@ -26,7 +26,8 @@ import {
   type Logger,
   ThoraxMetrics,
 } from '@thorax/observability';
-import { EdgeError, grpcStatusOf, isEdgeCode, toEdgeError } from './edge-error';
+import { EdgeAudit } from '../audit/edge-audit';
+import { EdgeError, grpcStatusOf, httpStatusOf, isEdgeCode, toEdgeError } from './edge-error';
 import type { Submission } from './instance-submitter';
 import { FindingsWaiter } from './findings-waiter';
 import { PredictService } from './predict.service';
@@ -65,6 +66,7 @@ export class IngestGrpcServer implements OnApplicationBootstrap, BeforeApplicati
     private readonly edge: PredictService,
     private readonly waiter: FindingsWaiter,
     @Inject(LOGGER) private readonly log: Logger,
+    private readonly audit: EdgeAudit,
     @Optional() private readonly metrics?: ThoraxMetrics,
   ) {}
 
@@ -84,9 +86,9 @@ export class IngestGrpcServer implements OnApplicationBootstrap, BeforeApplicati
     });
     server.addService(IngestServiceService, {
       submitStudy: (call: ServerUnaryCall<SubmitStudyRequest, SubmitStudyResponse>, callback: sendUnaryData<SubmitStudyResponse>) =>
-        void this.submitStudy(call.request).then((r) => callback(null, r), (e: unknown) => callback(this.failure(e))),
+        void this.audited(call, 'SubmitStudy', () => this.submitStudy(call.request)).then((r) => callback(null, r), (e: unknown) => callback(this.failure(e))),
       predict: (call: ServerUnaryCall<PredictRequest, PredictResponse>, callback: sendUnaryData<PredictResponse>) =>
-        void this.predict(call.request).then((r) => callback(null, r), (e: unknown) => callback(this.failure(e))),
+        void this.audited(call, 'Predict', () => this.predict(call.request)).then((r) => callback(null, r), (e: unknown) => callback(this.failure(e))),
     });
     this.health.addToServer(server);
     new DescriptorReflection(fileDescriptorSet(), [INGEST_SERVICE_NAME, HEALTH_SERVICE_NAME]).addToServer(server);
@@ -143,9 +145,41 @@ export class IngestGrpcServer implements OnApplicationBootstrap, BeforeApplicati
     const { event } = await this.edge.predict(submissionOf(request.study), request.timeoutMs || undefined);
     if (event.status !== 'ok') {
       const code = event.error?.code ?? 'INTERNAL_ERROR';
-      throw new EdgeError(isEdgeCode(code) ? code : 'INTERNAL_ERROR', event.error?.message ?? 'the image was not analysed');
+      throw new PipelineVerdict(isEdgeCode(code) ? code : 'INTERNAL_ERROR', event.error?.message ?? 'the image was not analysed');
     }
     return { result: toFindingsResult(event) };
+  }
+
+  /** One audit line per call and the edge instance counter, as the HTTP edge does. */
+  private async audited<T>(call: ServerUnaryCall<unknown, unknown>, method: string, work: () => Promise<T>): Promise<T> {
+    const startedAt = new Date();
+    let stored = false;
+    let status = 200;
+    try {
+      const value = await work();
+      stored = true;
+      return value;
+    } catch (error) {
+      const edgeError = toEdgeError(error);
+      status = httpStatusOf(edgeError.code);
+      // A timeout or an error event: the image reached Kafka all the same.
+      stored = edgeError.code === 'PREDICT_TIMEOUT' || error instanceof EdgeError && isPipelineVerdict(error);
+      throw error;
+    } finally {
+      this.audit.instance('grpc', stored ? 'stored' : 'failed');
+      this.audit.request({
+        edge: 'grpc',
+        route: `/${INGEST_SERVICE_NAME}/${method}`,
+        client: call.getPeer(),
+        subject: null,
+        startedAt,
+        endedAt: new Date(),
+        instancesStored: stored ? 1 : 0,
+        instancesFailed: stored ? 0 : 1,
+        status,
+        outcome: stored ? 'stored' : 'failed',
+      });
+    }
   }
 
   private failure(error: unknown): Partial<ServiceError> {
@@ -156,6 +190,13 @@ export class IngestGrpcServer implements OnApplicationBootstrap, BeforeApplicati
     metadata.set('thorax-error-code', edgeError.code);
     return { code, details: `${edgeError.code}: ${edgeError.message}`, metadata };
   }
+}
+
+/** The pipeline's error event for a predicted image, as the call's status. */
+class PipelineVerdict extends EdgeError {}
+
+function isPipelineVerdict(error: EdgeError): boolean {
+  return error instanceof PipelineVerdict;
 }
 
 function submissionOf(request: SubmitStudyRequest): Submission {

@@ -13,8 +13,9 @@ import {
   UseFilters,
 } from '@nestjs/common';
 import { HEADERS } from '@thorax/contracts';
-import { LOGGER, type Logger } from '@thorax/observability';
+import { LOGGER, type Logger, principalOf } from '@thorax/observability';
 import type { Request, Response } from 'express';
+import { EdgeAudit } from '../audit/edge-audit';
 import { INGEST_CONFIG, type IngestConfig } from '../config';
 import { EdgeError, httpStatusOf, isEdgeCode, toEdgeError } from './edge-error';
 import type { Submission } from './instance-submitter';
@@ -65,24 +66,67 @@ export class StudiesController {
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
     private readonly edge: PredictService,
+    private readonly audit: EdgeAudit,
   ) {}
 
   @Post('studies')
   @HttpCode(202)
   async submit(@Req() req: Request, @Query() query: UploadQuery): Promise<{ id: string; sizeBytes: number; claimCheck: boolean }> {
-    return this.edge.submit(this.submission(req, query));
+    return this.audited(req, '/v1/studies', async () => {
+      const submitted = await this.edge.submit(this.submission(req, query));
+      return { status: 202, value: submitted };
+    });
   }
 
   @Post('predict')
   async predict(@Req() req: Request, @Res() res: Response, @Query() query: UploadQuery): Promise<void> {
     const timeoutMs = query.timeoutMs === undefined ? undefined : Number(query.timeoutMs);
-    if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs > 0)) {
-      throw new EdgeError('INVALID_ARGUMENT', 'timeoutMs must be a positive integer (milliseconds)');
+    await this.audited(req, '/v1/predict', async () => {
+      if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs > 0)) {
+        throw new EdgeError('INVALID_ARGUMENT', 'timeoutMs must be a positive integer (milliseconds)');
+      }
+      const { event } = await this.edge.predict(this.submission(req, query), timeoutMs);
+      const code = event.error?.code;
+      const status = event.status === 'ok' ? 200 : code && isEdgeCode(code) ? httpStatusOf(code) : 500;
+      res.status(status).json(event);
+      return { status, value: undefined };
+    });
+  }
+
+  /**
+   * One audit line per request (who, from where, outcome; docs/pacs.md) and the edge instance
+   * counter. An image counts as stored once Kafka acknowledged its record: for predict also when
+   * its findings are an error event or arrive too late.
+   */
+  private async audited<T>(req: Request, route: string, work: () => Promise<{ status: number; value: T }>): Promise<T> {
+    const startedAt = new Date();
+    let status = 500;
+    let stored = false;
+    try {
+      const done = await work();
+      status = done.status;
+      stored = true;
+      return done.value;
+    } catch (error) {
+      const code = toEdgeError(error).code;
+      status = httpStatusOf(code);
+      stored = code === 'PREDICT_TIMEOUT';
+      throw error;
+    } finally {
+      this.audit.instance('http', stored ? 'stored' : 'failed');
+      this.audit.request({
+        edge: 'http',
+        route,
+        client: req.socket.remoteAddress ?? '',
+        subject: principalOf(req)?.subject ?? null,
+        startedAt,
+        endedAt: new Date(),
+        instancesStored: stored ? 1 : 0,
+        instancesFailed: stored ? 0 : 1,
+        status,
+        outcome: stored ? 'stored' : 'failed',
+      });
     }
-    const { event } = await this.edge.predict(this.submission(req, query), timeoutMs);
-    const code = event.error?.code;
-    const status = event.status === 'ok' ? 200 : code && isEdgeCode(code) ? httpStatusOf(code) : 500;
-    res.status(status).json(event);
   }
 
   private submission(req: Request, query: UploadQuery): Submission {
