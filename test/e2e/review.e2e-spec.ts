@@ -127,8 +127,23 @@ afterEach(() => {
   expect(problems.splice(0)).toEqual([]);
 });
 
-/** A browser-side check that an img element is shown and decoded. */
-const loaded = (id: string) => `(() => { const i = document.getElementById('${id}'); return !!i && !i.hidden && i.complete && i.naturalWidth > 0; })()`;
+/**
+ * Browser-side code runs as functions (the page's CSP forbids evaluating strings); the tests
+ * compile without the DOM library, so the little they touch is typed here.
+ */
+interface BrowserElement {
+  hidden: boolean;
+  complete: boolean;
+  naturalWidth: number;
+  textContent: string | null;
+  style: { opacity: string };
+}
+/** Waits until an img element is shown and decoded. */
+const loaded = (id: string) =>
+  page.waitForFunction((elementId) => {
+    const img = (globalThis as unknown as { document: { getElementById(id: string): BrowserElement | null } }).document.getElementById(elementId);
+    return !!img && !img.hidden && img.complete && img.naturalWidth > 0;
+  }, id);
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -195,9 +210,8 @@ describe('review page in headless Chromium', () => {
     const imageIndex = study?.images.findIndex((i) => i.id === target) ?? 0;
     if (imageIndex > 0) await page.click(`#image-tabs button[data-index="${imageIndex}"]`);
     await page.waitForSelector('#wire:not([hidden])');
-    // Browser-side code as strings: the tests compile without the DOM library.
-    await page.waitForFunction(loaded('wire'));
-    expect(await page.evaluate("document.getElementById('wire').naturalWidth")).toBe(overlay.fromPipeline ? statEvent.wireImage?.width : 256);
+    await loaded('wire');
+    expect(await page.$eval('#wire', (img) => (img as unknown as BrowserElement).naturalWidth)).toBe(overlay.fromPipeline ? statEvent.wireImage?.width : 256);
     expect(await page.$$eval('#labels li', (lis) => lis.length)).toBe(14);
     expect(await page.$$eval('#labels li .tick', (ticks) => ticks.length)).toBe(14);
     const model = await page.textContent('#model');
@@ -210,19 +224,19 @@ describe('review page in headless Chromium', () => {
     expect(row).not.toBeNull();
     await row?.click();
     await page.keyboard.press('h');
-    await page.waitForFunction(loaded('overlay'));
+    await loaded('overlay');
     expect(await page.getAttribute('body', 'data-overlay')).toBe(overlay.label);
     await page.keyboard.press(']');
     await page.keyboard.press(']');
-    expect(await page.evaluate("document.getElementById('overlay').style.opacity")).toBe('0.65');
+    expect(await page.$eval('#overlay', (img) => (img as unknown as BrowserElement).style.opacity)).toBe('0.65');
     expect(await page.inputValue('#opacity')).toBe('65');
     await page.screenshot({ path: path.join(ARTIFACTS, 'study.png') });
     say(`screenshot ${path.join(ARTIFACTS, 'study.png')}`);
     await page.keyboard.press('h');
-    await page.waitForFunction("document.getElementById('overlay').hidden");
+    await page.waitForSelector('#overlay', { state: 'hidden' });
     expect(await page.getAttribute('body', 'data-overlay')).toBe('');
     await page.keyboard.press('h');
-    await page.waitForFunction(loaded('overlay'));
+    await loaded('overlay');
   });
 
   it('submits a verdict with a comment, stored and published on thorax.feedback.v1', async () => {
@@ -230,7 +244,7 @@ describe('review page in headless Chromium', () => {
     await page.keyboard.type('Heart size within normal limits on this projection.');
     await page.keyboard.press('Escape');
     await page.keyboard.press('d');
-    await page.waitForFunction("/Disagreed/.test(document.getElementById('feedback-status').textContent)");
+    await page.waitForSelector('#feedback-status:has-text("Disagreed")');
     expect(await page.getAttribute('#disagree', 'aria-pressed')).toBe('true');
     const records = await collect(
       kafka,

@@ -5,11 +5,17 @@ import { FeedbackTopicPublisher } from './feedback-topic.publisher';
 export interface FeedbackRelayOptions {
   /** Interval between sweeps of unpublished verdicts, ms. */
   intervalMs: number;
+  /**
+   * Only revisions stored at least this long ago, ms (default 10 s): a fresh one is being
+   * published by the request that stored it, here or on another replica.
+   */
+  settledMs?: number;
 }
 
 export const FEEDBACK_RELAY_OPTIONS = Symbol('thorax.results.feedback-relay-options');
 
 const SWEEP_LIMIT = 500;
+const DEFAULT_SETTLED_MS = 10_000;
 
 /**
  * The outbox relay of the feedback topic: at start and then every RESULTS_FEEDBACK_RELAY_MS, sends
@@ -42,7 +48,7 @@ export class FeedbackRelay implements OnApplicationBootstrap, OnApplicationShutd
   async sweep(): Promise<number> {
     let sent = 0;
     for (;;) {
-      const n = await this.publisher.publishPending(SWEEP_LIMIT);
+      const n = await this.publisher.publishPending(SWEEP_LIMIT, this.options.settledMs ?? DEFAULT_SETTLED_MS);
       sent += n;
       if (n < SWEEP_LIMIT || this.stopped) return sent;
     }

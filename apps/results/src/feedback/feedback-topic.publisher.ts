@@ -27,9 +27,25 @@ export class FeedbackTopicPublisher {
     @Inject(PUBLISHER) private readonly publisher: Publisher,
   ) {}
 
-  /** Publishes the events in one Kafka request and marks them published once acknowledged. */
+  /** Revisions being published by this process right now (id, model version, label, reviewer, revision). */
+  private readonly inFlight = new Set<string>();
+
+  /**
+   * Publishes the events in one Kafka request and marks them published once acknowledged. A
+   * revision this process is already publishing is left to that call (no second copy).
+   */
   async publish(events: readonly FeedbackEvent[]): Promise<void> {
-    if (events.length === 0) return;
+    const mine = events.filter((e) => !this.inFlight.has(flightKey(e)));
+    if (mine.length === 0) return;
+    for (const e of mine) this.inFlight.add(flightKey(e));
+    try {
+      await this.send(mine);
+    } finally {
+      for (const e of mine) this.inFlight.delete(flightKey(e));
+    }
+  }
+
+  private async send(events: readonly FeedbackEvent[]): Promise<void> {
     const records: OutgoingRecord[] = events.map((event) => ({
       topic: this.options.topic,
       key: event.id,
@@ -40,10 +56,15 @@ export class FeedbackTopicPublisher {
     await this.store.markPublished(events);
   }
 
-  /** Publishes up to `limit` verdicts whose current revision has not gone out; returns how many went. */
-  async publishPending(limit: number): Promise<number> {
-    const pending = await this.store.unpublished(limit);
+  /**
+   * Publishes up to `limit` verdicts whose current revision has not gone out and that changed at
+   * least `settledMs` ago; returns how many it found.
+   */
+  async publishPending(limit: number, settledMs: number): Promise<number> {
+    const pending = await this.store.unpublished(limit, settledMs);
     await this.publish(pending.map((p) => p.event));
     return pending.length;
   }
 }
+
+const flightKey = (e: FeedbackEvent): string => JSON.stringify([e.id, e.model.version, e.label, e.reviewer, e.revision]);

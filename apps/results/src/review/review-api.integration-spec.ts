@@ -260,7 +260,9 @@ describe('feedback', () => {
     const res = (await (await post(`${url}/v1/findings/img-old/feedback`, { label: 'Mass', verdict: 'disagree', reviewer: 'dr-c' })).json()) as { published: boolean };
     expect(res.published).toBe(false);
     expect(publisher.records).toHaveLength(0);
-    const relay = new FeedbackRelay(app.get(FeedbackTopicPublisher), { intervalMs: 60_000 }, log);
+    // A fresh revision is left to the request that stored it, then swept once settled.
+    expect(await new FeedbackRelay(app.get(FeedbackTopicPublisher), { intervalMs: 60_000 }, log).sweep()).toBe(0);
+    const relay = new FeedbackRelay(app.get(FeedbackTopicPublisher), { intervalMs: 60_000, settledMs: 0 }, log);
     await expect(relay.sweep()).rejects.toThrow(/broker unavailable/);
     publisher.down = false;
     expect(await relay.sweep()).toBe(1);

@@ -168,8 +168,11 @@ export interface FeedbackStore {
   record(input: FeedbackInput): Promise<{ feedback: StoredFeedback; changed: boolean }>;
   /** Every reviewer's current verdicts on a result, by label then reviewer. */
   forResult(imageId: string, modelVersion: string): Promise<StoredFeedback[]>;
-  /** Verdicts whose current revision has not gone out yet, oldest change first. */
-  unpublished(limit: number): Promise<StoredFeedback[]>;
+  /**
+   * Verdicts whose current revision has not gone out yet and that changed at least `settledMs`
+   * ago (the request that stored a revision publishes it itself), oldest change first.
+   */
+  unpublished(limit: number, settledMs?: number): Promise<StoredFeedback[]>;
   /** Marks revisions as published (a row's published revision never moves backwards). */
   markPublished(events: readonly FeedbackEvent[]): Promise<void>;
 }

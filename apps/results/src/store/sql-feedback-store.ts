@@ -94,10 +94,12 @@ export class SqlFeedbackStore implements FeedbackStore {
     return rows.map(toStoredFeedback);
   }
 
-  async unpublished(limit: number): Promise<StoredFeedback[]> {
+  async unpublished(limit: number, settledMs = 0): Promise<StoredFeedback[]> {
     const rows = await this.db.query<FeedbackRow>(
-      `SELECT ${COLUMNS} FROM review_feedback WHERE published_revision < revision ORDER BY updated_at LIMIT $1`,
-      [limit],
+      `SELECT ${COLUMNS} FROM review_feedback
+        WHERE published_revision < revision AND updated_at <= now() - $2::double precision * interval '1 millisecond'
+        ORDER BY updated_at LIMIT $1`,
+      [limit, settledMs],
     );
     return rows.map(toStoredFeedback);
   }
