@@ -14,6 +14,19 @@ describe('results config', () => {
     expect(config.DATABASE_URL).toBeUndefined();
   });
 
+  it('review defaults: feedback topic, relay every 5 s, no patient identifiers; bad values named', () => {
+    expect(loadConfig(resultsConfigSchema, {})).toMatchObject({
+      RESULTS_FEEDBACK_TOPIC: 'thorax.feedback.v1',
+      RESULTS_FEEDBACK_RELAY_MS: 5000,
+      RESULTS_REVIEW_SHOW_PATIENT: false,
+      RESULTS_REVIEW_WORKLIST_SIZE: 200,
+    });
+    expect(loadConfig(resultsConfigSchema, { RESULTS_REVIEW_SHOW_PATIENT: 'true' }).RESULTS_REVIEW_SHOW_PATIENT).toBe(true);
+    expect(() => loadConfig(resultsConfigSchema, { RESULTS_REVIEW_SHOW_PATIENT: 'maybe' })).toThrow(/RESULTS_REVIEW_SHOW_PATIENT/);
+    expect(() => loadConfig(resultsConfigSchema, { RESULTS_FEEDBACK_TOPIC: 'bad topic' })).toThrow(/RESULTS_FEEDBACK_TOPIC/);
+    expect(() => loadConfig(resultsConfigSchema, { RESULTS_FEEDBACK_RELAY_MS: '0' })).toThrow(/RESULTS_FEEDBACK_RELAY_MS/);
+  });
+
   it('takes a PostgreSQL URL and names a bad one', () => {
     expect(loadConfig(resultsConfigSchema, { DATABASE_URL: 'postgres://u:p@db:5432/thorax' }).DATABASE_URL).toBe(
       'postgres://u:p@db:5432/thorax',
