@@ -72,7 +72,7 @@ beforeAll(async () => {
   };
   services.push(...(await startServices({ ports: PORTS, env, logDir, names: ['results', 'inference', 'preprocess'] })).values());
   // Ingest's own gRPC port inside this test's block (its default, 50052, may be taken).
-  const ingest = startBuiltService('ingest', { ...env, HTTP_PORT: String(PORTS.ingest), GRPC_PORT: String(PORTS.resultsGrpc + 1) }, logDir);
+  const ingest = startBuiltService('ingest', { ...env, HTTP_PORT: String(PORTS.ingest), INGEST_GRPC_PORT: String(PORTS.resultsGrpc + 1) }, logDir);
   services.push(ingest);
   await waitForHttp(`http://127.0.0.1:${PORTS.ingest}/readyz`, 120_000, () => ingest.process.exitCode === null);
 
