@@ -26,7 +26,7 @@ jest.setTimeout(240_000);
 
 const run = promisify(execFile);
 const RUN = Date.now().toString(36);
-// Ports of this suite (41000-41999): pipeline on 41080-41083 (+ gRPC 41090), DIMSE 41104, Orthanc 41042/41142.
+// Ports of this suite (41000-41999): pipeline on 41080-41083 (gRPC: results 41090, ingest 41091), DIMSE 41104, Orthanc 41042/41142.
 const BASE = Number(process.env['THORAX_E2E_PACS_PORT_BASE'] ?? 41080);
 const PORTS = servicePorts(BASE);
 const DIMSE_PORT = BASE + 24;
@@ -119,6 +119,7 @@ beforeAll(async () => {
     PREPROCESS_DECODE_WORKERS: '1',
     OBJECT_STORE_URL: `file://${path.join(WORK, 'objects')}`,
     INGEST_DIMSE_PORT: String(DIMSE_PORT),
+    INGEST_GRPC_PORT: String(BASE + 11),
     INGEST_DIMSE_ALLOWED_CALLING_AE_TITLES: 'STORESCU,ORTHANC',
     INGEST_STOW_MAX_BYTES: String(STOW_MAX_BYTES),
   };

@@ -4,7 +4,7 @@ const event = (): FeedbackEvent => ({
   schema: 'thorax.feedback.v1',
   id: '1.2.826.0.1.3680043.8.498.1',
   studyUid: '1.2.826.0.1.3680043.8.498.77',
-  model: { name: 'thorax-tiny-cnn', version: '2026.11.30-3', sha256: 'a'.repeat(64) },
+  model: { name: 'thorax-tiny-cnn', version: '2026.11.30-4', sha256: 'a'.repeat(64) },
   label: 'Cardiomegaly',
   probability: 0.83,
   threshold: 0.51,

@@ -33,6 +33,7 @@ export class DimseServer implements OnApplicationBootstrap, OnApplicationShutdow
         allowedCallingAeTitles: config.INGEST_DIMSE_ALLOWED_CALLING_AE_TITLES,
         maxAssociations: config.INGEST_DIMSE_MAX_ASSOCIATIONS,
         maxInstanceBytes: config.INGEST_DIMSE_MAX_INSTANCE_BYTES,
+        maxPduBytes: config.INGEST_DIMSE_MAX_PDU_BYTES,
       },
       intake: intakeOptions(config),
       submitter,

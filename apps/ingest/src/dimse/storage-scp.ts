@@ -8,6 +8,7 @@ import type { InstanceSubmitter } from '../edge/instance-submitter';
 import { checkInstance, FAILURE, InstanceRefused, needsWholeInstance, submitFailure } from './instance-check';
 import { InstanceSpool, SPOOL_MEMORY_BYTES } from './instance-spool';
 import { part10Header } from './part10';
+import { pduGuard } from './pdu-guard';
 import {
   ACCEPTED_TRANSFER_SYNTAXES,
   chooseTransferSyntax,
@@ -24,6 +25,8 @@ export interface StorageScpOptions {
   allowedCallingAeTitles: readonly string[] | null;
   maxAssociations: number;
   maxInstanceBytes: number;
+  /** The largest PDU this SCP receives (announced in the A-ASSOCIATE-AC, enforced on every PDU). */
+  maxPduBytes: number;
 }
 
 /** What every association of the SCP shares: its settings, its collaborators, the live associations. */
@@ -65,6 +68,14 @@ export function storageScpClass(ctx: StorageScpContext): typeof Scp {
       super(socket, opts);
       this.peer = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
       ctx.live.add(this);
+      socket.on(
+        'data',
+        pduGuard(ctx.options.maxPduBytes, (reason) => {
+          this.outcome ??= 'aborted';
+          ctx.log.warn({ peer: this.peer, callingAeTitle: this.callingAeTitle, reason }, 'DICOM association cut: oversized PDU');
+          socket.destroy();
+        }),
+      );
       this.on('networkError', (error: Error) => {
         if (this.outcome === null) this.outcome = /timeout/i.test(error.message) ? 'timed-out' : 'network-error';
         ctx.log.warn({ peer: this.peer, callingAeTitle: this.callingAeTitle, err: { message: error.message } }, 'DICOM association network error');
@@ -86,6 +97,9 @@ export function storageScpClass(ctx: StorageScpContext): typeof Scp {
         return this.reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeNotRecognized, 'calling-ae-not-recognized');
       }
       for (const { context } of assoc.getPresentationContexts()) negotiate(context);
+      // The A-ASSOCIATE-AC announces what this SCP receives (the library would take the peer's
+      // own maximum, 0 = unlimited included).
+      assoc.setMaxPduLength(options.maxPduBytes);
       this.sendAssociationAccept();
     }
 
