@@ -2,8 +2,11 @@
 # Thorax: the broker-crash test with more load. Builds dist/, then runs the end-to-end test
 # test/e2e/kafka-cluster.e2e-spec.ts: a three-node KRaft cluster from the Kafka jars, topics from
 # deploy/kafka/topics.conf (replication 3, min.insync.replicas 2), the four services on it,
-# images published at a steady rate, SIGKILL of one broker a third of the way in and its restart
-# at two thirds; prints the figures and fails unless every input has exactly one stored result.
+# images published at a steady rate (each batch in a Kafka transaction), SIGKILL of one broker a
+# third of the way in and its restart at two thirds, and SIGKILL of each stage once in the same run
+# (ingest at 1/6, preprocess at 1/2, inference at 7/12, results at 5/6, each replaced); prints the
+# figures and fails unless every input has exactly one stored result and a read_committed
+# consumer of thorax.findings.v1 sees exactly one event per input (0 duplicates, 0 losses).
 #
 #   scripts/fault-cluster.sh [images] [rate]    defaults: 2000 images at 20 images/s
 #

@@ -90,6 +90,8 @@ const serviceEnv: Record<string, string> = {
   LOG_LEVEL: 'info',
   MODEL_DIR: path.join(REPO_ROOT, 'models', 'thorax-tiny-cnn'),
   INFERENCE_PROVIDERS: 'cpu',
+  // ingest's gRPC edge on this test's ports, not the default another run may hold
+  INGEST_GRPC_PORT: String(BASE + 11),
 };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const say = (line: string) => process.stdout.write(`[fault-injection] ${line}\n`);

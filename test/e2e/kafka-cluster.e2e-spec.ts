@@ -172,6 +172,8 @@ beforeAll(async () => {
     LOG_LEVEL: 'info',
     MODEL_DIR: path.join(REPO_ROOT, 'models', 'thorax-tiny-cnn'),
     INFERENCE_PROVIDERS: 'cpu',
+    // ingest's gRPC edge on this test's ports, not the default another run may hold
+    INGEST_GRPC_PORT: String(BASE + 111),
     ...(process.env['DATABASE_URL']
       ? { DATABASE_URL: process.env['DATABASE_URL'] }
       : // On disk: results is killed mid-run and its replacement must find what it stored.
