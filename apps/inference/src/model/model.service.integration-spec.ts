@@ -11,6 +11,7 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { inferenceConfigSchema } from '../config';
+import type { ReviewImagesService } from '../review/review-images.service';
 import { InferenceService } from '../tensors/inference.service';
 import { canaryBucket, ModelService } from './model.service';
 
@@ -161,6 +162,7 @@ describe('ModelService', () => {
       createLogger({ service: 't', version: '0', level: 'silent' }),
       models,
       metrics,
+      { enabled: false } as ReviewImagesService,
     );
     const forward: Record<string, string> = {};
     const pixels = Buffer.alloc(256 * 256);
