@@ -5,7 +5,7 @@ import ts from 'typescript';
 /**
  * The folders of the results app depend on each other one way only (docs: apps/results/README.md):
  *
- *   domain ← store ← api ← studies, fhir ← findings ← grpc, openapi, review, feedback ← testing, app.module ← main
+ *   domain ← store ← api ← studies, fhir ← findings ← grpc, openapi, review, feedback ← testing, app.module ← service ← main
  *
  * - domain: pure study logic (aggregate, FHIR ids), no I/O;
  * - store: the store's ports (results-store.port.ts) and their SQL adapters;
@@ -25,6 +25,7 @@ const LAYERS: readonly string[][] = [
   ['findings'],
   ['grpc', 'openapi', 'review', 'feedback'],
   ['testing', 'app.module.ts'],
+  ['service.ts'],
   ['main.ts'],
 ];
 
