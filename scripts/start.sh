@@ -80,6 +80,7 @@ Thorax is running, topology $TOPOLOGY (logs: $LOG_DIR/*.log; Ctrl-C stops everyt
   inference      http://127.0.0.1:${PORTS[inference]}   /healthz /readyz /metrics   model: $MODEL_DIR
   results        http://127.0.0.1:${PORTS[results]}   GET /v1/findings/{id}, GET /v1/findings
   results gRPC   127.0.0.1:${GRPC_PORT:-50051}   thorax.v1.ResultsService (reflection on)
+  review page    http://127.0.0.1:${PORTS[results]}/review   worklist, heatmaps, agree/disagree (docs/review.md)
 
 Try:  kcat -P -b $KAFKA_BROKERS -t thorax.studies.v1 -k my-image-1 -H content-type=image/png my.png
       kcat -C -b $KAFKA_BROKERS -t thorax.findings.v1 -o beginning -e
