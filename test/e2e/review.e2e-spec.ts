@@ -241,7 +241,7 @@ describe('review page in headless Chromium', () => {
 
   it('submits a verdict with a comment, stored and published on thorax.feedback.v1', async () => {
     await page.keyboard.press('c');
-    await page.keyboard.type('Heart size within normal limits on this projection.');
+    await page.keyboard.type('Not convinced: overlapping rib and breast shadows.');
     await page.keyboard.press('Escape');
     await page.keyboard.press('d');
     await page.waitForSelector('#feedback-status:has-text("Disagreed")');
@@ -259,7 +259,7 @@ describe('review page in headless Chromium', () => {
       id: overlay.id,
       label: overlay.label,
       verdict: 'disagree',
-      comment: 'Heart size within normal limits on this projection.',
+      comment: 'Not convinced: overlapping rib and breast shadows.',
       reviewer: 'anonymous',
       revision: 1,
       model: { name: 'thorax-tiny-cnn' },
