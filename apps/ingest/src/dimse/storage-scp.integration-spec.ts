@@ -9,11 +9,14 @@ import { createLogger, ThoraxMetrics } from '@thorax/observability';
 import { Server } from 'dcmjs-dimse';
 import { execFile, execFileSync } from 'node:child_process';
 import type { AddressInfo, Server as NetServer } from 'node:net';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { EdgeAudit } from '../audit/edge-audit';
 import type { Submission } from '../edge/instance-submitter';
+import { part10Header } from './part10';
 import { storageScpClass, type StorageScpContext } from './storage-scp';
 
 jest.setTimeout(60_000);
@@ -34,9 +37,11 @@ async function bytesOf(body: Buffer | Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+const SPOOL = mkdtempSync(path.join(tmpdir(), 'scp-spool-'));
+
 async function withScp(submit: (s: Submission) => Promise<void>, maxInstanceBytes: number, test: (port: number) => Promise<void>): Promise<void> {
   const ctx: StorageScpContext = {
-    options: { aeTitle: 'THORAX', allowedCallingAeTitles: null, maxAssociations: 4, maxInstanceBytes, maxPduBytes: 65536 },
+    options: { aeTitle: 'THORAX', allowedCallingAeTitles: null, maxAssociations: 4, maxInstanceBytes, maxPduBytes: 65536, spoolDir: SPOOL },
     intake: DEFAULT_INTAKE_OPTIONS,
     submitter: {
       submit: async (s) => {
@@ -61,9 +66,50 @@ async function withScp(submit: (s: Submission) => Promise<void>, maxInstanceByte
   }
 }
 
-async function storescu(port: number): Promise<string> {
+/** An explicit VR little endian element (short form, or the long form for OW). */
+function element(group: number, elem: number, vr: string, value: Buffer): Buffer {
+  const long = vr === 'OW';
+  const head = Buffer.alloc(long ? 12 : 8);
+  head.writeUInt16LE(group, 0);
+  head.writeUInt16LE(elem, 2);
+  head.write(vr, 4, 'latin1');
+  if (long) head.writeUInt32LE(value.length, 8);
+  else head.writeUInt16LE(value.length, 6);
+  return Buffer.concat([head, value]);
+}
+const text = (v: string) => Buffer.from(v.length % 2 ? `${v}\0` : v, 'latin1');
+const us = (n: number) => Buffer.from([n & 0xff, n >> 8]);
+
+/** A 4096 x 2560 16-bit DX (20 MiB of pixels): above the 16 MiB the spool keeps in memory. */
+function largeDx(sop: string): string {
+  const rows = 2560;
+  const columns = 4096;
+  const pixels = Buffer.alloc(rows * columns * 2);
+  for (let i = 0; i < pixels.length; i += 2) pixels.writeUInt16LE((i >> 5) & 0xfff, i);
+  const dataset = Buffer.concat([
+    element(0x0008, 0x0016, 'UI', text('1.2.840.10008.5.1.4.1.1.1.1')),
+    element(0x0008, 0x0018, 'UI', text(sop)),
+    element(0x0008, 0x0060, 'CS', text('DX')),
+    element(0x0020, 0x000d, 'UI', text(`${sop}.1`)),
+    element(0x0028, 0x0002, 'US', us(1)),
+    element(0x0028, 0x0004, 'CS', text('MONOCHROME2 ')),
+    element(0x0028, 0x0010, 'US', us(rows)),
+    element(0x0028, 0x0011, 'US', us(columns)),
+    element(0x0028, 0x0100, 'US', us(16)),
+    element(0x0028, 0x0101, 'US', us(12)),
+    element(0x0028, 0x0102, 'US', us(11)),
+    element(0x0028, 0x0103, 'US', us(0)),
+    element(0x7fe0, 0x0010, 'OW', pixels),
+  ]);
+  const head = part10Header({ sopClassUid: '1.2.840.10008.5.1.4.1.1.1.1', sopInstanceUid: sop, transferSyntaxUid: '1.2.840.10008.1.2.1', sourceAeTitle: 'MODALITY' });
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'scp-')), 'large.dcm');
+  writeFileSync(file, Buffer.concat([head, dataset]));
+  return file;
+}
+
+async function storescu(port: number, file = FIXTURE): Promise<string> {
   try {
-    const { stdout, stderr } = await run('storescu', ['-v', '-aet', 'PACS', '-aec', 'THORAX', '127.0.0.1', String(port), FIXTURE]);
+    const { stdout, stderr } = await run('storescu', ['-v', '-aet', 'PACS', '-aec', 'THORAX', '127.0.0.1', String(port), file]);
     return stdout + stderr;
   } catch (error) {
     const e = error as { stdout?: string; stderr?: string };
@@ -82,6 +128,30 @@ describe('storage SCP', () => {
     expect({ id: received[0]!.id, source: received[0]!.source }).toEqual({ id: info.sopInstanceUid, source: 'dimse' });
     expect(info).toMatchObject({ modality: 'DX', hasPixelData: true });
     expect(dataSet.string('x00020016')).toBe('PACS');
+  });
+
+  it('streams an instance above 16 MiB from its temporary file, byte for byte, and removes the file', async () => {
+    const sop = '2.25.7730931';
+    const file = largeDx(sop);
+    let received: Buffer = Buffer.alloc(0);
+    let streamed = false;
+    let spooled: string[] = [];
+    await withScp(
+      async (s) => {
+        streamed = !Buffer.isBuffer(s.body);
+        spooled = readdirSync(SPOOL);
+        received = await bytesOf(s.body);
+      },
+      64 << 20,
+      async (port) => expect(await storescu(port, file)).toMatch(/Received Store Response \(Success\)/),
+    );
+    expect(streamed).toBe(true);
+    const sent = readFileSync(file);
+    // Same dataset; the File Meta is the SCP's own (source AE PACS).
+    const dataset = (b: Buffer) => b.subarray(144 + b.readUInt32LE(140));
+    expect(dataset(received).equals(dataset(sent))).toBe(true);
+    expect(spooled).toHaveLength(1);
+    expect(readdirSync(SPOOL)).toEqual([]);
   });
 
   it('answers 0xA700 (out of resources) when the pipeline cannot take the instance now', async () => {

@@ -27,6 +27,8 @@ export interface StorageScpOptions {
   maxInstanceBytes: number;
   /** The largest PDU this SCP receives (announced in the A-ASSOCIATE-AC, enforced on every PDU). */
   maxPduBytes: number;
+  /** Where instances above 16 MiB wait (default: the OS temporary directory). */
+  spoolDir?: string;
 }
 
 /** What every association of the SCP shares: its settings, its collaborators, the live associations. */
@@ -122,7 +124,7 @@ export function storageScpClass(ctx: StorageScpContext): typeof Scp {
     }
 
     override createStoreWritableStream(): Writable {
-      return new InstanceSpool({ maxBytes: ctx.options.maxInstanceBytes });
+      return new InstanceSpool({ maxBytes: ctx.options.maxInstanceBytes, ...(ctx.options.spoolDir ? { dir: ctx.options.spoolDir } : {}) });
     }
 
     override createDatasetFromStoreWritableStream(writable: Writable, context: PresentationContext, callback: (dataset: Dataset) => void): void {
