@@ -51,10 +51,10 @@ const ids = { stat: `${RUN}-stat`, routine: `${RUN}-routine` };
 let statEvent: FindingsEvent;
 
 /**
- * The heatmap the overlay shows. When the pipeline's model found a positive label, inference
- * stored its map and this is it; otherwise (a model without activation maps, or nothing positive
- * on this synthetic image) the test adds a result of its own, as a producer would, with a map
- * written into the same object store, so the overlay is exercised either way.
+ * The heatmap the overlay shows: the map inference stored for the STAT image's first positive
+ * label. Only if the model finds nothing positive on this synthetic image (a retrained model
+ * might) does the test add a result of its own, as a producer would, with a map written into the
+ * same object store, so the overlay is exercised either way.
  */
 let overlay: { id: string; label: string; fromPipeline: boolean };
 
@@ -90,14 +90,19 @@ beforeAll(async () => {
   expect(statEvent).toMatchObject({ status: 'ok', priority: 'stat' });
   expect(events.get(ids.routine)).toMatchObject({ status: 'ok', priority: 'routine' });
 
+  // Inference keeps the wire image of every ok result and one heatmap per positive label.
+  for (const event of [statEvent, events.get(ids.routine) as FindingsEvent]) {
+    expect(event.wireImage).toMatchObject({ width: 256, height: 256 });
+    expect((event.heatmaps ?? []).map((h) => h.label).sort()).toEqual([...event.positives].sort());
+  }
   const fromPipeline = statEvent.heatmaps?.[0];
-  if (statEvent.wireImage && fromPipeline) {
+  if (fromPipeline) {
     overlay = { id: ids.stat, label: fromPipeline.label, fromPipeline: true };
   } else {
     overlay = { id: `${RUN}-overlay`, label: 'Cardiomegaly', fromPipeline: false };
     await publishResultWithHeatmap(overlay.id, overlay.label);
   }
-  say(`overlay of ${overlay.label} on ${overlay.fromPipeline ? 'the pipeline result' : 'a result published by the test (the pipeline result had no heatmap)'}`);
+  say(`overlay of ${overlay.label} on ${overlay.fromPipeline ? 'the pipeline result' : 'a result published by the test (nothing positive on the pipeline result)'}`);
   await waitFor(async () => {
     const res = await fetch(`${base}/v1/review/results/${encodeURIComponent(overlay.id)}`);
     return res.ok;
