@@ -22,6 +22,11 @@ export const preprocessConfigSchema = z.object({
   PREPROCESS_PARTITIONS_CONCURRENCY: positiveInt(6),
   /** Records of one partition handled at once (offsets still commit in order). */
   PREPROCESS_IN_FLIGHT_PER_PARTITION: positiveInt(4),
+  /**
+   * Bytes of claim-checked images (docs/object-store.md) held in memory at once, fetched and
+   * decoding; more wait. An image larger than this is fetched alone. Default 1 GiB.
+   */
+  PREPROCESS_FETCH_BUDGET_BYTES: positiveInt(1024 * 1024 * 1024),
 });
 
 export type PreprocessConfig = z.infer<typeof preprocessConfigSchema>;

@@ -3,6 +3,7 @@ import { FileObjectStore } from './file-object-store';
 import type { ObjectStore } from './object-store';
 import { S3ObjectStore } from './s3-object-store';
 
+export { ByteBudget } from './byte-budget';
 export * from './claim-check';
 export { FileObjectStore } from './file-object-store';
 export * from './object-store';

@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { HEADERS, type ImageAccepted, PixelFormat, PreprocessedImage, ThoraxError } from '@thorax/contracts';
 import { DecodePool, WIRE_PREPROCESSING, type WireImageOptions } from '@thorax/imaging';
 import { asBuffer, PUBLISHER, type Publisher } from '@thorax/kafka';
-import { fetchVerified, type ObjectStore, parseClaimCheck } from '@thorax/object-store';
+import { ByteBudget, fetchVerified, type ObjectStore, parseClaimCheck } from '@thorax/object-store';
 import { ThoraxMetrics } from '@thorax/observability';
 import { PREPROCESS_CONFIG, type PreprocessConfig } from '../config';
 
@@ -18,6 +18,8 @@ export const PREPROCESS_OBJECT_STORE = Symbol('thorax.preprocess.object-store');
 export class PreprocessService implements OnModuleDestroy {
   private readonly wire: WireImageOptions;
   private readonly decoder: DecodePool;
+  /** Claim-checked images held in memory at once, from fetch to the end of their decode. */
+  private readonly fetchBudget: ByteBudget;
 
   constructor(
     @Inject(PREPROCESS_CONFIG) private readonly config: PreprocessConfig,
@@ -33,6 +35,7 @@ export class PreprocessService implements OnModuleDestroy {
       maxInflatedBytes: config.PREPROCESS_MAX_INFLATED_BYTES,
       decodeTimeoutMs: config.PREPROCESS_DECODE_TIMEOUT_MS,
     };
+    this.fetchBudget = new ByteBudget(config.PREPROCESS_FETCH_BUDGET_BYTES);
     this.decoder = new DecodePool({
       wire: this.wire,
       workers: config.PREPROCESS_DECODE_WORKERS,
@@ -48,8 +51,14 @@ export class PreprocessService implements OnModuleDestroy {
   /** `forward`: the headers that follow the image downstream (trace context, receipt time). */
   async process(accepted: ImageAccepted, forward: Record<string, string>): Promise<PreprocessedImage> {
     // The decode pool copies the bytes into the worker's transfer buffer: no copy here.
-    const data = await this.bytesOf(accepted);
-    const wire = await this.metrics.time('decode', () => this.decoder.decode(data));
+    const release = accepted.uri ? await this.fetchBudget.acquire(accepted.sizeBytes) : () => undefined;
+    let wire: Awaited<ReturnType<DecodePool['decode']>>;
+    try {
+      const data = await this.bytesOf(accepted);
+      wire = await this.metrics.time('decode', () => this.decoder.decode(data));
+    } finally {
+      release();
+    }
     const image: PreprocessedImage = {
       id: accepted.id,
       study: accepted.study,
