@@ -39,9 +39,14 @@ async function bytesOf(body: Buffer | Readable): Promise<Buffer> {
 
 const SPOOL = mkdtempSync(path.join(tmpdir(), 'scp-spool-'));
 
-async function withScp(submit: (s: Submission) => Promise<void>, maxInstanceBytes: number, test: (port: number) => Promise<void>): Promise<void> {
+async function withScp(
+  submit: (s: Submission) => Promise<void>,
+  maxInstanceBytes: number,
+  test: (port: number) => Promise<void>,
+  maxAssociations = 4,
+): Promise<void> {
   const ctx: StorageScpContext = {
-    options: { aeTitle: 'THORAX', allowedCallingAeTitles: null, maxAssociations: 4, maxInstanceBytes, maxPduBytes: 65536, spoolDir: SPOOL },
+    options: { aeTitle: 'THORAX', allowedCallingAeTitles: null, maxAssociations, maxInstanceBytes, maxPduBytes: 65536, spoolDir: SPOOL },
     intake: DEFAULT_INTAKE_OPTIONS,
     submitter: {
       submit: async (s) => {
@@ -161,6 +166,24 @@ describe('storage SCP', () => {
       },
       1 << 20,
       async (port) => expect(await storescu(port)).toMatch(/Received Store Response \(Refused: OutOfResources\)/),
+    );
+  });
+
+  it('refuses an association beyond INGEST_DIMSE_MAX_ASSOCIATIONS as transient (local limit exceeded)', async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    await withScp(
+      () => held,
+      1 << 20,
+      async (port) => {
+        const first = storescu(port);
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        const second = await storescu(port);
+        release();
+        expect(second).toMatch(/Rejected Transient[\s\S]*Local Limit Exceeded/);
+        expect(await first).toMatch(/Received Store Response \(Success\)/);
+      },
+      1,
     );
   });
 
