@@ -135,7 +135,8 @@ const PNG_OPTIONS = { compressionLevel: 6, adaptiveFiltering: false } as const;
 
 /** Encodes grey8 pixels (width×height) as a PNG, on libvips' threads. */
 export function encodeGreyPng(pixels: Uint8Array, width: number, height: number): Promise<Buffer> {
-  return sharp(pixels, { raw: { width, height, channels: 1 } }).png(PNG_OPTIONS).toBuffer();
+  // b-w keeps the PNG one 8-bit grey channel (sharp would otherwise write sRGB).
+  return sharp(pixels, { raw: { width, height, channels: 1 } }).toColourspace('b-w').png(PNG_OPTIONS).toBuffer();
 }
 
 /** Encodes RGBA pixels (width×height, e.g. from heatmapRgba) as a PNG, on libvips' threads. */
