@@ -143,3 +143,11 @@ export function encodeGreyPng(pixels: Uint8Array, width: number, height: number)
 export function encodeRgbaPng(rgba: Uint8Array, width: number, height: number): Promise<Buffer> {
   return sharp(rgba, { raw: { width, height, channels: 4 } }).png(PNG_OPTIONS).toBuffer();
 }
+
+/** Decodes a PNG to its own channels (1: grey, 3: RGB, 4: RGBA), 8-bit; for checks and tools. */
+export async function decodePngRaw(png: Buffer): Promise<{ data: Buffer; width: number; height: number; channels: number }> {
+  const meta = await sharp(png).metadata();
+  const image = meta.channels === 1 ? sharp(png).toColourspace('b-w') : sharp(png);
+  const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height, channels: info.channels };
+}

@@ -7,13 +7,13 @@
  * with `<name>.region.png`, the pixels the generator's sign changed (255 inside).
  */
 import { loadConfig } from '@thorax/config';
+import { decodePngRaw } from '@thorax/imaging';
 import { InferencePool, loadModelArtifact } from '@thorax/model-runtime';
 import { createLogger, ThoraxMetrics } from '@thorax/observability';
 import { createObjectStore, type ObjectStore } from '@thorax/object-store';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import sharp from 'sharp';
 import { inferenceConfigSchema } from '../config';
 import { ReviewImagesService } from './review-images.service';
 
@@ -21,14 +21,14 @@ const ROOT = path.resolve(__dirname, '../../../..');
 const FIXTURES = path.join(__dirname, 'fixtures');
 
 async function grey(file: string): Promise<Uint8Array> {
-  const { data, info } = await sharp(path.join(FIXTURES, file)).greyscale().raw().toBuffer({ resolveWithObject: true });
-  expect([info.width, info.height, info.channels]).toEqual([256, 256, 1]);
+  const { data, width, height, channels } = await decodePngRaw(await readFile(path.join(FIXTURES, file)));
+  expect([width, height, channels]).toEqual([256, 256, 1]);
   return new Uint8Array(data);
 }
 
 async function rgba(png: Buffer): Promise<Uint8Array> {
-  const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
-  expect([info.width, info.height, info.channels]).toEqual([256, 256, 4]);
+  const { data, width, height, channels } = await decodePngRaw(png);
+  expect([width, height, channels]).toEqual([256, 256, 4]);
   return new Uint8Array(data);
 }
 
@@ -82,11 +82,9 @@ describe('review images (ONNX Runtime, file object store)', () => {
     // The wire image comes back byte for byte; one heatmap per positive label, under review/<id>/<version>/.
     expect(stored.wireImage).toMatchObject({ width: 256, height: 256 });
     expect(store.keyOf(stored.wireImage?.uri ?? '')).toBe(`review/1.2.826.0.1.${label}/${metadata.version}/wire.png`);
-    const wirePng = await store.get(stored.wireImage?.uri ?? '');
-    const meta = await sharp(wirePng).metadata();
-    expect([meta.width, meta.height, meta.channels, meta.depth]).toEqual([256, 256, 1, 'uchar']);
-    const wire = await sharp(wirePng).extractChannel(0).raw().toBuffer();
-    expect(wire.equals(Buffer.from(pixels))).toBe(true);
+    const wire = await decodePngRaw(await store.get(stored.wireImage?.uri ?? ''));
+    expect([wire.width, wire.height, wire.channels]).toEqual([256, 256, 1]);
+    expect(wire.data.equals(Buffer.from(pixels))).toBe(true);
     expect(stored.heatmaps.map((h) => h.label)).toEqual(positives.map((i) => metadata.labels[i]));
     const heatmap = stored.heatmaps.find((h) => h.label === label);
     expect(store.keyOf(heatmap?.uri ?? '')).toBe(`review/1.2.826.0.1.${label}/${metadata.version}/heatmap-${label}.png`);
