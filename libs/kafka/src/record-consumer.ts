@@ -24,7 +24,15 @@ import type {
 } from './consumer-port';
 import { decide, DEFAULT_RETRY_POLICY, refusedRecordType, type RetryPolicy } from './failure-policy';
 import { decodeHeaders, forwardedHeaders, type OutgoingRecord, type Publisher, recordId } from './records';
-import { currentTransaction, type DeliveryMode, inTransaction, isFencedError, TransactionScope, tryInTransaction } from './transactions';
+import {
+  currentTransaction,
+  type DeliveryMode,
+  inTransaction,
+  isFencedError,
+  TransactionScope,
+  tryInTransaction,
+  whileConcurrent,
+} from './transactions';
 
 /** How a RecordConsumer hands over records: one at a time, or in batches. */
 export type RecordHandling<T> = { kind: 'single'; handler: MessageHandler<T> } | { kind: 'batch'; handler: BatchHandler<T> };
@@ -335,10 +343,13 @@ export class RecordConsumer<T> {
       const log = this.log.child({ topic: this.options.topic, partition });
       try {
         work.transaction ??= await work.producer.transaction();
-        await work.transaction.sendOffsets({
-          consumerGroupId: this.options.groupId,
-          topics: [{ topic: this.options.topic, partitions: [{ partition, offset: (BigInt(lastOffset) + 1n).toString() }] }],
-        });
+        const transaction = work.transaction;
+        await whileConcurrent(() =>
+          transaction.sendOffsets({
+            consumerGroupId: this.options.groupId,
+            topics: [{ topic: this.options.topic, partitions: [{ partition, offset: (BigInt(lastOffset) + 1n).toString() }] }],
+          }),
+        );
         await work.transaction.commit();
         work.transaction = null;
       } catch (error) {

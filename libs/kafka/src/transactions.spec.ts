@@ -1,7 +1,15 @@
 import { createLogger } from '@thorax/observability';
 import { KafkaJSProtocolError } from 'kafkajs';
 import { KafkaPublisher } from './kafka-publisher';
-import { inTransaction, isFencedError, type TransactionHandle, TransactionScope, tryInTransaction, whenCommitted } from './transactions';
+import {
+  inTransaction,
+  isFencedError,
+  type TransactionHandle,
+  TransactionScope,
+  tryInTransaction,
+  whenCommitted,
+  whileConcurrent,
+} from './transactions';
 
 const log = createLogger({ service: 'unit', version: '0', level: 'silent' });
 
@@ -161,6 +169,19 @@ describe('TransactionScope', () => {
     expect(txn.requests).toEqual([['dlq/copy']]);
     expect(scope.failure).toBeInstanceOf(Error);
     await expect(scope.commit('g', 'in', 0, '1', log)).rejects.toThrow(/already sent/);
+  });
+
+  it('repeats a request while the coordinator is still completing the previous transaction, and nothing else', async () => {
+    let calls = 0;
+    const concurrent = () => Object.assign(new KafkaJSProtocolError('busy'), { type: 'CONCURRENT_TRANSACTIONS' });
+    await expect(whileConcurrent(async () => (++calls < 3 ? Promise.reject(concurrent()) : 'done'))).resolves.toBe('done');
+    expect(calls).toBe(3);
+    calls = 0;
+    await expect(whileConcurrent(async () => (++calls, Promise.reject(new KafkaJSProtocolError('NOT_ENOUGH_REPLICAS'))))).rejects.toBeInstanceOf(KafkaJSProtocolError);
+    expect(calls).toBe(1);
+    calls = 0;
+    await expect(whileConcurrent(async () => (++calls, Promise.reject(concurrent())), 4)).rejects.toMatchObject({ type: 'CONCURRENT_TRANSACTIONS' });
+    expect(calls).toBe(4);
   });
 
   it('recognises a fenced producer through kafkajs wrappers', () => {

@@ -118,7 +118,9 @@ export class TransactionScope {
   async commit(groupId: string, topic: string, partition: number, nextOffset: string, log: Logger): Promise<void> {
     await this.flush();
     if (this.failure) throw this.failure;
-    await this.txn.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: [{ partition, offset: nextOffset }] }] });
+    await whileConcurrent(() =>
+      this.txn.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: [{ partition, offset: nextOffset }] }] }),
+    );
     await this.txn.commit();
     for (const fn of this.committed) {
       await fn().catch((error: unknown) => log.warn({ err: error }, 'work after a transaction commit failed'));
@@ -140,13 +142,13 @@ export class TransactionScope {
       byTopic.set(record.topic, list);
     }
     try {
-      await this.txn.sendBatch({
+      await whileConcurrent(() => this.txn.sendBatch({
         acks: -1,
         topicMessages: [...byTopic].map(([topic, list]) => ({
           topic,
           messages: list.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {} })),
         })),
-      });
+      }));
     } catch (error) {
       // A refused single record was never appended and leaves the producer's sequence numbers
       // where they were: the transaction goes on and the caller decides (dead letter). Anything
@@ -279,6 +281,32 @@ export async function whenCommitted(fn: () => Promise<void>, onAbort?: () => voi
   if (!context) await fn();
   else if (context.attempt) context.attempt.afterCommit(fn, onAbort);
   else context.scope.afterCommit(fn, onAbort);
+}
+
+/**
+ * Runs `fn` again while the transaction coordinator answers CONCURRENT_TRANSACTIONS: the previous
+ * transaction of this producer is still completing (its markers are being written) when the next
+ * one adds partitions or offsets; kafkajs 2.2.4 gives that error up at once. Safe to repeat: the
+ * coordinator refused the request before anything was written.
+ */
+export async function whileConcurrent<R>(fn: () => Promise<R>, attempts = 50): Promise<R> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= attempts || !hasErrorType(error, 'CONCURRENT_TRANSACTIONS')) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(200, 10 * attempt)));
+    }
+  }
+}
+
+function hasErrorType(error: unknown, type: string): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 6; depth++) {
+    const candidate = e as { type?: unknown; cause?: unknown; originalError?: unknown };
+    if (candidate.type === type) return true;
+    e = candidate.originalError ?? candidate.cause;
+  }
+  return false;
 }
 
 /** Kafka's answer to a producer replaced by another with the same transactional id. */
