@@ -70,4 +70,23 @@ describe('Classifier on the committed model', () => {
   it('refuses an image of the wrong size', async () => {
     await expect(classifier.classify([new Uint8Array(100)])).rejects.toThrow(/expected 65536/);
   });
+
+  it('returns the class activation maps of the same run, which explain the probabilities', async () => {
+    const cam = artifact.metadata.cam;
+    expect(cam).toMatchObject({ name: 'cam', shape: ['batch', 14, 7, 7], units: 'logit', region: { top: 16, left: 16, height: 224, width: 224 } });
+    const images = [new Uint8Array(256 * 256).map((_, i) => (i * 7) % 256), new Uint8Array(256 * 256).fill(90)];
+    const { scores, maps } = await classifier.classifyWithMaps(images);
+    expect(maps).toHaveLength(2);
+    const plain = await classifier.classify(images);
+    images.forEach((_, n) => {
+      expect(maps?.[n]).toHaveLength(14 * 49);
+      for (let k = 0; k < 14; k += 1) {
+        const cells = maps?.[n]?.subarray(k * 49, (k + 1) * 49) ?? new Float32Array(49);
+        const logit = cells.reduce((a, b) => a + b, 0) / 49 + (cam?.bias[k] ?? Number.NaN);
+        expect(1 / (1 + Math.exp(-logit))).toBeCloseTo(scores[n]?.[k] ?? -1, 5);
+        // Asking for the maps does not change the probabilities.
+        expect(scores[n]?.[k]).toBeCloseTo(plain[n]?.[k] ?? -1, 6);
+      }
+    });
+  });
 });
