@@ -62,6 +62,26 @@ describe('ONNX metadata', () => {
     expect(() => parseModelMetadata(missing)).toThrow(/thorax\.schema/);
   });
 
+  it('reads the class activation maps spec when present (older files have none) and checks it', () => {
+    expect(parseModelMetadata(valid).cam).toBeNull();
+    const cam = {
+      name: 'cam',
+      dtype: 'float32',
+      shape: ['batch', 2, 7, 7],
+      units: 'logit',
+      bias: [0.1, -0.2],
+      region: { top: 16, left: 16, height: 224, width: 224 },
+    };
+    expect(parseModelMetadata({ ...valid, 'thorax.outputs.cam': JSON.stringify(cam) }).cam).toMatchObject({ bias: [0.1, -0.2] });
+    const broken = (change: object) => () =>
+      parseModelMetadata({ ...valid, 'thorax.outputs.cam': JSON.stringify({ ...cam, ...change }) });
+    expect(broken({ bias: [0.1] })).toThrow(/one entry per label/);
+    expect(broken({ shape: ['batch', 3, 7, 7] })).toThrow(/one entry per label/);
+    expect(broken({ region: { top: 40, left: 16, height: 224, width: 224 } })).toThrow(/inside the input/);
+    expect(broken({ name: 'probabilities' })).toThrow(/other than the probabilities/);
+    expect(broken({ units: 'probability' })).toThrow(/thorax\.outputs\.cam/);
+  });
+
   describe('training provenance', () => {
     const training = (dataset: Record<string, unknown>) => JSON.stringify({ dataset, epochs: 1 });
 
