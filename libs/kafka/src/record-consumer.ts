@@ -57,6 +57,8 @@ interface PartitionWork<T> {
   fenced: boolean;
   /** The last transaction's buffered flush was refused: publish call by call in the next one. */
   careful: boolean;
+  /** The next offset to consume as last committed (claimed or committed here); null: unknown or none. */
+  committed: string | null;
   collector: BatchCollector<T> | null;
   /** Serialises the partition's fetches and marker commits (one transaction at a time). */
   lock: Promise<void>;
@@ -127,8 +129,10 @@ export class RecordConsumer<T> {
       // A fetch of only transaction markers or aborted records never reaches eachBatch: move the
       // committed offset past it, so an idle partition shows no lag (KEDA, alerts).
       this.consumer.on(this.consumer.events.END_BATCH_PROCESS, (e) => {
-        const { topic, partition, batchSize, lastOffset } = e.payload;
-        if (batchSize === 0 && topic === options.topic && BigInt(lastOffset) >= 0n) void this.commitSkipped(partition, lastOffset);
+        const { topic, partition, batchSize, firstOffset, lastOffset } = e.payload;
+        if (batchSize === 0 && topic === options.topic && firstOffset !== null && BigInt(lastOffset) >= 0n) {
+          void this.commitSkipped(partition, String(firstOffset), lastOffset);
+        }
       });
     }
     this.consumer.on(CRASH, (e) => {
@@ -264,7 +268,9 @@ export class RecordConsumer<T> {
         const done = scope;
         scope = null;
         scopeFirst = null;
-        await done.commit(this.options.groupId, topic, partition, (BigInt(upTo) + 1n).toString(), log);
+        const next = (BigInt(upTo) + 1n).toString();
+        await done.commit(this.options.groupId, topic, partition, next, log);
+        work.committed = next;
         work.transaction = null;
         work.careful = false;
       };
@@ -335,13 +341,17 @@ export class RecordConsumer<T> {
    * of its own (no records); skipped when the partition is not claimed (its next fetch commits
    * past them anyway). Only records that read_committed never delivers are passed over.
    */
-  private async commitSkipped(partition: number, lastOffset: string): Promise<void> {
-    const work = this.partitions.get(partition);
-    if (!work || this.stopping) return;
+  private async commitSkipped(partition: number, firstOffset: string, lastOffset: string): Promise<void> {
+    if (this.stopping) return;
+    const work = this.partitionWork(partition);
     await this.locked(work, async () => {
-      if (!work.claimed || work.fenced || !work.producer) return;
+      if (work.fenced || this.stopping) return;
       const log = this.log.child({ topic: this.options.topic, partition });
       try {
+        if (!work.claimed) await this.claim(work, this.options.topic, partition, log);
+        // Only when everything before the skipped records is committed: never past unprocessed ones.
+        if (work.committed === null || BigInt(work.committed) < BigInt(firstOffset) || BigInt(work.committed) > BigInt(lastOffset)) return;
+        if (!work.producer) return;
         work.transaction ??= await work.producer.transaction();
         const transaction = work.transaction;
         await whileConcurrent(() =>
@@ -351,6 +361,7 @@ export class RecordConsumer<T> {
           }),
         );
         await work.transaction.commit();
+        work.committed = (BigInt(lastOffset) + 1n).toString();
         work.transaction = null;
       } catch (error) {
         await this.abandon(work, error, log);
@@ -368,6 +379,7 @@ export class RecordConsumer<T> {
         claimed: false,
         fenced: false,
         careful: false,
+        committed: null,
         collector:
           this.handling.kind === 'batch' ? new BatchCollector(this.handling.handler, batch.maxBatchRecords ?? 500, batch.lingerMs ?? 5) : null,
         lock: Promise.resolve(),
@@ -403,6 +415,7 @@ export class RecordConsumer<T> {
     const committed = offsets?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
     work.claimed = true;
     work.fenced = false;
+    work.committed = BigInt(committed) >= 0n ? committed : null;
     log.info({ transactionalId, committed }, 'transactional producer started for the partition');
     return BigInt(committed) >= 0n ? committed : null;
   }
