@@ -261,6 +261,11 @@ describeFault('fault injection under load', () => {
     // at once; PostgreSQL when the broker is back.
     const firstBurst = Math.ceil(IMAGES * 0.6);
     const secondBurst = Math.ceil(IMAGES * 0.8);
+    // Ingest commits each fetch in its transaction within moments, so it is frozen (SIGSTOP) while
+    // the first half of the burst arrives, then killed with that backlog unconsumed.
+    const ingest = services.get('ingest');
+    if (!ingest?.process.pid) throw new Error('ingest is not running');
+    process.kill(ingest.process.pid, 'SIGSTOP');
     await publish(0, firstBurst, Math.ceil(firstBurst / 2), async () =>
       fault('ingest', await groupLag(admin, 'thorax-ingest', 'thorax.studies.v1'), () => crashAndRestart('ingest')),
     );
