@@ -13,6 +13,9 @@ Parts, all in one run on one broker (issue 11, docs/inference.md "Benchmark"):
             findings event; ratios to the consumer
   latency   publish -> findings p50/p95/p99 of the pipeline at half its measured capacity
   predict   POST /v1/predict round trips, one at a time (ingest's synchronous edge), p50/p95
+  delivery  the cost of exactly-once: one consume-process-produce stage through the real consumer
+            port, exactly-once against at-least-once, alternating rounds
+            (libs/kafka/src/bench/delivery-bench.ts; the worst case: its handler only publishes)
 The measuring side (load generator, findings readers) is librdkafka for both contenders.
 Inputs are synthetic chest-like images, generated reproducibly (seeded) into .data/bench/inputs.
 """
@@ -732,6 +735,16 @@ class Bench:
             "p99": percentile(ms, 99),
         }
 
+    def delivery(self) -> None:
+        """libs/kafka's delivery bench on this broker: exactly-once / at-least-once, same run."""
+        note("delivery: exactly-once against at-least-once (delivery-bench.js)")
+        env = {"KAFKA_BROKERS": BROKERS, **({"BENCH_QUICK": "1"} if self.a.quick else {})}
+        try:
+            self.report["delivery"] = node_json(["dist/libs/kafka/src/bench/delivery-bench.js"], env)
+        except (RuntimeError, ValueError) as error:
+            note(f"delivery: FAILED: {error}")
+            self.report["delivery"] = {"failed": str(error)}
+
     def predict(self, measured: dict[str, Any]) -> None:
         """POST /v1/predict, one call at a time: the wait a modality sees for one image's findings."""
         ok = [k for k, v in measured.items() if "failed" not in v] or list(self.inputs)
@@ -866,12 +879,22 @@ class Bench:
                 f"8. POST /v1/predict, {pr['input']}, one call at a time, {pr['answered']}/{pr['sent']} answered 200: "
                 f"p50 {pr['p50']:.0f} ms, p95 {pr['p95']:.0f} ms"
             )
+        if "delivery" in r:
+            d = r["delivery"]
+            if "failed" in d:
+                say(f"9. exactly-once vs at-least-once: FAILED: {d['failed']}")
+            else:
+                say(
+                    f"9. exactly-once vs at-least-once, one stage through the consumer port, {d['records']} records of "
+                    f"{d['bytes']} B: {d['exactly_once_per_s']:,.0f} vs {d['at_least_once_per_s']:,.0f} records/s, "
+                    f"ratio {d['ratio']:.2f} (delivery-bench.ts; rounds alternate)"
+                )
         path = self.dir / "report.json"
         path.write_text(json.dumps(self.report, indent=2, default=str) + "\n")
         say(f"written {path.relative_to(ROOT)}")
 
 
-PARTS = ("ceilings", "stages", "pipeline", "latency", "predict")
+PARTS = ("ceilings", "stages", "pipeline", "latency", "predict", "delivery")
 
 
 def main() -> None:
@@ -908,6 +931,8 @@ def main() -> None:
             bench.stages()
         if {"pipeline", "latency", "predict"} & set(a.only):  # latency needs the pipeline's capacity first
             bench.contenders()
+        if "delivery" in a.only:
+            bench.delivery()
     finally:
         bench.table()
 
