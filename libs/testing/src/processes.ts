@@ -32,8 +32,11 @@ export function startBuiltService(
   mkdirSync(logDir, { recursive: true });
   const logFile = path.join(logDir, `${name}.log`);
   const log = createWriteStream(logFile, { flags: 'a' });
-  // Ingest's DIMSE listener takes any free port unless a test names one (11112 is npm start's).
-  const defaults: Record<string, string> = name === 'ingest' ? { INGEST_DIMSE_PORT: '0' } : {};
+  // Ingest's DIMSE and gRPC listeners take any free port unless a test names one (11112 and 50052
+  // are npm start's), so tests that run several ingests at once do not collide.
+  const namesGrpc = env['GRPC_PORT'] !== undefined || env['INGEST_GRPC_PORT'] !== undefined;
+  const defaults: Record<string, string> =
+    name === 'ingest' ? { INGEST_DIMSE_PORT: '0', ...(namesGrpc ? {} : { INGEST_GRPC_PORT: '0' }) } : {};
   const child = spawn(
     process.execPath,
     // kafkajs 2.2.4 passes a negative delay to setTimeout on Node 24 (clamped to 1 ms, harmless).
