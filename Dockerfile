@@ -79,8 +79,9 @@ ENV NODE_ENV=production \
     TZ=UTC
 USER 10001:10001
 VOLUME ["/var/lib/thorax", "/tmp"]
-# results 8080 (REST, FHIR) and 50051 (gRPC); ingest 8081; preprocess 8082; inference 8083.
-EXPOSE 8080 8081 8082 8083 50051
+# results 8080 (REST, FHIR) and 50051 (gRPC); ingest 8081 (REST, STOW-RS), 50052 (gRPC) and 11112
+# (DIMSE); preprocess 8082; inference 8083.
+EXPOSE 8080 8081 8082 8083 50051 50052 11112
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
   CMD ["/usr/local/bin/node", "/opt/thorax/bin/thorax.js", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/node", "/opt/thorax/bin/thorax.js"]
