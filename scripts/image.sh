@@ -326,8 +326,10 @@ cmd_smoke() {
   local base="${THORAX_SMOKE_PORT_BASE:-23000}"
   KAFKA_SMOKE_PORT=$((base + 92))
   declare -A HTTP=([results]=$((base + 80)) [ingest]=$((base + 81)) [preprocess]=$((base + 82)) [inference]=$((base + 83)))
-  local grpc=$((base + 51)) brokers="127.0.0.1:$KAFKA_SMOKE_PORT" port
-  for port in "${HTTP[@]}" "$grpc" "$KAFKA_SMOKE_PORT" "$((KAFKA_SMOKE_PORT + 1))"; do
+  # Every listener on a named port of this test's range: a default like ingest's gRPC 50052 lies in
+  # Linux's ephemeral range, where any outgoing connection on the machine may hold it.
+  local grpc=$((base + 51)) ingest_grpc=$((base + 52)) dimse=$((base + 53)) brokers="127.0.0.1:$KAFKA_SMOKE_PORT" port
+  for port in "${HTTP[@]}" "$grpc" "$ingest_grpc" "$dimse" "$KAFKA_SMOKE_PORT" "$((KAFKA_SMOKE_PORT + 1))"; do
     if ss -Hltn "sport = :$port" | grep -q .; then fail "port $port is already in use (THORAX_SMOKE_PORT_BASE picks others)"; fi
   done
   trap smoke_cleanup EXIT
@@ -392,6 +394,7 @@ cmd_smoke() {
   for name in results inference preprocess ingest; do
     local extra=("HTTP_PORT=${HTTP[$name]}")
     [ "$name" = results ] && extra+=("GRPC_PORT=$grpc")
+    [ "$name" = ingest ] && extra+=("GRPC_PORT=$ingest_grpc" "INGEST_DIMSE_PORT=$dimse")
     # exec all the way down: $! is then the service's own PID.
     SANDBOX_EXEC=1 sandbox "$SMOKE_DIR/$name" "${common[@]}" "${extra[@]}" -- \
       /usr/local/bin/node /opt/thorax/bin/thorax.js "$name" >"$SMOKE_DIR/$name.log" 2>&1 &
