@@ -4,9 +4,9 @@
 # then stops everything it started (services drain and commit first).
 #
 # THORAX_TOPOLOGY picks how the stages run (docs/operations.md "Co-located stages"):
-#   pipeline (default)  ingest, preprocess and inference in one process (`thorax pipeline`), the images
-#                       and tensors hand-offs in memory; results in its own process
-#   split               four processes, every hop through its Kafka topic (as separate deployments run)
+#   split (default)  four processes, every hop through its Kafka topic (as separate deployments run)
+#   pipeline         ingest, preprocess and inference in one process (`thorax pipeline`), the images and
+#                    tensors hand-offs in memory; results in its own process
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -27,7 +27,7 @@ export MODEL_DIR="${MODEL_DIR:-$ROOT/models/thorax-tiny-cnn}"
 export RESULTS_DATA_DIR="${RESULTS_DATA_DIR:-$ROOT/.data/results}"
 export RESULTS_FHIR_TOPIC="${RESULTS_FHIR_TOPIC-thorax.fhir.v1}"
 
-TOPOLOGY="${THORAX_TOPOLOGY:-pipeline}"
+TOPOLOGY="${THORAX_TOPOLOGY:-split}"
 case "$TOPOLOGY" in
   pipeline) PROCESSES=(results pipeline) ;;
   split) PROCESSES=(results inference preprocess ingest) ;;

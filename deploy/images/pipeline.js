@@ -1,6 +1,6 @@
 'use strict';
 // The co-located deployment (docs/operations.md "Co-located stages"): ingest, preprocess and
-// inference in ONE process, `thorax pipeline` in the image, `npm start` on one machine.
+// inference in ONE process: `thorax pipeline` in the image, `THORAX_TOPOLOGY=pipeline npm start` on one machine.
 //
 // Each stage is the same service as when deployed alone (its config, HTTP port, /healthz, /readyz,
 // /metrics), but the records of thorax.images.v1 and thorax.tensors.v1 are handed from stage to stage

@@ -1,5 +1,5 @@
 /**
- * The co-located topology (`thorax pipeline`, what `npm start` runs): ingest, preprocess and inference
+ * The co-located topology (`thorax pipeline`, `THORAX_TOPOLOGY=pipeline npm start`): ingest, preprocess and inference
  * in one process with the images and tensors hand-offs in memory, results beside it. Driven only
  * through the public surfaces: raw files on thorax.studies.v1, findings on thorax.findings.v1, the
  * DLQ topics, results' REST API, each stage's /readyz and /metrics. It must keep the contract of
