@@ -26,13 +26,7 @@ import { type LocalTopics, processLocalTopics, RoutingPublisher } from './local-
 import { RecordConsumer, type RecordHandling } from './record-consumer';
 import { PUBLISHER, type Publisher } from './records';
 
-export type KafkaModuleOptions = KafkaClientOptions & {
-  /**
-   * Topics handed off in process to a stage running in this same process instead of going
-   * through Kafka (KAFKA_LOCAL_TOPICS; the co-located deployment, see LocalTopics).
-   */
-  localTopics?: readonly string[];
-};
+export type KafkaModuleOptions = KafkaClientOptions;
 
 const KAFKA_OPTIONS = Symbol('thorax.kafka.options');
 
@@ -113,7 +107,8 @@ export class KafkaConnection implements ConsumerPort, OnModuleInit, BeforeApplic
       serial: this.idempotent,
       afterFailure: this.idempotent ? (error) => this.renewProducer(error) : undefined,
     });
-    this.local = processLocalTopics(options.localTopics ?? []);
+    // Set when this process co-locates stages (`thorax pipeline` installs the local topics).
+    this.local = processLocalTopics();
     this.port = this.local ? new RoutingPublisher(this.local, this.publisher) : this.publisher;
     health.addReadiness('kafka-producer', () =>
       this.connected ? healthy : unhealthy(this.failure?.reason ?? 'kafka: connecting'),

@@ -201,11 +201,7 @@ export function installLocalTopics(topics: readonly string[]): LocalTopics {
   return created;
 }
 
-/**
- * The process's LocalTopics: the installed one (co-located stages), or one for `topics` when given
- * (KafkaModule option localTopics), else null (stages in separate processes: everything via Kafka).
- */
-export function processLocalTopics(topics: readonly string[] = []): LocalTopics | null {
-  if (topics.length > 0) return installLocalTopics(topics);
+/** The process's installed LocalTopics (co-located stages), else null (everything via Kafka). */
+export function processLocalTopics(): LocalTopics | null {
   return (globalThis as { [PROCESS_LOCAL_TOPICS]?: LocalTopics })[PROCESS_LOCAL_TOPICS] ?? null;
 }
