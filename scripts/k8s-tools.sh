@@ -31,17 +31,6 @@ KUBECONFORM="$TOOLS/kubeconform-$KUBECONFORM_VERSION/kubeconform"
 SCHEMAS="$TOOLS/schemas-k8s-$KUBERNETES_VALIDATE_VERSION"
 CRD_SCHEMAS="$TOOLS/schemas-crd-keda-$KEDA_VERSION-prom-$PROMETHEUS_OPERATOR_VERSION"
 
-go_install() { # <binary path> <package@version> [ldflags]
-  local bin="$1" pkg="$2" ldflags="${3:-}" dir
-  [ -x "$bin" ] && return 0
-  command -v go >/dev/null 2>&1 || { log "go is missing: install Go (https://go.dev/dl) to build $pkg"; return 1; }
-  dir="$(dirname "$bin")"
-  log "building $pkg with $(go version | cut -d' ' -f3) (GOPROXY=$(go env GOPROXY); a few minutes the first time)"
-  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-  # Outside any module, so no go.work/go.mod around interferes.
-  (cd "$dir.tmp" && GOFLAGS=-mod=mod GOBIN="$dir.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w $ldflags" "$pkg" >&2)
-  rm -rf "$dir" && mv "$dir.tmp" "$dir"
-}
 
 # What helm's Makefile stamps in: its version, and as the default Kubernetes version for lint and
 # template the minor its client-go was built for (not 1.20, which charts with kubeVersion refuse).
@@ -106,13 +95,18 @@ validate() { # <kubernetes version> <manifests>: every object must have a schema
 }
 
 # The values profiles every check renders: name and helm arguments.
+# The default values choose no object store, so the chart refuses them (checked below); the default
+# profile adds the shared volume.
 PROFILES=(
-  "default|"
-  "gpu|-f $CHART/values-gpu.yaml"
+  "default|--set objectStore.volume.enabled=true"
+  "gpu|-f $CHART/values-gpu.yaml --set objectStore.volume.enabled=true"
   "secure|-f $CHART/values-secure.yaml"
+  # Ingest's edges for PACS outside the cluster (DIMSE on a NodePort Service, CIDRs), an existing
+  # object store claim on a sub-path, inference's admin API from a labelled namespace.
+  "edges|--set objectStore.volume.enabled=true --set objectStore.volume.existingClaim=shared --set objectStore.volume.subPath=thorax --set services.ingest.dimse.externalService.enabled=true --set services.ingest.dimse.externalService.type=NodePort --set services.ingest.dimse.externalService.nodePort=30104 --set-json networkPolicy.dicomCidrs=[\"10.40.0.0/16\"] --set-json services.ingest.dimse.allowedCallingAeTitles=[\"PACS1\",\"MODALITY\"] --set-json networkPolicy.adminFrom=[{\"namespaceSelector\":{\"matchLabels\":{\"thorax.io/admin\":\"true\"}}}]"
   # The branches no profile takes: model from an init container, secrets given as values (the
   # chart's Secret and the hook's), mutual TLS, a local JWK Set, a plain topics Job, KEDA over TLS.
-  "variants|--set model.source=initContainer --set-json model.initContainer.command=[\"/bin/cp\",\"-r\",\"/models/m\",\"/var/lib/thorax/models/\"] --set model.name=m --set database.url=postgres://u:p@pg:5432/t --set kafka.sasl.mechanism=scram-sha-256 --set kafka.sasl.username=u --set kafka.sasl.password=p --set kafka.tls.enabled=true --set kafka.tls.existingSecret=ca --set kafka.tls.clientAuth=true --set auth.enabled=true --set auth.existingJwksConfigMap=jwks --set topics.hook=false --set keda.enabled=true --set monitoring.serviceMonitor.enabled=true --set services.results.replicas=3 --set services.ingest.autoscaling.enabled=true"
+  "variants|--set model.source=initContainer --set-json model.initContainer.command=[\"/bin/cp\",\"-r\",\"/models/m\",\"/var/lib/thorax/models/\"] --set model.name=m --set database.url=postgres://u:p@pg:5432/t --set kafka.sasl.mechanism=scram-sha-256 --set kafka.sasl.username=u --set kafka.sasl.password=p --set kafka.tls.enabled=true --set kafka.tls.existingSecret=ca --set kafka.tls.clientAuth=true --set auth.enabled=true --set auth.existingJwksConfigMap=jwks --set topics.hook=false --set keda.enabled=true --set monitoring.serviceMonitor.enabled=true --set services.results.replicas=3 --set services.ingest.autoscaling.enabled=true --set objectStore.s3.enabled=true --set objectStore.s3.bucket=thorax-objects"
 )
 
 check() {
@@ -133,6 +127,12 @@ check() {
       validate "$v" "$out/$name.yaml" >&2
     done
   done
+  # The default values name no object store: the chart must refuse them, saying what to choose.
+  if "$HELM" template thorax "$CHART" >/dev/null 2>"$out/no-store.log" ||
+    ! grep -q "objectStore: up to .* pods share .* set objectStore.s3.enabled=true .* or objectStore.volume.enabled=true" "$out/no-store.log"; then
+    cat "$out/no-store.log" >&2
+    log "the chart rendered without an object store, or without naming the choices"; return 1
+  fi
   # The schemas must bite: an unknown field in a core kind and in a CRD kind is an error.
   sed -e 's/^  revisionHistoryLimit: 5$/  revisionHistoryLimit: 5\n  replicaz: 2/' \
     -e 's/^      honorLabels: true$/      honorLabelz: true/' "$out/secure.yaml" >"$out/sentinel.yaml"

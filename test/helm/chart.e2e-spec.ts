@@ -2,7 +2,9 @@
  * The Helm chart as a cluster would receive it: `helm template` with the default, GPU and secure
  * values (and a few overrides), parsed back into objects and checked field by field — security
  * contexts, probes, resources, autoscaling triggers, selectors, disruption budgets, network
- * policies, secrets, and the rules and dashboards shipped from deploy/. Schema validation of the
+ * policies, secrets, the shared object store, ingest's DICOM and gRPC edges, and the rules and
+ * dashboards shipped from deploy/. Every render starts from a shared object-store volume (the chart
+ * refuses to render without a store) unless a test gives its own base. Schema validation of the
  * same output (kubeconform) is `bash scripts/k8s-tools.sh check`.
  */
 import { REPO_ROOT } from '@thorax/testing';
@@ -38,11 +40,15 @@ type K8sObject = {
 let helm = '';
 const HELM_HOME = path.join(REPO_ROOT, '.cache', 'k8s-tools', 'helm-home');
 
+/** What every render starts from unless a test says otherwise: the chart needs an object store. */
+const SHARED_VOLUME = ['--set', 'objectStore.volume.enabled=true'];
+
 function helmTemplate(
   release: string,
   args: string[] = [],
+  base: string[] = SHARED_VOLUME,
 ): { ok: true; objects: K8sObject[] } | { ok: false; error: string } {
-  const run = spawnSync(helm, ['template', release, CHART, '--namespace', 'thorax', ...args], {
+  const run = spawnSync(helm, ['template', release, CHART, '--namespace', 'thorax', ...base, ...args], {
     encoding: 'utf8',
     env: {
       ...process.env,
@@ -52,14 +58,15 @@ function helmTemplate(
     },
   });
   if (run.status !== 0) return { ok: false, error: run.stderr };
-  const objects = parseAllDocuments(run.stdout)
+  // YAML 1.1, as the API server reads manifests: a file mode such as 0440 is octal there.
+  const objects = parseAllDocuments(run.stdout, { version: '1.1' })
     .map((doc) => doc.toJS() as K8sObject | null)
     .filter((o): o is K8sObject => o !== null);
   return { ok: true, objects };
 }
 
-function render(release: string, args: string[] = []): K8sObject[] {
-  const result = helmTemplate(release, args);
+function render(release: string, args: string[] = [], base: string[] = SHARED_VOLUME): K8sObject[] {
+  const result = helmTemplate(release, args, base);
   if (!result.ok) throw new Error(`helm template ${args.join(' ')} failed: ${result.error}`);
   return result.objects;
 }
@@ -90,7 +97,7 @@ beforeAll(() => {
   }).trim();
 });
 
-describe('default values', () => {
+describe('default values (with the shared object-store volume)', () => {
   let objects: K8sObject[];
   beforeAll(() => {
     objects = render('thorax');
@@ -362,7 +369,7 @@ describe('GPU profile (values-gpu.yaml)', () => {
 describe('secure profile (values-secure.yaml)', () => {
   let objects: K8sObject[];
   beforeAll(() => {
-    objects = render('thorax', values('values-secure.yaml'));
+    objects = render('thorax', values('values-secure.yaml'), []);
   });
 
   it('configures Kafka TLS, SCRAM-SHA-512, token auth and server TLS through the ConfigMap', () => {
@@ -619,5 +626,433 @@ describe('guards', () => {
       mountPath: '/var/lib/thorax/models',
       readOnly: true,
     });
+  });
+});
+
+const volumeMount = (d: K8sObject, name: string): any => container(d).volumeMounts.find((m: any) => m.name === name);
+const volumeOf = (d: K8sObject, name: string): any => d.spec.template.spec.volumes.find((v: any) => v.name === name);
+const ingressOf = (objects: K8sObject[], c: Component): any[] =>
+  named(objects, 'NetworkPolicy', `thorax-${c}`).spec.ingress;
+const egressPortsOf = (objects: K8sObject[], c: Component | 'topics'): string[] =>
+  named(objects, 'NetworkPolicy', `thorax-${c}`)
+    .spec.egress.flatMap((rule: any) => rule.ports.map((p: any) => `${p.port}/${p.protocol}`))
+    .sort();
+const S3 = ['--set', 'objectStore.s3.enabled=true', '--set', 'objectStore.s3.bucket=thorax-objects'];
+
+describe('object store', () => {
+  it('mounts one created ReadWriteMany claim at /var/lib/thorax/objects in all four services, kept on uninstall', () => {
+    const objects = render('thorax');
+    expect(named(objects, 'ConfigMap', 'thorax').data).toMatchObject({
+      OBJECT_STORE_URL: 'file:///var/lib/thorax/objects',
+      OBJECT_STORE_RETENTION_HOURS: '72',
+    });
+    const claims = new Set<string>();
+    for (const c of COMPONENTS) {
+      const d = deployment(objects, c);
+      // The URL comes from the release ConfigMap every service reads.
+      expect(container(d).envFrom).toContainEqual({ configMapRef: { name: 'thorax' } });
+      expect(volumeMount(d, 'objects')).toEqual({ name: 'objects', mountPath: '/var/lib/thorax/objects' });
+      claims.add(volumeOf(d, 'objects').persistentVolumeClaim.claimName);
+      // Writable: the services put objects there.
+      expect(volumeOf(d, 'objects').persistentVolumeClaim.readOnly).toBeUndefined();
+    }
+    expect([...claims]).toEqual(['thorax-objects']);
+    const pvc = named(objects, 'PersistentVolumeClaim', 'thorax-objects');
+    expect(pvc.spec.accessModes).toEqual(['ReadWriteMany']);
+    expect(pvc.spec.resources.requests.storage).toBe('100Gi');
+    expect(pvc.metadata.annotations?.['helm.sh/resource-policy']).toBe('keep');
+    // The topics Job touches no object.
+    const job = named(objects, 'Job', 'thorax-topics');
+    expect(JSON.stringify(job.spec.template.spec.volumes)).not.toContain('objects');
+  });
+
+  it('uses an existing claim (on a sub-path) and a storage class as given', () => {
+    const existing = render('thorax', [
+      '--set',
+      'objectStore.volume.existingClaim=radiology-nfs',
+      '--set',
+      'objectStore.volume.subPath=thorax/objects',
+    ]);
+    expect(ofKind(existing, 'PersistentVolumeClaim').map((p) => p.metadata.name)).toEqual(['thorax-results']);
+    for (const c of COMPONENTS) {
+      const d = deployment(existing, c);
+      expect(volumeOf(d, 'objects').persistentVolumeClaim).toEqual({ claimName: 'radiology-nfs' });
+      expect(volumeMount(d, 'objects')).toEqual({
+        name: 'objects',
+        mountPath: '/var/lib/thorax/objects',
+        subPath: 'thorax/objects',
+      });
+    }
+    const created = render('thorax', [
+      '--set',
+      'objectStore.volume.storageClass=efs-sc',
+      '--set',
+      'objectStore.volume.size=2Ti',
+    ]);
+    expect(named(created, 'PersistentVolumeClaim', 'thorax-objects').spec).toMatchObject({
+      storageClassName: 'efs-sc',
+      resources: { requests: { storage: '2Ti' } },
+    });
+  });
+
+  it('points all four services at one S3 bucket with keys from an existing Secret, the secret key as a file', () => {
+    const objects = render(
+      'thorax',
+      [
+        '--set',
+        'objectStore.s3.prefix=/radiology/thorax/',
+        '--set',
+        'objectStore.s3.endpoint=http://minio.storage.svc:9000',
+        '--set',
+        'objectStore.s3.region=eu-central-1',
+        '--set',
+        'objectStore.s3.forcePathStyle=true',
+        '--set',
+        'objectStore.s3.existingSecret=thorax-s3',
+        '--set',
+        'objectStore.retentionHours=24',
+      ],
+      S3,
+    );
+    const config = named(objects, 'ConfigMap', 'thorax').data ?? {};
+    expect(config).toMatchObject({
+      OBJECT_STORE_URL: 's3://thorax-objects/radiology/thorax',
+      OBJECT_STORE_S3_ENDPOINT: 'http://minio.storage.svc:9000',
+      OBJECT_STORE_S3_REGION: 'eu-central-1',
+      OBJECT_STORE_S3_FORCE_PATH_STYLE: 'true',
+      OBJECT_STORE_S3_SECRET_ACCESS_KEY_FILE: '/etc/thorax/object-store/secret-access-key',
+      OBJECT_STORE_RETENTION_HOURS: '24',
+    });
+    // The secret key itself is never a plain variable.
+    expect(config['OBJECT_STORE_S3_SECRET_ACCESS_KEY']).toBeUndefined();
+    expect(ofKind(objects, 'PersistentVolumeClaim').map((p) => p.metadata.name)).toEqual(['thorax-results']);
+    for (const c of COMPONENTS) {
+      const d = deployment(objects, c);
+      expect(envOf(d)['OBJECT_STORE_S3_ACCESS_KEY_ID']).toEqual({
+        secretKeyRef: { name: 'thorax-s3', key: 'AWS_ACCESS_KEY_ID' },
+      });
+      expect(volumeOf(d, 'object-store').secret).toEqual({
+        secretName: 'thorax-s3',
+        defaultMode: 0o440,
+        items: [{ key: 'AWS_SECRET_ACCESS_KEY', path: 'secret-access-key' }],
+      });
+      expect(volumeMount(d, 'object-store')).toEqual({
+        name: 'object-store',
+        mountPath: '/etc/thorax/object-store',
+        readOnly: true,
+      });
+      expect(volumeOf(d, 'objects')).toBeUndefined();
+      // Egress to the endpoint's port, besides DNS and Kafka.
+      expect(egressPortsOf(objects, c)).toEqual(['53/TCP', '53/UDP', '9000/TCP', '9092/TCP']);
+    }
+    expect(egressPortsOf(objects, 'topics')).toEqual(['53/TCP', '53/UDP', '9092/TCP']);
+  });
+
+  it('leaves credentials to the AWS default chain without a Secret, and reaches AWS on 443', () => {
+    const objects = render('thorax', ['--set', 'networkPolicy.objectStoreTo[0].ipBlock.cidr=52.219.0.0/16'], S3);
+    expect(named(objects, 'ConfigMap', 'thorax').data).toMatchObject({
+      OBJECT_STORE_URL: 's3://thorax-objects',
+      OBJECT_STORE_S3_REGION: 'us-east-1',
+      OBJECT_STORE_S3_FORCE_PATH_STYLE: 'false',
+    });
+    const data = named(objects, 'ConfigMap', 'thorax').data ?? {};
+    expect(data['OBJECT_STORE_S3_ENDPOINT']).toBeUndefined();
+    expect(data['OBJECT_STORE_S3_SECRET_ACCESS_KEY_FILE']).toBeUndefined();
+    const ingest = deployment(objects, 'ingest');
+    expect(envOf(ingest)['OBJECT_STORE_S3_ACCESS_KEY_ID']).toBeUndefined();
+    expect(volumeOf(ingest, 'object-store')).toBeUndefined();
+    const rule = named(objects, 'NetworkPolicy', 'thorax-results').spec.egress.find((r: any) =>
+      r.ports.some((p: any) => p.port === 443),
+    );
+    expect(rule).toEqual({ ports: [{ port: 443, protocol: 'TCP' }], to: [{ ipBlock: { cidr: '52.219.0.0/16' } }] });
+    // An https endpoint without a port is reached on 443.
+    const rgw = render('thorax', ['--set', 'objectStore.s3.endpoint=https://rgw.example.org'], S3);
+    expect(egressPortsOf(rgw, 'preprocess')).toContain('443/TCP');
+  });
+
+  it("uses the secure profile's bucket on the hospital store", () => {
+    const objects = render('thorax', values('values-secure.yaml'), []);
+    expect(named(objects, 'ConfigMap', 'thorax').data).toMatchObject({
+      OBJECT_STORE_URL: 's3://thorax/production',
+      OBJECT_STORE_S3_ENDPOINT: 'https://s3.example.org',
+      OBJECT_STORE_S3_FORCE_PATH_STYLE: 'true',
+    });
+    expect(envOf(deployment(objects, 'inference'))['OBJECT_STORE_S3_ACCESS_KEY_ID']).toEqual({
+      secretKeyRef: { name: 'thorax-object-store', key: 'AWS_ACCESS_KEY_ID' },
+    });
+    expect(named(objects, 'NetworkPolicy', 'thorax-inference').spec.egress).toContainEqual({
+      ports: [{ port: 443, protocol: 'TCP' }],
+      to: [{ ipBlock: { cidr: '10.50.0.0/24' } }],
+    });
+  });
+
+  it('refuses more than one pod without a store, naming the choices and the pods that share it', () => {
+    const none = helmTemplate('thorax', [], []);
+    expect(none.ok).toBe(false);
+    // 2 ingest + up to 6 preprocess and 6 inference (autoscaled) + 1 results.
+    expect(!none.ok && none.error).toMatch(
+      /objectStore: up to 15 pods share claim-checked inputs and review images .* set objectStore\.s3\.enabled=true with objectStore\.s3\.bucket, or objectStore\.volume\.enabled=true/,
+    );
+    // Two services of one replica each still share objects.
+    const two = helmTemplate(
+      'thorax',
+      [
+        '--set',
+        'services.ingest.enabled=false',
+        '--set',
+        'services.preprocess.enabled=false',
+        '--set',
+        'services.inference.autoscaling.enabled=false',
+      ],
+      [],
+    );
+    expect(!two.ok && two.error).toMatch(/objectStore: up to 2 pods share/);
+  });
+
+  it('lets a single pod keep its objects on its own volume', () => {
+    const single = render(
+      'thorax',
+      [
+        '--set',
+        'services.ingest.enabled=false',
+        '--set',
+        'services.preprocess.enabled=false',
+        '--set',
+        'services.inference.enabled=false',
+      ],
+      [],
+    );
+    expect(named(single, 'ConfigMap', 'thorax').data?.['OBJECT_STORE_URL']).toBe('file:///var/lib/thorax/objects');
+    const results = deployment(single, 'results');
+    expect(volumeOf(results, 'objects')).toBeUndefined();
+    expect(volumeMount(results, 'data').mountPath).toBe('/var/lib/thorax');
+  });
+
+  it.each([
+    [
+      'both stores',
+      [...S3, ...SHARED_VOLUME],
+      /objectStore: choose one store, objectStore\.s3 or objectStore\.volume, not both/,
+    ],
+    [
+      'S3 without a bucket',
+      ['--set', 'objectStore.s3.enabled=true'],
+      /objectStore\.s3\.enabled needs objectStore\.s3\.bucket/,
+    ],
+    [
+      'a bucket name S3 refuses',
+      ['--set', 'objectStore.s3.enabled=true', '--set', 'objectStore.s3.bucket=Thorax_Objects'],
+      /\/objectStore\/s3\/bucket': 'Thorax_Objects' does not match pattern/,
+    ],
+    [
+      'an endpoint that is not a URL',
+      [...S3, '--set', 'objectStore.s3.endpoint=minio:9000'],
+      /\/objectStore\/s3\/endpoint': 'minio:9000' does not match pattern/,
+    ],
+    [
+      'a created claim that only one node can mount',
+      [...SHARED_VOLUME, '--set-json', 'objectStore.volume.accessModes=["ReadWriteOnce"]'],
+      /objectStore\.volume\.accessModes must include ReadWriteMany: up to 15 pods/,
+    ],
+    [
+      'a misspelt store key',
+      ['--set', 'objectStore.volume.existingClam=x'],
+      /'\/objectStore\/volume': additional properties 'existingClam'/,
+    ],
+  ])('rejects %s', (_what, args, message) => {
+    const result = helmTemplate('thorax', args, []);
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error).toMatch(message);
+  });
+});
+
+describe("ingest's edges: gRPC, DIMSE, STOW-RS", () => {
+  it('publishes gRPC 50052 and DIMSE 11112 on the ingest pods and Service, with the AE title and allow-list', () => {
+    const objects = render('thorax', [
+      '--set',
+      'services.ingest.dimse.aeTitle=THORAX_AI',
+      '--set-json',
+      'services.ingest.dimse.allowedCallingAeTitles=["ORTHANC","CR_ROOM_2"]',
+    ]);
+    const ingest = deployment(objects, 'ingest');
+    expect(container(ingest).ports).toEqual([
+      { name: 'http', containerPort: 8081, protocol: 'TCP' },
+      { name: 'grpc', containerPort: 50052, protocol: 'TCP' },
+      { name: 'dimse', containerPort: 11112, protocol: 'TCP' },
+    ]);
+    expect(envOf(ingest)).toMatchObject({
+      GRPC_PORT: '50052',
+      INGEST_STOW_ENABLED: 'true',
+      INGEST_DIMSE_ENABLED: 'true',
+      INGEST_DIMSE_PORT: '11112',
+      INGEST_DIMSE_AE_TITLE: 'THORAX_AI',
+      INGEST_DIMSE_ALLOWED_CALLING_AE_TITLES: 'ORTHANC,CR_ROOM_2',
+      INGEST_DIMSE_MAX_ASSOCIATIONS: '16',
+    });
+    expect(named(objects, 'Service', 'thorax-ingest').spec.ports).toEqual([
+      { name: 'http', port: 8081, targetPort: 'http', protocol: 'TCP' },
+      { name: 'grpc', port: 50052, targetPort: 'grpc', protocol: 'TCP', appProtocol: 'grpc' },
+      { name: 'dimse', port: 11112, targetPort: 'dimse', protocol: 'TCP' },
+    ]);
+    // Only ingest listens for DICOM.
+    for (const c of ['preprocess', 'inference', 'results'] as const) {
+      expect(envOf(deployment(objects, c))['INGEST_DIMSE_PORT']).toBeUndefined();
+    }
+    // In-cluster callers reach every ingest port; nobody outside without dicomCidrs.
+    expect(ingressOf(objects, 'ingest')[1]).toEqual({
+      from: [{ podSelector: {} }],
+      ports: [
+        { port: 'http', protocol: 'TCP' },
+        { port: 'grpc', protocol: 'TCP' },
+        { port: 'dimse', protocol: 'TCP' },
+      ],
+    });
+    expect(ingressOf(objects, 'ingest')).toHaveLength(2);
+    expect(ofKind(objects, 'Service')).toHaveLength(4);
+  });
+
+  it('switches the SCP and STOW-RS off', () => {
+    const objects = render('thorax', [
+      '--set',
+      'services.ingest.dimse.enabled=false',
+      '--set',
+      'services.ingest.stow.enabled=false',
+      '--set-json',
+      'networkPolicy.dicomCidrs=["10.40.0.0/16"]',
+    ]);
+    const ingest = deployment(objects, 'ingest');
+    expect(envOf(ingest)).toMatchObject({ INGEST_DIMSE_ENABLED: 'false', INGEST_STOW_ENABLED: 'false' });
+    expect(envOf(ingest)['INGEST_DIMSE_PORT']).toBeUndefined();
+    expect(container(ingest).ports.map((p: any) => p.name)).toEqual(['http', 'grpc']);
+    expect(named(objects, 'Service', 'thorax-ingest').spec.ports.map((p: any) => p.name)).toEqual(['http', 'grpc']);
+    // Nothing left for outside senders: no rule (an empty port list would open every port).
+    expect(JSON.stringify(ingressOf(objects, 'ingest'))).not.toContain('ipBlock');
+  });
+
+  it('admits DICOM senders by CIDR to DIMSE and STOW-RS, through a LoadBalancer limited to the same ranges', () => {
+    const objects = render('thorax', [
+      '--set-json',
+      'networkPolicy.dicomCidrs=["10.40.0.0/16","192.168.7.12/32"]',
+      '--set',
+      'services.ingest.dimse.externalService.enabled=true',
+      '--set',
+      'services.ingest.dimse.externalService.port=104',
+      '--set',
+      'services.ingest.dimse.externalService.annotations.service\\.beta\\.kubernetes\\.io/aws-load-balancer-scheme=internal',
+    ]);
+    expect(ingressOf(objects, 'ingest')).toContainEqual({
+      from: [{ ipBlock: { cidr: '10.40.0.0/16' } }, { ipBlock: { cidr: '192.168.7.12/32' } }],
+      ports: [
+        { port: 'dimse', protocol: 'TCP' },
+        { port: 'http', protocol: 'TCP' },
+      ],
+    });
+    const external = named(objects, 'Service', 'thorax-ingest-dimse');
+    expect(external.metadata.annotations).toEqual({
+      'service.beta.kubernetes.io/aws-load-balancer-scheme': 'internal',
+    });
+    expect(external.spec).toEqual({
+      type: 'LoadBalancer',
+      externalTrafficPolicy: 'Local',
+      loadBalancerSourceRanges: ['10.40.0.0/16', '192.168.7.12/32'],
+      selector: deployment(objects, 'ingest').spec.selector.matchLabels,
+      ports: [{ name: 'dimse', port: 104, targetPort: 'dimse', protocol: 'TCP' }],
+    });
+    // The CIDRs reach nothing else.
+    for (const c of ['preprocess', 'inference', 'results'] as const) {
+      expect(JSON.stringify(ingressOf(objects, c))).not.toContain('ipBlock');
+    }
+    const nodePort = named(
+      render('thorax', [
+        '--set-json',
+        'networkPolicy.dicomCidrs=["10.40.0.0/16"]',
+        '--set',
+        'services.ingest.dimse.externalService.enabled=true',
+        '--set',
+        'services.ingest.dimse.externalService.type=NodePort',
+        '--set',
+        'services.ingest.dimse.externalService.nodePort=30104',
+      ]),
+      'Service',
+      'thorax-ingest-dimse',
+    );
+    expect(nodePort.spec.type).toBe('NodePort');
+    expect(nodePort.spec.loadBalancerSourceRanges).toBeUndefined();
+    expect(nodePort.spec.ports[0]).toMatchObject({ port: 11112, nodePort: 30104 });
+  });
+
+  it.each([
+    [
+      'an external DIMSE Service nobody outside may reach',
+      ['--set', 'services.ingest.dimse.externalService.enabled=true'],
+      /services\.ingest\.dimse\.externalService needs networkPolicy\.dicomCidrs/,
+    ],
+    [
+      'an AE title longer than 16 characters',
+      ['--set', 'services.ingest.dimse.aeTitle=THORAX_INFERENCE_1'],
+      /\/services\/ingest\/dimse\/aeTitle': 'THORAX_INFERENCE_1' does not match pattern/,
+    ],
+    [
+      'a calling AE title with a backslash',
+      ['--set-json', 'services.ingest.dimse.allowedCallingAeTitles=["PACS\\\\1"]'],
+      /\/services\/ingest\/dimse\/allowedCallingAeTitles\/0'/,
+    ],
+    [
+      'a CIDR that is not one',
+      ['--set-json', 'networkPolicy.dicomCidrs=["10.40.0.0"]'],
+      /\/networkPolicy\/dicomCidrs\/0'/,
+    ],
+    [
+      'a node port outside the range',
+      ['--set', 'services.ingest.dimse.externalService.nodePort=104'],
+      /\/services\/ingest\/dimse\/externalService\/nodePort'/,
+    ],
+  ])('rejects %s', (_what, args, message) => {
+    const result = helmTemplate('thorax', args);
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error).toMatch(message);
+  });
+});
+
+describe('NetworkPolicy: admin API and metrics', () => {
+  it("admits the scrapers and labelled admin pods to inference's HTTP port (the model admin API), nobody else", () => {
+    const objects = render('thorax');
+    expect(ingressOf(objects, 'inference')).toEqual([
+      {
+        from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+        ports: [{ port: 'http', protocol: 'TCP' }],
+      },
+      {
+        from: [{ podSelector: { matchLabels: { 'thorax.io/admin': 'true' } } }],
+        ports: [{ port: 'http', protocol: 'TCP' }],
+      },
+    ]);
+  });
+
+  it('drops a rule whose peer list is empty instead of opening the port to every source', () => {
+    const objects = render('thorax', [
+      '--set-json',
+      'networkPolicy.metricsFrom=[]',
+      '--set-json',
+      'networkPolicy.adminFrom=[]',
+    ]);
+    // Kubernetes reads an empty `from` as "any source": no such rule may be rendered.
+    for (const c of COMPONENTS) {
+      for (const rule of ingressOf(objects, c) ?? []) expect(rule.from?.length ?? 0).toBeGreaterThan(0);
+    }
+    expect(ingressOf(objects, 'preprocess') ?? []).toEqual([]);
+    expect(ingressOf(objects, 'inference') ?? []).toEqual([]);
+    // The API peers stay.
+    expect(ingressOf(objects, 'results')).toHaveLength(1);
+  });
+
+  it('takes admin peers from a labelled namespace', () => {
+    const peer = { namespaceSelector: { matchLabels: { 'thorax.io/admin': 'true' } } };
+    const objects = render('thorax', ['--set-json', `networkPolicy.adminFrom=[${JSON.stringify(peer)}]`]);
+    expect(ingressOf(objects, 'inference')[1]).toEqual({ from: [peer], ports: [{ port: 'http', protocol: 'TCP' }] });
+    // Admin peers do not reach the other services.
+    for (const c of ['ingest', 'preprocess', 'results'] as const) {
+      expect(JSON.stringify(ingressOf(objects, c))).not.toContain('thorax.io/admin');
+    }
   });
 });

@@ -116,6 +116,54 @@ app.kubernetes.io/part-of: thorax
 {{- end -}}
 {{- end -}}
 
+{{/*
+The object store the four services share (OBJECT_STORE_URL): ingest puts claim-checked inputs,
+preprocess reads them, inference writes review images, results reads, serves and deletes them.
+*/}}
+{{- define "thorax.objectStoreKind" -}}
+{{- if .Values.objectStore.s3.enabled -}}s3
+{{- else if .Values.objectStore.volume.enabled -}}volume
+{{- else -}}pod
+{{- end -}}
+{{- end -}}
+
+{{/* The most pods that use the object store at once: replicas, or an autoscaler's maximum. */}}
+{{- define "thorax.objectStorePods" -}}
+{{- $pods := 0 -}}
+{{- range $c := list "ingest" "preprocess" "inference" "results" -}}
+{{- $svc := index $.Values.services $c -}}
+{{- if $svc.enabled -}}
+{{- $pods = add $pods (ternary $svc.autoscaling.maxReplicas $svc.replicas $svc.autoscaling.enabled) -}}
+{{- end -}}
+{{- end -}}
+{{- $pods -}}
+{{- end -}}
+
+{{- define "thorax.objectStoreUrl" -}}
+{{- $s3 := .Values.objectStore.s3 -}}
+{{- if $s3.enabled -}}
+{{- printf "s3://%s" $s3.bucket -}}{{- with trimAll "/" $s3.prefix }}/{{ . }}{{ end -}}
+{{- else -}}
+file:///var/lib/thorax/objects
+{{- end -}}
+{{- end -}}
+
+{{- define "thorax.objectStoreClaim" -}}
+{{- default (include "thorax.componentName" (dict "root" . "component" "objects")) .Values.objectStore.volume.existingClaim -}}
+{{- end -}}
+
+{{/* The S3 endpoint's TCP port for the egress NetworkPolicy: from its URL, else HTTPS. */}}
+{{- define "thorax.objectStorePort" -}}
+{{- $endpoint := .Values.objectStore.s3.endpoint -}}
+{{- if $endpoint -}}
+{{- $url := urlParse $endpoint -}}
+{{- $hostPort := splitList ":" $url.host -}}
+{{- if gt (len $hostPort) 1 -}}{{ last $hostPort }}{{- else if eq $url.scheme "http" -}}80{{- else -}}443{{- end -}}
+{{- else -}}
+443
+{{- end -}}
+{{- end -}}
+
 {{/* Checksums of the rendered configuration, so a change rolls the pods. */}}
 {{- define "thorax.configChecksums" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
@@ -185,6 +233,24 @@ mounted under /etc/thorax. The non-secret part lives in the ConfigMap.
 {{- if and (eq .Values.model.source "initContainer") (not .Values.model.initContainer.command) -}}
 {{- fail "model.source=initContainer needs model.initContainer.command" -}}
 {{- end -}}
+{{- $store := .Values.objectStore -}}
+{{- if and $store.s3.enabled $store.volume.enabled -}}
+{{- fail "objectStore: choose one store, objectStore.s3 or objectStore.volume, not both (the four services must share the same one)" -}}
+{{- end -}}
+{{- if and $store.s3.enabled (not $store.s3.bucket) -}}
+{{- fail "objectStore.s3.enabled needs objectStore.s3.bucket" -}}
+{{- end -}}
+{{- $pods := int (include "thorax.objectStorePods" .) -}}
+{{- if and (gt $pods 1) (not (or $store.s3.enabled $store.volume.enabled)) -}}
+{{- fail (printf "objectStore: up to %d pods share claim-checked inputs and review images (ingest writes what preprocess reads, inference writes what results serves), so they need one store: set objectStore.s3.enabled=true with objectStore.s3.bucket, or objectStore.volume.enabled=true (a ReadWriteMany claim, objectStore.volume.existingClaim or one the chart creates, mounted at /var/lib/thorax/objects in every pod)" $pods) -}}
+{{- end -}}
+{{- if and $store.volume.enabled (not $store.volume.existingClaim) (gt $pods 1) (not (has "ReadWriteMany" $store.volume.accessModes)) -}}
+{{- fail (printf "objectStore.volume.accessModes must include ReadWriteMany: up to %d pods on different nodes mount the claim at once" $pods) -}}
+{{- end -}}
+{{- $dimse := .Values.services.ingest.dimse -}}
+{{- if and .Values.services.ingest.enabled $dimse.enabled $dimse.externalService.enabled .Values.networkPolicy.enabled (not .Values.networkPolicy.dicomCidrs) -}}
+{{- fail "services.ingest.dimse.externalService needs networkPolicy.dicomCidrs (the senders' addresses): the NetworkPolicy admits no one from outside the cluster to the DIMSE port otherwise" -}}
+{{- end -}}
 {{- $results := .Values.services.results -}}
 {{- if and $results.enabled (not (include "thorax.hasDatabase" .)) -}}
 {{- if gt (int $results.replicas) 1 -}}
@@ -221,5 +287,22 @@ KAFKA_SASL_MECHANISM: {{ .Values.kafka.sasl.mechanism | quote }}
 {{- if include "thorax.saslEnabled" . }}
 KAFKA_SASL_USERNAME: {{ .Values.kafka.sasl.username | quote }}
 KAFKA_SASL_PASSWORD_FILE: /etc/thorax/kafka-sasl/password
+{{- end }}
+{{- end -}}
+
+{{/* Object-store settings (non-secret), KEY: value lines for the ConfigMap. */}}
+{{- define "thorax.objectStoreConfig" -}}
+{{- $s3 := .Values.objectStore.s3 -}}
+OBJECT_STORE_URL: {{ include "thorax.objectStoreUrl" . | quote }}
+OBJECT_STORE_RETENTION_HOURS: {{ .Values.objectStore.retentionHours | toString | quote }}
+{{- if $s3.enabled }}
+OBJECT_STORE_S3_REGION: {{ $s3.region | quote }}
+OBJECT_STORE_S3_FORCE_PATH_STYLE: {{ $s3.forcePathStyle | quote }}
+{{- with $s3.endpoint }}
+OBJECT_STORE_S3_ENDPOINT: {{ . | quote }}
+{{- end }}
+{{- if $s3.existingSecret }}
+OBJECT_STORE_S3_SECRET_ACCESS_KEY_FILE: "/etc/thorax/object-store/secret-access-key"
+{{- end }}
 {{- end }}
 {{- end -}}
