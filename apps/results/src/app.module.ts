@@ -21,6 +21,7 @@ import { FHIR_OPTIONS, type FhirOptions, FhirService } from './fhir/fhir.service
 import { FHIR_TOPIC_OPTIONS, type FhirTopicOptions, FhirTopicPublisher } from './fhir/fhir-topic.publisher';
 import { StudySettler } from './fhir/study-settler';
 import { OpenApiController } from './openapi/openapi.controller';
+import { HeatmapRenderer } from './review/heatmap-renderer';
 import { REVIEW_OBJECT_STORE, ReviewObjects } from './review/review-objects';
 import { ReviewImagesController } from './review/review-images.controller';
 import { ReviewPageController } from './review/review-page.controller';
@@ -82,6 +83,7 @@ export class AppModule {
         { provide: FEEDBACK_TOPIC_OPTIONS, useValue: { topic: config.RESULTS_FEEDBACK_TOPIC } satisfies FeedbackTopicOptions },
         { provide: FEEDBACK_RELAY_OPTIONS, useValue: { intervalMs: config.RESULTS_FEEDBACK_RELAY_MS } satisfies FeedbackRelayOptions },
         ReviewObjects,
+        HeatmapRenderer,
         ReviewService,
         FeedbackTopicPublisher,
         FeedbackService,

@@ -20,6 +20,14 @@ const provenance = {
 };
 const model = { name: 'thorax-tiny-cnn', version: '2026.11.30-1', sha256: 'a'.repeat(64), provenance };
 const receivedAt = new Date('2026-11-30T10:00:00.000Z');
+const activationMaps = {
+  uri: 's3://bucket/review/1.2.3/v/cam.bin',
+  format: 'thorax.cam.v1' as const,
+  labels: [...CHESTXRAY14_LABELS],
+  height: 7,
+  width: 7,
+  region: { top: 16, left: 16, height: 224, width: 224 },
+};
 
 function ok(probabilities: number[]) {
   return okFindingsEvent({
@@ -129,16 +137,47 @@ describe('thorax.findings.v1 review additions (priority, wireImage, heatmaps)', 
     expect(() => assertFindingsEvent(event)).not.toThrow();
   });
 
-  it('the builder carries the review images; an error event carries none', () => {
+  it('the builder carries the review objects (wire image, activation maps) and no heatmaps; an error event carries none', () => {
     const wireImage = { uri: 'file:///var/lib/thorax/objects/review/1/v/wire.png', width: 256, height: 256 };
-    const heatmaps = [{ label: 'Mass', uri: 'file:///var/lib/thorax/objects/review/1/v/heatmap-Mass.png' }];
     const event = okFindingsEvent({
-      id: '1', receivedAt, model, labels: ['Mass'], thresholds: [0.5], probabilities: [0.9], review: { wireImage, heatmaps },
+      id: '1', receivedAt, model, labels: ['Mass'], thresholds: [0.5], probabilities: [0.9], review: { wireImage, activationMaps: { ...activationMaps, labels: ['Mass'] } },
     });
-    expect(decodeFindingsEvent(encodeFindingsEvent(event))).toMatchObject({ wireImage, heatmaps });
+    const decoded = decodeFindingsEvent(encodeFindingsEvent(event));
+    expect(decoded).toMatchObject({ wireImage, activationMaps: { ...activationMaps, labels: ['Mass'] } });
+    expect(decoded).not.toHaveProperty('heatmaps');
+    // Nothing kept: wireImage null, no maps.
+    const none = okFindingsEvent({ id: '1', receivedAt, model, labels: ['Mass'], thresholds: [0.5], probabilities: [0.9], review: { wireImage: null, activationMaps: null } });
+    expect(none.wireImage).toBeNull();
+    expect(none).not.toHaveProperty('activationMaps');
     const failed = errorFindingsEvent({ id: 'x', receivedAt, error: { code: 'CORRUPT_IMAGE', stage: 'preprocess', message: 'bad' } });
     expect(() => assertFindingsEvent({ ...failed, wireImage: null, heatmaps: [] })).not.toThrow();
     expect(() => assertFindingsEvent({ ...failed, wireImage })).toThrow(/wireImage/);
-    expect(() => assertFindingsEvent({ ...failed, heatmaps })).toThrow(/heatmaps/);
+    expect(() => assertFindingsEvent({ ...failed, heatmaps: [{ label: 'Mass', uri: 'u' }] })).toThrow(/heatmaps/);
+    expect(() => assertFindingsEvent({ ...failed, activationMaps })).toThrow(/activationMaps/);
+  });
+});
+
+describe('thorax.findings.v1 activationMaps', () => {
+  const base = () => ({ ...ok(CHESTXRAY14_LABELS.map((_, i) => (i === 1 ? 0.83 : 0.1))) });
+  const wireImage = { uri: 's3://bucket/review/1.2.3/v/wire.png', width: 256, height: 256 };
+
+  it('accepts every label of the model, with or without the heatmaps of older producers', () => {
+    expect(() => assertFindingsEvent({ ...base(), wireImage, activationMaps })).not.toThrow();
+    // heatmaps stays valid: results still serves events that carry them.
+    expect(() => assertFindingsEvent({ ...base(), wireImage, heatmaps: [{ label: 'Cardiomegaly', uri: 's3://bucket/review/1.2.3/v/heatmap-Cardiomegaly.png' }] })).not.toThrow();
+  });
+
+  it.each([
+    ['no uri', { ...activationMaps, uri: undefined }],
+    ['another format', { ...activationMaps, format: 'thorax.cam.v2' }],
+    ['no labels', { ...activationMaps, labels: [] }],
+    ['a repeated label', { ...activationMaps, labels: ['Mass', 'Mass'] }],
+    ['a zero-sized map', { ...activationMaps, width: 0 }],
+    ['a fractional size', { ...activationMaps, height: 7.5 }],
+    ['a region without width', { ...activationMaps, region: { top: 16, left: 16, height: 224 } }],
+    ['an unknown field', { ...activationMaps, png: 'x' }],
+    ['null', null],
+  ])('rejects %s', (_, value) => {
+    expect(() => assertFindingsEvent({ ...base(), wireImage, activationMaps: value })).toThrow(/activationMaps/);
   });
 });

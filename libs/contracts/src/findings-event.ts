@@ -1,4 +1,5 @@
 import Ajv2020 from 'ajv/dist/2020';
+import type { ACTIVATION_MAPS_FORMAT, MapRegion } from './activation-maps';
 import addFormats from 'ajv-formats';
 import { type ErrorCode, ThoraxError } from './error-codes';
 import type { TrainingProvenance } from './model-provenance';
@@ -54,10 +55,23 @@ export interface WireImageRef {
   height: number;
 }
 
-/** The class activation map of one positive label, a PNG in the object store. */
+/** The class activation map of one positive label, a PNG in the object store (older producers). */
 export interface HeatmapRef {
   label: string;
   uri: string;
+}
+
+/**
+ * The class activation maps of every label, one `thorax.cam.v1` object in the object store
+ * (activation-maps.ts); results renders a label's heatmap from it on request.
+ */
+export interface ActivationMapsRef {
+  uri: string;
+  format: typeof ACTIVATION_MAPS_FORMAT;
+  labels: string[];
+  height: number;
+  width: number;
+  region: MapRegion;
 }
 
 /** The thorax.findings.v1 event (JSON Schema: schemas/thorax.findings.v1.schema.json). */
@@ -73,8 +87,10 @@ export interface FindingsEvent {
   positives: string[];
   /** Optional (older producers): the wire image, or null when none was kept. */
   wireImage?: WireImageRef | null;
-  /** Optional (older producers): one map per positive label; empty for a model without maps. */
+  /** Older producers only: one heatmap PNG per positive label; empty for a model without maps. */
   heatmaps?: HeatmapRef[];
+  /** Every label's class activation maps; absent for a model without maps, when none were kept, and from older producers. */
+  activationMaps?: ActivationMapsRef;
   timing: { receivedAt: string; completedAt: string; latencyMs: number };
   error: FindingsError | null;
 }
@@ -157,8 +173,8 @@ export function okFindingsEvent(args: {
   probabilities: ArrayLike<number>;
   completedAt?: Date;
   priority?: FindingsPriority;
-  /** Review images stored before the event is built: the wire image and one map per positive label. */
-  review?: { wireImage: WireImageRef | null; heatmaps: HeatmapRef[] };
+  /** Review objects stored before the event is built: the wire image and the maps of every label (null: none). */
+  review?: { wireImage: WireImageRef | null; activationMaps: ActivationMapsRef | null };
 }): FindingsEvent {
   const findings = args.labels.map((label, i) => {
     const probability = Number(args.probabilities[i]);
@@ -180,7 +196,8 @@ export function okFindingsEvent(args: {
     model: args.model,
     findings,
     positives: findings.filter((f) => f.positive).map((f) => f.label),
-    ...(args.review ? { wireImage: args.review.wireImage, heatmaps: args.review.heatmaps } : {}),
+    ...(args.review ? { wireImage: args.review.wireImage } : {}),
+    ...(args.review?.activationMaps ? { activationMaps: args.review.activationMaps } : {}),
     timing: timing(args.receivedAt, args.completedAt ?? new Date()),
     error: null,
   };

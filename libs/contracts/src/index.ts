@@ -1,3 +1,4 @@
+export * from './activation-maps';
 export * from './error-codes';
 export * from './feedback-event';
 export * from './findings-event';

@@ -17,6 +17,13 @@ export interface MapGeometry {
   region: { top: number; left: number; height: number; width: number };
 }
 
+/**
+ * Version of the rendering below (upsampling, normalisation, colour scale, opacity, PNG settings).
+ * Part of the entity tag of a heatmap rendered on request: raise it with any change that alters
+ * the pixels, so that browsers fetch the new rendering instead of revalidating the old one.
+ */
+export const HEATMAP_RENDER_VERSION = 1;
+
 /** Normalised values below this are left transparent (low evidence would only veil the image). */
 export const HEATMAP_FLOOR = 0.2;
 /** Opacity at the map's maximum, 0..255 (the image under it stays readable). */

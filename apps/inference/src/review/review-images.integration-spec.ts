@@ -1,13 +1,16 @@
 /**
- * Review images through the real ONNX Runtime session and a real (file) object store: the
- * heatmap of a synthetic image with a planted sign peaks where the sign was planted.
+ * Review objects through the real ONNX Runtime session and a real (file) object store: per image
+ * the wire PNG and one `thorax.cam.v1` object with every label's map, nothing else; the maps read
+ * back are the model's, bit for bit, and the heatmap results renders from them for a synthetic
+ * image with a planted sign peaks where the sign was planted.
  *
  * Fixtures (apps/trainer's synthetic generator, `planted_example(label, seed)`): `mass.png` (Mass
  * alone, seed 0) and `consolidation.png` (Consolidation alone, seed 1), 256² grey wire images,
  * with `<name>.region.png`, the pixels the generator's sign changed (255 inside).
  */
 import { loadConfig } from '@thorax/config';
-import { decodePngRaw } from '@thorax/imaging';
+import { decodeActivationMaps } from '@thorax/contracts';
+import { decodePngRaw, heatmapRgba } from '@thorax/imaging';
 import { InferencePool, loadModelArtifact } from '@thorax/model-runtime';
 import { createLogger, ThoraxMetrics } from '@thorax/observability';
 import { createObjectStore, type ObjectStore } from '@thorax/object-store';
@@ -26,12 +29,6 @@ async function grey(file: string): Promise<Uint8Array> {
   return new Uint8Array(data);
 }
 
-async function rgba(png: Buffer): Promise<Uint8Array> {
-  const { data, width, height, channels } = await decodePngRaw(png);
-  expect([width, height, channels]).toEqual([256, 256, 4]);
-  return new Uint8Array(data);
-}
-
 function alphaPeak(pixels: Uint8Array): { x: number; y: number; alpha: number } {
   let best = { x: -1, y: -1, alpha: -1 };
   for (let i = 3; i < pixels.length; i += 4) {
@@ -39,6 +36,12 @@ function alphaPeak(pixels: Uint8Array): { x: number; y: number; alpha: number } 
     if (alpha > best.alpha) best = { x: ((i - 3) / 4) % 256, y: Math.floor((i - 3) / 4 / 256), alpha };
   }
   return best;
+}
+
+async function keys(store: ObjectStore, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const o of store.list(prefix)) out.push(o.key);
+  return out.sort();
 }
 
 describe('review images (ONNX Runtime, file object store)', () => {
@@ -66,30 +69,58 @@ describe('review images (ONNX Runtime, file object store)', () => {
   it.each([
     ['mass.png', 'Mass'],
     ['consolidation.png', 'Consolidation'],
-  ])('the heatmap of %s peaks inside the region where %s was planted', async (file, label) => {
+  ])('keeps the wire image and every map of %s; the %s heatmap of those maps peaks where it was planted', async (file, label) => {
     const pixels = await grey(file);
     const planted = await grey(file.replace('.png', '.region.png'));
     const { scores, maps } = await pool.classify([pixels]);
     const metadata = pool.metadata;
+    const cam = metadata.cam;
     const k = metadata.labels.indexOf(label);
-    expect(metadata.cam?.shape).toEqual(['batch', 14, 7, 7]);
+    expect(cam?.shape).toEqual(['batch', 14, 7, 7]);
     expect(maps?.[0]).toHaveLength(14 * 7 * 7);
     // The model finds the planted label on this image.
     expect(scores[0]?.[k]).toBeGreaterThanOrEqual(metadata.thresholds[k] as number);
-    const positives = metadata.labels.flatMap((_, i) => ((scores[0]?.[i] ?? 0) >= (metadata.thresholds[i] ?? 1) ? [i] : []));
-    const stored = await review.keep({ id: `1.2.826.0.1.${label}`, pixels, width: 256, height: 256, metadata, maps: maps?.[0] ?? null, positives });
+    const id = `1.2.826.0.1.${label}`;
+    const stored = await review.keep({ id, pixels, width: 256, height: 256, metadata, maps: maps?.[0] ?? null });
 
-    // The wire image comes back byte for byte; one heatmap per positive label, under review/<id>/<version>/.
+    // Two objects under review/<id>/<version>/, no rendered heatmap.
+    const prefix = `review/${id}/${metadata.version}/`;
+    expect(await keys(store, prefix)).toEqual([`${prefix}cam.bin`, `${prefix}wire.png`]);
+    // The wire image comes back byte for byte.
     expect(stored.wireImage).toMatchObject({ width: 256, height: 256 });
-    expect(store.keyOf(stored.wireImage?.uri ?? '')).toBe(`review/1.2.826.0.1.${label}/${metadata.version}/wire.png`);
+    expect(store.keyOf(stored.wireImage?.uri ?? '')).toBe(`${prefix}wire.png`);
     const wire = await decodePngRaw(await store.get(stored.wireImage?.uri ?? ''));
     expect([wire.width, wire.height, wire.channels]).toEqual([256, 256, 1]);
     expect(wire.data.equals(Buffer.from(pixels))).toBe(true);
-    expect(stored.heatmaps.map((h) => h.label)).toEqual(positives.map((i) => metadata.labels[i]));
-    const heatmap = stored.heatmaps.find((h) => h.label === label);
-    expect(store.keyOf(heatmap?.uri ?? '')).toBe(`review/1.2.826.0.1.${label}/${metadata.version}/heatmap-${label}.png`);
 
-    const peak = alphaPeak(await rgba(await store.get(heatmap?.uri ?? '')));
+    // The event's reference describes the object; the object holds the model's maps bit for bit.
+    expect(stored.activationMaps).toEqual({
+      uri: expect.stringMatching(/cam\.bin$/),
+      format: 'thorax.cam.v1',
+      labels: metadata.labels,
+      height: 7,
+      width: 7,
+      region: { top: 16, left: 16, height: 224, width: 224 },
+    });
+    expect(store.keyOf(stored.activationMaps?.uri ?? '')).toBe(`${prefix}cam.bin`);
+    const bytes = await store.get(stored.activationMaps?.uri ?? '');
+    const decoded = decodeActivationMaps(bytes);
+    expect(decoded.labels).toEqual(metadata.labels);
+    expect(decoded.image).toEqual({ width: 256, height: 256 });
+    expect(decoded.bias).toEqual(cam?.bias);
+    expect(Buffer.from(decoded.maps.buffer).equals(Buffer.from((maps?.[0] as Float32Array).slice().buffer))).toBe(true);
+    // 14 labels × 7 × 7 float32 plus a header of a few hundred bytes.
+    expect(bytes.length - 14 * 49 * 4).toBeGreaterThan(100);
+    expect(bytes.length).toBeLessThan(14 * 49 * 4 + 1024);
+    // What a consumer of the object can check without Thorax code: mean + bias is the label's logit.
+    for (let i = 0; i < 14; i += 1) {
+      const cells = decoded.maps.subarray(i * 49, (i + 1) * 49);
+      const logit = cells.reduce((a, v) => a + v, 0) / 49 + (decoded.bias[i] as number);
+      expect(1 / (1 + Math.exp(-logit))).toBeCloseTo(scores[0]?.[i] as number, 4);
+    }
+
+    // The heatmap results renders from these maps peaks inside the planted sign.
+    const peak = alphaPeak(heatmapRgba(decoded.maps, k, decoded, 256, 256));
     expect(peak.alpha).toBe(200);
     expect(planted[peak.y * 256 + peak.x]).toBe(255);
   });
@@ -97,18 +128,19 @@ describe('review images (ONNX Runtime, file object store)', () => {
   it('stores only the wire image for a model without maps, and nothing (no dangling reference) when the store fails', async () => {
     const pixels = await grey('mass.png');
     const metadata = { ...pool.metadata, cam: null };
-    const plain = await review.keep({ id: 'old-model', pixels, width: 256, height: 256, metadata, maps: null, positives: [4] });
-    expect(plain.heatmaps).toEqual([]);
+    const plain = await review.keep({ id: 'old-model', pixels, width: 256, height: 256, metadata, maps: null });
+    expect(plain.activationMaps).toBeNull();
     expect(await store.exists(plain.wireImage?.uri ?? '')).toBe(true);
+    expect(await keys(store, `review/old-model/`)).toEqual([`review/old-model/${metadata.version}/wire.png`]);
 
     const broken = { ...store, put: () => Promise.reject(new Error('disk full')) } as ObjectStore;
     const config = loadConfig(inferenceConfigSchema, {});
     const failingMetrics = new ThoraxMetrics('inference');
     const failing = new ReviewImagesService(config, broken, createLogger({ service: 't', version: '0', level: 'silent' }), failingMetrics);
     const { maps } = await pool.classify([pixels]);
-    await expect(failing.keep({ id: 'x', pixels, width: 256, height: 256, metadata: pool.metadata, maps: maps?.[0] ?? null, positives: [4] })).resolves.toEqual({
+    await expect(failing.keep({ id: 'x', pixels, width: 256, height: 256, metadata: pool.metadata, maps: maps?.[0] ?? null })).resolves.toEqual({
       wireImage: null,
-      heatmaps: [],
+      activationMaps: null,
     });
     expect(await failingMetrics.registry.getSingleMetricAsString('thorax_review_images_total')).toMatch(/outcome="failed"[^}]*} 1/);
   });

@@ -1,6 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { HeatmapRef, WireImageRef } from '@thorax/contracts';
-import { encodeGreyPng, encodeRgbaPng, heatmapRgba } from '@thorax/imaging';
+import {
+  ACTIVATION_MAPS_CONTENT_TYPE,
+  ACTIVATION_MAPS_FORMAT,
+  type ActivationMapsRef,
+  encodeActivationMaps,
+  type WireImageRef,
+} from '@thorax/contracts';
+import { encodeGreyPng } from '@thorax/imaging';
 import type { ModelMetadata } from '@thorax/model-runtime';
 import { LOGGER, type Logger, ThoraxMetrics } from '@thorax/observability';
 import type { ObjectStore } from '@thorax/object-store';
@@ -9,16 +15,17 @@ import { Counter, Histogram } from 'prom-client';
 import { INFERENCE_CONFIG, type InferenceConfig } from '../config';
 import { REVIEW_OBJECT_STORE } from './object-store.provider';
 
-/** Key prefix of review images: kept with the results (docs/object-store.md). */
+/** Key prefix of review objects: kept with the results (docs/object-store.md). */
 export const REVIEW_PREFIX = 'review/';
 
-/** The references a findings event carries; wireImage null and no heatmaps when nothing was kept. */
+/** The references a findings event carries; both null when nothing was kept. */
 export interface ReviewImages {
   wireImage: WireImageRef | null;
-  heatmaps: HeatmapRef[];
+  /** Every label's class activation maps; null for a model without maps. */
+  activationMaps: ActivationMapsRef | null;
 }
 
-export const NO_REVIEW_IMAGES: ReviewImages = { wireImage: null, heatmaps: [] };
+export const NO_REVIEW_IMAGES: ReviewImages = { wireImage: null, activationMaps: null };
 
 const SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$/;
 
@@ -38,12 +45,13 @@ export function reviewKeyPrefix(id: string, modelVersion: string): string {
 }
 
 /**
- * Renders and stores the review images of one image: the wire image as a grey PNG and, when the
- * model has class activation maps, one RGBA heatmap PNG per positive label (heatmap.ts). PNG
- * encoding runs on libvips' threads (sharp), not on the event loop. Every object is written
- * before this resolves, so the findings event that names them is published after them. A store
- * or encoder failure never fails the image: it is logged and counted, and the event carries no
- * review images (wireImage null, heatmaps empty) rather than a reference that could dangle.
+ * Stores what the review of one image needs: the wire image as a grey PNG (encoded on libvips'
+ * threads) and, when the model has class activation maps, the maps of every label as one small
+ * `thorax.cam.v1` object (2.8 kB for 14 labels of 7×7). No heatmap is rendered here: results
+ * renders a label's heatmap from the maps when a reviewer asks for it. Both objects are written
+ * before this resolves, so the findings event that names them is published after them. A store or
+ * encoder failure never fails the image: it is logged and counted, and the event carries no
+ * review objects (wireImage null, no activationMaps) rather than a reference that could dangle.
  */
 @Injectable()
 export class ReviewImagesService {
@@ -58,13 +66,13 @@ export class ReviewImagesService {
   ) {
     this.outcomes = new Counter({
       name: 'thorax_review_images_total',
-      help: 'Images whose review images (wire image, heatmaps) were stored, or failed to be (the event then has none)',
+      help: 'Images whose review objects (wire image, activation maps) were stored, or failed to be (the event then has none)',
       labelNames: ['outcome'],
       registers: [metrics.registry],
     });
     this.seconds = new Histogram({
       name: 'thorax_review_images_seconds',
-      help: 'Rendering and storing the review images of one image (wire PNG plus one heatmap per positive label)',
+      help: 'Encoding and storing the review objects of one image (wire PNG, plus the activation maps object when the model has maps)',
       labelNames: ['maps'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [metrics.registry],
@@ -77,39 +85,29 @@ export class ReviewImagesService {
 
   /**
    * `pixels`: the wire image (width×height grey8). `maps`: the model's class activation maps for
-   * this image (labels×h×w) or null. `positives`: indices of the positive labels.
+   * this image (labels×h×w, label-major) or null.
    */
-  async keep(args: {
-    id: string;
-    pixels: Uint8Array;
-    width: number;
-    height: number;
-    metadata: ModelMetadata;
-    maps: Float32Array | null;
-    positives: number[];
-  }): Promise<ReviewImages> {
+  async keep(args: { id: string; pixels: Uint8Array; width: number; height: number; metadata: ModelMetadata; maps: Float32Array | null }): Promise<ReviewImages> {
     if (!this.enabled) return NO_REVIEW_IMAGES;
     const started = process.hrtime.bigint();
     const withMaps = args.maps !== null && args.metadata.cam !== null;
     try {
-      const images = await renderReviewImages(args);
       const prefix = reviewKeyPrefix(args.id, args.metadata.version);
-      const [wire, ...maps] = await Promise.all([
-        this.store.put(`${prefix}wire.png`, images.wire, { contentType: 'image/png' }),
-        ...images.heatmaps.map((h) =>
-          this.store.put(`${prefix}heatmap-${keySegment(h.label)}.png`, h.png, { contentType: 'image/png' }),
-        ),
+      const cam = reviewMapsObject(args);
+      const [wire, maps] = await Promise.all([
+        encodeGreyPng(args.pixels, args.width, args.height).then((png) => this.store.put(`${prefix}wire.png`, png, { contentType: 'image/png' })),
+        cam ? this.store.put(`${prefix}cam.bin`, cam.bytes, { contentType: ACTIVATION_MAPS_CONTENT_TYPE }) : null,
       ]);
       this.outcomes.inc({ outcome: 'stored' });
       return {
-        wireImage: { uri: (wire as { uri: string }).uri, width: args.width, height: args.height },
-        heatmaps: images.heatmaps.map((h, i) => ({ label: h.label, uri: (maps[i] as { uri: string }).uri })),
+        wireImage: { uri: wire.uri, width: args.width, height: args.height },
+        activationMaps: cam && maps ? { uri: maps.uri, ...cam.ref } : null,
       };
     } catch (error) {
       this.outcomes.inc({ outcome: 'failed' });
       this.log.warn(
         { err: error, imageId: args.id, modelVersion: args.metadata.version },
-        'review images could not be stored; the findings event is published without them',
+        'review objects could not be stored; the findings event is published without them',
       );
       return NO_REVIEW_IMAGES;
     } finally {
@@ -119,28 +117,28 @@ export class ReviewImagesService {
 }
 
 /**
- * The PNGs of one image: the wire image (grey, 8-bit) and one RGBA heatmap per positive label
- * the size of the wire image (none when there are no maps). Encoding runs on sharp's threads.
+ * The `thorax.cam.v1` object of one image (every label's map, its bias, the region of the wire
+ * image the maps cover) and what the findings event says of it; null for a model without maps.
  */
-export async function renderReviewImages(args: {
-  pixels: Uint8Array;
+export function reviewMapsObject(args: {
   width: number;
   height: number;
   metadata: ModelMetadata;
   maps: Float32Array | null;
-  positives: number[];
-}): Promise<{ wire: Buffer; heatmaps: { label: string; png: Buffer }[] }> {
-  const { pixels, width, height, metadata, maps } = args;
-  const wire = encodeGreyPng(pixels, width, height);
+}): { bytes: Buffer; ref: Omit<ActivationMapsRef, 'uri'> } | null {
+  const { metadata, maps } = args;
   const cam = metadata.cam;
-  const heatmaps =
-    maps && cam
-      ? args.positives.map(async (index) => {
-          // Pixels in JavaScript (a 7x7 map upsampled: well under a millisecond), PNG on libvips.
-          const rgba = heatmapRgba(maps, index, { height: cam.shape[2], width: cam.shape[3], region: cam.region }, width, height);
-          return { label: metadata.labels[index] ?? String(index), png: await encodeRgbaPng(rgba, width, height) };
-        })
-      : [];
-  const [wireBuffer, ...heatmapBuffers] = await Promise.all([wire, ...heatmaps]);
-  return { wire: wireBuffer as Buffer, heatmaps: heatmapBuffers as { label: string; png: Buffer }[] };
+  if (!maps || !cam) return null;
+  const [, , height, width] = cam.shape;
+  const bytes = encodeActivationMaps({
+    labels: metadata.labels,
+    height,
+    width,
+    image: { width: args.width, height: args.height },
+    region: cam.region,
+    units: 'logit',
+    bias: cam.bias,
+    maps,
+  });
+  return { bytes, ref: { format: ACTIVATION_MAPS_FORMAT, labels: [...metadata.labels], height, width, region: { ...cam.region } } };
 }

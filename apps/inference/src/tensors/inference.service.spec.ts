@@ -156,18 +156,23 @@ describe('InferenceService', () => {
     await expect(nan.service.infer(image(), forward)).rejects.toMatchObject({ code: 'INFERENCE_FAILED' });
   });
 
-  it('stores the review images of the positive labels before it publishes the event that names them', async () => {
+  it('stores the review objects (wire image, activation maps) before it publishes the event that names them', async () => {
     const order: string[] = [];
-    const asked: { positives: number[]; pixels: number }[] = [];
+    const asked: { pixels: number }[] = [];
+    const activationMaps = {
+      uri: 'file:///o/review/img-1/1/cam.bin',
+      format: 'thorax.cam.v1',
+      labels: [...CHESTXRAY14_LABELS],
+      height: 7,
+      width: 7,
+      region: { top: 16, left: 16, height: 224, width: 224 },
+    } as const;
     const review = {
       enabled: true,
-      keep: async (args: { positives: number[]; pixels: Uint8Array }) => {
-        asked.push({ positives: args.positives, pixels: args.pixels.length });
+      keep: async (args: { pixels: Uint8Array }) => {
+        asked.push({ pixels: args.pixels.length });
         order.push('stored');
-        return {
-          wireImage: { uri: 'file:///o/review/img-1/1/wire.png', width: 256, height: 256 },
-          heatmaps: [{ label: 'Cardiomegaly', uri: 'file:///o/review/img-1/1/heatmap-Cardiomegaly.png' }],
-        };
+        return { wireImage: { uri: 'file:///o/review/img-1/1/wire.png', width: 256, height: 256 }, activationMaps };
       },
     } as unknown as ReviewImagesService;
     const probabilities = CHESTXRAY14_LABELS.map((_, i) => (i === 1 ? 0.9 : 0.1));
@@ -184,10 +189,14 @@ describe('InferenceService', () => {
     const event = await service.infer(image(), forward);
     // Only the primary's findings are reviewed; the shadow's are not.
     expect(order).toEqual(['stored', 'published thorax.findings.v1', 'published thorax.findings.shadow.v1']);
-    expect(asked).toEqual([{ positives: [1], pixels: 256 * 256 }]);
+    expect(asked).toEqual([{ pixels: 256 * 256 }]);
     expect(event.wireImage?.uri).toBe('file:///o/review/img-1/1/wire.png');
     const sent = decodeFindingsEvent(published[0]?.value ?? null);
-    expect(sent.heatmaps).toEqual([{ label: 'Cardiomegaly', uri: 'file:///o/review/img-1/1/heatmap-Cardiomegaly.png' }]);
-    expect(decodeFindingsEvent(published[1]?.value ?? null)).not.toHaveProperty('heatmaps');
+    // Maps, not rendered heatmaps: results renders those on request.
+    expect(sent.activationMaps).toEqual({ ...activationMaps, labels: [...CHESTXRAY14_LABELS] });
+    expect(sent).not.toHaveProperty('heatmaps');
+    const shadow = decodeFindingsEvent(published[1]?.value ?? null);
+    expect(shadow).not.toHaveProperty('activationMaps');
+    expect(shadow).not.toHaveProperty('wireImage');
   });
 });

@@ -92,11 +92,10 @@ export class InferenceService {
       priority: image.priority === Priority.PRIORITY_STAT ? 'stat' : 'routine',
     } as const;
     let event = okFindingsEvent(findings);
-    // Review images (wire image, a heatmap per positive label) are stored before the event that
-    // names them is published; the shadow's findings are not reviewed.
+    // Review objects (the wire image, every label's activation maps) are stored before the event
+    // that names them is published; the shadow's findings are not reviewed.
     if (topic === this.config.TOPIC_FINDINGS && this.review.enabled) {
-      const positives = event.findings.flatMap((f, i) => (f.positive ? [i] : []));
-      const review = await this.review.keep({ id: image.id, pixels: image.pixels, width, height, metadata: slot.pool.metadata, maps: map, positives });
+      const review = await this.review.keep({ id: image.id, pixels: image.pixels, width, height, metadata: slot.pool.metadata, maps: map });
       event = okFindingsEvent({ ...findings, review });
     }
     const headers = slot.role === 'primary' ? forward : { ...forward, 'thorax-model-role': slot.role };

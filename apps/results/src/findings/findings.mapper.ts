@@ -71,6 +71,18 @@ export function contractOrder(event: FindingsEvent): FindingsEvent {
       ? { wireImage: event.wireImage ? { uri: event.wireImage.uri, width: event.wireImage.width, height: event.wireImage.height } : null }
       : {}),
     ...(event.heatmaps ? { heatmaps: event.heatmaps.map((h) => ({ label: h.label, uri: h.uri })) } : {}),
+    ...(event.activationMaps
+      ? {
+          activationMaps: {
+            uri: event.activationMaps.uri,
+            format: event.activationMaps.format,
+            labels: [...event.activationMaps.labels],
+            height: event.activationMaps.height,
+            width: event.activationMaps.width,
+            region: pick(event.activationMaps.region, ['top', 'left', 'height', 'width']),
+          },
+        }
+      : {}),
     timing: {
       receivedAt: event.timing.receivedAt,
       completedAt: event.timing.completedAt,

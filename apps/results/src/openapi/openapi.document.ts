@@ -99,7 +99,7 @@ const worklistSchema: Schema = {
 const reviewResultSchema: Schema = {
   type: 'object',
   additionalProperties: false,
-  required: ['id', 'ref', 'priority', 'viewPosition', 'model', 'findings', 'positives', 'wireImage', 'heatmaps', 'timing', 'feedback'],
+  required: ['id', 'ref', 'priority', 'viewPosition', 'model', 'findings', 'positives', 'wireImage', 'heatmaps', 'mapLabels', 'timing', 'feedback'],
   properties: {
     id: { type: 'string' },
     ref: { type: 'string' },
@@ -109,7 +109,8 @@ const reviewResultSchema: Schema = {
     findings: (findingsEventComponent()['properties'] as Record<string, Schema>)['findings'],
     positives: { type: 'array', items: { type: 'string' } },
     wireImage: { oneOf: [{ type: 'null' }, { type: 'object', required: ['width', 'height'], properties: { width: { type: 'integer' }, height: { type: 'integer' } } }], description: 'Size of the wire image at /v1/findings/{id}/image; null when none was kept.' },
-    heatmaps: { type: 'array', items: { type: 'string' }, description: 'Labels with a heatmap at /v1/findings/{id}/heatmaps/{label}.' },
+    heatmaps: { type: 'array', items: { type: 'string' }, description: 'Positive labels with a heatmap at /v1/findings/{id}/heatmaps/{label} (the overlays the page offers).' },
+    mapLabels: { type: 'array', items: { type: 'string' }, description: 'Every label with a heatmap there: all labels of the model when the result has activation maps, else the same as heatmaps.' },
     timing: (findingsEventComponent()['properties'] as Record<string, Schema>)['timing'],
     feedback: { type: 'array', items: ref('FeedbackEvent'), description: "Every reviewer's current verdicts on this result." },
     ...identifiers,
@@ -234,14 +235,16 @@ export function openApiDocument(version: string): Schema {
         get: {
           operationId: 'getHeatmap',
           tags: ['Review'],
-          summary: 'The class activation map of one positive label (PNG, the size of the wire image).',
+          summary: "One label's class activation map as a heatmap (RGBA PNG, the size of the wire image), rendered on request from the result's activation maps.",
+          description:
+            'Any label of the model when the result has activation maps (mapLabels of /v1/review/results/{id}); for results of older producers, the positive labels whose PNG they stored. The entity tag covers the maps object, the label and the version of the rendering.',
           parameters: [
             path('id', 'The image id.'),
-            { ...path('label', 'A positive label of the result.'), schema: { enum: [...CHESTXRAY14_LABELS] } },
+            { ...path('label', 'A label of the model (NIH spelling for the ChestX-ray14 models).'), schema: { type: 'string', examples: [...CHESTXRAY14_LABELS] } },
             query('modelVersion', 'The map of this model version\'s result.'),
             { name: 'If-None-Match', in: 'header', required: false, schema: { type: 'string' } },
           ],
-          responses: { '200': png('The heatmap.'), ...notModified, ...errors(400, 401, 403, 404, 503) },
+          responses: { '200': png('The heatmap.'), ...notModified, ...errors(400, 401, 403, 404, 500, 503) },
         },
       },
       '/v1/findings/{id}/feedback': {
@@ -431,6 +434,7 @@ export function openApiDocument(version: string): Schema {
         Error403: json(ref('Error'), 'PERMISSION_DENIED: the token is valid but lacks the read scope.'),
         FhirUnauthorized: { ...fhirJson('OperationOutcome (issue code `login`).'), headers: challengeHeader },
         Error404: json(ref('Error'), 'NOT_FOUND'),
+        Error500: json(ref('Error'), 'INTERNAL: an unexpected failure, e.g. a stored object that cannot be read.'),
         Error503: json(ref('Error'), 'UNAVAILABLE: the store is not reachable, or the token signing keys cannot be fetched.'),
       },
     },

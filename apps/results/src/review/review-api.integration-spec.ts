@@ -2,10 +2,19 @@ import { type DynamicModule, type INestApplication, Module } from '@nestjs/commo
 import { NestFactory } from '@nestjs/core';
 import { type TokenVerifier, tokenVerifierFromConfig } from '@thorax/auth';
 import { loadConfig } from '@thorax/config';
-import { decodeFeedbackEvent, type FeedbackEvent, type FindingsEvent } from '@thorax/contracts';
+import {
+  ACTIVATION_MAPS_FORMAT,
+  type ActivationMaps,
+  CHESTXRAY14_LABELS,
+  decodeFeedbackEvent,
+  encodeActivationMaps,
+  type FeedbackEvent,
+  type FindingsEvent,
+} from '@thorax/contracts';
+import { decodePngRaw, heatmapRgba } from '@thorax/imaging';
 import { type OutgoingRecord, PUBLISHER, type Publisher } from '@thorax/kafka';
 import { FileObjectStore, type ObjectStore } from '@thorax/object-store';
-import { createLogger, ObservabilityModule } from '@thorax/observability';
+import { createLogger, ObservabilityModule, ThoraxMetrics } from '@thorax/observability';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -26,6 +35,7 @@ import type { SqlClient } from '../store/sql-client';
 import { sqlResultsStore } from '../store/sql-results-store';
 import { okEvent } from '../testing/findings-events';
 import { storeOne } from '../testing/store-one';
+import { HeatmapRenderer } from './heatmap-renderer';
 import { REVIEW_OBJECT_STORE, ReviewObjects } from './review-objects';
 import { ReviewImagesController } from './review-images.controller';
 import { ReviewPageController } from './review-page.controller';
@@ -78,6 +88,7 @@ class ReviewTestModule {
         { provide: PUBLISHER, useValue: publisher },
         FindingsReader,
         ReviewObjects,
+        HeatmapRenderer,
         ReviewService,
         FeedbackTopicPublisher,
         FeedbackService,
@@ -100,6 +111,16 @@ let repo: ResultsStore;
 const apps: INestApplication[] = [];
 let wirePng: Buffer;
 let withImages: FindingsEvent;
+let withMaps: FindingsEvent;
+/** img-3's maps: a different blob per label, so each label's heatmap has its own peak. */
+const cam: ActivationMaps = (() => {
+  const labels = [...CHESTXRAY14_LABELS];
+  const maps = new Float32Array(labels.length * 49);
+  labels.forEach((_, k) => {
+    for (let i = 0; i < 49; i += 1) maps[k * 49 + i] = -Math.hypot((i % 7) - (k % 7), Math.floor(i / 7) - ((k * 3) % 7)) + k * 0.01;
+  });
+  return { labels, height: 7, width: 7, image: { width: 256, height: 256 }, region: { top: 16, left: 16, height: 224, width: 224 }, units: 'logit', bias: labels.map(() => -2), maps };
+})();
 
 beforeAll(async () => {
   db = await PgliteSqlClient.open('memory://');
@@ -117,6 +138,15 @@ beforeAll(async () => {
   await storeOne(repo, { ...okEvent('img-evil', { study: { studyUid: '9.9' } }), wireImage: { uri: claimChecked.uri, width: 1, height: 1 }, heatmaps: [{ label: 'Cardiomegaly', uri: 'file:///etc/passwd' }] });
   // A result from an older producer, without review images.
   await storeOne(repo, okEvent('img-old', { study: { studyUid: '1.2.3.old', viewPosition: 'PA' }, positives: [] }));
+  // A result of the current producer: the wire image and every label's activation maps.
+  const wire3 = await objects.put('review/img-3/2026.11.30-1/wire.png', wirePng, { contentType: 'image/png' });
+  const maps3 = await objects.put('review/img-3/2026.11.30-1/cam.bin', encodeActivationMaps(cam));
+  withMaps = {
+    ...okEvent('img-3', { study: { studyUid: '1.2.826.0.1.3680043.8.498.503', viewPosition: 'AP' }, positives: ['Effusion', 'Mass'] }),
+    wireImage: { uri: wire3.uri, width: 256, height: 256 },
+    activationMaps: { uri: maps3.uri, format: ACTIVATION_MAPS_FORMAT, labels: [...cam.labels], height: 7, width: 7, region: { ...cam.region } },
+  };
+  await storeOne(repo, withMaps);
 });
 
 afterAll(async () => {
@@ -181,6 +211,96 @@ describe('review images', () => {
     expect((await fetch(`${url}/v1/findings/img-2/image`)).status).toBe(200);
     await objects.delete(gone.wireImage.uri);
     expect((await fetch(`${url}/v1/findings/img-2/image`)).status).toBe(404);
+  });
+});
+
+describe('heatmaps rendered from activation maps', () => {
+  const rendered = async (res: Response) => {
+    const png = await decodePngRaw(Buffer.from(await res.arrayBuffer()));
+    expect([png.width, png.height, png.channels]).toEqual([256, 256, 4]);
+    return png.data;
+  };
+  const expected = (label: string) => Buffer.from(heatmapRgba(cam.maps, cam.labels.indexOf(label), cam, 256, 256));
+  const count = async (app: INestApplication, source: string) => {
+    const text = await app.get(ThoraxMetrics).registry.getSingleMetricAsString('thorax_review_heatmaps_total');
+    return Number(new RegExp(`source="${source}"[^}]*} (\\d+)`).exec(text)?.[1] ?? 0);
+  };
+
+  it('renders any label of the model, positive or not, exactly as heatmapRgba of the stored maps', async () => {
+    const { url } = await start();
+    for (const label of ['Effusion', 'Mass', 'Hernia', 'Pleural_Thickening']) {
+      const res = await fetch(`${url}/v1/findings/img-3/heatmaps/${label}`);
+      expect({ label, status: res.status, type: res.headers.get('content-type') }).toEqual({ label, status: 200, type: 'image/png' });
+      expect(res.headers.get('cache-control')).toBe('private, max-age=86400');
+      expect(Number(res.headers.get('content-length'))).toBeGreaterThan(1000);
+      const pixels = await rendered(res);
+      expect(pixels.equals(expected(label))).toBe(true);
+    }
+    // Labels differ: their peaks lie in different cells.
+    expect(expected('Effusion').equals(expected('Mass'))).toBe(false);
+    // Outside the 224² region the overlay is transparent; the peak is opaque at 200/255.
+    const mass = expected('Mass');
+    expect(mass[(5 * 256 + 5) * 4 + 3]).toBe(0);
+    expect(Math.max(...mass.filter((_, i) => i % 4 === 3))).toBe(200);
+  });
+
+  it('tags each label with its own strong ETag, answers 304 to it, and serves repeats from memory', async () => {
+    const { url, app } = await start();
+    const first = await fetch(`${url}/v1/findings/img-3/heatmaps/Effusion`);
+    const etag = first.headers.get('etag') ?? '';
+    expect(etag).toMatch(/^"[A-Za-z0-9_-]{32}"$/);
+    await first.arrayBuffer();
+    const other = await fetch(`${url}/v1/findings/img-3/heatmaps/Mass`);
+    expect(other.headers.get('etag')).not.toBe(etag);
+    await other.arrayBuffer();
+    // The same tag from another process: it depends on the object, the label and the rendering only.
+    const again = await start();
+    const fresh = await fetch(`${again.url}/v1/findings/img-3/heatmaps/Effusion`);
+    expect(fresh.headers.get('etag')).toBe(etag);
+    await fresh.arrayBuffer();
+
+    const before = { rendered: await count(app, 'rendered'), cache: await count(app, 'cache') };
+    const notModified = await fetch(`${url}/v1/findings/img-3/heatmaps/Effusion`, { headers: { 'if-none-match': `W/"x", ${etag}` } });
+    expect(notModified.status).toBe(304);
+    expect(notModified.headers.get('etag')).toBe(etag);
+    expect(await notModified.text()).toBe('');
+    const repeat = await fetch(`${url}/v1/findings/img-3/heatmaps/Effusion`);
+    expect((await rendered(repeat)).equals(expected('Effusion'))).toBe(true);
+    expect({ rendered: await count(app, 'rendered'), cache: await count(app, 'cache') }).toEqual({ rendered: before.rendered, cache: before.cache + 1 });
+    const text = await app.get(ThoraxMetrics).registry.getSingleMetricAsString('thorax_review_heatmap_render_seconds');
+    expect(text).toMatch(/thorax_review_heatmap_render_seconds_count\{[^}]*} 2/);
+  });
+
+  it('lists every label in the result view and the maps in the stored event', async () => {
+    const { url } = await start();
+    const view = (await (await fetch(`${url}/v1/review/results/img-3`)).json()) as Record<string, unknown>;
+    expect(view).toMatchObject({ heatmaps: ['Effusion', 'Mass'], mapLabels: [...CHESTXRAY14_LABELS], wireImage: { width: 256, height: 256 } });
+    const old = (await (await fetch(`${url}/v1/review/results/img-1`)).json()) as Record<string, unknown>;
+    expect(old).toMatchObject({ heatmaps: ['Cardiomegaly'], mapLabels: ['Cardiomegaly'] });
+    const event = (await (await fetch(`${url}/v1/findings/img-3`)).json()) as FindingsEvent;
+    expect(event.activationMaps).toEqual(withMaps.activationMaps);
+    expect(event).not.toHaveProperty('heatmaps');
+  });
+
+  it('answers 404 for a label without a map or maps outside review/, and 500 without caching for unreadable maps', async () => {
+    const { url } = await start();
+    for (const label of ['Pneumonia%20', 'No_Finding', 'mass']) {
+      const res = await fetch(`${url}/v1/findings/img-3/heatmaps/${label}`);
+      expect({ label, status: res.status }).toEqual({ label, status: 404 });
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+    }
+    const outside = await objects.put('studies/img-4.bin', encodeActivationMaps(cam));
+    await storeOne(repo, { ...okEvent('img-4'), wireImage: withMaps.wireImage, activationMaps: { ...(withMaps.activationMaps as NonNullable<FindingsEvent['activationMaps']>), uri: outside.uri } });
+    expect((await fetch(`${url}/v1/findings/img-4/heatmaps/Mass`)).status).toBe(404);
+
+    const damaged = await objects.put('review/img-5/v/cam.bin', Buffer.from('TXCM not really maps'));
+    await storeOne(repo, { ...okEvent('img-5'), wireImage: withMaps.wireImage, activationMaps: { ...(withMaps.activationMaps as NonNullable<FindingsEvent['activationMaps']>), uri: damaged.uri } });
+    const res = await fetch(`${url}/v1/findings/img-5/heatmaps/Mass`);
+    expect(res.status).toBe(500);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('INTERNAL');
+    // No entity tag of ours (Express may add its weak one to the JSON body) and no day-long caching.
+    expect(res.headers.get('etag') ?? '').not.toMatch(/^"[A-Za-z0-9_-]{32}"$/);
+    expect(res.headers.get('cache-control') ?? '').not.toMatch(/max-age=86400/);
   });
 });
 

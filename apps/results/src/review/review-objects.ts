@@ -3,14 +3,14 @@ import { type ObjectStore, ObjectStoreError } from '@thorax/object-store';
 import type { Readable } from 'node:stream';
 import { ResultsApiError } from '../api/api-error';
 
-/** The object store of wire images and heatmaps (OBJECT_STORE_URL). */
+/** The object store of review objects: wire images, activation maps, older heatmaps (OBJECT_STORE_URL). */
 export const REVIEW_OBJECT_STORE = Symbol('thorax.results.review-object-store');
 
 /** Review objects live under this key prefix (docs/object-store.md). */
 export const REVIEW_PREFIX = 'review/';
 
 /**
- * Reads review images from the object store for the API. Only keys under `review/` of the
+ * Reads review objects from the object store for the API. Only keys under `review/` of the
  * configured store are served: a findings event naming another object (a claim-checked input,
  * another bucket or file) gets NOT_FOUND, never its bytes.
  */
@@ -26,6 +26,11 @@ export class ReviewObjects implements OnApplicationShutdown {
       if (!stat) throw new ObjectStoreError('NOT_FOUND', 'gone');
       return stat.size;
     });
+  }
+
+  /** The object's bytes, whole (call `size` first: it checks the key; for small objects only). */
+  async read(uri: string, what: string): Promise<Buffer> {
+    return this.guard(what, () => this.store.get(uri));
   }
 
   /** The object's bytes as a stream (call `size` first: it checks the key). */

@@ -26,8 +26,10 @@ export interface ReviewResult {
   positives: string[];
   /** The wire image's size; the pixels are at GET /v1/findings/{id}/image. Null: none kept. */
   wireImage: { width: number; height: number } | null;
-  /** Labels with a heatmap at GET /v1/findings/{id}/heatmaps/{label}. */
+  /** Positive labels with a heatmap at GET /v1/findings/{id}/heatmaps/{label} (the page's overlays). */
   heatmaps: string[];
+  /** Every label with a heatmap there: all the model's labels when it kept activation maps, else `heatmaps`. */
+  mapLabels: string[];
   timing: FindingsEvent['timing'];
   feedback: FeedbackEvent[];
   /** Only with RESULTS_REVIEW_SHOW_PATIENT=true. */
@@ -64,7 +66,7 @@ export class ReviewService {
       findings: event.findings,
       positives: event.positives,
       wireImage: event.wireImage ? { width: event.wireImage.width, height: event.wireImage.height } : null,
-      heatmaps: (event.heatmaps ?? []).map((h) => h.label),
+      ...heatmapLabels(event),
       timing: event.timing,
       feedback: (await this.feedback.forResult(event.id, event.model.version)).map((f) => f.event),
       ...(this.options.showPatient
@@ -72,4 +74,15 @@ export class ReviewService {
         : {}),
     };
   }
+}
+
+/**
+ * Which heatmaps a result has: from activation maps, every label of the model (the positive ones
+ * are the page's overlays); from an older producer, the PNGs it stored (one per positive label).
+ */
+export function heatmapLabels(event: FindingsEvent): { heatmaps: string[]; mapLabels: string[] } {
+  const maps = event.activationMaps;
+  if (maps) return { heatmaps: event.positives.filter((l) => maps.labels.includes(l)), mapLabels: [...maps.labels] };
+  const stored = (event.heatmaps ?? []).map((h) => h.label);
+  return { heatmaps: stored, mapLabels: [...stored] };
 }
