@@ -1056,3 +1056,83 @@ describe('NetworkPolicy: admin API and metrics', () => {
     }
   });
 });
+
+describe("the services' own configuration schemas", () => {
+  /**
+   * Each Deployment's environment as its container gets it (the release ConfigMap, then its own
+   * variables; Secret references and mounted files stand in as a readable file), parsed by the
+   * built service's config schema, as it does at start-up: a variable the chart names wrongly, or
+   * a value the service refuses, fails here rather than in a crash-looping pod.
+   */
+  it.each([
+    ['the secure profile', [...values('values-secure.yaml')], [] as string[]],
+    [
+      'a shared volume, DICOM senders and an allow-list',
+      [
+        '--set-json',
+        'services.ingest.dimse.allowedCallingAeTitles=["ORTHANC","CR_ROOM_2"]',
+        '--set',
+        'services.ingest.dimse.aeTitle=THORAX_AI',
+        '--set',
+        'services.ingest.stow.enabled=false',
+      ],
+      SHARED_VOLUME,
+    ],
+    [
+      'S3 with static keys',
+      ['--set', 'objectStore.s3.endpoint=http://minio:9000', '--set', 'objectStore.s3.existingSecret=s3', ...S3],
+      [] as string[],
+    ],
+  ])('accept what the chart renders: %s', (_what, args, base) => {
+    const objects = render('thorax', args, base);
+    const config = named(objects, 'ConfigMap', 'thorax').data ?? {};
+    const dir = mkdtempSync(path.join(tmpdir(), 'thorax-chart-env-'));
+    try {
+      const file = path.join(dir, 'mounted');
+      writeFileSync(file, 'mounted-secret\n');
+      const envs = Object.fromEntries(
+        COMPONENTS.map((c) => {
+          const env: Record<string, string> = { ...config };
+          for (const e of container(deployment(objects, c)).env as { name: string; value?: string }[]) {
+            env[e.name] =
+              e.value ?? (e.name === 'DATABASE_URL' ? 'postgres://thorax:x@pg:5432/thorax' : 'from-a-secret');
+          }
+          // Mounted Secrets: any readable file does.
+          for (const key of Object.keys(env))
+            if (key.endsWith('_FILE') && env[key].startsWith('/etc/thorax/')) env[key] = file;
+          return [c, env];
+        }),
+      );
+      const check = `
+        const { loadConfig } = require(${JSON.stringify(path.join(REPO_ROOT, 'dist/libs/config/src/index.js'))});
+        const envs = JSON.parse(process.argv[1]);
+        const out = {};
+        for (const [c, env] of Object.entries(envs)) {
+          const mod = require(${JSON.stringify(path.join(REPO_ROOT, 'dist/apps'))} + '/' + c + '/src/config.js');
+          const schema = Object.entries(mod).find(([k]) => k.endsWith('ConfigSchema'))[1];
+          try { out[c] = loadConfig(schema, env); } catch (e) { out[c] = { error: e.message }; }
+        }
+        process.stdout.write(JSON.stringify(out));`;
+      const run = spawnSync(process.execPath, ['-e', check, JSON.stringify(envs)], { encoding: 'utf8' });
+      expect(run.stderr).toBe('');
+      const parsed = JSON.parse(run.stdout) as Record<Component, Record<string, unknown>>;
+      for (const c of COMPONENTS) {
+        expect(parsed[c].error).toBeUndefined();
+        expect(parsed[c]['OBJECT_STORE_URL']).toBe(config['OBJECT_STORE_URL']);
+      }
+      const ingest = parsed.ingest;
+      expect(ingest['GRPC_PORT']).toBe(50052);
+      expect(ingest['INGEST_DIMSE_PORT']).toBe(11112);
+      if (args.includes('services.ingest.dimse.aeTitle=THORAX_AI')) {
+        expect(ingest['INGEST_DIMSE_AE_TITLE']).toBe('THORAX_AI');
+        expect(ingest['INGEST_DIMSE_ALLOWED_CALLING_AE_TITLES']).toEqual(['ORTHANC', 'CR_ROOM_2']);
+        expect(ingest['INGEST_STOW_ENABLED']).toBe(false);
+      } else {
+        // "*": any calling AE title.
+        expect(ingest['INGEST_DIMSE_ALLOWED_CALLING_AE_TITLES']).toBeNull();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
