@@ -3,7 +3,7 @@ import { tokenVerifierFromConfig } from '@thorax/auth';
 import { kafkaClientOptions, type ServerTls } from '@thorax/config';
 import { KafkaModule } from '@thorax/kafka';
 import { createObjectStore } from '@thorax/object-store';
-import { type Logger, ObservabilityModule } from '@thorax/observability';
+import { LOGGER, type Logger, ObservabilityModule } from '@thorax/observability';
 import { RESULTS_CONFIG, type ResultsConfig } from './config';
 import { FEEDBACK_RELAY_OPTIONS, FeedbackRelay, type FeedbackRelayOptions } from './feedback/feedback-relay';
 import { FEEDBACK_TOPIC_OPTIONS, type FeedbackTopicOptions, FeedbackTopicPublisher } from './feedback/feedback-topic.publisher';
@@ -20,6 +20,7 @@ import { FhirController } from './fhir/fhir.controller';
 import { FHIR_OPTIONS, type FhirOptions, FhirService } from './fhir/fhir.service';
 import { FHIR_TOPIC_OPTIONS, type FhirTopicOptions, FhirTopicPublisher } from './fhir/fhir-topic.publisher';
 import { StudySettler } from './fhir/study-settler';
+import { FHIR_TOPIC_WRITER, FhirOutboxRelay, fhirTopicWriter } from './fhir/fhir-outbox.relay';
 import { OpenApiController } from './openapi/openapi.controller';
 import { HeatmapRenderer } from './review/heatmap-renderer';
 import { REVIEW_OBJECT_STORE, ReviewObjects } from './review/review-objects';
@@ -74,10 +75,21 @@ export class AppModule {
         { provide: FHIR_OPTIONS, useValue: fhir },
         {
           provide: FHIR_TOPIC_OPTIONS,
-          useValue: { topic: config.RESULTS_FHIR_TOPIC ?? null, settleMs: config.RESULTS_STUDY_SETTLE_MS } satisfies FhirTopicOptions,
+          useValue: {
+            topic: config.RESULTS_FHIR_TOPIC ?? null,
+            settleMs: config.RESULTS_STUDY_SETTLE_MS,
+            delivery: config.KAFKA_DELIVERY,
+          } satisfies FhirTopicOptions,
         },
         FhirTopicPublisher,
         StudySettler,
+        {
+          provide: FHIR_TOPIC_WRITER,
+          useFactory: (log: Logger) =>
+            fhirTopicWriter(kafkaClientOptions(config, 'thorax-results'), { topic: config.RESULTS_FHIR_TOPIC ?? null, groupId: config.RESULTS_GROUP_ID }, log),
+          inject: [LOGGER],
+        },
+        FhirOutboxRelay,
         { provide: REVIEW_OPTIONS, useValue: review },
         { provide: REVIEW_OBJECT_STORE, useFactory: () => createObjectStore(config) },
         { provide: FEEDBACK_TOPIC_OPTIONS, useValue: { topic: config.RESULTS_FEEDBACK_TOPIC } satisfies FeedbackTopicOptions },

@@ -10,3 +10,4 @@ export * from './connection-failure';
 export * from './local-topics';
 export { type DeliveryMode, whenCommitted } from './transactions';
 export * from './topic-tools';
+export * from './transactional-outbox-publisher';

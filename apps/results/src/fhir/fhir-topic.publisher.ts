@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ThoraxError } from '@thorax/contracts';
-import { type OutgoingRecord, PUBLISHER, type Publisher, whenCommitted } from '@thorax/kafka';
-import { FHIR_OUTBOX, type FhirOutbox } from '../store/results-store.port';
+import { type DeliveryMode, type OutgoingRecord, PUBLISHER, type Publisher, whenCommitted } from '@thorax/kafka';
+import { FHIR_OUTBOX, type FhirOutbox, type StoredStudy } from '../store/results-store.port';
 import { studyBundle, studyResources } from './fhir-resources';
 import { FHIR_OPTIONS, type FhirOptions } from './fhir.service';
 
@@ -14,6 +14,13 @@ export interface FhirTopicOptions {
    * stored batch, as the results arrive.
    */
   settleMs?: number;
+  /**
+   * KAFKA_DELIVERY (the service passes it). exactly-once: bundles go out only through
+   * FhirOutboxRelay, one publisher at a time in Kafka transactions, each (study, version) once.
+   * at-least-once or absent: with each stored batch (settle time 0) or from StudySettler, and a
+   * crash between Kafka's acknowledgement and the store's mark publishes a version twice.
+   */
+  delivery?: DeliveryMode;
 }
 
 export const FHIR_TOPIC_OPTIONS = Symbol('thorax.results.fhir-topic-options');
@@ -22,14 +29,13 @@ export const FHIR_TOPIC_OPTIONS = Symbol('thorax.results.fhir-topic-options');
 export const FHIR_HEADERS = { contentType: 'content-type', version: 'thorax-fhir-version' } as const;
 
 /**
- * Publishes each new version of a study's FHIR resources as a transaction Bundle, keyed by the
- * Study Instance UID. The store is the outbox: a version is marked published only after Kafka
- * holds it (acknowledged; under exactly-once delivery, committed in the transaction of the
- * findings records that produced it, together with their offsets), so a crash or a broker outage
- * republishes and a redelivered event publishes nothing new. The one repeat left: a crash between
- * the Kafka commit and the store's mark republishes that version once when its study is next
- * touched (docs/contract.md "Delivery guarantees").
- * Receivers keep the bundle with the highest meta.versionId per key.
+ * Builds each new version of a study's FHIR resources as a transaction Bundle record, keyed by
+ * the Study Instance UID, and, under at-least-once delivery, publishes it. The store is the
+ * outbox: a version is marked published only after Kafka acknowledged it, so a crash or a broker
+ * outage republishes and a redelivered event publishes nothing new. The repeat left at least
+ * once: a crash between the acknowledgement and the store's mark publishes that version again.
+ * Under exactly-once delivery FhirOutboxRelay publishes instead, and that repeat is gone
+ * (docs/fhir.md "Kafka: thorax.fhir.v1"). Receivers keep the highest meta.versionId per key.
  */
 @Injectable()
 export class FhirTopicPublisher {
@@ -47,9 +53,24 @@ export class FhirTopicPublisher {
     return this.options.topic !== null;
   }
 
-  /** Bundles go out with each stored batch (no study grouping). */
+  /** Bundles go out exactly once, through the transactional relay (FhirOutboxRelay). */
+  get transactional(): boolean {
+    return this.enabled && this.options.delivery === 'exactly-once';
+  }
+
+  /** The topic of the bundles (null: not published). */
+  get topic(): string | null {
+    return this.options.topic;
+  }
+
+  /** At-least-once: bundles go out with each stored batch (no study grouping). */
   get publishesOnStore(): boolean {
-    return this.enabled && !(this.options.settleMs && this.options.settleMs > 0);
+    return this.enabled && !this.transactional && !(this.options.settleMs && this.options.settleMs > 0);
+  }
+
+  /** At-least-once with study grouping: StudySettler publishes. */
+  get settlesHere(): boolean {
+    return this.enabled && !this.transactional && this.settleMs > 0;
   }
 
   /** The settle time of study grouping, ms (0: none). */
@@ -72,12 +93,7 @@ export class FhirTopicPublisher {
     const keys = pending.map((stored) => versionKey(stored.result.studyUid, stored.version));
     for (const key of keys) this.inFlight.add(key);
     const settle = () => keys.forEach((key) => this.inFlight.delete(key));
-    const records: OutgoingRecord[] = pending.map((stored) => ({
-      topic,
-      key: stored.result.studyUid,
-      value: Buffer.from(JSON.stringify(studyBundle(studyResources(stored, this.fhir), this.fhir.baseUrl)), 'utf8'),
-      headers: { [FHIR_HEADERS.contentType]: 'application/fhir+json', [FHIR_HEADERS.version]: String(stored.version) },
-    }));
+    const records = this.bundleRecords(topic, pending);
     try {
       await this.publisher.publish(records);
     } catch (error) {
@@ -97,6 +113,16 @@ export class FhirTopicPublisher {
       settle,
     );
     return published;
+  }
+
+  /** The topic records of stored study versions: a transaction Bundle each, keyed by Study Instance UID. */
+  bundleRecords(topic: string, studies: readonly StoredStudy[]): OutgoingRecord[] {
+    return studies.map((stored) => ({
+      topic,
+      key: stored.result.studyUid,
+      value: Buffer.from(JSON.stringify(studyBundle(studyResources(stored, this.fhir), this.fhir.baseUrl)), 'utf8'),
+      headers: { [FHIR_HEADERS.contentType]: 'application/fhir+json', [FHIR_HEADERS.version]: String(stored.version) },
+    }));
   }
 }
 

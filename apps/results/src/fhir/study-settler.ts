@@ -13,8 +13,9 @@ const BATCH = 100;
  * result of it has arrived for the settle time, so the report is complete; a late instance makes
  * a new version, which goes out once the study is quiet again. The store is the outbox (version
  * vs published_version), so a restart or a failed round loses nothing: the next round finds the
- * study still unpublished. Several replicas may publish one version twice; receivers keep the
- * highest meta.versionId per key, as for any repeat.
+ * study still unpublished. At-least-once delivery only (KAFKA_DELIVERY=at-least-once): several
+ * replicas may publish one version twice; receivers keep the highest meta.versionId per key, as
+ * for any repeat. Under exactly-once delivery FhirOutboxRelay applies the same settle time.
  */
 @Injectable()
 export class StudySettler implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -33,7 +34,8 @@ export class StudySettler implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   onApplicationBootstrap(): void {
-    if (!this.fhirTopic.enabled || this.fhirTopic.settleMs === 0) return;
+    // Under exactly-once delivery FhirOutboxRelay publishes (settled or not) instead.
+    if (!this.fhirTopic.settlesHere) return;
     this.log.info({ settleMs: this.fhirTopic.settleMs, pollMs: this.pollMs }, 'study grouping on: FHIR bundles go out once a study is quiet');
     this.timer = setInterval(() => {
       if (this.round === null) this.round = this.publishSettled().finally(() => (this.round = null));

@@ -19,7 +19,8 @@ export const STORE_RETRY_POLICY: RetryPolicy = { maxAttempts: 8, initialBackoffM
  * Consumes thorax.findings.v1 (all partitions) into the results store in batches: the events of a
  * fetch are stored in one transaction (FindingsWriter), then the FHIR bundles of the studies they
  * touched go out in one request. An offset is committed only after its row is durable (and, with
- * RESULTS_FHIR_TOPIC set, after its study's bundle is acknowledged). An event that does not
+ * RESULTS_FHIR_TOPIC set and at-least-once delivery, after its study's bundle is acknowledged;
+ * under exactly-once delivery the store is the outbox FhirOutboxRelay publishes from). An event that does not
  * decode, or that the store rejects, is dead-lettered to thorax.findings.v1.dlq on its own (no
  * error event is re-emitted: this is the last stage); its batch mates are stored.
  */
@@ -71,7 +72,8 @@ export class FindingsConsumer implements OnApplicationBootstrap, BatchHandler<Fi
     }
     if (this.fhirTopic.publishesOnStore) {
       // Also after duplicates: a bundle whose publishing failed last time goes out now.
-      // (With study grouping, StudySettler publishes each study once it has been quiet.)
+      // (With study grouping, StudySettler publishes each study once it has been quiet; under
+      // exactly-once delivery, FhirOutboxRelay publishes every version from the store.)
       const studies = events.filter((event, i) => results[i]?.ok && event.study.studyUid).map((event) => event.study.studyUid as string);
       const published = await this.fhirTopic.publishStudies(studies);
       if (published.length > 0) this.log.debug({ bundles: published.length }, 'study FHIR bundles published');

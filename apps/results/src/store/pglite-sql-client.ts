@@ -1,7 +1,7 @@
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { SqlClient, SqlExecutor } from './sql-client';
+import type { SqlClient, SqlExecutor, SqlSession } from './sql-client';
 
 export const IN_MEMORY = 'memory://';
 
@@ -32,6 +32,16 @@ export class PgliteSqlClient implements SqlClient {
 
   transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     return this.db.transaction((tx) => work(onTransaction(tx)));
+  }
+
+  /** The one session of the embedded engine (one process per data directory): never lost. */
+  async session(): Promise<SqlSession> {
+    return {
+      lost: new Promise<Error>(() => undefined),
+      query: <T>(text: string, params?: readonly unknown[]) => this.query<T>(text, params),
+      exec: (text: string) => this.exec(text),
+      release: async () => undefined,
+    };
   }
 
   async close(): Promise<void> {

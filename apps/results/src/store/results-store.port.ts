@@ -141,6 +141,30 @@ export interface FhirOutbox {
   settled(quietMs: number, limit: number): Promise<string[]>;
 }
 
+/** The right to publish the FHIR topic, held by one process at a time. */
+export interface OutboxOwnership {
+  /** Settles when the ownership is gone without `release` (the database connection was lost). */
+  readonly lost: Promise<unknown>;
+  release(): Promise<void>;
+}
+
+/**
+ * What the exactly-once relay of the FHIR topic needs beyond FhirOutbox: exclusive ownership
+ * (an advisory lock of a PostgreSQL session; the embedded store has one process anyway) and the
+ * reconciliation of the outbox with what the topic already holds.
+ */
+export interface FhirOutboxControl {
+  /** Takes ownership unless another process holds it (null then). */
+  own(): Promise<OutboxOwnership | null>;
+  /** When the oldest study version not marked published was stored; null when none is pending. */
+  oldestUnpublishedAt(): Promise<Date | null>;
+  /**
+   * Marks versions found on the topic as published: a row moves only forward and never past its
+   * stored version. Returns how many studies moved.
+   */
+  markFound(versions: readonly { studyUid: string; version: number }[]): Promise<number>;
+}
+
 /** A reviewer's verdict on one label of one stored result. */
 export interface FeedbackInput {
   /** The reviewed result (its event supplies study, model and what the model said). */
@@ -202,6 +226,7 @@ export interface ResultsStore {
   feed: FindingsFeed;
   studies: StudyQueries;
   outbox: FhirOutbox;
+  outboxControl: FhirOutboxControl;
   feedback: FeedbackStore;
   review: ReviewQueries;
   health: StoreHealth;
@@ -212,6 +237,7 @@ export const FINDINGS_QUERIES = Symbol('thorax.results.findings-queries');
 export const FINDINGS_FEED = Symbol('thorax.results.findings-feed');
 export const STUDY_QUERIES = Symbol('thorax.results.study-queries');
 export const FHIR_OUTBOX = Symbol('thorax.results.fhir-outbox');
+export const FHIR_OUTBOX_CONTROL = Symbol('thorax.results.fhir-outbox-control');
 export const STORE_HEALTH = Symbol('thorax.results.store-health');
 export const FEEDBACK_STORE = Symbol('thorax.results.feedback-store');
 export const REVIEW_QUERIES = Symbol('thorax.results.review-queries');

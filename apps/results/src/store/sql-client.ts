@@ -15,7 +15,19 @@ export interface SqlClient extends SqlExecutor {
   readonly engine: 'pglite' | 'postgres';
   /** Runs the work in one transaction on one connection; rolls back if it throws. */
   transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /**
+   * A connection of its own for session state (an advisory lock held while it lives), outside
+   * the pool. The embedded engine has one session, shared.
+   */
+  session(): Promise<SqlSession>;
   close(): Promise<void>;
+}
+
+/** A dedicated connection: session-level locks last until it is released or lost. */
+export interface SqlSession extends SqlExecutor {
+  /** Settles when the connection is gone (server restart, network): its session locks are too. */
+  readonly lost: Promise<Error>;
+  release(): Promise<void>;
 }
 
 /** SQLSTATE of a database error, when the error carries one. */

@@ -20,12 +20,14 @@ export class SqlStoreHealth implements StoreHealth {
 /** Every port of the results store over one engine (PGlite or a PostgreSQL server). */
 export function sqlResultsStore(db: SqlClient): ResultsStore {
   const signal = new StoredSignal();
+  const outbox = new SqlFhirOutbox(db);
   return {
     writer: new SqlFindingsWriter(db, signal),
     findings: new SqlFindingsQueries(db),
     feed: new SqlFindingsFeed(db, signal),
     studies: new SqlStudyQueries(db),
-    outbox: new SqlFhirOutbox(db),
+    outbox,
+    outboxControl: outbox,
     feedback: new SqlFeedbackStore(db),
     review: new SqlReviewQueries(db),
     health: new SqlStoreHealth(db),

@@ -13,6 +13,7 @@ import { PgliteSqlClient } from './pglite-sql-client';
 import {
   FEEDBACK_STORE,
   FHIR_OUTBOX,
+  FHIR_OUTBOX_CONTROL,
   FINDINGS_FEED,
   FINDINGS_QUERIES,
   FINDINGS_WRITER,
@@ -93,6 +94,7 @@ const PORTS: readonly [symbol, keyof ResultsStore][] = [
   [FINDINGS_FEED, 'feed'],
   [STUDY_QUERIES, 'studies'],
   [FHIR_OUTBOX, 'outbox'],
+  [FHIR_OUTBOX_CONTROL, 'outboxControl'],
   [FEEDBACK_STORE, 'feedback'],
   [REVIEW_QUERIES, 'review'],
   [STORE_HEALTH, 'health'],

@@ -146,15 +146,28 @@ export function buildSettledQuery(quietMs: number, limit: number): SqlQuery {
   };
 }
 
-/** Records that study versions went out on the FHIR topic (a published version never moves backwards). */
+/**
+ * Records that study versions went out on the FHIR topic: a published version never moves
+ * backwards, nor past the stored version (a bundle found on the topic of a store restored from an
+ * older backup). Returns the studies that moved.
+ */
 export function buildMarkPublishedQuery(versions: readonly { studyUid: string; version: number }[]): SqlQuery {
   return {
     text: `UPDATE study_results AS s SET published_version = v.version
            FROM unnest($1::text[], $2::int[]) AS v (study_uid, version)
-           WHERE s.study_uid = v.study_uid AND s.published_version < v.version`,
+           WHERE s.study_uid = v.study_uid AND s.published_version < v.version AND v.version <= s.version
+           RETURNING s.study_uid`,
     values: [versions.map((v) => v.studyUid), versions.map((v) => v.version)],
   };
 }
+
+/** When the oldest study version not yet published was stored (null: none pending). */
+export function buildOldestUnpublishedQuery(): SqlQuery {
+  return { text: 'SELECT min(updated_at) AS at FROM study_results WHERE published_version < version', values: [] };
+}
+
+/** Namespace and key of the advisory lock that makes one process the FHIR topic's publisher. */
+export const FHIR_OUTBOX_LOCK = { namespace: 7306, key: 1 } as const;
 
 /** Studies with stored results but no aggregate (results stored before schema version 2). */
 export function buildStudiesWithoutAggregateQuery(): SqlQuery {
