@@ -3,10 +3,14 @@
  * built services, the real model), then headless Debian Chromium, driven by playwright-core,
  * opens /review on results: the STAT study heads the worklist, the study view shows the wire
  * image, the heatmap overlay toggles, and a verdict submitted with the keyboard arrives on
- * thorax.feedback.v1. Any console error, page error or failed request fails the test.
+ * thorax.feedback.v1. Any console error, page error or failed request fails the test. Before
+ * that, over HTTP: inference stored the wire image and every label's activation maps (no heatmap
+ * PNG), results renders a heatmap of a positive and of a negative label from them on request
+ * (RGBA, the wire image's size, peaking in the map's strongest cell; ETag and 304), and a result
+ * of an older producer with stored heatmap PNGs is still served.
  * Screenshots: .data/test-artifacts/review/ (printed).
  */
-import { decodeFeedbackEvent, decodeFindingsEvent, type FindingsEvent } from '@thorax/contracts';
+import { decodeActivationMaps, decodeFeedbackEvent, decodeFindingsEvent, type FindingsEvent } from '@thorax/contracts';
 import {
   collect,
   collectOncePerId,
@@ -21,7 +25,7 @@ import {
   testKafka,
   waitForHttp,
 } from '@thorax/testing';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -49,6 +53,9 @@ const STAT_STUDY = `1.2.826.0.1.3680043.8.498.${Date.now() % 1_000_000}.1`;
 const ROUTINE_STUDY = `1.2.826.0.1.3680043.8.498.${Date.now() % 1_000_000}.2`;
 const ids = { stat: `${RUN}-stat`, routine: `${RUN}-routine` };
 let statEvent: FindingsEvent;
+/** A result as an older producer wrote it: a stored heatmap PNG per positive label. */
+const legacy = { id: `${RUN}-legacy`, label: 'Cardiomegaly' };
+let legacyHeatmap: Buffer;
 
 /**
  * The heatmap the overlay shows: the map inference stored for the STAT image's first positive
@@ -90,21 +97,24 @@ beforeAll(async () => {
   expect(statEvent).toMatchObject({ status: 'ok', priority: 'stat' });
   expect(events.get(ids.routine)).toMatchObject({ status: 'ok', priority: 'routine' });
 
-  // Inference keeps the wire image of every ok result and one heatmap per positive label.
+  // Inference keeps the wire image and every label's activation maps of every ok result, no heatmap PNG.
   for (const event of [statEvent, events.get(ids.routine) as FindingsEvent]) {
     expect(event.wireImage).toMatchObject({ width: 256, height: 256 });
-    expect((event.heatmaps ?? []).map((h) => h.label).sort()).toEqual([...event.positives].sort());
+    expect(event.activationMaps).toMatchObject({ format: 'thorax.cam.v1', labels: event.findings.map((f) => f.label), height: 7, width: 7 });
+    expect(event).not.toHaveProperty('heatmaps');
+    const folder = path.dirname(fileURLToPath(event.activationMaps?.uri ?? ''));
+    expect(readdirSync(folder).sort()).toEqual(['cam.bin', 'wire.png']);
   }
-  const fromPipeline = statEvent.heatmaps?.[0];
-  if (fromPipeline) {
-    overlay = { id: ids.stat, label: fromPipeline.label, fromPipeline: true };
+  legacyHeatmap = await publishResultWithHeatmap(legacy.id, legacy.label);
+  const positive = statEvent.positives[0];
+  if (positive) {
+    overlay = { id: ids.stat, label: positive, fromPipeline: true };
   } else {
-    overlay = { id: `${RUN}-overlay`, label: 'Cardiomegaly', fromPipeline: false };
-    await publishResultWithHeatmap(overlay.id, overlay.label);
+    overlay = { id: legacy.id, label: legacy.label, fromPipeline: false };
   }
   say(`overlay of ${overlay.label} on ${overlay.fromPipeline ? 'the pipeline result' : 'a result published by the test (nothing positive on the pipeline result)'}`);
   await waitFor(async () => {
-    const res = await fetch(`${base}/v1/review/results/${encodeURIComponent(overlay.id)}`);
+    const res = await fetch(`${base}/v1/review/results/${encodeURIComponent(legacy.id)}`);
     return res.ok;
   }, 30_000);
 
@@ -158,8 +168,11 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promis
   }
 }
 
-/** A findings event with a wire image and a heatmap, the objects written where the store keeps them. */
-async function publishResultWithHeatmap(id: string, label: string): Promise<void> {
+/**
+ * A findings event as an older producer wrote it, with a wire image and a stored heatmap PNG, the
+ * objects written where the store keeps them; returns the heatmap PNG.
+ */
+async function publishResultWithHeatmap(id: string, label: string): Promise<Buffer> {
   const root = fileURLToPath(pathToFileURL(objectsDir).href);
   const put = (key: string, bytes: Buffer) => {
     const file = path.join(root, key);
@@ -186,9 +199,74 @@ async function publishResultWithHeatmap(id: string, label: string): Promise<void
     wireImage: { uri: put(`review/${id}/wire.png`, wire), width: 256, height: 256 },
     heatmaps: [{ label, uri: put(`review/${id}/heatmap-${label}.png`, heat) }],
   };
+  delete event.activationMaps;
   event.positives = event.findings.filter((f) => f.positive).map((f) => f.label);
   await produce(kafka, 'thorax.findings.v1', [{ key: id, value: Buffer.from(JSON.stringify(event)) }]);
+  return heat;
 }
+
+/** The pixels of a heatmap PNG, checked to be RGBA the size of the wire image. */
+async function heatmapPixels(res: Response): Promise<Buffer> {
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toBe('image/png');
+  const { data, info } = await sharp(Buffer.from(await res.arrayBuffer())).raw().toBuffer({ resolveWithObject: true });
+  expect([info.width, info.height, info.channels]).toEqual([256, 256, 4]);
+  return data;
+}
+
+describe('heatmaps rendered by results from the stored maps', () => {
+  it("renders a positive and a negative label's heatmap on request, peaking in the map's strongest cell", async () => {
+    const event = statEvent;
+    const maps = decodeActivationMaps(readFileSync(fileURLToPath(event.activationMaps?.uri ?? '')));
+    expect(maps.labels).toEqual(event.findings.map((f) => f.label));
+    expect(maps.image).toEqual({ width: 256, height: 256 });
+    const negative = event.findings.find((f) => !f.positive)?.label as string;
+    const labels = [...event.positives.slice(0, 1), negative];
+    const tags = new Set<string>();
+    for (const label of labels) {
+      const res = await fetch(`${base}/v1/findings/${encodeURIComponent(event.id)}/heatmaps/${encodeURIComponent(label)}`);
+      const etag = res.headers.get('etag') ?? '';
+      expect(etag).toMatch(/^"[A-Za-z0-9_-]{32}"$/);
+      tags.add(etag);
+      const pixels = await heatmapPixels(res);
+      // Transparent outside the region the maps cover; opaque at 200/255 where the map is strongest.
+      const { top, left, height, width } = maps.region;
+      let peak = { x: -1, y: -1, alpha: -1 };
+      for (let y = 0; y < 256; y += 1) {
+        for (let x = 0; x < 256; x += 1) {
+          const alpha = pixels[(y * 256 + x) * 4 + 3] as number;
+          const inside = y >= top && y < top + height && x >= left && x < left + width;
+          if (!inside) expect(alpha).toBe(0);
+          if (alpha > peak.alpha) peak = { x, y, alpha };
+        }
+      }
+      expect(peak.alpha).toBe(200);
+      const k = maps.labels.indexOf(label);
+      const cells = Array.from(maps.maps.subarray(k * 49, (k + 1) * 49));
+      const [min, max] = [Math.min(...cells), Math.max(...cells)];
+      const cell = Math.floor((peak.y - top) / (height / maps.height)) * maps.width + Math.floor((peak.x - left) / (width / maps.width));
+      // The opaque peak lies in the block of the strongest cell (or of one within 5 % of it: a near tie).
+      expect({ label, value: cells[cell] as number >= max - 0.05 * (max - min) }).toEqual({ label, value: true });
+      // The browser's revalidation: 304, nothing rendered again.
+      const again = await fetch(`${base}/v1/findings/${encodeURIComponent(event.id)}/heatmaps/${encodeURIComponent(label)}`, { headers: { 'if-none-match': etag } });
+      expect(again.status).toBe(304);
+    }
+    expect(tags.size).toBe(labels.length);
+    const missing = await fetch(`${base}/v1/findings/${encodeURIComponent(event.id)}/heatmaps/No_Finding`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/thorax_review_heatmap_render_seconds_count\{[^}]*\} [1-9]/);
+  });
+
+  it('still serves the stored heatmap PNG of a result of an older producer', async () => {
+    const view = (await (await fetch(`${base}/v1/review/results/${encodeURIComponent(legacy.id)}`)).json()) as { heatmaps: string[]; mapLabels: string[] };
+    expect(view).toMatchObject({ heatmaps: [legacy.label], mapLabels: [legacy.label] });
+    const res = await fetch(`${base}/v1/findings/${encodeURIComponent(legacy.id)}/heatmaps/${legacy.label}`);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer()).equals(legacyHeatmap)).toBe(true);
+  });
+});
 
 describe('review page in headless Chromium', () => {
   it('lists the studies, STAT first, without patient identifiers', async () => {

@@ -1,19 +1,26 @@
 /**
- * What review images cost per image, on this machine, with the committed model: `npm run build`
+ * What review objects cost per image, on this machine, with the committed model: `npm run build`
  * first, then `node dist/tools/bench/src/review-bench.js` (BENCH_IMAGES, default 256; BENCH_ROUNDS, 5).
  *
  *  (a) ONNX Runtime, batch 8, one worker thread: probabilities only vs probabilities + the `cam`
  *      output (what INFERENCE_REVIEW_IMAGES adds to the model run);
- *  (b) the review images of one image, as the inference service makes them (libs/imaging +
- *      a file object store in a temporary directory): the wire PNG alone, and the wire PNG plus
- *      one heatmap per positive label of the model's own findings.
- * Rounds alternate between the variants; the table gives the median round. A command, not a test.
+ *  (b) what inference stores per image (libs/imaging + libs/contracts + a file object store in a
+ *      temporary directory), images of a batch in parallel as the service does: the wire PNG
+ *      alone; the wire PNG and the `thorax.cam.v1` maps object (what it does now); the wire PNG
+ *      and one heatmap PNG per positive label (what it did before heatmaps moved to results);
+ *      raw wire pixels and the maps in one object (an alternative, not used: see docs/inference.md);
+ *  (c) what results spends on a heatmap asked for: read and decode the maps object, heatmapRgba,
+ *      RGBA PNG.
+ * CPU is the process's user + system time (every thread: libvips and libuv included) per image;
+ * wall is elapsed time per image. Rounds alternate between the variants; the figures are the
+ * median round. A command, not a test.
  */
+import { encodeActivationMaps, decodeActivationMaps } from '@thorax/contracts';
 import { encodeGreyPng, encodeRgbaPng, heatmapRgba } from '@thorax/imaging';
 import { InferencePool, loadModelArtifact } from '@thorax/model-runtime';
 import { createObjectStore } from '@thorax/object-store';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 
 const IMAGES = Number(process.env['BENCH_IMAGES'] ?? 256);
@@ -72,50 +79,111 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'thorax-review-bench-'));
   const store = createObjectStore({ kind: 'file', url: `file://${dir}`, directory: dir });
   const geometry = { height: cam.shape[2], width: cam.shape[3], region: cam.region };
-  const review = async (withHeatmaps: boolean) => {
+  const camObject = (n: number) =>
+    encodeActivationMaps({
+      labels,
+      height: geometry.height,
+      width: geometry.width,
+      image: { width: 256, height: 256 },
+      region: cam.region,
+      units: 'logit',
+      bias: cam.bias,
+      maps: maps[n] as Float32Array,
+    });
+  type Variant = 'wire' | 'wireAndMaps' | 'wireAndHeatmaps' | 'rawAndMapsOneObject';
+  /** The objects of image n in a variant (each promise: one object's bytes). */
+  const objectsOf = (variant: Variant, n: number): Promise<Buffer>[] => {
+    const pixels = input[n] as Uint8Array;
+    switch (variant) {
+      case 'wire':
+        return [encodeGreyPng(pixels, 256, 256)];
+      case 'wireAndMaps':
+        return [encodeGreyPng(pixels, 256, 256), Promise.resolve(camObject(n))];
+      case 'wireAndHeatmaps':
+        return [encodeGreyPng(pixels, 256, 256), ...(positives[n] ?? []).map((k) => encodeRgbaPng(heatmapRgba(maps[n] as Float32Array, k, geometry, 256, 256), 256, 256))];
+      case 'rawAndMapsOneObject':
+        return [Promise.resolve(Buffer.concat([camObject(n), pixels]))];
+    }
+  };
+  const inference = async (variant: Variant) => {
+    const cpu = process.cpuUsage();
     const started = process.hrtime.bigint();
     let bytes = 0;
+    let objects = 0;
     // As the service does: images of one batch in parallel, each writing its objects in parallel.
     for (let i = 0; i < input.length; i += BATCH) {
       await Promise.all(
-        input.slice(i, i + BATCH).map(async (pixels, j) => {
+        input.slice(i, i + BATCH).map(async (_, j) => {
           const n = i + j;
-          const png = [encodeGreyPng(pixels, 256, 256)];
-          if (withHeatmaps) for (const k of positives[n] ?? []) png.push(encodeRgbaPng(heatmapRgba(maps[n] as Float32Array, k, geometry, 256, 256), 256, 256));
-          const encoded = await Promise.all(png);
-          const stored = await Promise.all(encoded.map((b, p) => store.put(`review/b${n}/v/${p}.png`, b, { contentType: 'image/png' })));
-          bytes += stored.reduce((sum, s) => sum + s.size, 0);
+          const stored = await Promise.all(objectsOf(variant, n).map(async (b, p) => store.put(`review/b${n}/v/${variant}-${p}`, await b)));
+          bytes += stored.reduce((sum, o) => sum + o.size, 0);
+          objects += stored.length;
         }),
       );
     }
-    return { ms: Number(process.hrtime.bigint() - started) / 1e6 / input.length, bytes: bytes / input.length };
+    return perImage(cpu, started, input.length, { bytes: bytes / input.length, objects: objects / input.length });
   };
-  const store_: Record<'wire' | 'heatmaps', { ms: number; bytes: number }[]> = { wire: [], heatmaps: [] };
+  // Results: one heatmap per positive label, rendered from the stored maps object when asked for.
+  const mapUris = await Promise.all(input.map(async (_, n) => (await store.put(`review/m${n}/v/cam.bin`, camObject(n))).uri));
+  const asked = positives.flatMap((ks, n) => ks.map((k) => ({ n, k })));
+  const render = async () => {
+    const cpu = process.cpuUsage();
+    const started = process.hrtime.bigint();
+    for (let i = 0; i < asked.length; i += BATCH) {
+      await Promise.all(
+        asked.slice(i, i + BATCH).map(async ({ n, k }) => {
+          const decoded = decodeActivationMaps(await store.get(mapUris[n] as string));
+          return encodeRgbaPng(heatmapRgba(decoded.maps, k, decoded, 256, 256), 256, 256);
+        }),
+      );
+    }
+    return perImage(cpu, started, Math.max(1, asked.length), {});
+  };
+  const variants: Variant[] = ['wire', 'wireAndMaps', 'wireAndHeatmaps', 'rawAndMapsOneObject'];
+  const rounds = new Map<Variant | 'resultsPerHeatmap', Figures[]>();
   for (let r = 0; r < ROUNDS; r += 1) {
-    store_.wire.push(await review(false));
-    store_.heatmaps.push(await review(true));
+    for (const v of variants) rounds.set(v, [...(rounds.get(v) ?? []), await inference(v)]);
+    rounds.set('resultsPerHeatmap', [...(rounds.get('resultsPerHeatmap') ?? []), await render()]);
   }
   await store.close();
   await rm(dir, { recursive: true, force: true });
   const perImagePositives = positives.reduce((a, p) => a + p.length, 0) / positives.length;
+  const summary = Object.fromEntries(
+    [...rounds].map(([name, figures]) => [
+      name,
+      {
+        cpuMs: Number(median(figures.map((f) => f.cpuMs)).toFixed(3)),
+        wallMs: Number(median(figures.map((f) => f.wallMs)).toFixed(3)),
+        ...(figures[0]?.bytes !== undefined ? { bytes: Math.round(figures[0].bytes), objects: Number((figures[0].objects ?? 0).toFixed(2)) } : {}),
+      },
+    ]),
+  );
   const figures = {
     model: `${artifact.metadata.name} ${artifact.metadata.version}`,
     cpus: `${cpus().length} x ${cpus()[0]?.model ?? '?'}`,
+    loadAverage: Number((loadavg()[0] ?? 0).toFixed(2)),
     images: IMAGES,
     rounds: ROUNDS,
     positivesPerImage: Number(perImagePositives.toFixed(2)),
     msPerImage: {
       modelProbabilitiesOnly: Number(median(model.plain).toFixed(3)),
       modelWithCam: Number(median(model.maps).toFixed(3)),
-      reviewWirePngOnly: Number(median(store_.wire.map((s) => s.ms)).toFixed(3)),
-      reviewWireAndHeatmaps: Number(median(store_.heatmaps.map((s) => s.ms)).toFixed(3)),
     },
-    bytesPerImage: {
-      wire: Math.round(median(store_.wire.map((s) => s.bytes))),
-      wireAndHeatmaps: Math.round(median(store_.heatmaps.map((s) => s.bytes))),
-    },
+    reviewPerImage: summary,
   };
   process.stdout.write(`${JSON.stringify(figures, null, 2)}\n`);
+}
+
+interface Figures {
+  cpuMs: number;
+  wallMs: number;
+  bytes?: number;
+  objects?: number;
+}
+
+function perImage(cpu: NodeJS.CpuUsage, started: bigint, count: number, extra: Omit<Figures, 'cpuMs' | 'wallMs'>): Figures {
+  const used = process.cpuUsage(cpu);
+  return { cpuMs: (used.user + used.system) / 1000 / count, wallMs: Number(process.hrtime.bigint() - started) / 1e6 / count, ...extra };
 }
 
 void main().catch((error: unknown) => {
