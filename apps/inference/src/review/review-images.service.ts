@@ -47,7 +47,7 @@ export function reviewKeyPrefix(id: string, modelVersion: string): string {
 /**
  * Stores what the review of one image needs: the wire image as a grey PNG (encoded on libvips'
  * threads) and, when the model has class activation maps, the maps of every label as one small
- * `thorax.cam.v1` object (2.8 kB for 14 labels of 7×7). No heatmap is rendered here: results
+ * `thorax.cam.v1` object (3.4 kB for the demonstration model's 14 labels of 7×7). No heatmap is rendered here: results
  * renders a label's heatmap from the maps when a reviewer asks for it. Both objects are written
  * before this resolves, so the findings event that names them is published after them. A store or
  * encoder failure never fails the image: it is logged and counted, and the event carries no
