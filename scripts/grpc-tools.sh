@@ -18,18 +18,6 @@ TOOLS="$CACHE/grpc-tools"
 GRPCURL="$TOOLS/grpcurl-$GRPCURL_VERSION/grpcurl"
 GRPC_HEALTH_PROBE="$TOOLS/grpc-health-probe-$GRPC_HEALTH_PROBE_VERSION/grpc-health-probe"
 
-go_install() { # <binary path> <package@version> [ldflags]
-  local bin="$1" pkg="$2" ldflags="${3:-}" dir
-  [ -x "$bin" ] && return 0
-  command -v go >/dev/null 2>&1 || { log "go is missing: install Go (https://go.dev/dl) to build $pkg"; return 1; }
-  dir="$(dirname "$bin")"
-  log "building $pkg with $(go version | cut -d' ' -f3) (GOPROXY=$(go env GOPROXY); a minute or two the first time)"
-  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-  # Outside any module, so no go.work/go.mod around interferes.
-  (cd "$dir.tmp" && GOFLAGS=-mod=mod GOBIN="$dir.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w $ldflags" "$pkg" >&2)
-  [ -x "$dir.tmp/$(basename "$bin")" ] || { log "$pkg built no $(basename "$bin")"; return 1; }
-  rm -rf "$dir" && mv "$dir.tmp" "$dir"
-}
 
 ensure() {
   mkdir -p "$TOOLS"

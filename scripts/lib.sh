@@ -47,3 +47,20 @@ ensure_apt_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
     { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
 }
+
+# Builds a Go command from the Go module proxy into the folder of <binary path> (replaced whole,
+# so give each tool and version a folder of its own); nothing when the binary is there already.
+# Static (no cgo), stripped, at low priority, outside any module so no go.mod around interferes.
+# Usage: go_install <binary path> <package@version> [ldflags]
+go_install() {
+  local bin="$1" pkg="$2" ldflags="${3:-}" dir
+  [ -x "$bin" ] && return 0
+  command -v go >/dev/null 2>&1 || { log "go is missing: install Go (https://go.dev/dl) to build $pkg"; return 1; }
+  dir="$(dirname "$bin")"
+  log "building $pkg with $(go version | cut -d' ' -f3) (GOPROXY=$(go env GOPROXY); minutes the first time)"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  (cd "$dir.tmp" && GOFLAGS=-mod=mod GOBIN="$dir.tmp" CGO_ENABLED=0 nice -n 10 \
+    go install -trimpath -ldflags "-s -w $ldflags" "$pkg" >&2) || { rm -rf "$dir.tmp"; log "building $pkg failed"; return 1; }
+  [ -x "$dir.tmp/$(basename "$bin")" ] || { rm -rf "$dir.tmp"; log "$pkg built no $(basename "$bin")"; return 1; }
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}

@@ -40,27 +40,12 @@ ensure3() {
   local bin="${PROMTOOL3_BIN:-$PROMTOOL3_DEFAULT}"
   if [ -x "$bin" ]; then return 0; fi
   if [ -n "${PROMTOOL3_BIN:-}" ]; then log "PROMTOOL3_BIN=$PROMTOOL3_BIN is not an executable"; return 1; fi
-  command -v go >/dev/null 2>&1 || { log "go is missing: install Go to build promtool 3"; return 1; }
-  local dir tmp
-  dir="$(dirname "$bin")"
-  mkdir -p "$CACHE"
-  tmp="$(mktemp -d "$CACHE/prometheus3-build.XXXXXX")"
   log "building promtool $PROMETHEUS3_MODULE_VERSION (Prometheus 3) from the Go module proxy"
-  mkdir -p "$dir"
-  # `go install pkg@version` builds that module on its own terms (its go.mod and go.sum), at low
-  # priority: the build compiles a few hundred packages.
   # The release number (v0.316.0 is 3.16.0) stamped in, as the release builds do, for --version.
   local number="${PROMETHEUS3_MODULE_VERSION#v0.}" release
   release="3.$((10#${number:1:2})).${number#*.}"
-  if ! (cd "$tmp" && GOBIN="$tmp/bin" GOFLAGS=-mod=mod nice -n 10 \
-    go install -ldflags "-X github.com/prometheus/common/version.Version=$release" \
-    "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS3_MODULE_VERSION" >&2); then
-    rm -rf "$tmp"
-    log "building promtool $PROMETHEUS3_MODULE_VERSION failed"
-    return 1
-  fi
-  mv "$tmp/bin/promtool" "$bin"
-  rm -rf "$tmp"
+  go_install "$bin" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS3_MODULE_VERSION" \
+    "-X github.com/prometheus/common/version.Version=$release"
   "$bin" --version 2>&1 | head -1 >&2
 }
 
