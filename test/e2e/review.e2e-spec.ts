@@ -353,4 +353,16 @@ describe('review page in headless Chromium', () => {
     expect(stored.feedback).toEqual([mine[0]]);
     if (existsSync(path.join(ARTIFACTS, 'study.png'))) await page.screenshot({ path: path.join(ARTIFACTS, 'study-feedback.png') });
   });
+
+  it("overlays a label the model did not call, from the selector's other labels", async () => {
+    if (!overlay.fromPipeline) return say('no pipeline result with maps on the page: skipped the other-labels overlay');
+    const negative = statEvent.findings.find((f) => !f.positive)?.label as string;
+    const options = await page.$$eval('#overlay-label optgroup option', (os) => os.map((o) => o.getAttribute('value')));
+    expect(options).toContain(negative);
+    expect(options).not.toContain(overlay.label);
+    await page.selectOption('#overlay-label', negative);
+    await page.waitForFunction((label) => (globalThis as unknown as { document: { body: { dataset: Record<string, string> } } }).document.body.dataset['overlay'] === label, negative);
+    await loaded('overlay');
+    expect(await page.getAttribute('#labels li[aria-selected="true"]', 'data-label')).toBe(negative);
+  });
 });

@@ -266,10 +266,22 @@
     $('model').replaceChildren(...nodes);
   }
 
+  /** Labels whose heatmap can be shown: every label with a map (older results: the positive ones). */
+  function overlayable(r) {
+    return r.mapLabels || r.heatmaps;
+  }
+
   function renderOverlayChoices() {
     const select = $('overlay-label');
-    const labels = state.result.heatmaps;
-    select.replaceChildren(el('option', { value: '', text: labels.length ? 'none' : 'no heatmaps' }), ...labels.map((l) => el('option', { value: l, text: pretty(l) })));
+    const positives = state.result.heatmaps;
+    const others = overlayable(state.result).filter((l) => !positives.includes(l));
+    const labels = positives.concat(others);
+    // Positive findings first, as ever; the other labels' maps below, for a second look.
+    select.replaceChildren(
+      el('option', { value: '', text: labels.length ? 'none' : 'no heatmaps' }),
+      ...positives.map((l) => el('option', { value: l, text: pretty(l) })),
+      ...(others.length ? [el('optgroup', { label: 'Other labels' }, others.map((l) => el('option', { value: l, text: pretty(l) })))] : []),
+    );
     select.disabled = labels.length === 0;
     select.value = state.overlay;
     $('opacity').disabled = labels.length === 0;
@@ -281,7 +293,7 @@
     overlay.style.opacity = String(state.opacity / 100);
     $('opacity-value').textContent = state.opacity + '%';
     $('overlay-label').value = state.overlay;
-    if (!r || !state.overlay || !r.heatmaps.includes(state.overlay) || !r.wireImage) {
+    if (!r || !state.overlay || !overlayable(r).includes(state.overlay) || !r.wireImage) {
       overlay.hidden = true;
       overlay.removeAttribute('src');
       document.body.dataset.overlay = '';
@@ -324,8 +336,8 @@
     const r = state.result;
     if (!r) return;
     const label = r.findings[state.labelIndex] && r.findings[state.labelIndex].label;
-    if (state.overlay && (state.overlay === label || !r.heatmaps.includes(label))) state.overlay = '';
-    else if (r.heatmaps.includes(label)) state.overlay = label;
+    if (state.overlay && (state.overlay === label || !overlayable(r).includes(label))) state.overlay = '';
+    else if (overlayable(r).includes(label)) state.overlay = label;
     else if (r.heatmaps.length) state.overlay = r.heatmaps[0];
     void showOverlay();
   }
@@ -400,7 +412,7 @@
       const li = e.target.closest('li');
       if (!li) return;
       selectLabel(Number(li.dataset.index));
-      if (state.result && state.result.heatmaps.includes(li.dataset.label) && state.overlay) {
+      if (state.result && overlayable(state.result).includes(li.dataset.label) && state.overlay) {
         state.overlay = li.dataset.label;
         void showOverlay();
       }
