@@ -75,6 +75,7 @@ ENV NODE_ENV=production \
     NODE_OPTIONS="--enable-source-maps --disable-warning=TimeoutNegativeWarning" \
     MODEL_DIR=/opt/thorax/models/thorax-tiny-cnn \
     RESULTS_DATA_DIR=/var/lib/thorax/results \
+    OBJECT_STORE_URL=file:///var/lib/thorax/objects \
     TOPICS_CONF=/opt/thorax/deploy/kafka/topics.conf \
     TZ=UTC
 USER 10001:10001

@@ -348,7 +348,7 @@ cmd_smoke() {
     want(JSON.stringify(image.Healthcheck?.Test) === JSON.stringify(["CMD", ...c.Entrypoint, "healthcheck"]), `HEALTHCHECK ${JSON.stringify(image.Healthcheck)}`);
     for (const l of ["title", "description", "version", "revision", "created", "licenses"])
       want(c.Labels?.[`org.opencontainers.image.${l}`], `label org.opencontainers.image.${l} missing`);
-    for (const e of ["NODE_ENV=production", "MODEL_DIR=/opt/thorax/models/thorax-tiny-cnn", "RESULTS_DATA_DIR=/var/lib/thorax/results"])
+    for (const e of ["NODE_ENV=production", "MODEL_DIR=/opt/thorax/models/thorax-tiny-cnn", "RESULTS_DATA_DIR=/var/lib/thorax/results", "OBJECT_STORE_URL=file:///var/lib/thorax/objects"])
       want(c.Env.includes(e), `Env lacks ${e}`);
     want(c.Env.some((e) => e.startsWith("NODE_OPTIONS=") && e.includes("--enable-source-maps")), "NODE_OPTIONS");
   ' || fail "image configuration"
@@ -427,6 +427,8 @@ cmd_smoke() {
   done
   [ -n "$(find "$SMOKE_DIR/results/results" -user "$APP_UID" -type f 2>/dev/null | head -1)" ] ||
     fail "results wrote no embedded store under /var/lib/thorax/results"
+  [ -n "$(find "$SMOKE_DIR/inference/objects/review" -user "$APP_UID" -type f 2>/dev/null | head -1)" ] ||
+    fail "inference kept no review images under /var/lib/thorax/objects (OBJECT_STORE_URL)"
 
   # Writes: / and /opt/thorax fail (read-only file system), the two volumes work.
   local probe
