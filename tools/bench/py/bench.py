@@ -235,31 +235,12 @@ def high_watermarks(topic: str) -> dict[int, int]:
         c.close()
 
 
-def count_since(topic: str, start: dict[int, int]) -> int:
-    return sum(high - start.get(p, 0) for p, high in high_watermarks(topic).items())
-
-
-def timestamps_since(topic: str, start: dict[int, int]) -> list[float]:
-    """Record timestamps (s) of everything written to `topic` after the `start` offsets."""
-    end = high_watermarks(topic)
-    c = Consumer({**QUIET, "group.id": f"bench-ts-{uuid.uuid4()}", "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, p, start.get(p, 0)) for p in end])
-    out: list[float] = []
-    want = sum(end[p] - start.get(p, 0) for p in end)
-    deadline = time.time() + 120
-    while len(out) < want and time.time() < deadline:
-        for m in c.consume(500, 1.0):
-            if not m.error():
-                out.append(m.timestamp()[1] / 1000)
-    c.close()
-    return sorted(out)
-
-
 class Watcher:
     """Reads a findings topic from its current end and notes when each key's event arrives."""
 
     def __init__(self, topic: str) -> None:
         self.seen: dict[str, float] = {}
+        self.stamps: dict[str, float] = {}  # key -> the record's own timestamp (s), first event
         self.errors: dict[str, str] = {}  # key -> error code of a status "error" event
         self.stop = False
         self.c = Consumer({**QUIET, "group.id": f"bench-w-{uuid.uuid4()}", "fetch.wait.max.ms": 5})
@@ -273,6 +254,7 @@ class Watcher:
                 if not m.error() and m.key() is not None:
                     key = m.key().decode()
                     self.seen.setdefault(key, time.time())
+                    self.stamps.setdefault(key, m.timestamp()[1] / 1000)
                     if b'"error"' in (m.value() or b""):
                         event = json.loads(m.value() or b"{}")
                         if event.get("status") == "error":
@@ -404,6 +386,8 @@ class Bench:
         self.tiny = latest_model(TINY_DIR)
         self.densenet = latest_model(DENSENET_DIR) if DENSENET_DIR.exists() else None
         self.inputs = make_inputs(a.inputs, a.pool)
+        self.stage_cpu_ms = float("nan")  # of the last stage() run
+        self.stage_outputs: dict[str, int] = {}  # of the last stage() run: records per output topic
 
     def n_for(self, kind: str) -> int:
         return self.a.n if kind.startswith("png") else self.a.dicom_n
@@ -474,17 +458,28 @@ class Bench:
 
     # ---------------------------------------------------------------- stages alone
     def stage(self, name: str, env: dict[str, str], out_topics: list[str], expect: int, timed: str) -> float:
-        starts = {t: high_watermarks(t) for t in out_topics}
-        proc = start_service(name, env, self.dir / f"{name}.log")
+        # Output records are counted as they are read (read_committed), not by offsets: a topic
+        # written in transactions has a commit marker at an offset of its own.
+        watchers = {t: Watcher(t) for t in out_topics}
         try:
-            deadline = time.time() + max(300, expect)
-            while sum(count_since(t, starts[t]) for t in out_topics) < expect:
-                if time.time() > deadline:
-                    raise RuntimeError(f"{name} answered fewer than {expect} records")
-                time.sleep(0.5)
-            return rate_of(timestamps_since(timed, starts[timed]))
+            proc = start_service(name, env, self.dir / f"{name}.log")
+            try:
+                # CPU per record of the service's process (user + system, every thread), from ready
+                # to its last output: start-up and model warm-up are not in it.
+                cpu0 = group_cpu_seconds({proc.pid})
+                deadline = time.time() + max(300, expect)
+                while sum(len(w.seen) for w in watchers.values()) < expect:
+                    if time.time() > deadline:
+                        raise RuntimeError(f"{name} answered fewer than {expect} records")
+                    time.sleep(0.1)
+                self.stage_cpu_ms = (group_cpu_seconds({proc.pid}) - cpu0) * 1000 / expect
+                self.stage_outputs = {t: len(w.seen) for t, w in watchers.items()}
+                return rate_of(sorted(watchers[timed].stamps.values()))
+            finally:
+                stop_process(proc)
         finally:
-            stop_process(proc)
+            for w in watchers.values():
+                w.close()
 
     def stages(self) -> None:
         out: dict[str, Any] = {}
@@ -524,7 +519,8 @@ class Bench:
             n,
             env["TOPIC_IMAGES"],
         )
-        note(f"stages {kind}: ingest {r['ingest']:.1f} img/s")
+        r["ingest_cpu_ms"] = self.stage_cpu_ms
+        note(f"stages {kind}: ingest {r['ingest']:.1f} img/s, {r['ingest_cpu_ms']:.1f} ms CPU per image")
         r["preprocess"] = self.stage(
             "preprocess",
             {**env, "PREPROCESS_GROUP_ID": f"{group}-preprocess"},
@@ -532,9 +528,10 @@ class Bench:
             n,
             env["TOPIC_TENSORS"],
         )
-        note(f"stages {kind}: preprocess {r['preprocess']:.1f} img/s")
+        r["preprocess_cpu_ms"] = self.stage_cpu_ms
+        note(f"stages {kind}: preprocess {r['preprocess']:.1f} img/s, {r['preprocess_cpu_ms']:.1f} ms CPU per image")
         if kind == first:
-            tensors = count_since(env["TOPIC_TENSORS"], {})
+            tensors = self.stage_outputs[env["TOPIC_TENSORS"]]
             r["inference"] = self.stage(
                 "inference",
                 {**env, "INFERENCE_GROUP_ID": f"{group}-inference"},
@@ -542,7 +539,10 @@ class Bench:
                 tensors,
                 env["TOPIC_FINDINGS"],
             )
-            note(f"stages {kind}: inference (tiny) {r['inference']:.1f} img/s")
+            r["inference_cpu_ms"] = self.stage_cpu_ms
+            note(
+                f"stages {kind}: inference (tiny) {r['inference']:.1f} img/s, {r['inference_cpu_ms']:.1f} ms CPU per image"
+            )
             if self.densenet:
                 dn = f"{prefix}.findings-densenet"
                 create_topics({"thorax.findings.v1": dn})
@@ -554,6 +554,7 @@ class Bench:
                 }
                 dense_n = min(tensors, self.a.densenet_n)
                 r["inference_densenet121"] = self.stage("inference", dense_env, [dn], dense_n, dn)
+                r["inference_densenet121_cpu_ms"] = self.stage_cpu_ms
                 note(f"stages {kind}: inference (DenseNet-121) {r['inference_densenet121']:.1f} img/s")
         return r
 
@@ -811,14 +812,19 @@ class Bench:
                 say(f"   {kind:<9} FAILED: {s['failed']}")
                 continue
             dec = ceil.get("decode", {}).get(kind)
+
+            def cpu(stage: str, s: dict[str, Any] = s) -> str:
+                v = s.get(f"{stage}_cpu_ms")
+                return "" if v is None or math.isnan(v) else f" ({v:.1f} ms CPU/img)"
+
             say(
-                f"   {kind:<9} ingest {fmt(s.get('ingest'))}; preprocess {fmt(s.get('preprocess'))}, "
-                f"/ decode ceiling {ratio(s.get('preprocess'), dec, 0.8)}"
+                f"   {kind:<9} ingest {fmt(s.get('ingest'))}{cpu('ingest')}; preprocess {fmt(s.get('preprocess'))}"
+                f"{cpu('preprocess')}, / decode ceiling {ratio(s.get('preprocess'), dec, 0.8)}"
             )
             ort_ceil = ceil.get("ort", {})
             if "inference" in s:
                 say(
-                    f"   inference (committed model) {fmt(s['inference'])}, / raw ORT "
+                    f"   inference (committed model) {fmt(s['inference'])}{cpu('inference')}, / raw ORT "
                     f"{ratio(s['inference'], ort_ceil.get('tiny', {}).get('best'), 0.8)}"
                 )
             if "inference_densenet121" in s:
