@@ -355,7 +355,10 @@ describe('review page in headless Chromium', () => {
   });
 
   it("overlays a label the model did not call, from the selector's other labels", async () => {
-    if (!overlay.fromPipeline) return say('no pipeline result with maps on the page: skipped the other-labels overlay');
+    if (!overlay.fromPipeline) {
+      say('no pipeline result with maps on the page: skipped the other-labels overlay');
+      return;
+    }
     const negative = statEvent.findings.find((f) => !f.positive)?.label as string;
     const options = await page.$$eval('#overlay-label optgroup option', (os) => os.map((o) => o.getAttribute('value')));
     expect(options).toContain(negative);

@@ -13,6 +13,51 @@ export const HEATMAP_CACHE_BYTES = 16 * 1024 * 1024;
 /** What the heatmap route answered from: `rendered` now, the `cache`, or a `stored` PNG of an older producer. */
 export type HeatmapSource = 'rendered' | 'cache' | 'stored';
 
+/**
+ * Least recently used buffers up to a byte budget; a buffer over an eighth of the budget is not
+ * kept (it would evict too much).
+ */
+export class BufferLru {
+  private readonly entries = new Map<string, Buffer>();
+  private used = 0;
+
+  constructor(readonly budget: number) {}
+
+  get bytes(): number {
+    return this.used;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(key: string): Buffer | undefined {
+    const hit = this.entries.get(key);
+    if (hit) {
+      // Most recently used last.
+      this.entries.delete(key);
+      this.entries.set(key, hit);
+    }
+    return hit;
+  }
+
+  set(key: string, value: Buffer): void {
+    if (value.length > this.budget / 8) return;
+    const old = this.entries.get(key);
+    if (old) {
+      this.entries.delete(key);
+      this.used -= old.length;
+    }
+    this.entries.set(key, value);
+    this.used += value.length;
+    for (const [k, v] of this.entries) {
+      if (this.used <= this.budget) break;
+      this.entries.delete(k);
+      this.used -= v.length;
+    }
+  }
+}
+
 /** The strong entity tag of an object-store object: a digest of what identifies its bytes. */
 export function entityTag(...parts: (string | number)[]): string {
   return `"${createHash('sha256').update(parts.join('\n')).digest('base64url').slice(0, 32)}"`;
@@ -28,8 +73,7 @@ export function entityTag(...parts: (string | number)[]): string {
  */
 @Injectable()
 export class HeatmapRenderer {
-  private readonly cache = new Map<string, Buffer>();
-  private cachedBytes = 0;
+  private readonly cache = new BufferLru(HEATMAP_CACHE_BYTES);
   private readonly inFlight = new Map<string, Promise<Buffer>>();
   private readonly seconds: Histogram<never>;
   private readonly answers: Counter<'source'>;
@@ -66,12 +110,7 @@ export class HeatmapRenderer {
   /** The PNG of `label`'s heatmap; `etag` from etag(uri, size, label). */
   async render(args: { uri: string; size: number; label: string; etag: string }): Promise<{ png: Buffer; source: HeatmapSource }> {
     const hit = this.cache.get(args.etag);
-    if (hit) {
-      // Most recently used last.
-      this.cache.delete(args.etag);
-      this.cache.set(args.etag, hit);
-      return { png: hit, source: 'cache' };
-    }
+    if (hit) return { png: hit, source: 'cache' };
     let work = this.inFlight.get(args.etag);
     if (!work) {
       work = this.renderNow(args).finally(() => this.inFlight.delete(args.etag));
@@ -95,7 +134,7 @@ export class HeatmapRenderer {
     const { width, height } = maps.image;
     const png = await encodeRgbaPng(heatmapRgba(maps.maps, index, maps, width, height), width, height);
     this.seconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    this.remember(args.etag, png);
+    this.cache.set(args.etag, png);
     return png;
   }
 
@@ -103,16 +142,5 @@ export class HeatmapRenderer {
     // The URI is an object key (image id and model version), not patient data.
     this.log.warn({ err: cause, uri }, 'activation maps object cannot be read');
     return new ResultsApiError('INTERNAL', 'the activation maps of this result cannot be read', { cause });
-  }
-
-  private remember(etag: string, png: Buffer): void {
-    if (png.length > HEATMAP_CACHE_BYTES / 8 || this.cache.has(etag)) return;
-    this.cache.set(etag, png);
-    this.cachedBytes += png.length;
-    for (const [key, value] of this.cache) {
-      if (this.cachedBytes <= HEATMAP_CACHE_BYTES) break;
-      this.cache.delete(key);
-      this.cachedBytes -= value.length;
-    }
   }
 }
