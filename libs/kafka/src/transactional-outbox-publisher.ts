@@ -1,5 +1,5 @@
 import type { Logger } from '@thorax/observability';
-import { type Consumer, type Kafka, Partitioners, type Producer } from 'kafkajs';
+import { type Consumer, type Kafka, Partitioners, type Producer, type Transaction } from 'kafkajs';
 import { refusedRecordType } from './failure-policy';
 import { decodeHeaders, type OutgoingRecord } from './records';
 import { isFencedError, whileConcurrent } from './transactions';
@@ -59,6 +59,8 @@ const DEFAULT_MAX_REQUEST_BYTES = 512 * 1024;
  */
 export class TransactionalOutboxPublisher {
   private producer: Producer | null = null;
+  /** The transaction `fence` began (its InitProducerId did the fencing), used by the next publish. */
+  private opened: Transaction | null = null;
   private readonly timeoutMs: number;
   private readonly maxRequestBytes: number;
 
@@ -91,8 +93,11 @@ export class TransactionalOutboxPublisher {
       createPartitioner: Partitioners.DefaultPartitioner,
     });
     this.producer = producer;
-    // connect() sends InitProducerId for a transactional producer (kafkajs 2.2.4).
     await producer.connect();
+    // kafkajs 2.2.4 sends the transactional InitProducerId with the first transaction, not on
+    // connect (which initialises a plain idempotent producer id that fences nothing): begin one
+    // here, so that fencing is done when this resolves, and keep it for the first publish.
+    this.opened = await producer.transaction();
     this.log.info({ transactionalId: this.spec.transactionalId, topic: this.spec.topic }, 'outbox producer started; earlier holders fenced');
   }
 
@@ -105,7 +110,8 @@ export class TransactionalOutboxPublisher {
     if (records.length === 0) return;
     const producer = this.producer;
     if (!producer) throw new Error('outbox producer not started (fence first)');
-    const transaction = await producer.transaction();
+    const transaction = this.opened ?? (await producer.transaction());
+    this.opened = null;
     try {
       for (const chunk of chunks(records, this.maxRequestBytes)) {
         await whileConcurrent(() =>
@@ -226,7 +232,10 @@ export class TransactionalOutboxPublisher {
 
   async close(): Promise<void> {
     const producer = this.producer;
+    const opened = this.opened;
     this.producer = null;
+    this.opened = null;
+    if (opened?.isActive()) await opened.abort().catch(() => undefined);
     if (producer) await producer.disconnect().catch(() => undefined);
   }
 }
