@@ -1,4 +1,6 @@
-import { HEATMAP_FLOOR, HEATMAP_LUT, HEATMAP_MAX_ALPHA, heatmapRgba, upsampleBilinear } from './heatmap';
+import { inflateSync } from 'node:zlib';
+import sharp from 'sharp';
+import { decodePngRaw, encodeGreyPng, HEATMAP_FLOOR, HEATMAP_LUT, HEATMAP_MAX_ALPHA, heatmapRgba, upsampleBilinear } from './heatmap';
 
 const geometry = { height: 7, width: 7, region: { top: 16, left: 16, height: 224, width: 224 } };
 
@@ -68,5 +70,43 @@ describe('heatmap', () => {
     const nan = maps(0, 1, 1);
     nan[3] = Number.NaN;
     expect(() => heatmapRgba(nan, 0, geometry, 256, 256)).toThrow(/NaN/);
+  });
+});
+
+describe('encodeGreyPng (uncompressed wire PNG)', () => {
+  it.each([
+    [256, 256],
+    [3, 2],
+    [1, 1],
+    [300, 7],
+  ])('writes a %ix%i PNG that decoders read back byte for byte as one 8-bit grey channel', async (width, height) => {
+    const pixels = Uint8Array.from({ length: width * height }, (_, i) => (i * 37 + (i >> 5)) % 256);
+    const png = encodeGreyPng(pixels, width, height);
+    const meta = await sharp(png).metadata();
+    expect([meta.format, meta.width, meta.height, meta.channels, meta.depth, meta.isProgressive]).toEqual(['png', width, height, 1, 'uchar', false]);
+    const back = await decodePngRaw(png);
+    expect([back.width, back.height, back.channels]).toEqual([width, height, 1]);
+    expect(back.data.equals(Buffer.from(pixels))).toBe(true);
+    // Stored, not compressed: the pixels, a filter byte per row, and fixed overhead only.
+    const overhead = png.length - width * height - height;
+    expect(overhead).toBeGreaterThan(50);
+    expect(overhead).toBeLessThan(80 + 5 * Math.ceil((width * height + height) / 65535));
+  });
+
+  it('splits rows over several stored blocks beyond 64 KiB, and zlib inflates them back', async () => {
+    const pixels = Uint8Array.from({ length: 400 * 400 }, (_, i) => (i * 7) % 251);
+    const png = encodeGreyPng(pixels, 400, 400);
+    // The IDAT chunk follows the signature (8) and IHDR (25).
+    const length = png.readUInt32BE(33);
+    expect(png.toString('ascii', 37, 41)).toBe('IDAT');
+    const rows = inflateSync(png.subarray(41, 41 + length));
+    expect(rows.length).toBe(400 * 401);
+    expect(rows.subarray(401 + 1, 401 + 1 + 400).equals(Buffer.from(pixels.subarray(400, 800)))).toBe(true);
+    expect((await decodePngRaw(png)).data.equals(Buffer.from(pixels))).toBe(true);
+  });
+
+  it('refuses pixels that do not fill the size', () => {
+    expect(() => encodeGreyPng(new Uint8Array(10), 4, 4)).toThrow(/10 pixels for 4x4/);
+    expect(() => encodeGreyPng(new Uint8Array(0), 0, 0)).toThrow(/pixels for 0x0/);
   });
 });

@@ -1,14 +1,17 @@
 /**
  * What review objects cost per image, on this machine, with the committed model: `npm run build`
- * first, then `node dist/tools/bench/src/review-bench.js` (BENCH_IMAGES, default 256; BENCH_ROUNDS, 5).
+ * first, then `node --expose-gc dist/tools/bench/src/review-bench.js` (BENCH_IMAGES, default 256;
+ * BENCH_ROUNDS, 5). With --expose-gc every measurement starts after a full collection, so one
+ * variant's garbage is not collected on the next one's time.
  *
  *  (a) ONNX Runtime, batch 8, one worker thread: probabilities only vs probabilities + the `cam`
  *      output (what INFERENCE_REVIEW_IMAGES adds to the model run);
  *  (b) what inference stores per image (libs/imaging + libs/contracts + a file object store in a
- *      temporary directory), images of a batch in parallel as the service does: the wire PNG
- *      alone; the wire PNG and the `thorax.cam.v1` maps object (what it does now); the wire PNG
- *      and one heatmap PNG per positive label (what it did before heatmaps moved to results);
- *      raw wire pixels and the maps in one object (an alternative, not used: see docs/inference.md);
+ *      temporary directory), images of a batch in parallel as the service does. Now: the
+ *      uncompressed wire PNG alone, and with the `thorax.cam.v1` maps object (what it does).
+ *      Before: the zlib-compressed wire PNG (sharp, level 6) alone, and with one heatmap PNG per
+ *      positive label (what earlier releases did). And raw wire pixels with the maps in one
+ *      object (an alternative, not used: see docs/inference.md);
  *  (c) what results spends on a heatmap asked for: read and decode the maps object, heatmapRgba,
  *      RGBA PNG.
  * CPU is the process's user + system time (every thread: libvips and libuv included) per image;
@@ -20,6 +23,7 @@ import { encodeGreyPng, encodeRgbaPng, heatmapRgba } from '@thorax/imaging';
 import { InferencePool, loadModelArtifact } from '@thorax/model-runtime';
 import { createObjectStore } from '@thorax/object-store';
 import { mkdtemp, rm } from 'node:fs/promises';
+import sharp from 'sharp';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -90,22 +94,28 @@ async function main(): Promise<void> {
       bias: cam.bias,
       maps: maps[n] as Float32Array,
     });
-  type Variant = 'wire' | 'wireAndMaps' | 'wireAndHeatmaps' | 'rawAndMapsOneObject';
+  type Variant = 'wire' | 'wireAndMaps' | 'zlibWire' | 'zlibWireAndHeatmaps' | 'rawAndMapsOneObject';
+  // The wire PNG as earlier releases wrote it: zlib level 6 on libvips' threads.
+  const zlibWire = (pixels: Uint8Array) =>
+    sharp(pixels, { raw: { width: 256, height: 256, channels: 1 } }).toColourspace('b-w').png({ compressionLevel: 6, adaptiveFiltering: false }).toBuffer();
   /** The objects of image n in a variant (each promise: one object's bytes). */
   const objectsOf = (variant: Variant, n: number): Promise<Buffer>[] => {
     const pixels = input[n] as Uint8Array;
     switch (variant) {
       case 'wire':
-        return [encodeGreyPng(pixels, 256, 256)];
+        return [Promise.resolve(encodeGreyPng(pixels, 256, 256))];
       case 'wireAndMaps':
-        return [encodeGreyPng(pixels, 256, 256), Promise.resolve(camObject(n))];
-      case 'wireAndHeatmaps':
-        return [encodeGreyPng(pixels, 256, 256), ...(positives[n] ?? []).map((k) => encodeRgbaPng(heatmapRgba(maps[n] as Float32Array, k, geometry, 256, 256), 256, 256))];
+        return [Promise.resolve(encodeGreyPng(pixels, 256, 256)), Promise.resolve(camObject(n))];
+      case 'zlibWire':
+        return [zlibWire(pixels)];
+      case 'zlibWireAndHeatmaps':
+        return [zlibWire(pixels), ...(positives[n] ?? []).map((k) => encodeRgbaPng(heatmapRgba(maps[n] as Float32Array, k, geometry, 256, 256), 256, 256))];
       case 'rawAndMapsOneObject':
         return [Promise.resolve(Buffer.concat([camObject(n), pixels]))];
     }
   };
   const inference = async (variant: Variant) => {
+    settle();
     const cpu = process.cpuUsage();
     const started = process.hrtime.bigint();
     let bytes = 0;
@@ -127,6 +137,7 @@ async function main(): Promise<void> {
   const mapUris = await Promise.all(input.map(async (_, n) => (await store.put(`review/m${n}/v/cam.bin`, camObject(n))).uri));
   const asked = positives.flatMap((ks, n) => ks.map((k) => ({ n, k })));
   const render = async () => {
+    settle();
     const cpu = process.cpuUsage();
     const started = process.hrtime.bigint();
     for (let i = 0; i < asked.length; i += BATCH) {
@@ -139,7 +150,7 @@ async function main(): Promise<void> {
     }
     return perImage(cpu, started, Math.max(1, asked.length), {});
   };
-  const variants: Variant[] = ['wire', 'wireAndMaps', 'wireAndHeatmaps', 'rawAndMapsOneObject'];
+  const variants: Variant[] = ['wire', 'wireAndMaps', 'zlibWire', 'zlibWireAndHeatmaps', 'rawAndMapsOneObject'];
   const rounds = new Map<Variant | 'resultsPerHeatmap', Figures[]>();
   for (let r = 0; r < ROUNDS; r += 1) {
     for (const v of variants) rounds.set(v, [...(rounds.get(v) ?? []), await inference(v)]);
@@ -179,6 +190,11 @@ interface Figures {
   wallMs: number;
   bytes?: number;
   objects?: number;
+}
+
+/** A full collection before a measurement, when node runs with --expose-gc. */
+function settle(): void {
+  (globalThis as { gc?: () => void }).gc?.();
 }
 
 function perImage(cpu: NodeJS.CpuUsage, started: bigint, count: number, extra: Omit<Figures, 'cpuMs' | 'wallMs'>): Figures {
