@@ -238,7 +238,7 @@ describe('Grafana dashboard', () => {
     expect(unknown).toEqual([]);
   });
 
-  it('shows what an SRE needs: throughput, latency heatmap, batches, lag, errors, DLQ, drift, model', () => {
+  it('shows what an SRE needs: throughput, latency heatmap, batches, lag, errors, DLQ, drift, model, workers, review objects, FHIR outbox', () => {
     const used = new Set(queryPanels.flatMap((p) => (p.targets ?? []).flatMap((t) => metricNamesIn(t.expr ?? ''))));
     for (const name of [
       'thorax_messages_total',
@@ -255,6 +255,11 @@ describe('Grafana dashboard', () => {
       'thorax_http_requests_total',
       'thorax_grpc_server_handled_total',
       'thorax_ready',
+      'thorax_inference_worker_restarts_total',
+      'thorax_model_directory_missing',
+      'thorax_review_images_total',
+      'thorax_fhir_bundles_total',
+      'thorax_fhir_outbox_owner',
     ]) {
       expect({ name, used: used.has(name) }).toEqual({ name, used: true });
     }
