@@ -2,7 +2,7 @@ import { ThoraxError } from '@thorax/contracts';
 import sharp from 'sharp';
 import { sniffMediaType } from './media-type';
 import { resizeGreyPlane, withWireResize } from './resize';
-import { DEFAULT_WIRE_OPTIONS, toWireImage } from './wire-image';
+import { DEFAULT_WIRE_OPTIONS, pngHeader, toWireImage } from './wire-image';
 
 /** A grey picture with detail at every scale (a DCT-domain shrink would change it). */
 function texture(width: number, height: number): Buffer {
@@ -92,5 +92,64 @@ describe('toWireImage', () => {
     const gif = await sharp({ create: { width: 100, height: 100, channels: 3, background: '#fff' } }).gif().toBuffer();
     expect(sniffMediaType(gif)).toBeNull();
     expect(await codeOf(toWireImage(gif))).toBe('UNSUPPORTED_MEDIA_TYPE');
+  });
+});
+
+describe('pngHeader', () => {
+  const raw = (channels: 1 | 2 | 3 | 4) => {
+    const data = Buffer.alloc(90 * 70 * channels);
+    for (let i = 0; i < data.length; i += 1) data[i] = (i * 37) & 255;
+    return sharp(data, { raw: { width: 90, height: 70, channels } });
+  };
+
+  it('reads what sharp reads from a plain PNG: size, sample depth, channels', async () => {
+    const pngs = [
+      await raw(1).toColourspace('b-w').png().toBuffer(),
+      await raw(1).toColourspace('grey16').png().toBuffer(),
+      await raw(2).toColourspace('b-w').png().toBuffer(),
+      await raw(3).png().toBuffer(),
+      await raw(4).png().toBuffer(),
+      await raw(3).toColourspace('rgb16').png().toBuffer(),
+    ];
+    const seen = new Set<string>();
+    for (const png of pngs) {
+      const header = pngHeader(png);
+      const meta = await sharp(png).metadata();
+      expect(header).not.toBeNull();
+      expect(header).toEqual({
+        format: meta.format,
+        width: meta.width,
+        height: meta.height,
+        autoOrient: meta.autoOrient,
+        depth: meta.depth,
+        channels: meta.channels,
+      });
+      seen.add(`${header?.depth}/${header?.channels}`);
+    }
+    expect([...seen].sort()).toEqual(['uchar/1', 'uchar/2', 'uchar/3', 'uchar/4', 'ushort/1', 'ushort/3']);
+  });
+
+  it('leaves palette, transparency-keyed, oriented, truncated and non-PNG input to sharp (null)', async () => {
+    const grey = await raw(1).toColourspace('b-w').png().toBuffer();
+    expect(pngHeader(grey)).toMatchObject({ channels: 1 });
+    expect(pngHeader(await raw(3).png({ palette: true }).toBuffer())).toBeNull();
+    expect(pngHeader(await raw(1).toColourspace('b-w').withExif({ IFD0: { Orientation: '6' } }).png().toBuffer())).toBeNull();
+    // A tRNS chunk (grey level 0 transparent) inserted after IHDR: libvips adds an alpha channel.
+    const trns = Buffer.from([0, 0, 0, 2, 0x74, 0x52, 0x4e, 0x53, 0, 0, 0, 0, 0, 0]);
+    expect(pngHeader(Buffer.concat([grey.subarray(0, 33), trns, grey.subarray(33)]))).toBeNull();
+    expect(pngHeader(grey.subarray(0, 40))).toBeNull();
+    expect(pngHeader(await gradient(300, 300, 'jpeg'))).toBeNull();
+    const zeroWidth = Buffer.from(grey);
+    zeroWidth.writeUInt32BE(0, 16);
+    expect(pngHeader(zeroWidth)).toBeNull();
+  });
+
+  it('gives the same wire image as the sharp-read header', async () => {
+    const png = await gradient(512, 300, 'png');
+    expect(pngHeader(png)).not.toBeNull();
+    // The same bytes with an eXIf chunk of orientation 1 (upright) take the metadata() path.
+    const tagged = await sharp(png).withExif({ IFD0: { Orientation: '1' } }).png().toBuffer();
+    expect(pngHeader(tagged)).toBeNull();
+    expect(Buffer.from((await toWireImage(tagged)).pixels)).toEqual(Buffer.from((await toWireImage(png)).pixels));
   });
 });

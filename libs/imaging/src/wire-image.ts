@@ -129,9 +129,11 @@ async function dicomToWire(bytes: Uint8Array, options: WireImageOptions): Promis
  * channel. Embedded ICC profiles are ignored (grey levels are used as stored, as in training).
  */
 async function rasterToWire(bytes: Buffer, options: WireImageOptions): Promise<WireImage> {
-  let meta: Metadata;
+  let meta: RasterHeader;
   try {
-    meta = await sharp(bytes, { failOn: 'warning', limitInputPixels: false }).metadata();
+    // A plain PNG's header is read here; sharp's metadata() costs a pass through its native
+    // binding and a libuv hop per image, about as much main-thread time as the decode call.
+    meta = pngHeader(bytes) ?? (await sharp(bytes, { failOn: 'warning', limitInputPixels: false }).metadata());
   } catch (error) {
     throw new ThoraxError('CORRUPT_IMAGE', `unreadable image header: ${(error as Error).message}`, { stage });
   }
@@ -208,6 +210,48 @@ async function rasterToWire(bytes: Buffer, options: WireImageOptions): Promise<W
       photometricInterpretation: '',
       voi,
     },
+  };
+}
+
+/** What rasterToWire needs of an image header: sharp's Metadata, or pngHeader's reading of it. */
+type RasterHeader = Pick<Metadata, 'format' | 'width' | 'height' | 'autoOrient' | 'depth' | 'channels'> & Partial<Pick<Metadata, 'space'>>;
+
+/** PNG colour type (IHDR) → the channels libvips decodes it to, for the types read here. */
+const PNG_CHANNELS: Readonly<Record<number, number>> = { 0: 1, 2: 3, 4: 2, 6: 4 };
+const PNG_DEPTHS: Readonly<Record<number, readonly number[]>> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 4: [8, 16], 6: [8, 16] };
+
+/**
+ * The header of a plain PNG as sharp's metadata() reports it (format, size, sample depth,
+ * channels), read from its IHDR chunk and the chunk list up to the first IDAT; null, so that
+ * sharp reads it, for anything else: a palette image, a tRNS chunk (libvips adds an alpha
+ * channel), an eXIf chunk (an orientation to apply), or a header that does not parse.
+ */
+export function pngHeader(bytes: Buffer): RasterHeader | null {
+  if (sniffMediaType(bytes) !== 'image/png' || bytes.length < 33) return null;
+  if (bytes.readUInt32BE(8) !== 13 || bytes.toString('latin1', 12, 16) !== 'IHDR') return null;
+  const width = bytes.readUInt32BE(16);
+  const height = bytes.readUInt32BE(20);
+  const bitDepth = bytes[24] as number;
+  const colourType = bytes[25] as number;
+  const channels = PNG_CHANNELS[colourType];
+  if (!channels || !PNG_DEPTHS[colourType]?.includes(bitDepth) || width === 0 || height === 0) return null;
+  if (width > 0x7fffffff || height > 0x7fffffff || bytes[26] !== 0 || bytes[27] !== 0 || (bytes[28] as number) > 1) return null;
+  // Chunks after IHDR, up to the image data: each is length, type, data, CRC.
+  for (let at = 33; ; ) {
+    if (at + 8 > bytes.length) return null;
+    const length = bytes.readUInt32BE(at);
+    const type = bytes.toString('latin1', at + 4, at + 8);
+    if (type === 'IDAT') break;
+    if (type === 'tRNS' || type === 'eXIf' || type === 'IEND') return null;
+    at += 12 + length;
+  }
+  return {
+    format: 'png',
+    width,
+    height,
+    autoOrient: { width, height },
+    depth: bitDepth === 16 ? 'ushort' : 'uchar',
+    channels: channels as Metadata['channels'],
   };
 }
 
