@@ -34,7 +34,22 @@ describe('Kafka client configuration', () => {
       idempotentProducer: true,
       delivery: 'exactly-once',
       authFailureExitMs: 300_000,
+      client: 'kafkajs',
     });
+  });
+
+  it('chooses the Kafka client (kafkajs by default) and where the librdkafka build lives', () => {
+    expect(kafkaClientOptions(loadConfig(schema, { KAFKA_CLIENT: 'librdkafka' }), 'x')).toMatchObject({ client: 'librdkafka' });
+    expect(kafkaClientOptions(loadConfig(schema, { KAFKA_CLIENT: 'librdkafka', KAFKA_LIBRDKAFKA_DIR: '/opt/ckjs' }), 'x')).toMatchObject({
+      client: 'librdkafka',
+      librdkafkaDir: '/opt/ckjs',
+    });
+    expect(() => loadConfig(schema, { KAFKA_CLIENT: 'rdkafka' })).toThrow(/KAFKA_CLIENT/);
+    expect(() => loadConfig(schema, { KAFKA_LIBRDKAFKA_DIR: '/opt/ckjs' })).toThrow(/KAFKA_LIBRDKAFKA_DIR: set, but KAFKA_CLIENT is not librdkafka/);
+    // librdkafka has no SNI/host name override: refused rather than silently ignored.
+    expect(() => loadConfig(schema, { KAFKA_CLIENT: 'librdkafka', KAFKA_TLS: 'true', KAFKA_TLS_SERVERNAME: 'kafka.internal' })).toThrow(
+      /KAFKA_TLS_SERVERNAME: not supported with KAFKA_CLIENT=librdkafka/,
+    );
   });
 
   it('reads TLS files and the password file once, dropping the trailing newline of a mounted Secret', () => {

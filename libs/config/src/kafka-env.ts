@@ -8,6 +8,8 @@ export const KAFKA_SASL_MECHANISMS = ['none', 'plain', 'scram-sha-256', 'scram-s
 export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
 export const KAFKA_DELIVERY_MODES = ['exactly-once', 'at-least-once'] as const;
 export type KafkaDelivery = (typeof KAFKA_DELIVERY_MODES)[number];
+export const KAFKA_CLIENTS = ['kafkajs', 'librdkafka'] as const;
+export type KafkaClientKind = (typeof KAFKA_CLIENTS)[number];
 
 const optionalPath = z.string().trim().min(1).optional();
 
@@ -51,6 +53,17 @@ export const kafkaEnv = {
    * for ever. Transient broker unavailability never makes it exit.
    */
   KAFKA_AUTH_FAILURE_EXIT_MS: z.coerce.number().int().min(0).default(300_000),
+  /**
+   * The Kafka client under libs/kafka's ports: `kafkajs` (pure JavaScript) or `librdkafka`
+   * (@confluentinc/kafka-javascript, built by scripts/rdkafka.sh; docs/inference.md "Kafka client").
+   */
+  KAFKA_CLIENT: z.enum(KAFKA_CLIENTS).default('kafkajs'),
+  /**
+   * Where scripts/rdkafka.sh installed @confluentinc/kafka-javascript (the folder holding its
+   * node_modules); default: the package as Node resolves it, else .cache/confluent-kafka of the
+   * checkout.
+   */
+  KAFKA_LIBRDKAFKA_DIR: optionalPath,
 };
 
 /** The Kafka part of a parsed service config. */
@@ -82,6 +95,10 @@ export interface KafkaClientConfig {
   delivery: KafkaDelivery;
   /** 0: never exit on authentication/TLS failure. */
   authFailureExitMs: number;
+  /** The client library; absent means kafkajs. */
+  client?: KafkaClientKind;
+  /** KAFKA_LIBRDKAFKA_DIR; absent: default resolution. */
+  librdkafkaDir?: string;
 }
 
 /**
@@ -107,6 +124,15 @@ export function kafkaEnvProblems(env: Partial<KafkaEnv>): { variable: string; me
   }
   if ((env.KAFKA_DELIVERY ?? 'exactly-once') === 'exactly-once' && env.KAFKA_PRODUCER_IDEMPOTENT === false) {
     problems.push({ variable: 'KAFKA_PRODUCER_IDEMPOTENT', message: 'must be true with KAFKA_DELIVERY=exactly-once (transactions need the idempotent producer)' });
+  }
+  if (env.KAFKA_CLIENT === 'librdkafka' && env.KAFKA_TLS_SERVERNAME) {
+    problems.push({
+      variable: 'KAFKA_TLS_SERVERNAME',
+      message: 'not supported with KAFKA_CLIENT=librdkafka (librdkafka checks each broker certificate against the host name the broker advertises)',
+    });
+  }
+  if (env.KAFKA_LIBRDKAFKA_DIR && env.KAFKA_CLIENT !== 'librdkafka') {
+    problems.push({ variable: 'KAFKA_LIBRDKAFKA_DIR', message: 'set, but KAFKA_CLIENT is not librdkafka' });
   }
   if (env.KAFKA_SASL_PASSWORD && env.KAFKA_SASL_PASSWORD_FILE) {
     problems.push({ variable: 'KAFKA_SASL_PASSWORD', message: 'set either KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both' });
@@ -171,5 +197,7 @@ export function kafkaClientOptions(config: KafkaEnv, defaultClientId: string): K
     idempotentProducer: config.KAFKA_PRODUCER_IDEMPOTENT,
     delivery: config.KAFKA_DELIVERY,
     authFailureExitMs: config.KAFKA_AUTH_FAILURE_EXIT_MS,
+    client: config.KAFKA_CLIENT,
+    ...(config.KAFKA_LIBRDKAFKA_DIR ? { librdkafkaDir: config.KAFKA_LIBRDKAFKA_DIR } : {}),
   };
 }

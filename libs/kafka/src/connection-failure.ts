@@ -1,4 +1,5 @@
 import type { KafkaClientOptions } from './kafka-client';
+import { kafkaErrorType } from './kafka-errors';
 
 /**
  * Why a service cannot use its Kafka cluster. `authentication`, `authorization` and `tls` are
@@ -28,7 +29,7 @@ const AUTHORIZATION_TYPES = new Set([
   'DELEGATION_TOKEN_AUTHORIZATION_FAILED',
 ]);
 
-const AUTHENTICATION_TYPES = new Set(['SASL_AUTHENTICATION_FAILED', 'UNSUPPORTED_SASL_MECHANISM', 'ILLEGAL_SASL_STATE']);
+const AUTHENTICATION_TYPES = new Set(['SASL_AUTHENTICATION_FAILED', 'UNSUPPORTED_SASL_MECHANISM', 'ILLEGAL_SASL_STATE', '_AUTHENTICATION']);
 
 interface ErrorLike {
   name?: string;
@@ -58,23 +59,29 @@ export function classifyKafkaFailure(error: unknown, options: Pick<KafkaClientOp
   const mechanism = options.sasl ? options.sasl.mechanism.toUpperCase() : 'none';
   const passwordVariables = ['KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD_FILE (or KAFKA_SASL_PASSWORD)'];
 
-  if (errors.some((e) => e.name === 'KafkaJSSASLAuthenticationError' || AUTHENTICATION_TYPES.has(e.type ?? ''))) {
-    const unsupported = errors.some((e) => e.type === 'UNSUPPORTED_SASL_MECHANISM' || /not supported by the server|does not support/i.test(e.message ?? ''));
+  const types = errors.map((e) => kafkaErrorType(e) ?? '');
+  if (errors.some((e, i) => e.name === 'KafkaJSSASLAuthenticationError' || AUTHENTICATION_TYPES.has(types[i] as string))) {
+    const unsupported = errors.some(
+      (e, i) => types[i] === 'UNSUPPORTED_SASL_MECHANISM' || /not supported by the server|does not support|not supported by broker|unsupported sasl mechanism/i.test(e.message ?? ''),
+    );
     return unsupported
       ? { kind: 'authentication', reason: `kafka: SASL mechanism ${mechanism} not enabled on the broker`, check: ['KAFKA_SASL_MECHANISM'], detail }
       : { kind: 'authentication', reason: `kafka: authentication failed (${mechanism})`, check: [...passwordVariables, 'KAFKA_SASL_MECHANISM'], detail };
   }
-  const denied = errors.find((e) => AUTHORIZATION_TYPES.has(e.type ?? ''));
+  const denied = types.find((type) => AUTHORIZATION_TYPES.has(type));
   if (denied) {
     return {
       kind: 'authorization',
-      reason: `kafka: not authorized (${denied.type})`,
+      reason: `kafka: not authorized (${denied})`,
       check: ['the ACLs of KAFKA_SASL_USERNAME (or of the client certificate)'],
       detail,
     };
   }
   const tls = errors.find((e) => typeof e.code === 'string' && TLS_CODES.test(e.code));
   if (tls) return tlsFailure(String(tls.code), detail, options);
+  // librdkafka: one local code for every TLS failure, the OpenSSL reason in the message.
+  const rdkafkaTls = errors.find((e, i) => types[i] === '_SSL' || rdkafkaTlsCode(e.message ?? '') !== null);
+  if (rdkafkaTls) return tlsFailure(rdkafkaTlsCode(rdkafkaTls.message ?? '') ?? 'ERR_SSL_HANDSHAKE_FAILURE', detail, options);
   return { kind: 'unreachable', reason: `kafka: brokers unreachable (${detail})`, check: ['KAFKA_BROKERS'], detail };
 }
 
@@ -82,6 +89,26 @@ export function classifyKafkaFailure(error: unknown, options: Pick<KafkaClientOp
 export function classifySocketError(error: Error, options: Pick<KafkaClientOptions, 'tls'>): KafkaFailure | null {
   const code = (error as ErrorLike).code;
   if (typeof code === 'string' && TLS_CODES.test(code)) return tlsFailure(code, error.message, options);
+  const rdkafka = rdkafkaTlsCode(error.message);
+  if (rdkafka) return tlsFailure(rdkafka, error.message, options);
+  return null;
+}
+
+/**
+ * The Node/OpenSSL code that names the TLS failure a librdkafka error message describes (it
+ * reports them all as ERR__SSL, or as a broken connection for a plaintext client at a TLS
+ * listener); null when the message is not about TLS.
+ */
+export function rdkafkaTlsCode(message: string): string | null {
+  if (/incorrect security\.protocol configuration \(connecting to a SSL listener\?\)/i.test(message)) return 'EPROTO';
+  if (!/SSL|TLS|certificate/i.test(message)) return null;
+  if (/wrong version number|packet length too long|record layer failure|http request/i.test(message)) return 'ERR_SSL_WRONG_VERSION_NUMBER';
+  if (/hostname mismatch|does not match|endpoint identification|IP address mismatch/i.test(message)) return 'ERR_TLS_CERT_ALTNAME_INVALID';
+  if (/alert certificate required/i.test(message)) return 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED';
+  if (/alert (handshake failure|bad certificate|unknown ca|certificate unknown)/i.test(message)) return 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE';
+  if (/self.signed certificate in certificate chain/i.test(message)) return 'SELF_SIGNED_CERT_IN_CHAIN';
+  if (/certificate verify failed|unable to get local issuer|could not be verified/i.test(message)) return 'UNABLE_TO_VERIFY_LEAF_SIGNATURE';
+  if (/ssl handshake failed|ssl\.(ca|certificate|key)|ssl_ctx|failed to (read|load)/i.test(message)) return 'ERR_SSL_HANDSHAKE_FAILURE';
   return null;
 }
 

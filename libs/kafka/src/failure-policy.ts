@@ -1,4 +1,5 @@
 import { type ErrorCode, ThoraxError } from '@thorax/contracts';
+import { kafkaErrorType } from './kafka-errors';
 
 export type Decision =
   { kind: 'retry'; delayMs: number } | { kind: 'dead-letter'; code: ErrorCode; message: string } | { kind: 'rethrow' };
@@ -38,8 +39,8 @@ export const REFUSED_RECORD_TYPES: ReadonlySet<string> = new Set([
 export function refusedRecordType(error: unknown): string | null {
   let current: unknown = error;
   for (let depth = 0; depth < 8 && typeof current === 'object' && current !== null; depth += 1) {
-    const type = (current as { type?: unknown }).type;
-    if (typeof type === 'string' && REFUSED_RECORD_TYPES.has(type)) return type;
+    const type = kafkaErrorType(current);
+    if (type !== null && REFUSED_RECORD_TYPES.has(type)) return type;
     current = (current as { cause?: unknown }).cause;
   }
   return null;

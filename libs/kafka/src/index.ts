@@ -1,6 +1,9 @@
+export * from './client-port';
 export * from './consumer-port';
 export * from './failure-policy';
 export * from './kafka-client';
+export { isKafkaClientError, kafkaErrorType } from './kafka-errors';
+export { LibrdkafkaMissingError } from './rdkafka/confluent-module';
 export * from './kafka.module';
 export * from './kafka-publisher';
 export * from './records';

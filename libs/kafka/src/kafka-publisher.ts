@@ -1,4 +1,4 @@
-import type { Producer } from 'kafkajs';
+import type { RecordSender, TopicMessages } from './client-port';
 import { refusedRecordType } from './failure-policy';
 import type { OutgoingRecord, Publisher, PublishOptions } from './records';
 import { publishInTransaction } from './transactions';
@@ -40,7 +40,7 @@ interface Waiting {
   alone?: boolean;
 }
 
-type SendingProducer = Pick<Producer, 'sendBatch'>;
+type SendingProducer = RecordSender;
 
 const DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024;
 
@@ -51,8 +51,24 @@ function recordBytes(record: OutgoingRecord): number {
   return bytes;
 }
 
+/** Records as one send, grouped by topic. */
+function toBatch(records: OutgoingRecord[]): { topicMessages: TopicMessages[] } {
+  const byTopic = new Map<string, OutgoingRecord[]>();
+  for (const record of records) {
+    const list = byTopic.get(record.topic) ?? [];
+    list.push(record);
+    byTopic.set(record.topic, list);
+  }
+  return {
+    topicMessages: [...byTopic].map(([topic, list]) => ({
+      topic,
+      messages: list.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {} })),
+    })),
+  };
+}
+
 /**
- * Publisher over a kafkajs producer: acks from all in-sync replicas, concurrent calls coalesced.
+ * Publisher over a client's producer (acks from all in-sync replicas), concurrent calls coalesced.
  * Called while an exactly-once consumer handles a record, it publishes into that record's
  * transaction instead (TransactionScope), so stages keep one Publisher for both delivery modes.
  */
@@ -80,7 +96,7 @@ export class KafkaPublisher implements Publisher {
       const bytes = records.reduce((sum, r) => sum + recordBytes(r), 0);
       this.queue.push({ records, bytes, resolve, reject, ...(options.alone ? { alone: true } : {}) });
       this.queued += records.length;
-      if (this.queued >= this.options.maxBatchRecords || this.options.lingerMs === 0) this.flush();
+      if (this.queued >= this.options.maxBatchRecords || this.options.lingerMs === 0 || this.producer.batchesItself) this.flush();
       else this.timer ??= setTimeout(() => this.flush(), this.options.lingerMs);
     });
   }
@@ -91,6 +107,15 @@ export class KafkaPublisher implements Publisher {
     // Serial: the request in flight flushes what has gathered when it completes.
     if (this.options.serial && this.sending) return;
     if (this.queue.length === 0) return;
+    if (this.producer.batchesItself && !this.options.serial) {
+      // librdkafka: every call is a send of its own (the client batches them into requests), so
+      // a refused record fails its own call only.
+      const calls = this.queue;
+      this.queue = [];
+      this.queued = 0;
+      for (const w of calls) void this.producer.sendBatch(toBatch(w.records)).then(() => w.resolve(), w.reject);
+      return;
+    }
     // Whole publish calls, in order, up to the request limits (at least one call).
     const maxBytes = this.options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     let count = 0;
@@ -112,21 +137,9 @@ export class KafkaPublisher implements Publisher {
     this.queued -= records;
     // Not serial: what did not fit goes in a request of its own at once.
     if (!this.options.serial && this.queue.length > 0) queueMicrotask(() => this.flush());
-    const byTopic = new Map<string, OutgoingRecord[]>();
-    for (const record of waiting.flatMap((w) => w.records)) {
-      const list = byTopic.get(record.topic) ?? [];
-      list.push(record);
-      byTopic.set(record.topic, list);
-    }
     this.sending = true;
     void this.producer
-      .sendBatch({
-        acks: -1,
-        topicMessages: [...byTopic].map(([topic, list]) => ({
-          topic,
-          messages: list.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {} })),
-        })),
-      })
+      .sendBatch(toBatch(waiting.flatMap((w) => w.records)))
       .then(
         () => {
           waiting.forEach((w) => w.resolve());

@@ -9,9 +9,9 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import { HealthRegistry, healthy, LOGGER, type Logger, ThoraxMetrics, unhealthy } from '@thorax/observability';
-import { type Kafka, Partitioners, type Producer } from 'kafkajs';
+import { type ClientProducer, createClient, type KafkaClient } from './client-port';
 import { classifyKafkaFailure, classifySocketError, type KafkaFailure } from './connection-failure';
-import { createKafkaClient, type KafkaClientOptions } from './kafka-client';
+import type { KafkaClientOptions } from './kafka-client';
 import { KafkaPublisher } from './kafka-publisher';
 import {
   type BatchConsumerSpec,
@@ -58,6 +58,9 @@ export function connectBackoffMs(attempt: number, random: () => number = Math.ra
  * fresh producer (new producer id) before the next send. Retried requests within one send keep
  * their sequence numbers, which is what lets the broker discard the copies a broker failover or
  * a lost response would otherwise duplicate.
+ * With KAFKA_CLIENT=librdkafka none of that is needed: librdkafka's idempotent producer keeps
+ * up to 5 requests in flight with exact sequence numbers and retries, so the publisher is not
+ * serial and the producer is never replaced.
  *
  * Delivery (KAFKA_DELIVERY): exactly-once by default, where each consumer commits a fetch's
  * outputs and input offsets in Kafka transactions of its own per-partition producers
@@ -69,12 +72,12 @@ export function connectBackoffMs(attempt: number, random: () => number = Math.ra
  */
 @Injectable()
 export class KafkaConnection implements ConsumerPort, OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
-  private readonly kafka: Kafka;
+  private readonly kafka: KafkaClient;
   readonly publisher: KafkaPublisher;
   /** The port the app publishes through: local topics in process, the rest to Kafka. */
   readonly port: Publisher;
   private readonly local: LocalTopics | null;
-  private producer: Producer;
+  private producer: ClientProducer;
   private connected = false;
   private closed = false;
   private failure: KafkaFailure | null = null;
@@ -94,18 +97,21 @@ export class KafkaConnection implements ConsumerPort, OnModuleInit, BeforeApplic
   ) {
     this.idempotent = options.idempotentProducer ?? true;
     this.connectedOnce = new Promise((resolve) => (this.markConnected = resolve));
-    this.kafka = createKafkaClient(options, log, {
+    this.kafka = createClient(options, log, {
       onSocketError: (error, broker) => {
         const failure = classifySocketError(error, options);
         if (failure) this.noteFailure(failure, { broker });
       },
     });
     this.producer = this.newProducer();
+    // kafkajs's idempotent producer needs one request in flight and a fresh producer after a
+    // failed send (see above); librdkafka's keeps its sequence numbers exact by itself.
+    const serial = this.idempotent && this.kafka.kind === 'kafkajs';
     this.publisher = new KafkaPublisher(this.producer, {
       lingerMs: 2,
       maxBatchRecords: 500,
-      serial: this.idempotent,
-      afterFailure: this.idempotent ? (error) => this.renewProducer(error) : undefined,
+      serial,
+      afterFailure: serial ? (error) => this.renewProducer(error) : undefined,
     });
     // Set when this process co-locates stages (`thorax pipeline` installs the local topics).
     this.local = processLocalTopics();
@@ -153,22 +159,21 @@ export class KafkaConnection implements ConsumerPort, OnModuleInit, BeforeApplic
     this.log.info('kafka producer disconnected');
   }
 
-  private newProducer(): Producer {
-    const producer = this.kafka.producer({
-      allowAutoTopicCreation: false,
-      idempotent: this.idempotent,
-      // kafkajs serialises an idempotent producer's requests per broker anyway; one in flight
-      // keeps ordering under retries for the non-idempotent mode too.
-      maxInFlightRequests: this.idempotent ? 1 : 5,
-      retry: { retries: 10 },
-      createPartitioner: Partitioners.DefaultPartitioner,
-    });
-    producer.on(producer.events.CONNECT, () => {
-      if (producer === this.producer) this.connected = true;
-    });
-    producer.on(producer.events.DISCONNECT, () => {
-      if (producer === this.producer) this.connected = false;
-    });
+  private newProducer(): ClientProducer {
+    const producer: ClientProducer = this.kafka.producer(
+      {
+        idempotent: this.idempotent,
+        // kafkajs serialises an idempotent producer's requests per broker anyway; one in flight
+        // keeps ordering under retries for the non-idempotent mode too.
+        maxInFlightRequests: this.idempotent ? 1 : 5,
+        retries: 10,
+      },
+      {
+        onConnection: (connected) => {
+          if (producer === this.producer) this.connected = connected;
+        },
+      },
+    );
     return producer;
   }
 
@@ -196,6 +201,7 @@ export class KafkaConnection implements ConsumerPort, OnModuleInit, BeforeApplic
           sasl: this.options.sasl?.mechanism ?? 'none',
           idempotent: this.idempotent,
           delivery: this.options.delivery ?? 'exactly-once',
+          client: this.kafka.kind,
         },
         'kafka producer connected',
       );

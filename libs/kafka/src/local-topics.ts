@@ -1,7 +1,7 @@
 import { HEADERS, type Stage, ThoraxError } from '@thorax/contracts';
 import { type Logger, parseTraceparent, type ThoraxMetrics } from '@thorax/observability';
-import { KafkaJSError } from 'kafkajs';
 import type { BatchHandler, Consumption, ConsumerSpec, Delivery, MessageHandler, RecordPosition } from './consumer-port';
+import { isKafkaClientError } from './kafka-errors';
 import type { RecordHandling } from './record-consumer';
 import { forwardedHeaders, type OutgoingRecord, type Publisher, type PublishOptions } from './records';
 
@@ -172,7 +172,7 @@ class LocalRoute {
  * INTERNAL_ERROR of that stage (retried, then dead-lettered) as the stage's own consumer would.
  */
 export function stamped(error: unknown, stage: Stage): unknown {
-  if (error instanceof KafkaJSError) return error;
+  if (isKafkaClientError(error)) return error;
   if (error instanceof ThoraxError) {
     return error.options.stage ? error : new ThoraxError(error.code, error.message, { ...error.options, stage });
   }

@@ -1,8 +1,11 @@
-/** RecordConsumer against a real broker (KAFKA_BROKERS, started by npm test). */
+/** RecordConsumer against a real broker (KAFKA_BROKERS, started by npm test), on each client of the port. */
 import { decodeFindingsEvent, ImageAccepted, ThoraxError } from '@thorax/contracts';
 import { createLogger, HealthRegistry, ThoraxMetrics } from '@thorax/observability';
 import { collect, produce, testBrokers } from '@thorax/testing';
-import { Kafka, KafkaJSError, logLevel, Partitioners } from 'kafkajs';
+import type { KafkaClientKind } from '@thorax/config';
+import { Kafka, KafkaJSError, logLevel } from 'kafkajs';
+import { type ClientProducer, createClient, type KafkaClient } from './client-port';
+import { describeEachClient } from './client-matrix';
 import { KafkaPublisher } from './kafka-publisher';
 import {
   type BatchConsumerSpec,
@@ -20,7 +23,22 @@ jest.setTimeout(90_000);
 
 const kafka = new Kafka({ clientId: 'thorax-kafka-itest', brokers: testBrokers(), logLevel: logLevel.NOTHING });
 const log = createLogger({ service: 'itest', version: '0', level: 'silent' });
-const run = `itest-${Date.now().toString(36)}`;
+const base = `itest-${Date.now().toString(36)}`;
+/** The client under test and the prefix of its topics (set per client, see describeEachClient below). */
+let client: KafkaClient;
+let run = base;
+
+function useClient(kind: KafkaClientKind): void {
+  client = createClient({ brokers: testBrokers(), clientId: 'thorax-kafka-itest', client: kind }, log);
+  run = `${base}-${kind}`;
+}
+
+/** A plain producer of the client under test (what the handlers publish through). */
+async function connectedProducer(): Promise<ClientProducer> {
+  const producer = client.producer({ idempotent: false, maxInFlightRequests: 5, retries: 10 });
+  await producer.connect();
+  return producer;
+}
 
 async function createTopics(...names: string[]): Promise<void> {
   const admin = kafka.admin();
@@ -56,12 +74,11 @@ async function withConsumer<T = Buffer>(
   maxWaitMs = 60_000,
   spec: Partial<BatchConsumerSpec<T>> = {},
 ): Promise<{ metrics: ThoraxMetrics; health: HealthRegistry }> {
-  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-  await producer.connect();
+  const producer = await connectedProducer();
   const metrics = new ThoraxMetrics('itest');
   const health = new HealthRegistry();
   const consumer = new RecordConsumer<T>(
-    kafka,
+    client,
     {
       groupId: group,
       topic,
@@ -91,7 +108,9 @@ async function counter(metrics: ThoraxMetrics, outcome: string): Promise<number>
   return values.filter((v) => v.labels['outcome'] === outcome).reduce((sum, v) => sum + v.value, 0);
 }
 
-describe('RecordConsumer', () => {
+describeEachClient('RecordConsumer', (kind) => {
+  beforeAll(() => useClient(kind));
+
   it('ends every record in an explicit outcome: ok, retried then ok, or dead-lettered with an error event', async () => {
     const topic = `${run}.outcomes`;
     const findings = `${run}.outcomes.findings`;
@@ -108,8 +127,7 @@ describe('RecordConsumer', () => {
     ]);
     const attempts = new Map<string, number>();
     const handled = new Set<string>();
-    const publisherProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-    await publisherProducer.connect();
+    const publisherProducer = await connectedProducer();
     const publisher = new KafkaPublisher(publisherProducer);
     const forwarded = new Map<string, Record<string, string>>();
     const handler: MessageHandler<Buffer> = {
@@ -193,8 +211,7 @@ describe('RecordConsumer', () => {
       { key: 'huge-1', value: Buffer.alloc(4096, 4) }, // output and DLQ copy both refused
       { key: 'small-3', value: Buffer.alloc(10, 5) },
     ]);
-    const publisherProducer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-    await publisherProducer.connect();
+    const publisherProducer = await connectedProducer();
     // A linger long enough that the records handled together share requests with the refused ones.
     const publisher = new KafkaPublisher(publisherProducer, { lingerMs: 50, maxBatchRecords: 100 });
     const attempts = new Map<string, number>();

@@ -1,17 +1,8 @@
 import { dlqTopic, encodeFindingsEvent, errorFindingsEvent, type ErrorCode, HEADERS, type Stage, ThoraxError } from '@thorax/contracts';
 import type { HealthRegistry, Logger, ThoraxMetrics } from '@thorax/observability';
 import { ensureTraceparent, healthy, parseTraceparent, unhealthy } from '@thorax/observability';
-import {
-  type Admin,
-  type Consumer,
-  type EachBatchPayload,
-  type Kafka,
-  KafkaJSError,
-  type KafkaMessage,
-  Partitioners,
-  type Producer,
-  type Transaction,
-} from 'kafkajs';
+import type { KafkaMessage } from 'kafkajs';
+import type { BatchPayload, ClientAdmin, ClientConsumer, ClientProducer, ClientTransaction, KafkaClient } from './client-port';
 import type {
   BatchConsumerSpec,
   BatchHandler,
@@ -23,9 +14,11 @@ import type {
   RecordPosition,
 } from './consumer-port';
 import { decide, DEFAULT_RETRY_POLICY, refusedRecordType, type RetryPolicy } from './failure-policy';
+import { isKafkaClientError } from './kafka-errors';
 import { decodeHeaders, forwardedHeaders, type OutgoingRecord, type Publisher, recordId } from './records';
 import {
   currentTransaction,
+  DEFAULT_TRANSACTION_LIMITS,
   type DeliveryMode,
   inTransaction,
   isFencedError,
@@ -49,8 +42,8 @@ export const TRANSACTION_TIMEOUT_MS = 60_000;
 
 /** Exactly-once: the transactional producer of one input partition and what is known of it. */
 interface PartitionWork<T> {
-  producer: Producer | null;
-  transaction: Transaction | null;
+  producer: ClientProducer | null;
+  transaction: ClientTransaction | null;
   /** The producer is initialised (earlier holders of its id fenced) and the position checked. */
   claimed: boolean;
   /** Another instance took over the transactional id: no work until the next assignment. */
@@ -60,6 +53,8 @@ interface PartitionWork<T> {
   /** The next offset to consume as last committed (claimed or committed here); null: unknown or none. */
   committed: string | null;
   collector: BatchCollector<T> | null;
+  /** Outputs refused in earlier tries of the current transaction (librdkafka; TransactionScope). */
+  refusals: Map<string, unknown>;
   /** Serialises the partition's fetches and marker commits (one transaction at a time). */
   lock: Promise<void>;
 }
@@ -79,8 +74,8 @@ interface RawRecord {
  * messages (ConsumerPort), never the Kafka client.
  */
 export class RecordConsumer<T> {
-  private readonly consumer: Consumer;
-  private readonly admin: Admin;
+  private readonly consumer: ClientConsumer;
+  private readonly admin: ClientAdmin;
   private readonly retry: RetryPolicy;
   private readonly collector: BatchCollector<T> | null;
   private joined = false;
@@ -91,7 +86,7 @@ export class RecordConsumer<T> {
   private readonly partitions = new Map<number, PartitionWork<T>>();
 
   constructor(
-    private readonly kafka: Kafka,
+    private readonly kafka: KafkaClient,
     private readonly options: ConsumerSpec<T> | BatchConsumerSpec<T>,
     private readonly handling: RecordHandling<T>,
     private readonly publisher: Publisher,
@@ -106,40 +101,48 @@ export class RecordConsumer<T> {
       handling.kind === 'batch'
         ? new BatchCollector(handling.handler, (options as BatchConsumerSpec<T>).maxBatchRecords ?? 500, (options as BatchConsumerSpec<T>).lingerMs ?? 5)
         : null;
-    this.consumer = kafka.consumer({
-      groupId: options.groupId,
-      sessionTimeout: options.sessionTimeoutMs ?? 30_000,
-      heartbeatInterval: 3_000,
-      maxBytesPerPartition: options.maxBytesPerPartition ?? 52_428_800,
-      allowAutoTopicCreation: false,
-      // read_committed: records of aborted transactions are never delivered, and nothing past a
-      // partition's last stable offset (kafkajs's default, stated here because it is the contract).
-      readUncommitted: false,
-      retry: { retries: 8, restartOnFailure: async () => true },
-    });
+    this.consumer = kafka.consumer(
+      {
+        groupId: options.groupId,
+        sessionTimeoutMs: options.sessionTimeoutMs ?? 30_000,
+        heartbeatIntervalMs: 3_000,
+        maxBytesPerPartition: options.maxBytesPerPartition ?? 52_428_800,
+        // Exactly-once: offsets are committed only inside the transactions (sendOffsets).
+        // At-least-once: resolved offsets are committed every second, also inside a long batch,
+        // so a consumer restarted after a broker failover replays at most about a second of work.
+        autoCommit: delivery !== 'exactly-once',
+        autoCommitIntervalMs: 1_000,
+        fromBeginning: true,
+        restartOnFailure: true,
+        // librdkafka: the records of one eachBatch call (kafkajs hands over whole fetches).
+        maxBatchRecords: TRANSACTION_MAX_RECORDS,
+      },
+      {
+        onAssigned: (assignment) => {
+          this.joined = true;
+          this.log.info({ group: options.groupId, assignment }, 'joined consumer group');
+          if (this.delivery === 'exactly-once') void this.reassigned(assignment[options.topic] ?? []);
+        },
+        onRebalancing: () => this.log.info({ group: options.groupId }, 'rebalancing'),
+        onCrash: (error, restart) => {
+          this.log.error({ err: error, restart }, 'consumer crashed');
+          this.joined = false;
+          if (!restart) this.crashed = error.message;
+        },
+        // A fetch of only transaction markers or aborted records never reaches eachBatch (kafkajs):
+        // move the committed offset past it, so an idle partition shows no lag (KEDA, alerts).
+        ...(delivery === 'exactly-once'
+          ? {
+              onBatchEnd: ({ topic, partition, batchSize, firstOffset, lastOffset }) => {
+                if (batchSize === 0 && topic === options.topic && firstOffset !== null && BigInt(lastOffset) >= 0n) {
+                  void this.commitSkipped(partition, firstOffset, lastOffset);
+                }
+              },
+            }
+          : {}),
+      },
+    );
     this.admin = kafka.admin();
-    const { GROUP_JOIN, CRASH, REBALANCING } = this.consumer.events;
-    this.consumer.on(GROUP_JOIN, (e) => {
-      this.joined = true;
-      this.log.info({ group: options.groupId, assignment: e.payload.memberAssignment }, 'joined consumer group');
-      if (this.delivery === 'exactly-once') void this.reassigned(e.payload.memberAssignment[options.topic] ?? []);
-    });
-    this.consumer.on(REBALANCING, () => this.log.info({ group: options.groupId }, 'rebalancing'));
-    if (delivery === 'exactly-once') {
-      // A fetch of only transaction markers or aborted records never reaches eachBatch: move the
-      // committed offset past it, so an idle partition shows no lag (KEDA, alerts).
-      this.consumer.on(this.consumer.events.END_BATCH_PROCESS, (e) => {
-        const { topic, partition, batchSize, firstOffset, lastOffset } = e.payload;
-        if (batchSize === 0 && topic === options.topic && firstOffset !== null && BigInt(lastOffset) >= 0n) {
-          void this.commitSkipped(partition, String(firstOffset), lastOffset);
-        }
-      });
-    }
-    this.consumer.on(CRASH, (e) => {
-      this.log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
-      this.joined = false;
-      if (!e.payload.restart) this.crashed = e.payload.error.message;
-    });
     health.addLiveness(`consumer:${options.topic}`, () =>
       this.crashed ? unhealthy(`consumer crashed: ${this.crashed}`) : healthy,
     );
@@ -157,14 +160,9 @@ export class RecordConsumer<T> {
   async start(): Promise<void> {
     await this.consumer.connect();
     await this.admin.connect();
-    await this.consumer.subscribe({ topics: [this.options.topic], fromBeginning: true });
+    await this.consumer.subscribe(this.options.topic);
     const transactional = this.delivery === 'exactly-once';
     await this.consumer.run({
-      // Exactly-once: offsets are committed only inside the transactions (sendOffsets).
-      autoCommit: !transactional,
-      // Also commit inside a long batch (see eachBatch), so a consumer restarted after a broker
-      // failover replays at most about a second of work per partition, not the whole batch.
-      autoCommitInterval: 1_000,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 1,
       eachBatch: (payload) => (transactional ? this.eachBatchTransactional(payload) : this.eachBatch(payload)),
@@ -188,7 +186,7 @@ export class RecordConsumer<T> {
     this.log.info({ topic: this.options.topic }, 'consumer stopped');
   }
 
-  private async eachBatch(payload: EachBatchPayload): Promise<void> {
+  private async eachBatch(payload: BatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
     this.metrics.consumerBatchSize.observe({ topic: batch.topic }, batch.messages.length);
     // A batch handler gets the whole fetch at once (the collector cuts it to maxBatchRecords).
@@ -229,7 +227,7 @@ export class RecordConsumer<T> {
    * A failure (a broker failure, a record given back) aborts it and moves the consumer back to
    * its first input; a fenced producer stops the partition's work until the next assignment.
    */
-  private async eachBatchTransactional(payload: EachBatchPayload): Promise<void> {
+  private async eachBatchTransactional(payload: BatchPayload): Promise<void> {
     const { batch } = payload;
     if (batch.messages.length === 0) return;
     this.metrics.consumerBatchSize.observe({ topic: batch.topic }, batch.messages.length);
@@ -237,7 +235,7 @@ export class RecordConsumer<T> {
     await this.locked(work, () => this.transactBatch(payload, work));
   }
 
-  private async transactBatch(payload: EachBatchPayload, work: PartitionWork<T>): Promise<void> {
+  private async transactBatch(payload: BatchPayload, work: PartitionWork<T>): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const { topic, partition } = batch;
     const first = batch.messages[0]?.offset as string;
@@ -249,6 +247,8 @@ export class RecordConsumer<T> {
     }
     const log = this.log.child({ topic, partition });
     let scope: TransactionScope | null = null;
+    /** The scope being committed (its flush may be refused there: see the catch below). */
+    let committing: TransactionScope | null = null;
     let scopeFirst: string | null = null;
     const window = this.collector ? Number.MAX_SAFE_INTEGER : Math.max(1, this.options.maxInFlightPerPartition ?? 1);
     const inFlight: { offset: string; done: Promise<void> }[] = [];
@@ -266,13 +266,16 @@ export class RecordConsumer<T> {
       const commit = async (upTo: string | null = last) => {
         if (!scope || upTo === null) return;
         const done = scope;
+        committing = done;
         scope = null;
         scopeFirst = null;
         const next = (BigInt(upTo) + 1n).toString();
         await done.commit(this.options.groupId, topic, partition, next, log);
+        committing = null;
         work.committed = next;
         work.transaction = null;
         work.careful = false;
+        work.refusals.clear();
       };
       const settleHead = async () => {
         const head = inFlight.shift();
@@ -290,8 +293,11 @@ export class RecordConsumer<T> {
           break;
         }
         if (!scope) {
-          work.transaction ??= await (work.producer as Producer).transaction();
-          scope = new TransactionScope(work.transaction, work.careful);
+          work.transaction ??= await (work.producer as ClientProducer).transaction();
+          scope = new TransactionScope(work.transaction, work.careful, DEFAULT_TRANSACTION_LIMITS, {
+            abortsTransaction: this.kafka.kind === 'librdkafka',
+            known: work.refusals,
+          });
           scopeFirst = message.offset;
         }
         const current: TransactionScope = scope;
@@ -312,7 +318,8 @@ export class RecordConsumer<T> {
     } catch (error) {
       // Let what is still running finish before anything moves (its outputs are aborted with the rest).
       await Promise.allSettled(inFlight.map((f) => f.done));
-      const failed = scope as TransactionScope | null;
+      // A refusal of the buffered outputs shows at the commit's flush: the next try is careful.
+      const failed = (scope ?? committing) as TransactionScope | null;
       failed?.abandoned();
       if (failed?.refused) work.careful = true;
       await this.abandon(work, error, log);
@@ -380,6 +387,7 @@ export class RecordConsumer<T> {
         fenced: false,
         careful: false,
         committed: null,
+        refusals: new Map(),
         collector:
           this.handling.kind === 'batch' ? new BatchCollector(this.handling.handler, batch.maxBatchRecords ?? 500, batch.lingerMs ?? 5) : null,
         lock: Promise.resolve(),
@@ -398,21 +406,18 @@ export class RecordConsumer<T> {
     await this.release(work);
     const transactionalId = `${this.options.groupId}-${topic}-${partition}`;
     const producer = this.kafka.producer({
-      transactionalId,
       idempotent: true,
       maxInFlightRequests: 1,
-      transactionTimeout: TRANSACTION_TIMEOUT_MS,
-      allowAutoTopicCreation: false,
-      retry: { retries: 10 },
-      createPartitioner: Partitioners.DefaultPartitioner,
+      retries: 10,
+      transactional: { id: transactionalId, timeoutMs: TRANSACTION_TIMEOUT_MS },
     });
     work.producer = producer;
     await producer.connect();
     // The first transaction initialises the producer id: the broker bumps the epoch (fencing)
     // and settles the previous holder's transaction before it answers.
     work.transaction = await producer.transaction();
-    const [offsets] = await this.admin.fetchOffsets({ groupId: this.options.groupId, topics: [topic] });
-    const committed = offsets?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
+    const offsets = await this.admin.fetchOffsets(this.options.groupId, topic);
+    const committed = offsets.find((p) => p.partition === partition)?.offset ?? '-1';
     work.claimed = true;
     work.fenced = false;
     work.committed = BigInt(committed) >= 0n ? committed : null;
@@ -457,11 +462,11 @@ export class RecordConsumer<T> {
 
   /** Stops fetching new records (in-flight ones finish); used for backpressure. */
   pause(): void {
-    this.consumer.pause([{ topic: this.options.topic }]);
+    this.consumer.pause(this.options.topic);
   }
 
   resume(): void {
-    this.consumer.resume([{ topic: this.options.topic }]);
+    this.consumer.resume(this.options.topic);
   }
 
   private async process(record: RawRecord): Promise<void> {
@@ -494,7 +499,7 @@ export class RecordConsumer<T> {
         this.metrics.messages.inc({ topic, outcome: 'ok' });
         return;
       } catch (error) {
-        const decision = decide(error, attempt, this.retry, (e) => e instanceof KafkaJSError);
+        const decision = decide(error, attempt, this.retry, isKafkaClientError);
         if (decision.kind === 'rethrow') {
           delivery.log.warn({ err: error }, 'broker failure; the record will be redelivered');
           throw error;
@@ -613,12 +618,9 @@ export class RecordConsumer<T> {
   private async updateLag(): Promise<void> {
     try {
       const { topic, groupId } = this.options;
-      const [ends, committed] = await Promise.all([
-        this.admin.fetchTopicOffsets(topic),
-        this.admin.fetchOffsets({ groupId, topics: [topic] }),
-      ]);
+      const [ends, committed] = await Promise.all([this.admin.fetchTopicOffsets(topic), this.admin.fetchOffsets(groupId, topic)]);
       const committedByPartition = new Map<number, string>();
-      for (const t of committed) for (const p of t.partitions) committedByPartition.set(p.partition, p.offset);
+      for (const p of committed) committedByPartition.set(p.partition, p.offset);
       for (const end of ends) {
         const done = committedByPartition.get(end.partition) ?? '-1';
         const base = Number(done) >= 0 ? Number(done) : Number(end.low);

@@ -1,6 +1,6 @@
 import type { Logger } from '@thorax/observability';
-import type { Consumer, Kafka } from 'kafkajs';
-import { createKafkaClient, type KafkaClientOptions } from './kafka-client';
+import { type ClientConsumer, createClient, type KafkaClient } from './client-port';
+import type { KafkaClientOptions } from './kafka-client';
 import { decodeHeaders } from './records';
 
 /** One record of a followed topic: key, value and headers, nothing to acknowledge. */
@@ -27,8 +27,8 @@ export interface FollowSpec {
  * assigned and positioned, and false while they are not (start-up, rebalance, disconnect).
  */
 export class TopicFollower {
-  private readonly kafka: Kafka;
-  private consumer: Consumer | null = null;
+  private readonly kafka: KafkaClient;
+  private consumer: ClientConsumer | null = null;
   private assigned = false;
   private stopped = false;
 
@@ -36,7 +36,7 @@ export class TopicFollower {
     options: KafkaClientOptions,
     private readonly log: Logger,
   ) {
-    this.kafka = createKafkaClient(options, log.child({ component: 'follower' }));
+    this.kafka = createClient(options, log.child({ component: 'follower' }));
   }
 
   get ready(): boolean {
@@ -68,36 +68,39 @@ export class TopicFollower {
   }
 
   private async run(spec: FollowSpec, onRecord: (record: FollowedRecord) => void): Promise<void> {
-    const consumer = this.kafka.consumer({
-      groupId: spec.groupId,
-      readUncommitted: false,
-      allowAutoTopicCreation: false,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3_000,
-      maxWaitTimeInMs: 100,
-    });
+    const consumer: ClientConsumer = this.kafka.consumer(
+      {
+        groupId: spec.groupId,
+        sessionTimeoutMs: 30_000,
+        heartbeatIntervalMs: 3_000,
+        maxWaitTimeMs: 100,
+        autoCommit: false,
+        fromBeginning: false,
+      },
+      {
+        onAssigned: () => {
+          this.assigned = true;
+          this.log.info({ topic: spec.topic, group: spec.groupId }, 'following topic from its end');
+        },
+        onRebalancing: () => (this.assigned = false),
+        onDisconnect: () => (this.assigned = false),
+        onCrash: (error, restart) => {
+          this.assigned = false;
+          this.log.warn({ err: error, topic: spec.topic, restart }, 'topic follower crashed');
+          // kafkajs restarts after retriable errors itself; after any other, a fresh consumer.
+          if (!restart && !this.stopped) {
+            void consumer
+              .disconnect()
+              .catch(() => undefined)
+              .then(() => this.start(spec, onRecord));
+          }
+        },
+      },
+    );
     this.consumer = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, () => {
-      this.assigned = true;
-      this.log.info({ topic: spec.topic, group: spec.groupId }, 'following topic from its end');
-    });
-    consumer.on(consumer.events.REBALANCING, () => (this.assigned = false));
-    consumer.on(consumer.events.DISCONNECT, () => (this.assigned = false));
-    consumer.on(consumer.events.CRASH, (event) => {
-      this.assigned = false;
-      this.log.warn({ err: event.payload.error, topic: spec.topic, restart: event.payload.restart }, 'topic follower crashed');
-      // kafkajs restarts after retriable errors itself; after any other, a fresh consumer.
-      if (!event.payload.restart && !this.stopped) {
-        void consumer
-          .disconnect()
-          .catch(() => undefined)
-          .then(() => this.start(spec, onRecord));
-      }
-    });
     await consumer.connect();
-    await consumer.subscribe({ topics: [spec.topic], fromBeginning: false });
+    await consumer.subscribe(spec.topic);
     await consumer.run({
-      autoCommit: false,
       partitionsConsumedConcurrently: 1,
       eachMessage: async ({ message, partition }) => {
         try {

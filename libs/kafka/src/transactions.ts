@@ -1,24 +1,15 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from '@thorax/observability';
+import type { ClientTransaction } from './client-port';
 import { refusedRecordType } from './failure-policy';
+import { errorChain, hasKafkaErrorType, kafkaErrorType } from './kafka-errors';
 import type { OutgoingRecord, PublishOptions } from './records';
 
 /** What a stage's consume-process-produce loop commits with (KAFKA_DELIVERY). */
 export type DeliveryMode = 'exactly-once' | 'at-least-once';
 
-/** The part of a kafkajs transaction a TransactionScope uses. */
-export interface TransactionHandle {
-  sendBatch(batch: {
-    acks: -1;
-    topicMessages: { topic: string; messages: { key: string; value: Buffer; headers: Record<string, string> }[] }[];
-  }): Promise<unknown>;
-  sendOffsets(offsets: {
-    consumerGroupId: string;
-    topics: { topic: string; partitions: { partition: number; offset: string }[] }[];
-  }): Promise<void>;
-  commit(): Promise<void>;
-  abort(): Promise<void>;
-}
+/** The part of a client's transaction a TransactionScope uses. */
+export type TransactionHandle = Pick<ClientTransaction, 'sendBatch' | 'sendOffsets' | 'commit' | 'abort'>;
 
 export interface TransactionLimits {
   /** Records of one request when the buffer is flushed. */
@@ -28,6 +19,19 @@ export interface TransactionLimits {
 }
 
 export const DEFAULT_TRANSACTION_LIMITS: TransactionLimits = { maxBatchRecords: 500, maxBatchBytes: 16 * 1024 * 1024 };
+
+/** Records a broker refused in earlier tries of a partition's transaction (see TransactionScope). */
+export interface RefusalMemory {
+  /** A refused record makes the transaction abortable (librdkafka), not only that send (kafkajs). */
+  abortsTransaction: boolean;
+  /** By refusalKey: the refusal, failed again without sending. */
+  known: Map<string, unknown>;
+}
+
+/** What identifies an output record across tries of its transaction. */
+export function refusalKey(record: OutgoingRecord): string {
+  return `${record.topic}\u0000${record.key}\u0000${record.value.length}`;
+}
 
 /**
  * One Kafka transaction of a consumer's input partition: what the handlers of its records publish
@@ -43,6 +47,12 @@ export const DEFAULT_TRANSACTION_LIMITS: TransactionLimits = { maxBatchRecords: 
  * dead-letter copy), and every call of a `careful` scope (the retry of a transaction whose
  * buffered flush was refused). Any other send failure poisons the scope: the consumer aborts it
  * and processes its inputs again from the last committed offset.
+ *
+ * With librdkafka (`RefusalMemory.abortsTransaction`) a refused record leaves the transaction
+ * only abortable, even when it was sent alone. Then a careful scope sends its records one at a
+ * time (none shares a record batch with another), remembers each record refused that way, and
+ * the next try of the transaction fails that record's publish at once without sending it: its
+ * input is dead-lettered and the transaction commits, in at most one try more per refused record.
  */
 export class TransactionScope {
   private buffer: OutgoingRecord[] = [];
@@ -57,10 +67,14 @@ export class TransactionScope {
   inputs = 0;
   readonly startedAt = Date.now();
 
+  /** Serialises a careful scope's sends when a refusal aborts the transaction (librdkafka). */
+  private turn: Promise<void> = Promise.resolve();
+
   constructor(
     private readonly txn: TransactionHandle,
     readonly careful: boolean,
     private readonly limits: TransactionLimits = DEFAULT_TRANSACTION_LIMITS,
+    private readonly memory: RefusalMemory | null = null,
   ) {}
 
   async publish(records: OutgoingRecord[], options: PublishOptions = {}): Promise<void> {
@@ -68,6 +82,12 @@ export class TransactionScope {
     if (records.length === 0) return;
     if (options.alone || this.careful) {
       await this.flush();
+      if (this.careful && this.memory?.abortsTransaction) {
+        await this.oneAtATime(async () => {
+          for (const record of records) await this.send([record], true);
+        });
+        return;
+      }
       for (const record of records) await this.send([record], true);
       return;
     }
@@ -134,7 +154,24 @@ export class TransactionScope {
     await this.txn.abort();
   }
 
+  private async oneAtATime(fn: () => Promise<void>): Promise<void> {
+    const previous = this.turn;
+    let done: () => void = () => undefined;
+    this.turn = new Promise<void>((resolve) => (done = resolve));
+    await previous;
+    try {
+      await fn();
+    } finally {
+      done();
+    }
+  }
+
   private async send(records: OutgoingRecord[], single: boolean): Promise<void> {
+    const isolated = single && this.careful && this.memory?.abortsTransaction === true;
+    if (isolated) {
+      const known = this.memory?.known.get(refusalKey(records[0] as OutgoingRecord));
+      if (known !== undefined) throw known;
+    }
     const byTopic = new Map<string, OutgoingRecord[]>();
     for (const record of records) {
       const list = byTopic.get(record.topic) ?? [];
@@ -143,13 +180,20 @@ export class TransactionScope {
     }
     try {
       await whileConcurrent(() => this.txn.sendBatch({
-        acks: -1,
         topicMessages: [...byTopic].map(([topic, list]) => ({
           topic,
           messages: list.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {} })),
         })),
       }));
     } catch (error) {
+      if (this.memory?.abortsTransaction && refusedRecordType(error) !== null) {
+        // librdkafka: the transaction can only be aborted now. The next try is careful, and a
+        // record refused on its own there is failed at once from then on.
+        if (isolated) this.memory.known.set(refusalKey(records[0] as OutgoingRecord), error);
+        this.refused = true;
+        this.failure ??= error;
+        throw error;
+      }
       // A refused single record was never appended and leaves the producer's sequence numbers
       // where they were: the transaction goes on and the caller decides (dead letter). Anything
       // else may have written part of a request: the transaction must be aborted.
@@ -294,29 +338,18 @@ export async function whileConcurrent<R>(fn: () => Promise<R>, attempts = 50): P
     try {
       return await fn();
     } catch (error) {
-      if (attempt >= attempts || !hasErrorType(error, 'CONCURRENT_TRANSACTIONS')) throw error;
+      if (attempt >= attempts || !hasKafkaErrorType(error, 'CONCURRENT_TRANSACTIONS')) throw error;
       await new Promise((resolve) => setTimeout(resolve, Math.min(200, 10 * attempt)));
     }
   }
 }
 
-function hasErrorType(error: unknown, type: string): boolean {
-  for (let e: unknown = error, depth = 0; e && depth < 6; depth++) {
-    const candidate = e as { type?: unknown; cause?: unknown; originalError?: unknown };
-    if (candidate.type === type) return true;
-    e = candidate.originalError ?? candidate.cause;
-  }
-  return false;
-}
-
 /** Kafka's answer to a producer replaced by another with the same transactional id. */
 export function isFencedError(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e && depth < 6; depth++) {
-    const candidate = e as { type?: unknown; code?: unknown; cause?: unknown; originalError?: unknown };
-    if (candidate.type === 'INVALID_PRODUCER_EPOCH' || candidate.type === 'PRODUCER_FENCED' || candidate.code === 90) return true;
-    e = candidate.originalError ?? candidate.cause;
-  }
-  return false;
+  return errorChain(error, 6).some((e) => {
+    const type = kafkaErrorType(e);
+    return type === 'INVALID_PRODUCER_EPOCH' || type === 'PRODUCER_FENCED' || (e as { code?: unknown }).code === 90;
+  });
 }
 
 function recordBytes(record: OutgoingRecord): number {

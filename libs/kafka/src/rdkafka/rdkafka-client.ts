@@ -1,0 +1,246 @@
+import type { Logger } from '@thorax/observability';
+import type {
+  ClientAdmin,
+  ClientConsumer,
+  ClientProducer,
+  ClientTransaction,
+  ConsumerHooks,
+  ConsumerSettings,
+  KafkaClient,
+  ProducerHooks,
+  ProducerSettings,
+  TopicMessages,
+} from '../client-port';
+import { refusedRecordType } from '../failure-policy';
+import { type KafkaClientHooks, type KafkaClientOptions, RepeatFilter } from '../kafka-client';
+import { type ConfluentConsumer, type ConfluentProducer, loadConfluent } from './confluent-module';
+import { rdkafkaConnectionProperties, rdkafkaConsumerProperties, rdkafkaProducerProperties } from './rdkafka-config';
+
+/** librdkafka's rebalance event codes (RdKafka.CODES.ERRORS). */
+const ERR__ASSIGN_PARTITIONS = -175;
+const ERR__REVOKE_PARTITIONS = -174;
+const REPEAT_WINDOW_MS = 60_000;
+/** KafkaJS-compatible log levels of the package. */
+const LOG_WARN = 2;
+
+/**
+ * libs/kafka's client port over librdkafka (@confluentinc/kafka-javascript, its KafkaJS-compatible
+ * API, configured with librdkafka's own properties: rdkafka-config.ts).
+ *
+ * - Producers: idempotent (librdkafka's: exact retries with up to 5 requests in flight, no fresh
+ *   producer needed after a failed send), acks=all, batching and delivery in librdkafka's threads.
+ * - Transactions: `sendOffsets` goes with the consumer's group metadata (KIP-447: the broker fences
+ *   a zombie by group generation as well as by transactional id); errors carry librdkafka's
+ *   `fatal` and `abortable` flags (a fatal one: the producer is replaced, see RecordConsumer).
+ * - Consumers: read_committed, offsets stored only when resolved, group events from the
+ *   rebalance callback (no kafkajs event emitter in this package).
+ * - Logs: librdkafka's lines go to the service's logger, warnings and errors only, each line at
+ *   most once a minute; an error line naming a TLS failure reaches `hooks.onSocketError` at once.
+ */
+export function createRdkafkaClient(options: KafkaClientOptions, log: Logger, hooks: KafkaClientHooks = {}): KafkaClient {
+  const module = loadConfluent(options.librdkafkaDir);
+  const logger = clientLogger(log.child({ component: 'librdkafka' }), hooks);
+  const kafka = new module.Kafka({ kafkaJS: { logger, logLevel: LOG_WARN }, ...rdkafkaConnectionProperties(options) });
+  /** The group consumers this client made, for sendOffsets (KIP-447 group metadata). */
+  const consumers = new Map<string, ConfluentConsumer>();
+
+  const transaction = (producer: ConfluentProducer): ClientTransaction => ({
+    sendBatch: (batch) => producer.sendBatch(batch),
+    sendOffsets: async ({ consumerGroupId, topics }) => {
+      const consumer = consumers.get(consumerGroupId);
+      if (!consumer) throw new Error(`no consumer of group ${consumerGroupId} in this client for sendOffsets`);
+      await producer.sendOffsets({ consumer, topics });
+    },
+    commit: () => producer.commit(),
+    abort: () => producer.abort(),
+    isActive: () => producer.isActive(),
+  });
+
+  return {
+    kind: 'librdkafka',
+    producer(settings: ProducerSettings, producerHooks: ProducerHooks = {}): ClientProducer {
+      const producer = kafka.producer(rdkafkaProducerProperties(settings));
+      const isolation = new RefusalIsolation(producer);
+      return {
+        connect: async () => {
+          await producer.connect();
+          producerHooks.onConnection?.(true);
+        },
+        disconnect: async () => {
+          producerHooks.onConnection?.(false);
+          await producer.disconnect();
+        },
+        sendBatch: (batch) => isolation.send(batch),
+        batchesItself: true,
+        transaction: async () => transaction(await producer.transaction()),
+      };
+    },
+    consumer(settings: ConsumerSettings, consumerHooks: ConsumerHooks = {}): ClientConsumer {
+      const rebalance = (error: { code?: number } | null, assignment: { topic: string; partition: number }[]) => {
+        if (error?.code === ERR__ASSIGN_PARTITIONS) {
+          const byTopic: Record<string, number[]> = {};
+          for (const { topic, partition } of assignment) (byTopic[topic] ??= []).push(partition);
+          consumerHooks.onAssigned?.(byTopic);
+        } else if (error?.code === ERR__REVOKE_PARTITIONS) {
+          consumerHooks.onRebalancing?.();
+        }
+      };
+      const consumer = kafka.consumer({ ...rdkafkaConsumerProperties(settings), rebalance_cb: rebalance });
+      consumers.set(settings.groupId, consumer);
+      let subscribed: string | null = null;
+      return {
+        connect: () => consumer.connect(),
+        disconnect: async () => {
+          try {
+            await consumer.disconnect();
+          } finally {
+            if (consumers.get(settings.groupId) === consumer) consumers.delete(settings.groupId);
+            consumerHooks.onDisconnect?.();
+          }
+        },
+        subscribe: async (topic) => {
+          subscribed = topic;
+          await consumer.subscribe({ topics: [topic] });
+        },
+        run: (run) =>
+          consumer.run({
+            partitionsConsumedConcurrently: run.partitionsConsumedConcurrently,
+            ...(run.eachBatchAutoResolve !== undefined ? { eachBatchAutoResolve: run.eachBatchAutoResolve } : {}),
+            ...(run.eachBatch ? { eachBatch: run.eachBatch } : {}),
+            ...(run.eachMessage ? { eachMessage: run.eachMessage } : {}),
+          }),
+        seek: (position) => consumer.seek(position),
+        // The package refuses pause/resume before the group has assigned partitions: nothing is
+        // fetched then anyway.
+        pause: (topic) => ignoreUnassigned(() => consumer.pause([{ topic }]), subscribed),
+        resume: (topic) => ignoreUnassigned(() => consumer.resume([{ topic }]), subscribed),
+      };
+    },
+    admin(): ClientAdmin {
+      const admin = kafka.admin();
+      return {
+        connect: () => admin.connect(),
+        disconnect: () => admin.disconnect(),
+        fetchOffsets: async (groupId, topic) => {
+          // Stable offsets: a transaction's offset commit counts only once the transaction commits.
+          const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic], requireStableOffsets: true });
+          return (offsets?.partitions ?? []).map(({ partition, offset }) => ({ partition, offset: String(offset) }));
+        },
+        fetchTopicOffsets: async (topic) =>
+          (await admin.fetchTopicOffsets(topic)).map(({ partition, low, high }) => ({ partition, low: String(low), high: String(high) })),
+      };
+    },
+  };
+}
+
+type Batch = { topicMessages: TopicMessages[] };
+
+/**
+ * librdkafka gathers the records of concurrent sends into one record batch per partition, and a
+ * broker that refuses a batch (a record above the topic's max.message.bytes) fails every record in
+ * it. So a send refused that way is repeated record by record while nothing else is produced (new
+ * sends wait; those already in flight finish first): only the record that is really too large
+ * fails, each of the others is written once. Used outside transactions (a refused record inside
+ * one aborts it: TransactionScope).
+ */
+class RefusalIsolation {
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Resolved while sends may go; pending while an isolated re-send runs. */
+  private gate: Promise<void> = Promise.resolve();
+
+  constructor(private readonly producer: Pick<ConfluentProducer, 'sendBatch'>) {}
+
+  async send(batch: Batch): Promise<unknown> {
+    await this.gate;
+    // One promise per record (what the package does inside sendBatch too), so that after a
+    // refusal only the records that were not written are sent again.
+    const records = batch.topicMessages.flatMap(({ topic, messages }) => messages.map((message) => ({ topic, message })));
+    const results = await Promise.allSettled(
+      records.map(({ topic, message }) => this.track(this.sendOne(topic, message))),
+    );
+    const failed = records.filter((_, i) => results[i]?.status === 'rejected');
+    if (failed.length === 0) return [];
+    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    const other = errors.find((e) => refusedRecordType(e) === null);
+    if (other !== undefined) throw other;
+    return this.isolated(failed);
+  }
+
+  /** The package rewrites a message it sends (headers, partition, timestamp): each send gets a copy. */
+  private sendOne(topic: string, message: TopicMessages['messages'][number]): Promise<unknown> {
+    return this.producer.sendBatch({ topicMessages: [{ topic, messages: [{ ...message }] }] });
+  }
+
+  private track<R>(sending: Promise<R>): Promise<R> {
+    this.inFlight.add(sending);
+    const done = () => this.inFlight.delete(sending);
+    sending.then(done, done);
+    return sending;
+  }
+
+  private async isolated(records: { topic: string; message: TopicMessages['messages'][number] }[]): Promise<unknown> {
+    const previous = this.gate;
+    let open: () => void = () => undefined;
+    this.gate = previous.then(() => new Promise<void>((resolve) => (open = resolve)));
+    await previous;
+    try {
+      await Promise.allSettled([...this.inFlight]);
+      let refused: unknown = null;
+      for (const { topic, message } of records) {
+        try {
+          await this.track(this.sendOne(topic, message));
+        } catch (error) {
+          // The first refusal is the call's answer; the rest of its records still go.
+          if (refusedRecordType(error) === null) throw error;
+          refused ??= error;
+        }
+      }
+      if (refused !== null) throw refused;
+      return [];
+    } finally {
+      open();
+    }
+  }
+}
+
+function ignoreUnassigned(fn: () => void, subscribed: string | null): void {
+  if (subscribed === null) return;
+  try {
+    fn();
+  } catch (error) {
+    if (!/not (yet )?assigned|no assignment|erroneous state|ERR__STATE/i.test(String((error as Error).message))) throw error;
+  }
+}
+
+/** The package's logger interface (KafkaJS-compatible). */
+interface ClientLogger {
+  info(message: string, extra?: object): void;
+  warn(message: string, extra?: object): void;
+  error(message: string, extra?: object): void;
+  debug(message: string, extra?: object): void;
+  namespace(): ClientLogger;
+  setLogLevel(level: number): void;
+}
+
+/** librdkafka's log lines into the service's logger (warn and error, repeats held back). */
+function clientLogger(log: Logger, hooks: KafkaClientHooks): ClientLogger {
+  const repeats = new RepeatFilter(REPEAT_WINDOW_MS);
+  const write = (level: 'warn' | 'error', message: string, extra: object = {}) => {
+    const { fac, name } = extra as { fac?: string; name?: string };
+    if (level === 'error' && hooks.onSocketError && /SSL|TLS|certificate|security\.protocol/i.test(message)) {
+      hooks.onSocketError(new Error(message), name ?? 'librdkafka');
+    }
+    const repeated = repeats.admit(`${level}|${message.replace(/\d+ms/g, '')}`);
+    if (repeated === null) return;
+    log[level]({ fac, client: name, ...(repeated > 0 ? { repeated } : {}) }, message);
+  };
+  const logger: ClientLogger = {
+    info: () => undefined,
+    debug: () => undefined,
+    warn: (message, extra) => write('warn', message, extra),
+    error: (message, extra) => write('error', message, extra),
+    namespace: () => logger,
+    setLogLevel: () => undefined,
+  };
+  return logger;
+}
