@@ -6,7 +6,7 @@
 // shared machine. The decision it informs is in docs/inference.md "Kafka client".
 //
 //   KAFKA_BROKERS=127.0.0.1:9092 node libs/kafka/bench/kafka-clients.cjs
-//   CKJS_DIR=<folder whose node_modules holds @confluentinc/kafka-javascript>  (see install-confluent.sh)
+//   CKJS_DIR=<folder whose node_modules holds @confluentinc/kafka-javascript>  (see scripts/rdkafka.sh)
 //   BENCH_SIZES=65536:3000,250000:1000   record bytes:count per size; BENCH_ROUNDS=3
 'use strict';
 const { createRequire } = require('node:module');
@@ -24,7 +24,7 @@ function loadConfluent() {
   try {
     return createRequire(path.join(dir, 'package.json'))('@confluentinc/kafka-javascript').KafkaJS;
   } catch (error) {
-    console.error(`@confluentinc/kafka-javascript not found under ${dir} (${error.message}); run libs/kafka/bench/install-confluent.sh`);
+    console.error(`@confluentinc/kafka-javascript not found under ${dir} (${error.message}); run bash scripts/rdkafka.sh`);
     process.exit(2);
   }
 }
