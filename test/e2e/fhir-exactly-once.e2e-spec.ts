@@ -9,13 +9,16 @@
  *    waits until a read_committed consumer sees the bundles, kills results, ends the killed
  *    process's database backends (so its blocked mark never lands) and releases the lock. The
  *    restarted service must reconcile those versions from the topic instead of publishing again.
- * 2. Two replicas under a stream of findings, each killed (SIGKILL) at random points and
- *    restarted: every (study, version) on the topic once, every study's last version there.
+ * 2. Two replicas under a stream of findings, killed (SIGKILL) at random points and restarted,
+ *    and once the owner frozen (SIGSTOP) and cut off from the database until the other replica
+ *    has taken over and fenced it, then resumed: every (study, version) on the topic once, every
+ *    study's last version there, versions rising per study.
  *
  * Topics (findings and FHIR) are created per run, so nothing else publishes to them.
  */
 import { CHESTXRAY14_LABELS, encodeFindingsEvent, type FindingsEvent, okFindingsEvent } from '@thorax/contracts';
 import { collect, type PlainRecord, REPO_ROOT, produce, type RunningService, startBuiltService, testBrokers, testKafka, waitForHttp } from '@thorax/testing';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
 
@@ -94,6 +97,17 @@ async function metric(replica: Replica, name: string, labels = ''): Promise<numb
 async function pending(db: Client): Promise<number> {
   const { rows } = await db.query<{ n: string }>('SELECT count(*)::text AS n FROM study_results WHERE published_version < version');
   return Number(rows[0]?.n ?? 0);
+}
+
+/** Terminates the database backends of this run's database whose application name is LIKE `pattern`; returns how many. */
+async function endBackends(observer: Client, pattern: string): Promise<number> {
+  // Chosen first, terminated after: in one WHERE clause the server may call the function before the filters.
+  const { rows } = await observer.query<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1 AND pid <> pg_backend_pid()',
+    [pattern],
+  );
+  for (const { pid } of rows) await observer.query('SELECT pg_terminate_backend($1)', [pid]);
+  return rows.length;
 }
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -263,9 +277,7 @@ describe('FHIR topic exactly once (KAFKA_DELIVERY=exactly-once, PostgreSQL)', ()
 
       await kill(replica);
       // The killed process's blocked UPDATE must not complete once the lock goes: end its backends.
-      const ended = await db.query<{ pid: number }>(
-        `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'thorax-results%' AND pg_terminate_backend(pid)`,
-      );
+      const ended = await endBackends(db, 'thorax-results%');
       await lock.query('ROLLBACK');
       await lock.end();
       expect(await pending(db)).toBe(20);
@@ -279,7 +291,7 @@ describe('FHIR topic exactly once (KAFKA_DELIVERY=exactly-once, PostgreSQL)', ()
         [
           'FHIR topic, kill -9 between Kafka commit and store mark (PostgreSQL, exactly-once):',
           `  studies ${studies.length}; at the kill: bundles on the topic ${before.bundles}, committed versions not marked in the store ${pendingAtKill}`,
-          `  backends of the killed process ended ${ended.rows.length}`,
+          `  backends of the killed process ended ${ended}`,
           `  restarted replica: reconciled ${reconciled}, published ${published}`,
           `  bundles on the topic ${after.bundles} for ${after.distinct} (study, version): duplicates ${after.duplicates.length}, lost ${after.lost.length}, out of order ${after.outOfOrder}`,
         ].join('\n'),
@@ -303,6 +315,7 @@ describe('FHIR topic exactly once (KAFKA_DELIVERY=exactly-once, PostgreSQL)', ()
     const studySet = new Set(studies);
     const replicas: Replica[] = [await startReplica(1, group, 0), await startReplica(2, group, 0)];
     const kills: string[] = [];
+    let zombieLog: string | null = null;
     let producing = true;
     try {
       // Bursts of 10 images every second, each study's images spread over the run (versions rise
@@ -310,7 +323,7 @@ describe('FHIR topic exactly once (KAFKA_DELIVERY=exactly-once, PostgreSQL)', ()
       const events = Array.from({ length: IMAGES }, (_, image) => studies.map((s) => finding(s, image + 1))).flat();
       const load = (async () => {
         for (let i = 0; i < events.length; i += 10) {
-          while (i >= events.length * 0.8 && kills.length < 3) await new Promise((r) => setTimeout(r, 250));
+          while (i >= events.length * 0.8 && kills.length < 4) await new Promise((r) => setTimeout(r, 250));
           await publish(events.slice(i, i + 10));
           await new Promise((r) => setTimeout(r, 1000));
         }
@@ -326,6 +339,18 @@ describe('FHIR topic exactly once (KAFKA_DELIVERY=exactly-once, PostgreSQL)', ()
           const ownerIndex = owners.findIndex((v) => v === 1);
           const index = Math.random() < 0.5 && ownerIndex >= 0 ? ownerIndex : Math.floor(Math.random() * replicas.length);
           const victim = replicas[index] as Replica;
+          if (kills.length === 1 && ownerIndex >= 0) {
+            // Once: the owner frozen (SIGSTOP) and cut off from the database (its lock session
+            // ended), so the other replica takes over and fences it; then it resumes as a zombie.
+            const owner = replicas[ownerIndex] as Replica;
+            owner.service.process.kill('SIGSTOP');
+            const ended = await endBackends(db, 'thorax-results-session');
+            await until('the other replica to take over', async () => (await metric(replicas[1 - ownerIndex] as Replica, 'thorax_fhir_outbox_owner')) === 1, 30_000);
+            owner.service.process.kill('SIGCONT');
+            zombieLog = owner.service.logFile;
+            kills.push(`slot ${owner.slot} (owner) frozen, its lock session ended (${ended}), resumed after the takeover at ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
+            continue;
+          }
           await kill(victim);
           kills.push(`slot ${victim.slot}${index === ownerIndex ? ' (owner)' : ''} at ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
           replicas[index] = await startReplica(victim.slot, group, 0);
@@ -337,17 +362,23 @@ describe('FHIR topic exactly once (KAFKA_DELIVERY=exactly-once, PostgreSQL)', ()
       const stored = await storedVersions(db, studySet);
       const result = verdict(await bundlesFor(stored), stored);
       const reconciled = (await Promise.all(replicas.map((r) => metric(r, 'thorax_fhir_bundles_total', 'outcome="reconciled"')))).reduce((a, b) => a + b, 0);
+      // What the resumed zombie did: noticed its lost session, and/or was refused by Kafka as fenced.
+      const zombieText = zombieLog ? readFileSync(zombieLog, 'utf8') : '';
+      const zombie = {
+        lostSession: zombieText.split('lost the FHIR outbox ownership').length - 1,
+        fenced: zombieText.split('FHIR outbox producer fenced').length - 1,
+      };
       say(
         [
           'FHIR topic, two results replicas killed at random under load (PostgreSQL, exactly-once):',
           `  findings events ${events.length} for ${STUDIES} studies (${IMAGES} images each), stored studies ${stored.size}`,
-          `  kills (SIGKILL, restarted): ${kills.length} [${kills.join('; ')}]`,
+          `  faults: ${kills.length} [${kills.join('; ')}]`,
           `  bundles on the topic ${result.bundles} for ${result.distinct} (study, version): duplicates ${result.duplicates.length}, lost (last version missing) ${result.lost.length}, out of order ${result.outOfOrder}`,
-          `  reconciled by the replicas running at the end ${reconciled}`,
+          `  reconciled by the replicas running at the end ${reconciled}; the zombie after it resumed: lost session noticed ${zombie.lostSession}, fenced by Kafka ${zombie.fenced}`,
         ].join('\n'),
       );
       expect(stored.size).toBe(STUDIES);
-      expect(kills.length).toBeGreaterThanOrEqual(3);
+      expect(kills.length).toBeGreaterThanOrEqual(4);
       expect(result.duplicates).toEqual([]);
       expect(result.lost).toEqual([]);
       expect(result.outOfOrder).toBe(0);
