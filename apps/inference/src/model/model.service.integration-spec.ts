@@ -188,7 +188,9 @@ describe('ModelService', () => {
       expect(await sample(metrics, 'thorax_inference_batch_timeouts_total')).toEqual([
         { labels: { model: name, version }, value: 1 },
       ]);
+      // Both reasons' series exist from the load (at 0), so an alert sees the first of each.
       expect(await sample(metrics, 'thorax_inference_worker_restarts_total')).toEqual([
+        { labels: { model: name, version, reason: 'exit' }, value: 0 },
         { labels: { model: name, version, reason: 'timeout' }, value: 1 },
       ]);
       // One of two workers is stuck: still live, and the other serves a normal image at once.

@@ -216,6 +216,9 @@ export class ModelService implements OnModuleInit, OnApplicationShutdown {
     const artifact = await loadModelArtifact(c.MODEL_DIR, version, c.INFERENCE_MODEL_FILE);
     const { name, version: v } = artifact.metadata;
     const labels = { model: name, version: v };
+    // Series from 0 at load, so an alert's increase() counts the first timeout or death too.
+    this.batchTimeouts.inc(labels, 0);
+    for (const reason of ['exit', 'timeout']) this.workerRestarts.inc({ ...labels, reason }, 0);
     const reportedFallbacks = new Set<string>();
     const pool = await InferencePool.start(artifact, {
       workers: c.INFERENCE_WORKERS,

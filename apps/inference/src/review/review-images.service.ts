@@ -71,6 +71,8 @@ export class ReviewImagesService {
       labelNames: ['outcome'],
       registers: [metrics.registry],
     });
+    // Both series from 0, so a failure ratio and an alert's increase() see the first failure.
+    if (config.INFERENCE_REVIEW_IMAGES) for (const outcome of ['stored', 'failed']) this.outcomes.inc({ outcome }, 0);
     this.seconds = new Histogram({
       name: 'thorax_review_images_seconds',
       help: 'Encoding and storing the review objects of one image (wire PNG, plus the activation maps object when the model has maps)',
