@@ -388,6 +388,7 @@ class Bench:
         self.inputs = make_inputs(a.inputs, a.pool)
         self.stage_cpu_ms = float("nan")  # of the last stage() run
         self.stage_outputs: dict[str, int] = {}  # of the last stage() run: records per output topic
+        self.findings_events = 0  # findings events the stages of the current input wrote
 
     def n_for(self, kind: str) -> int:
         return self.a.n if kind.startswith("png") else self.a.dicom_n
@@ -474,6 +475,7 @@ class Bench:
                     time.sleep(0.1)
                 self.stage_cpu_ms = (group_cpu_seconds({proc.pid}) - cpu0) * 1000 / expect
                 self.stage_outputs = {t: len(w.seen) for t, w in watchers.items()}
+                self.findings_events += self.stage_outputs.get(env.get("TOPIC_FINDINGS", ""), 0)
                 return rate_of(sorted(watchers[timed].stamps.values()))
             finally:
                 stop_process(proc)
@@ -492,6 +494,26 @@ class Bench:
                 out[kind] = {"failed": str(error)}
         self.report["stages"] = out
 
+    def results_alone(self, env: dict[str, str], group: str, events: int) -> tuple[float, float]:
+        """Results on the findings the stages wrote: events/s and CPU per event, from ready until
+        its group's committed offsets reach the topic's end (results writes no topic to watch)."""
+        topic = env["TOPIC_FINDINGS"]
+        end = high_watermarks(topic)
+        proc = start_service("results", {**env, "RESULTS_GROUP_ID": group}, self.dir / "results.log")
+        c = Consumer({**QUIET, "group.id": group, "enable.auto.commit": False})
+        try:
+            cpu0, t0 = group_cpu_seconds({proc.pid}), time.time()
+            parts = [TopicPartition(topic, p) for p in end]
+            while not all(tp.offset >= end[tp.partition] for tp in c.committed(parts, 10)):
+                if time.time() > t0 + max(300, events):
+                    raise RuntimeError(f"results did not commit the {events} findings events")
+                time.sleep(0.05)
+            seconds = time.time() - t0
+            return events / seconds, (group_cpu_seconds({proc.pid}) - cpu0) * 1000 / max(1, events)
+        finally:
+            c.close()
+            stop_process(proc)
+
     def stages_of(self, kind: str, first: str) -> dict[str, Any]:
         n = self.n_for(kind)
         prefix = f"bench.{self.run}.{kind}"
@@ -509,6 +531,7 @@ class Bench:
             "RESULTS_DATA_DIR": str(self.dir / f"store-{kind}"),
         }
         group = f"bench-{self.run}-{kind}"
+        self.findings_events = 0
         note(f"stages {kind}: filling {n} records")
         self.fill(env["TOPIC_STUDIES"], kind, n, "s")
         r: dict[str, float] = {}
@@ -543,6 +566,9 @@ class Bench:
             note(
                 f"stages {kind}: inference (tiny) {r['inference']:.1f} img/s, {r['inference_cpu_ms']:.1f} ms CPU per image"
             )
+            events = self.findings_events
+            r["results"], r["results_cpu_ms"] = self.results_alone(env, f"{group}-results", events)
+            note(f"stages {kind}: results {r['results']:.1f} events/s, {r['results_cpu_ms']:.1f} ms CPU per event")
             if self.densenet:
                 dn = f"{prefix}.findings-densenet"
                 create_topics({"thorax.findings.v1": dn})
@@ -827,6 +853,8 @@ class Bench:
                     f"   inference (committed model) {fmt(s['inference'])}{cpu('inference')}, / raw ORT "
                     f"{ratio(s['inference'], ort_ceil.get('tiny', {}).get('best'), 0.8)}"
                 )
+            if "results" in s:
+                say(f"   results alone {fmt(s['results'], 'events/s')} ({s['results_cpu_ms']:.1f} ms CPU/event)")
             if "inference_densenet121" in s:
                 say(
                     f"   inference (DenseNet-121)   {fmt(s['inference_densenet121'])}, / raw ORT "
