@@ -2,8 +2,10 @@ import { createLogger } from '@thorax/observability';
 import { KafkaJSProtocolError } from 'kafkajs';
 import { KafkaPublisher } from './kafka-publisher';
 import {
+  DEFAULT_TRANSACTION_LIMITS,
   inTransaction,
   isFencedError,
+  refusalKey,
   type TransactionHandle,
   TransactionScope,
   tryInTransaction,
@@ -55,6 +57,39 @@ describe('TransactionScope', () => {
     expect(txn.requests[2]).toEqual(['out/k6']);
     expect(txn.offsets).toEqual([{ partition: 2, offset: '42' }]);
     expect(txn.committed).toBe(true);
+  });
+
+  it('librdkafka: a refused record aborts the transaction; the careful retry sends one at a time and fails a known refusal without sending it', async () => {
+    const memory = { abortsTransaction: true, known: new Map<string, unknown>() };
+    // A buffered flush with the large record is refused: the transaction is poisoned, the next try careful.
+    const first = new FakeTransaction();
+    first.refuse = (keys) => (keys.includes('out/big') ? tooLarge() : null);
+    const buffered = new TransactionScope(first, false, DEFAULT_TRANSACTION_LIMITS, memory);
+    await buffered.publish([record('out', 'a'), record('out', 'big', 8192)]);
+    await expect(buffered.commit('g', 'in', 0, '2', log)).rejects.toMatchObject({ type: 'MESSAGE_TOO_LARGE' });
+    expect(buffered.refused).toBe(true);
+    expect(memory.known.size).toBe(0); // not sent alone: the culprit is not known yet
+    // Careful: each record alone; the refusal poisons this try too (librdkafka) and is remembered.
+    const second = new FakeTransaction();
+    second.refuse = first.refuse;
+    const careful = new TransactionScope(second, true, DEFAULT_TRANSACTION_LIMITS, memory);
+    await careful.publish([record('out', 'a')]);
+    await expect(careful.publish([record('out', 'big', 8192)])).rejects.toMatchObject({ type: 'MESSAGE_TOO_LARGE' });
+    expect(careful.failure).not.toBeNull();
+    expect([...memory.known.keys()]).toEqual([refusalKey(record('out', 'big', 8192))]);
+    // The next careful try fails the known record at once (its input is dead-lettered) and commits.
+    const third = new FakeTransaction();
+    third.refuse = () => {
+      throw new Error('a known refusal must not be sent again');
+    };
+    const again = new TransactionScope(third, true, DEFAULT_TRANSACTION_LIMITS, memory);
+    await expect(again.publish([record('out', 'big', 8192)])).rejects.toMatchObject({ type: 'MESSAGE_TOO_LARGE' });
+    expect(again.failure).toBeNull();
+    third.refuse = () => null;
+    await again.publish([record('out', 'a'), record('out.dlq', 'big')]);
+    await again.commit('g', 'in', 0, '2', log);
+    expect(third.requests).toEqual([['out/a'], ['out.dlq/big']]);
+    expect(third.committed).toBe(true);
   });
 
   it('sends `alone` calls at once after what is buffered, and a refused single record leaves the transaction usable', async () => {
