@@ -61,7 +61,7 @@ export const kafkaEnv = {
   /**
    * Where scripts/rdkafka.sh installed @confluentinc/kafka-javascript (the folder holding its
    * node_modules); default: the package as Node resolves it, else .cache/confluent-kafka of the
-   * checkout.
+   * checkout. Read only with KAFKA_CLIENT=librdkafka (an image may set it for either client).
    */
   KAFKA_LIBRDKAFKA_DIR: optionalPath,
 };
@@ -131,9 +131,6 @@ export function kafkaEnvProblems(env: Partial<KafkaEnv>): { variable: string; me
       message: 'not supported with KAFKA_CLIENT=librdkafka (librdkafka checks each broker certificate against the host name the broker advertises)',
     });
   }
-  if (env.KAFKA_LIBRDKAFKA_DIR && env.KAFKA_CLIENT !== 'librdkafka') {
-    problems.push({ variable: 'KAFKA_LIBRDKAFKA_DIR', message: 'set, but KAFKA_CLIENT is not librdkafka' });
-  }
   if (env.KAFKA_SASL_PASSWORD && env.KAFKA_SASL_PASSWORD_FILE) {
     problems.push({ variable: 'KAFKA_SASL_PASSWORD', message: 'set either KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both' });
   }
@@ -198,6 +195,6 @@ export function kafkaClientOptions(config: KafkaEnv, defaultClientId: string): K
     delivery: config.KAFKA_DELIVERY,
     authFailureExitMs: config.KAFKA_AUTH_FAILURE_EXIT_MS,
     client: config.KAFKA_CLIENT,
-    ...(config.KAFKA_LIBRDKAFKA_DIR ? { librdkafkaDir: config.KAFKA_LIBRDKAFKA_DIR } : {}),
+    ...(config.KAFKA_CLIENT === 'librdkafka' && config.KAFKA_LIBRDKAFKA_DIR ? { librdkafkaDir: config.KAFKA_LIBRDKAFKA_DIR } : {}),
   };
 }
