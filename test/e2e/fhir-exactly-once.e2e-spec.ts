@@ -158,8 +158,17 @@ function finding(study: string, image: number): FindingsEvent {
   });
 }
 
-const publish = (events: FindingsEvent[]) =>
-  produce(kafka, FINDINGS_TOPIC, events.map((e) => ({ key: e.id, value: encodeFindingsEvent(e) })));
+/** Publishes findings events as inference would, retrying while a broker is away (a repeat is a redelivery to results). */
+async function publish(events: FindingsEvent[]): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await produce(kafka, FINDINGS_TOPIC, events.map((e) => ({ key: e.id, value: encodeFindingsEvent(e) })));
+    } catch (error) {
+      if (attempt >= 20) throw error;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
 
 /** Bundles per (study, version) among the records of the given studies. */
 function countVersions(records: PlainRecord[], studies: Set<string>): Map<string, number> {
@@ -221,14 +230,32 @@ beforeAll(async () => {
   const kafkaAdmin = kafka.admin();
   await kafkaAdmin.connect();
   try {
+    // Replicated as in production on a cluster of three or more brokers (a broker may be killed there).
+    const replicated = (await kafkaAdmin.describeCluster()).brokers.length >= 3;
+    const replication = replicated
+      ? { replicationFactor: 3, configEntries: [{ name: 'min.insync.replicas', value: '2' }] }
+      : { replicationFactor: 1 };
     await kafkaAdmin.createTopics({
-      waitForLeaders: true,
+      // Waited for below: on a cluster, kafkajs's own wait can ask a broker that has not heard of them yet.
+      waitForLeaders: false,
       topics: [
-        { topic: FINDINGS_TOPIC, numPartitions: 6, replicationFactor: 1 },
-        { topic: `${FINDINGS_TOPIC}.dlq`, numPartitions: 1, replicationFactor: 1 },
-        { topic: FHIR_TOPIC, numPartitions: 3, replicationFactor: 1 },
+        { topic: FINDINGS_TOPIC, numPartitions: 6, ...replication },
+        { topic: `${FINDINGS_TOPIC}.dlq`, numPartitions: 1, ...replication },
+        { topic: FHIR_TOPIC, numPartitions: 3, ...replication },
       ],
     });
+    await until(
+      'the topics to have leaders',
+      async () => {
+        try {
+          const { topics } = await kafkaAdmin.fetchTopicMetadata({ topics: [FINDINGS_TOPIC, `${FINDINGS_TOPIC}.dlq`, FHIR_TOPIC] });
+          return topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0));
+        } catch {
+          return false;
+        }
+      },
+      60_000,
+    );
   } finally {
     await kafkaAdmin.disconnect();
   }
@@ -317,6 +344,7 @@ describe('FHIR topic exactly once (KAFKA_DELIVERY=exactly-once, PostgreSQL)', ()
     const kills: string[] = [];
     let zombieLog: string | null = null;
     let producing = true;
+    let running: Promise<unknown>[] = [];
     try {
       // Bursts of 10 images every second, each study's images spread over the run (versions rise
       // throughout); the last fifth waits until there were three kills, so every kill is under load.
@@ -356,7 +384,8 @@ describe('FHIR topic exactly once (KAFKA_DELIVERY=exactly-once, PostgreSQL)', ()
           replicas[index] = await startReplica(victim.slot, group, 0);
         }
       })();
-      await Promise.all([load, chaos]);
+      running = [load, chaos];
+      await Promise.all(running);
       await consumed(group, 180_000);
       await until('every stored version to be published', async () => (await pending(db)) === 0, 180_000);
       const stored = await storedVersions(db, studySet);
@@ -384,6 +413,8 @@ describe('FHIR topic exactly once (KAFKA_DELIVERY=exactly-once, PostgreSQL)', ()
       expect(result.outOfOrder).toBe(0);
     } finally {
       producing = false;
+      // After a failure the chaos loop may be restarting a replica: let it finish, then stop them all.
+      await Promise.allSettled(running);
       await Promise.all(replicas.map((r) => kill(r)));
     }
   });
