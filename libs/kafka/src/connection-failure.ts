@@ -60,7 +60,11 @@ export function classifyKafkaFailure(error: unknown, options: Pick<KafkaClientOp
   const passwordVariables = ['KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD_FILE (or KAFKA_SASL_PASSWORD)'];
 
   const types = errors.map((e) => kafkaErrorType(e) ?? '');
-  if (errors.some((e, i) => e.name === 'KafkaJSSASLAuthenticationError' || AUTHENTICATION_TYPES.has(types[i] as string))) {
+  if (
+    errors.some(
+      (e, i) => e.name === 'KafkaJSSASLAuthenticationError' || AUTHENTICATION_TYPES.has(types[i] as string) || RDKAFKA_AUTHENTICATION.test(e.message ?? ''),
+    )
+  ) {
     const unsupported = errors.some(
       (e, i) => types[i] === 'UNSUPPORTED_SASL_MECHANISM' || /not supported by the server|does not support|not supported by broker|unsupported sasl mechanism/i.test(e.message ?? ''),
     );
@@ -85,14 +89,21 @@ export function classifyKafkaFailure(error: unknown, options: Pick<KafkaClientOp
   return { kind: 'unreachable', reason: `kafka: brokers unreachable (${detail})`, check: ['KAFKA_BROKERS'], detail };
 }
 
-/** A socket error seen by the client's transport hook: a TLS failure, or null when it is not one. */
-export function classifySocketError(error: Error, options: Pick<KafkaClientOptions, 'tls'>): KafkaFailure | null {
+/**
+ * A socket error seen by the client's transport hook (kafkajs) or an error line of librdkafka: a
+ * TLS or (librdkafka) authentication failure, or null when it is neither.
+ */
+export function classifySocketError(error: Error, options: Pick<KafkaClientOptions, 'tls' | 'sasl'>): KafkaFailure | null {
   const code = (error as ErrorLike).code;
   if (typeof code === 'string' && TLS_CODES.test(code)) return tlsFailure(code, error.message, options);
   const rdkafka = rdkafkaTlsCode(error.message);
   if (rdkafka) return tlsFailure(rdkafka, error.message, options);
+  if (RDKAFKA_AUTHENTICATION.test(error.message)) return classifyKafkaFailure(error, { tls: options.tls ?? null, sasl: options.sasl ?? null });
   return null;
 }
+
+/** librdkafka's words for a failed SASL authentication (its error code is not always kept). */
+const RDKAFKA_AUTHENTICATION = /^(Local: )?Authentication failure|SASL authentication error|SASL handshake failed/i;
 
 /**
  * The Node/OpenSSL code that names the TLS failure a librdkafka error message describes (it

@@ -58,6 +58,12 @@ describe('Kafka errors of both clients', () => {
       { tls: null, sasl },
     );
     expect(mechanism).toMatchObject({ kind: 'authentication', check: ['KAFKA_SASL_MECHANISM'] });
+    // The package does not always keep the code of an authentication failure; its message says it.
+    expect(classifyKafkaFailure(rdkafkaError('ERR_UNKNOWN', -1, 'authentication failure'), { tls: null, sasl })).toMatchObject({
+      kind: 'authentication',
+    });
+    expect(classifySocketError(new Error('Local: Authentication failure'), { tls: null, sasl })?.kind).toBe('authentication');
+    expect(classifySocketError(new Error('Connect to ipv4#127.0.0.1:9092 failed: Connection refused'), { tls: null, sasl })).toBeNull();
     expect(classifyKafkaFailure(rdkafkaError('ERR_TOPIC_AUTHORIZATION_FAILED', 29, 'Broker: Topic authorization failed'), { tls: null, sasl })).toMatchObject({
       kind: 'authorization',
       reason: 'kafka: not authorized (TOPIC_AUTHORIZATION_FAILED)',

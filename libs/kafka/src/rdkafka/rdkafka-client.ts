@@ -39,7 +39,15 @@ const LOG_WARN = 2;
  */
 export function createRdkafkaClient(options: KafkaClientOptions, log: Logger, hooks: KafkaClientHooks = {}): KafkaClient {
   const module = loadConfluent(options.librdkafkaDir);
-  const logger = clientLogger(log.child({ component: 'librdkafka' }), hooks);
+  /** The last authentication or TLS failure librdkafka logged (its connect errors are generic). */
+  const specific: { error: Error | null; at: number } = { error: null, at: 0 };
+  const logger = clientLogger(log.child({ component: 'librdkafka' }), hooks, (error) => {
+    specific.error = error;
+    specific.at = Date.now();
+  });
+  /** A failed connect, named by the authentication or TLS failure seen meanwhile if any. */
+  const connectFailure = (error: unknown, since: number): unknown =>
+    specific.error && specific.at >= since ? Object.assign(new Error(specific.error.message), { cause: error }) : error;
   const kafka = new module.Kafka({ kafkaJS: { logger, logLevel: LOG_WARN }, ...rdkafkaConnectionProperties(options) });
   /** The group consumers this client made, for sendOffsets (KIP-447 group metadata). */
   const consumers = new Map<string, ConfluentConsumer>();
@@ -59,15 +67,28 @@ export function createRdkafkaClient(options: KafkaClientOptions, log: Logger, ho
   return {
     kind: 'librdkafka',
     producer(settings: ProducerSettings, producerHooks: ProducerHooks = {}): ClientProducer {
-      const producer = kafka.producer(rdkafkaProducerProperties(settings));
-      const isolation = new RefusalIsolation(producer);
+      // The package connects a producer once: after a failed connect the next try gets a new one.
+      let producer = kafka.producer(rdkafkaProducerProperties(settings));
+      const isolation = new RefusalIsolation(() => producer);
+      let connected = false;
       return {
         connect: async () => {
-          await producer.connect();
+          if (connected) return;
+          const since = Date.now();
+          try {
+            await producer.connect();
+            connected = true;
+          } catch (error) {
+            const failed = producer;
+            producer = kafka.producer(rdkafkaProducerProperties(settings));
+            await failed.disconnect().catch(() => undefined);
+            throw connectFailure(error, since);
+          }
           producerHooks.onConnection?.(true);
         },
         disconnect: async () => {
           producerHooks.onConnection?.(false);
+          connected = false;
           await producer.disconnect();
         },
         sendBatch: (batch) => isolation.send(batch),
@@ -85,12 +106,29 @@ export function createRdkafkaClient(options: KafkaClientOptions, log: Logger, ho
           consumerHooks.onRebalancing?.();
         }
       };
-      const consumer = kafka.consumer({ ...rdkafkaConsumerProperties(settings), rebalance_cb: rebalance });
+      const make = () => kafka.consumer({ ...rdkafkaConsumerProperties(settings), rebalance_cb: rebalance });
+      let consumer = make();
       consumers.set(settings.groupId, consumer);
       let subscribed: string | null = null;
+      let connected = false;
       return {
-        connect: () => consumer.connect(),
+        connect: async () => {
+          if (connected) return;
+          const since = Date.now();
+          try {
+            await consumer.connect();
+            connected = true;
+          } catch (error) {
+            // Connected once per instance (as producers): the next try gets a new one.
+            const failed = consumer;
+            consumer = make();
+            consumers.set(settings.groupId, consumer);
+            await failed.disconnect().catch(() => undefined);
+            throw connectFailure(error, since);
+          }
+        },
         disconnect: async () => {
+          connected = false;
           try {
             await consumer.disconnect();
           } finally {
@@ -117,10 +155,26 @@ export function createRdkafkaClient(options: KafkaClientOptions, log: Logger, ho
       };
     },
     admin(): ClientAdmin {
-      const admin = kafka.admin();
+      let admin = kafka.admin();
+      let connected = false;
       return {
-        connect: () => admin.connect(),
-        disconnect: () => admin.disconnect(),
+        connect: async () => {
+          if (connected) return;
+          const since = Date.now();
+          try {
+            await admin.connect();
+            connected = true;
+          } catch (error) {
+            const failed = admin;
+            admin = kafka.admin();
+            await failed.disconnect().catch(() => undefined);
+            throw connectFailure(error, since);
+          }
+        },
+        disconnect: async () => {
+          connected = false;
+          await admin.disconnect();
+        },
         fetchOffsets: async (groupId, topic) => {
           // Stable offsets: a transaction's offset commit counts only once the transaction commits.
           const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic], requireStableOffsets: true });
@@ -148,7 +202,7 @@ class RefusalIsolation {
   /** Resolved while sends may go; pending while an isolated re-send runs. */
   private gate: Promise<void> = Promise.resolve();
 
-  constructor(private readonly producer: Pick<ConfluentProducer, 'sendBatch'>) {}
+  constructor(private readonly current: () => Pick<ConfluentProducer, 'sendBatch'>) {}
 
   async send(batch: Batch): Promise<unknown> {
     await this.gate;
@@ -168,7 +222,7 @@ class RefusalIsolation {
 
   /** The package rewrites a message it sends (headers, partition, timestamp): each send gets a copy. */
   private sendOne(topic: string, message: TopicMessages['messages'][number]): Promise<unknown> {
-    return this.producer.sendBatch({ topicMessages: [{ topic, messages: [{ ...message }] }] });
+    return this.current().sendBatch({ topicMessages: [{ topic, messages: [{ ...message }] }] });
   }
 
   private track<R>(sending: Promise<R>): Promise<R> {
@@ -223,12 +277,14 @@ interface ClientLogger {
 }
 
 /** librdkafka's log lines into the service's logger (warn and error, repeats held back). */
-function clientLogger(log: Logger, hooks: KafkaClientHooks): ClientLogger {
+function clientLogger(log: Logger, hooks: KafkaClientHooks, onSpecific: (error: Error) => void): ClientLogger {
   const repeats = new RepeatFilter(REPEAT_WINDOW_MS);
   const write = (level: 'warn' | 'error', message: string, extra: object = {}) => {
     const { fac, name } = extra as { fac?: string; name?: string };
-    if (level === 'error' && hooks.onSocketError && /SSL|TLS|certificate|security\.protocol/i.test(message)) {
-      hooks.onSocketError(new Error(message), name ?? 'librdkafka');
+    if (level === 'error' && /SSL|TLS|certificate|security\.protocol|authentication/i.test(message)) {
+      const error = new Error(message);
+      onSpecific(error);
+      hooks.onSocketError?.(error, name ?? 'librdkafka');
     }
     const repeated = repeats.admit(`${level}|${message.replace(/\d+ms/g, '')}`);
     if (repeated === null) return;
