@@ -427,8 +427,6 @@ cmd_smoke() {
   done
   [ -n "$(find "$SMOKE_DIR/results/results" -user "$APP_UID" -type f 2>/dev/null | head -1)" ] ||
     fail "results wrote no embedded store under /var/lib/thorax/results"
-  [ -n "$(find "$SMOKE_DIR/inference/objects/review" -user "$APP_UID" -type f 2>/dev/null | head -1)" ] ||
-    fail "inference kept no review images under /var/lib/thorax/objects (OBJECT_STORE_URL)"
 
   # Writes: / and /opt/thorax fail (read-only file system), the two volumes work.
   local probe
@@ -470,6 +468,9 @@ cmd_smoke() {
     if (b.status !== "ok" || (b.findings ?? []).length !== 14) process.exit(1);
     console.error(`[thorax] stored result: status ${b.status}, ${b.findings.length} labels, model ${b.model?.version}, latency ${b.timing?.latencyMs} ms`);' ||
     fail "no ok result for $id from the image's services: ${body:-none}"
+  # Inference wrote that image's review objects on its volume (the image's OBJECT_STORE_URL).
+  [ -n "$(find "$SMOKE_DIR/inference/objects/review" -user "$APP_UID" -type f 2>/dev/null | head -1)" ] ||
+    fail "inference kept no review images under /var/lib/thorax/objects (OBJECT_STORE_URL)"
 
   log "IMAGE SMOKE TEST PASSED: $IMAGE:$TAG ($(image_size "$IMAGE:$TAG")), 4 services ready as 10001 with a read-only root, $((SECONDS - started)) s"
 }
