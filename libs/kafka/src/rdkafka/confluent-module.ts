@@ -35,6 +35,11 @@ export interface ConfluentConsumer {
   seek(position: { topic: string; partition: number; offset: string }): void;
   pause(topics: { topic: string; partitions?: number[] }[]): void;
   resume(topics: { topic: string; partitions?: number[] }[]): void;
+  /** Committed offsets through the consumer's group handle; a failed partition's slot holds an error. */
+  committed(
+    partitions: { topic: string; partition: number }[],
+    timeoutMs: number,
+  ): Promise<{ topic?: string; partition?: number; offset?: string | null }[]>;
 }
 
 export interface ConfluentAdmin {
@@ -44,6 +49,7 @@ export interface ConfluentAdmin {
     { topic: string; partitions: { partition: number; offset: string }[] }[]
   >;
   fetchTopicOffsets(topic: string): Promise<{ partition: number; low: string; high: string }[]>;
+  fetchTopicMetadata(args: { topics: string[]; timeout?: number }): Promise<{ name: string; partitions: { partitionId: number }[] }[]>;
 }
 
 export class LibrdkafkaMissingError extends Error {

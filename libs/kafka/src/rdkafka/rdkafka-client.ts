@@ -13,6 +13,7 @@ import type {
 } from '../client-port';
 import { refusedRecordType } from '../failure-policy';
 import { type KafkaClientHooks, type KafkaClientOptions, RepeatFilter } from '../kafka-client';
+import { CommittedOffsets } from './committed-offsets';
 import { type ConfluentConsumer, type ConfluentProducer, loadConfluent } from './confluent-module';
 import { rdkafkaConnectionProperties, rdkafkaConsumerProperties, rdkafkaProducerProperties } from './rdkafka-config';
 
@@ -22,6 +23,8 @@ const ERR__REVOKE_PARTITIONS = -174;
 const REPEAT_WINDOW_MS = 60_000;
 /** KafkaJS-compatible log levels of the package. */
 const LOG_WARN = 2;
+/** How long a read of committed offsets waits for the group coordinator, and for metadata. */
+const OFFSETS_TIMEOUT_MS = 10_000;
 
 /**
  * libs/kafka's client port over librdkafka (@confluentinc/kafka-javascript, its KafkaJS-compatible
@@ -34,6 +37,9 @@ const LOG_WARN = 2;
  *   `fatal` and `abortable` flags (a fatal one: the producer is replaced, see RecordConsumer).
  * - Consumers: read_committed, offsets stored only when resolved, group events from the
  *   rebalance callback (no kafkajs event emitter in this package).
+ * - Admin: committed offsets are read by a consumer of the group that never joins it, not by
+ *   librdkafka's Admin API, whose coordinator requests abort the process after a broker loss
+ *   (CommittedOffsets).
  * - Logs: librdkafka's lines go to the service's logger, warnings and errors only, each line at
  *   most once a minute; an error line naming a TLS failure reaches `hooks.onSocketError` at once.
  */
@@ -157,6 +163,22 @@ export function createRdkafkaClient(options: KafkaClientOptions, log: Logger, ho
     admin(): ClientAdmin {
       let admin = kafka.admin();
       let connected = false;
+      let offsets: CommittedOffsets | null = null;
+      const committedOffsets = () =>
+        (offsets ??= new CommittedOffsets({
+          reader: (groupId) =>
+            kafka.consumer({
+              'group.id': groupId,
+              'isolation.level': 'read_committed',
+              'enable.auto.commit': false,
+              'allow.auto.create.topics': false,
+            }),
+          partitions: async (topic) => {
+            const [metadata] = await admin.fetchTopicMetadata({ topics: [topic], timeout: OFFSETS_TIMEOUT_MS });
+            return (metadata?.partitions ?? []).map(({ partitionId }) => partitionId).sort((a, b) => a - b);
+          },
+          timeoutMs: OFFSETS_TIMEOUT_MS,
+        }));
       return {
         connect: async () => {
           if (connected) return;
@@ -173,13 +195,13 @@ export function createRdkafkaClient(options: KafkaClientOptions, log: Logger, ho
         },
         disconnect: async () => {
           connected = false;
+          const closing = offsets;
+          offsets = null;
+          await closing?.close();
           await admin.disconnect();
         },
-        fetchOffsets: async (groupId, topic) => {
-          // Stable offsets: a transaction's offset commit counts only once the transaction commits.
-          const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic], requireStableOffsets: true });
-          return (offsets?.partitions ?? []).map(({ partition, offset }) => ({ partition, offset: String(offset) }));
-        },
+        // Stable offsets: a transaction's offset commit counts only once the transaction commits.
+        fetchOffsets: (groupId, topic) => committedOffsets().fetch(groupId, topic),
         fetchTopicOffsets: async (topic) =>
           (await admin.fetchTopicOffsets(topic)).map(({ partition, low, high }) => ({ partition, low: String(low), high: String(high) })),
       };
