@@ -43,6 +43,20 @@ describe('FileObjectStore', () => {
     expect(readdirSync(join(dir, '.tmp'))).toEqual([]);
   });
 
+  it('refuses a buffer over maxBytes, and writes again after its temporary directory was removed', async () => {
+    const error = await store.put('review/over', Buffer.alloc(5000, 1), { maxBytes: 4500 }).catch((e: unknown) => e);
+    expect((error as ObjectStoreError).kind).toBe('TOO_LARGE');
+    expect(readdirSync(join(dir, '.tmp'))).toEqual([]);
+    rmSync(join(dir, '.tmp'), { recursive: true });
+    const body = randomBytes(3000);
+    for (const durable of [true, false]) {
+      const stored = await store.put(`review/x/${durable}/cam.bin`, body, { durable });
+      expect(stored).toEqual({ uri: pathToFileURL(join(dir, `review/x/${durable}/cam.bin`)).href, sha256: sha(body), size: 3000 });
+      expect((await store.get(stored.uri)).equals(body)).toBe(true);
+    }
+    expect(readdirSync(join(dir, '.tmp'))).toEqual([]);
+  });
+
   it('reads an inclusive byte range', async () => {
     const body = Buffer.from('0123456789');
     const { uri } = await store.put('review/r', body);

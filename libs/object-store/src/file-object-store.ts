@@ -1,11 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { lstat, mkdir, open as openFile, readdir, readFile, rename, rm, stat as statFile } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { type FileHandle, lstat, mkdir, open as openFile, readdir, readFile, rename, rm, stat as statFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL, fileURLToPath } from 'node:url';
-import { asStream, HashingStream } from './hashing-stream';
+import { HashingStream } from './hashing-stream';
 import {
   type ByteRange,
   checkKey,
@@ -21,13 +20,19 @@ import {
 const TMP_DIR = '.tmp';
 
 /**
- * Objects as files under one directory. A write goes to a temporary file, is flushed to disk and
- * renamed into place, so readers see a whole object or none. URIs are `file://` URLs of the
- * object's absolute path.
+ * Objects as files under one directory. A write goes to a temporary file, is flushed to disk
+ * (unless the put says it need not be durable) and renamed into place, so readers see a whole
+ * object or none. URIs are `file://` URLs of the object's absolute path.
+ *
+ * A Buffer body is hashed in one call and written through one file handle: open, write, flush,
+ * close, rename. These run on libuv's thread pool, which sharp's decodes share in the same
+ * process, so every extra call there delays an image.
  */
 export class FileObjectStore implements ObjectStore {
   readonly root: string;
   readonly location: string;
+  /** The temporary directory once it is known to exist. */
+  private tmpReady: Promise<string> | null = null;
 
   constructor(directory: string) {
     this.root = resolve(directory);
@@ -36,25 +41,47 @@ export class FileObjectStore implements ObjectStore {
 
   async put(key: string, body: Buffer | Readable, opts: PutOptions = {}): Promise<StoredObject> {
     const target = this.pathOf(checkKey(key));
-    const tmpDir = join(this.root, TMP_DIR);
-    await mkdir(tmpDir, { recursive: true, mode: 0o750 });
-    const tmp = join(tmpDir, `${randomUUID()}.part`);
-    const hashing = new HashingStream(opts.maxBytes);
+    const durable = opts.durable ?? true;
+    const { tmp, handle } = await this.openTemporary(key);
+    let written: { sha256: string; size: number };
     try {
-      await pipeline(asStream(body), hashing, createWriteStream(tmp, { flags: 'wx', mode: 0o640 }));
-      const handle = await openFile(tmp, 'r+');
       try {
-        await handle.sync();
+        written = Buffer.isBuffer(body) ? await writeBuffer(handle, body, opts.maxBytes) : await writeStream(handle, body, opts.maxBytes);
+        if (durable) await handle.sync();
       } finally {
         await handle.close();
       }
-      await mkdir(dirname(target), { recursive: true, mode: 0o750 });
-      await rename(tmp, target);
+      await renameInto(tmp, target);
     } catch (error) {
       await rm(tmp, { force: true });
       throw error instanceof ObjectStoreError ? error : unavailable(`writing ${key}`, error);
     }
-    return { uri: this.uriOf(key), sha256: hashing.digest(), size: hashing.bytes };
+    return { uri: this.uriOf(key), ...written };
+  }
+
+  /** A new temporary file; the directory is created again if something removed it meanwhile. */
+  private async openTemporary(key: string): Promise<{ tmp: string; handle: FileHandle }> {
+    for (let attempt = 0; ; attempt++) {
+      const tmp = join(await this.tmpDir(), `${randomUUID()}.part`);
+      try {
+        return { tmp, handle: await openFile(tmp, 'wx', 0o640) };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 0) throw unavailable(`writing ${key}`, error);
+        this.tmpReady = null;
+      }
+    }
+  }
+
+  private tmpDir(): Promise<string> {
+    const dir = join(this.root, TMP_DIR);
+    this.tmpReady ??= mkdir(dir, { recursive: true, mode: 0o750 }).then(
+      () => dir,
+      (error: unknown) => {
+        this.tmpReady = null; // try again on the next put
+        throw unavailable('creating its temporary directory', error);
+      },
+    );
+    return this.tmpReady;
   }
 
   async get(uri: string): Promise<Buffer> {
@@ -148,6 +175,33 @@ export class FileObjectStore implements ObjectStore {
 
   private uriOf(key: string): string {
     return pathToFileURL(this.pathOf(key)).href;
+  }
+}
+
+async function writeBuffer(handle: FileHandle, body: Buffer, maxBytes = Number.POSITIVE_INFINITY): Promise<{ sha256: string; size: number }> {
+  if (body.length > maxBytes) throw new ObjectStoreError('TOO_LARGE', `object larger than ${maxBytes} bytes`);
+  await handle.writeFile(body);
+  return { sha256: createHash('sha256').update(body).digest('hex'), size: body.length };
+}
+
+async function writeStream(handle: FileHandle, body: Readable, maxBytes?: number): Promise<{ sha256: string; size: number }> {
+  const hashing = new HashingStream(maxBytes);
+  await pipeline(body, hashing, async (chunks: AsyncIterable<Buffer>) => {
+    for await (const chunk of chunks) {
+      for (let at = 0; at < chunk.length; ) at += (await handle.write(chunk, at)).bytesWritten;
+    }
+  });
+  return { sha256: hashing.digest(), size: hashing.bytes };
+}
+
+/** Renames into place, creating the object's directory only when the rename finds it missing. */
+async function renameInto(tmp: string, target: string): Promise<void> {
+  try {
+    await rename(tmp, target);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await mkdir(dirname(target), { recursive: true, mode: 0o750 });
+    await rename(tmp, target);
   }
 }
 
