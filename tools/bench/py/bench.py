@@ -683,7 +683,8 @@ class Bench:
         out: dict[str, Any] = {kind: {} for kind in self.a.inputs}
         self.report["contenders"] = out
         try:
-            for topology, who in (("pipeline", "pipeline"), ("split", "split")):
+            for topology in self.a.topologies:
+                who = topology
                 note(f"{who}: scripts/start.sh, THORAX_TOPOLOGY={topology} (default settings otherwise)")
                 stack = self.start_stack(topology)
                 try:
@@ -708,24 +709,24 @@ class Bench:
                             out[kind]["failed"] = f"{who}: {error}"
                             if stack.poll() is not None or consumer.poll() is not None:
                                 break
-                    # Latency and predict of what `npm start` runs (split).
-                    if who == "split" and "latency" in self.a.only:
-                        self.latency(out)
-                    if who == "split" and "predict" in self.a.only:
-                        self.predict(out)
+                    # Latency and predict of each topology, at half of its own measured capacity.
+                    if "latency" in self.a.only:
+                        self.latency(out, who)
+                    if "predict" in self.a.only:
+                        self.predict(out, who)
                 finally:
                     stop_process(stack, 120)
         finally:
             stop_process(consumer)
 
-    def latency(self, measured: dict[str, Any]) -> None:
-        ok = [k for k, v in measured.items() if "failed" not in v]
+    def latency(self, measured: dict[str, Any], who: str) -> None:
+        ok = [k for k, v in measured.items() if "failed" not in v and who in v]
         if not ok:
             return
         kind = "png512" if "png512" in ok else ok[0]
-        rate = measured[kind]["split"]["rate"] / 2
+        rate = measured[kind][who]["rate"] / 2
         total = max(20, round(rate * self.a.latency_seconds))
-        note(f"latency: {total} {kind} records at {rate:.1f}/s")
+        note(f"latency ({who}): {total} {kind} records at {rate:.1f}/s")
         w = Watcher("thorax.findings.v1")
         p = Producer(
             {
@@ -745,7 +746,7 @@ class Bench:
                 # or the publisher sends in bursts and the figure measures queueing, not latency.
                 while (pause := t0 + i / rate - time.time()) > 0:
                     p.poll(pause)
-                k = self.key("l", kind, i)
+                k = self.key(f"l{who[0]}", kind, i)
                 sent[k] = time.time()
                 send(p, "thorax.studies.v1", k, files[i % len(files)], content_type)
             p.flush(60)
@@ -753,7 +754,7 @@ class Bench:
             ms = [(w.seen[k] - t) * 1000 for k, t in sent.items() if k in w.seen]
         finally:
             w.close()
-        self.report["latency"] = {
+        self.report.setdefault("latency", {})[who] = {
             "input": kind,
             "rate": rate,
             "sent": total,
@@ -773,7 +774,7 @@ class Bench:
             note(f"delivery: FAILED: {error}")
             self.report["delivery"] = {"failed": str(error)}
 
-    def predict(self, measured: dict[str, Any]) -> None:
+    def predict(self, measured: dict[str, Any], who: str) -> None:
         """POST /v1/predict, one call at a time: the wait a modality sees for one image's findings."""
         ok = [k for k, v in measured.items() if "failed" not in v] or list(self.inputs)
         kind = "png512" if "png512" in ok else ok[0]
@@ -790,16 +791,16 @@ class Bench:
                 return int(error.code)
 
         deadline = time.time() + 60  # 503 until ingest follows the findings topic
-        while call(self.key("pw", kind), files[0]) == 503 and time.time() < deadline:
+        while call(self.key(f"pw{who[0]}", kind), files[0]) == 503 and time.time() < deadline:
             time.sleep(0.5)
         n = 10 if self.a.quick else 50
-        note(f"predict: {n} {kind} calls, one at a time")
+        note(f"predict ({who}): {n} {kind} calls, one at a time")
         ms: list[float] = []
         for i in range(n):
             t = time.time()
-            if call(self.key("p", kind, i), files[i % len(files)]) == 200:
+            if call(self.key(f"p{who[0]}", kind, i), files[i % len(files)]) == 200:
                 ms.append((time.time() - t) * 1000)
-        self.report["predict"] = {"input": kind, "sent": n, "answered": len(ms), "p50": percentile(ms, 50), "p95": percentile(ms, 95)}
+        self.report.setdefault("predict", {})[who] = {"input": kind, "sent": n, "answered": len(ms), "p50": percentile(ms, 50), "p95": percentile(ms, 95)}
 
     # ---------------------------------------------------------------- table
     def table(self) -> None:
@@ -901,18 +902,17 @@ class Bench:
                     f"   {'  CPU/img':<9} {cpu('pipeline'):>14} {cpu('split'):>14} {cpu('consumer'):>14}"
                     "   (user+system of each contender's processes; the pipeline's include results)"
                 )
-        if "latency" in r:
-            lat = r["latency"]
+        for who, lat in r.get("latency", {}).items():
             say(
-                f"7. npm start (split) latency, publish -> findings, {lat['input']} at {lat['rate']:.1f} img/s (half capacity), "
-                f"{lat['answered']}/{lat['sent']} answered: p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, "
-                f"p99 {lat['p99']:.0f} ms (goal p99 ≤ 300 ms)"
+                f"7. {TOPOLOGY_NAMES[who]} latency, publish -> findings, {lat['input']} at {lat['rate']:.1f} img/s "
+                f"(half its capacity), {lat['answered']}/{lat['sent']} answered: p50 {lat['p50']:.0f} ms, "
+                f"p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms (goal p99 ≤ 300 ms"
+                f"{' ✓' if lat['p99'] <= 300 else ' ✗'})"
             )
-        if "predict" in r:
-            pr = r["predict"]
+        for who, pr in r.get("predict", {}).items():
             say(
-                f"8. POST /v1/predict, {pr['input']}, one call at a time, {pr['answered']}/{pr['sent']} answered 200: "
-                f"p50 {pr['p50']:.0f} ms, p95 {pr['p95']:.0f} ms"
+                f"8. {TOPOLOGY_NAMES[who]} POST /v1/predict, {pr['input']}, one call at a time, "
+                f"{pr['answered']}/{pr['sent']} answered 200: p50 {pr['p50']:.0f} ms, p95 {pr['p95']:.0f} ms"
             )
         if "delivery" in r:
             d = r["delivery"]
@@ -930,6 +930,7 @@ class Bench:
 
 
 PARTS = ("ceilings", "stages", "pipeline", "latency", "predict", "delivery")
+TOPOLOGY_NAMES = {"pipeline": "co-located", "split": "split"}
 
 
 def main() -> None:
@@ -942,8 +943,16 @@ def main() -> None:
     ap.add_argument("--densenet-n", type=int, default=None, help="images for DenseNet-121 served alone (600)")
     ap.add_argument("--pool", type=int, default=4, help="distinct files per input (cycled over the keys)")
     ap.add_argument("--latency-seconds", type=float, default=None)
+    ap.add_argument(
+        "--topologies",
+        default="pipeline,split",
+        help="scripts/start.sh topologies for pipeline/latency/predict: pipeline (co-located), split",
+    )
     a = ap.parse_args()
     a.only = [p.strip() for p in a.only.split(",") if p.strip()]
+    a.topologies = [t.strip() for t in a.topologies.split(",") if t.strip()]
+    if not a.topologies or any(t not in TOPOLOGY_NAMES for t in a.topologies):
+        ap.error(f"--topologies takes {tuple(TOPOLOGY_NAMES)}")
     unknown = [p for p in a.only if p not in PARTS]
     if unknown:
         ap.error(f"unknown part(s) {unknown}; parts are {PARTS}")
