@@ -3,7 +3,7 @@ import { createLogger, ThoraxMetrics } from '@thorax/observability';
 import { KafkaJSError } from 'kafkajs';
 import { type ConsumerSpec, type Delivery, ITEM_OK } from './consumer-port';
 import { LocalTopics, RoutingPublisher, stamped } from './local-topics';
-import type { OutgoingRecord, Publisher } from './records';
+import { encodedRecord, type OutgoingRecord, type Publisher } from './records';
 
 const log = createLogger({ service: 'test', version: '0', level: 'silent' });
 const metrics = new ThoraxMetrics('preprocess');
@@ -69,6 +69,23 @@ describe('LocalTopics', () => {
     expect(stamped(ingest, 'preprocess')).toBe(ingest);
     const broker = new KafkaJSError('leader moved', { retriable: true });
     expect(stamped(broker, 'inference')).toBe(broker);
+  });
+
+  it('hands over the message of an encodedRecord without encoding it; a record sent to Kafka is encoded once', async () => {
+    const local = new LocalTopics(new Set(['images']));
+    const seen: unknown[] = [];
+    local.register(spec('images'), { kind: 'single', handler: { handle: async (d) => void seen.push(d.message) } }, metrics, log);
+    const sent: Buffer[] = [];
+    const kafka: Publisher = { publish: async (records) => void sent.push(...records.map((r) => r.value)) };
+    const routing = new RoutingPublisher(local, kafka);
+    let encoded = 0;
+    const encode = (m: { text: string }) => (encoded++, Buffer.from(m.text));
+    const kept = { text: 'kept as it is' };
+    await routing.publish([encodedRecord({ topic: 'images', key: 'a' }, kept, encode), encodedRecord({ topic: 'findings', key: 'b' }, { text: 'sent' }, encode)]);
+    expect(seen).toEqual([kept]);
+    expect(seen[0]).toBe(kept);
+    expect(sent.map((b) => b.toString())).toEqual(['sent']);
+    expect(encoded).toBe(1);
   });
 
   it('a value that does not decode fails the publish with its coded error', async () => {

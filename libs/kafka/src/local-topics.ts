@@ -131,7 +131,9 @@ class LocalRoute {
       timestamp: Date.now(),
     };
     try {
-      const delivery = this.delivery(spec.decode(record.value, headers), headers, position);
+      // The producing stage's own message when it kept one (encodedRecord): nothing to decode.
+      const message = record.message !== undefined ? record.message : spec.decode(record.value, headers);
+      const delivery = this.delivery(message, headers, position);
       if (this.handling.kind === 'single') {
         await (this.handling.handler as MessageHandler<unknown>).handle(delivery);
       } else {

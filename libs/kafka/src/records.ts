@@ -6,6 +6,31 @@ export interface OutgoingRecord {
   key: string;
   value: Buffer;
   headers?: Record<string, string>;
+  /**
+   * The message `value` encodes, when the producer built one (encodedRecord): a stage in the same
+   * process (co-located stages, LocalTopics) takes it as it is instead of decoding `value`.
+   */
+  message?: unknown;
+}
+
+/**
+ * A record whose value is encoded from `message` only when something reads it, once: a record
+ * handed to a stage in the same process (LocalTopics) is never encoded, and its consumer gets
+ * `message` itself, so an image's bytes are not copied through a protobuf writer and back.
+ */
+export function encodedRecord<T>(
+  fields: { topic: string; key: string; headers?: Record<string, string> },
+  message: T,
+  encode: (message: T) => Uint8Array,
+): OutgoingRecord {
+  let value: Buffer | null = null;
+  return {
+    ...fields,
+    message,
+    get value(): Buffer {
+      return (value ??= asBuffer(encode(message)));
+    },
+  };
 }
 
 export interface PublishOptions {

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { HEADERS, ImageAccepted, Priority, Source, type StudyRef, ThoraxError } from '@thorax/contracts';
 import { type DicomInfo, type IntakeOptions, type IntakeResult, inspectStudy, parseDicomFile, sniffMediaType } from '@thorax/imaging';
-import { asBuffer, PUBLISHER, type Publisher } from '@thorax/kafka';
+import { encodedRecord, PUBLISHER, type Publisher } from '@thorax/kafka';
 import { type ClaimCheck, type ObjectStore, objectStoreFailure, parseClaimCheck } from '@thorax/object-store';
 import { createHash } from 'node:crypto';
 import { INGEST_CONFIG, type IngestConfig } from '../config';
@@ -68,17 +68,13 @@ export class StudyIntakeService {
       data: claimCheck ? undefined : data,
       uri: claimCheck ? claimCheck.uri : undefined,
     };
+    const outgoing = {
+      ...trusted,
+      [HEADERS.receivedAt]: receivedAt.toISOString(),
+      ...(claimCheck ? { [HEADERS.claimCheck]: claimCheck.uri } : {}),
+    };
     await this.publisher.publish([
-      {
-        topic: this.config.TOPIC_IMAGES,
-        key: id,
-        value: asBuffer(ImageAccepted.encode(accepted).finish()),
-        headers: {
-          ...trusted,
-          [HEADERS.receivedAt]: receivedAt.toISOString(),
-          ...(claimCheck ? { [HEADERS.claimCheck]: claimCheck.uri } : {}),
-        },
-      },
+      encodedRecord({ topic: this.config.TOPIC_IMAGES, key: id, headers: outgoing }, accepted, (m) => ImageAccepted.encode(m).finish()),
     ]);
     return accepted;
   }

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { HEADERS, type ImageAccepted, PixelFormat, PreprocessedImage, ThoraxError } from '@thorax/contracts';
 import { DecodePool, WIRE_PREPROCESSING, type WireImageOptions } from '@thorax/imaging';
-import { asBuffer, PUBLISHER, type Publisher } from '@thorax/kafka';
+import { encodedRecord, PUBLISHER, type Publisher } from '@thorax/kafka';
 import { ByteBudget, fetchVerified, type ObjectStore, parseClaimCheck } from '@thorax/object-store';
 import { ThoraxMetrics } from '@thorax/observability';
 import { PREPROCESS_CONFIG, type PreprocessConfig } from '../config';
@@ -80,12 +80,7 @@ export class PreprocessService implements OnModuleDestroy {
       preprocessing: WIRE_PREPROCESSING,
     };
     await this.publisher.publish([
-      {
-        topic: this.config.TOPIC_TENSORS,
-        key: accepted.id,
-        value: asBuffer(PreprocessedImage.encode(image).finish()),
-        headers: forward,
-      },
+      encodedRecord({ topic: this.config.TOPIC_TENSORS, key: accepted.id, headers: forward }, image, (m) => PreprocessedImage.encode(m).finish()),
     ]);
     return image;
   }
