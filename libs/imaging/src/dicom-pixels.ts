@@ -119,12 +119,30 @@ function nativeSamples(raw: Uint8Array, parsed: ParsedDicom): Uint8Array | Uint1
     for (let i = 0; i < length; i += 1) out[i] = raw[i ^ 1] ?? 0;
     return out;
   }
+  const words = wordsOf(raw, info.transferSyntaxUid === '1.2.840.10008.1.2.2');
+  if (info.planarConfiguration === 1 && info.samplesPerPixel === 3) return deplanarise(words, info.rows * info.columns);
+  return words;
+}
+
+const LITTLE_ENDIAN_HOST = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
+/**
+ * 16-bit words of an uncompressed frame. Little-endian words on a little-endian host at an even
+ * offset are a view of the file's bytes (no copy, nothing written through it); otherwise one
+ * native copy, byte-swapped natively for big-endian data.
+ */
+function wordsOf(raw: Uint8Array, bigEndian: boolean): Uint16Array {
   const n = raw.length >> 1;
+  if (!LITTLE_ENDIAN_HOST) {
+    const out = new Uint16Array(n);
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    for (let i = 0; i < n; i += 1) out[i] = view.getUint16(i * 2, !bigEndian);
+    return out;
+  }
+  if (!bigEndian && raw.byteOffset % 2 === 0) return new Uint16Array(raw.buffer, raw.byteOffset, n);
   const out = new Uint16Array(n);
-  const bigEndian = info.transferSyntaxUid === '1.2.840.10008.1.2.2';
-  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  for (let i = 0; i < n; i += 1) out[i] = view.getUint16(i * 2, !bigEndian);
-  if (info.planarConfiguration === 1 && info.samplesPerPixel === 3) return deplanarise(out, info.rows * info.columns);
+  new Uint8Array(out.buffer).set(raw.subarray(0, n * 2));
+  if (bigEndian) Buffer.from(out.buffer, out.byteOffset, out.byteLength).swap16();
   return out;
 }
 
@@ -219,6 +237,14 @@ function storedValues(samples: ArrayLike<number>, pixels: number, bitsStored: nu
     out[i] = signed && v >= sign ? v - 2 * sign : v;
   }
   return out;
+}
+
+/** A monochrome frame's first `pixels` samples as unsigned 8- or 16-bit words (views, no copy), or null for any other array. */
+function rawWords(samples: ArrayLike<number>, pixels: number): Uint8Array | Uint16Array | null {
+  if (samples.length < pixels) return null;
+  if (samples instanceof Uint8Array || samples instanceof Uint16Array) return samples.length === pixels ? samples : samples.subarray(0, pixels);
+  if (samples instanceof Int16Array) return new Uint16Array(samples.buffer, samples.byteOffset, pixels);
+  return null;
 }
 
 function readLut(dataSet: DataSet, sequenceTag: string): Lut | undefined {
@@ -351,8 +377,8 @@ export async function decodeFirstFrame(parsed: ParsedDicom, limits: DicomPixelLi
   return { samples: storedValues(frame.samples, info.rows * info.columns, info.bitsStored, info.pixelRepresentation === 1), components: 1 };
 }
 
-/** Decodes the first frame of a parsed DICOM file into display grey levels. */
-export async function dicomToGrey(parsed: ParsedDicom, limits: DicomPixelLimits): Promise<DicomGrey> {
+/** Decodes the first frame of a parsed DICOM file into display grey levels (into `into`, rows × columns long, when given). */
+export async function dicomToGrey(parsed: ParsedDicom, limits: DicomPixelLimits, into?: Float32Array): Promise<DicomGrey> {
   checkPixelModule(parsed, limits, 'preprocess');
   const { info, dataSet } = parsed;
   const pixels = info.rows * info.columns;
@@ -368,7 +394,7 @@ export async function dicomToGrey(parsed: ParsedDicom, limits: DicomPixelLimits)
     photometricInterpretation: pi,
   };
   if (MONOCHROME.has(pi)) {
-    const values = storedValues(samples, pixels, info.bitsStored, signed);
+    const words = rawWords(samples, pixels);
     const transform: MonochromeTransform = {
       slope: info.rescaleSlope,
       intercept: info.rescaleIntercept,
@@ -382,13 +408,16 @@ export async function dicomToGrey(parsed: ParsedDicom, limits: DicomPixelLimits)
     else if (info.windowCenter !== null && info.windowWidth !== null && usableWindow(info.windowCenter, info.windowWidth, fn)) {
       transform.window = { center: info.windowCenter, width: info.windowWidth, fn };
     }
-    const { grey, voi } = monochromeToGrey({ values, bitsStored: info.bitsStored, signed }, transform);
+    // The samples go in as decoded: masking to Bits Stored and sign extension are folded into
+    // the lookup table (grey-levels.ts), one pass over the pixels in all.
+    const frame = words ? { values: words, bitsStored: info.bitsStored, signed, raw: true } : { values: storedValues(samples, pixels, info.bitsStored, signed), bitsStored: info.bitsStored, signed };
+    const { grey, voi } = monochromeToGrey(frame, transform, into);
     return { ...base, grey, voi };
   }
   if (pi === 'PALETTE COLOR') {
     const indices = storedValues(samples, pixels, info.bitsStored, false);
     const { rgb, maxValue } = paletteToRgb(dataSet, indices);
-    return { ...base, grey: samplesToGrey(rgb, pixels, 3, maxValue, false), voi: 'colour' };
+    return { ...base, grey: samplesToGrey(rgb, pixels, 3, maxValue, false, into), voi: 'colour' };
   }
   if (components !== 3) throw unsupported(`${pi} frame with ${components} components`);
   const maxValue = 2 ** info.bitsStored - 1;
@@ -396,12 +425,13 @@ export async function dicomToGrey(parsed: ParsedDicom, limits: DicomPixelLimits)
   // Uncompressed and RLE YBR_FULL keep Y, Cb, Cr: the Y plane is already the luma. JPEG and
   // JPEG 2000 decoders return RGB.
   if ((pi === 'YBR_FULL' || pi === 'YBR_FULL_422') && (codec === 'native' || codec === 'rle')) {
-    const y = new Float32Array(pixels);
+    const y = into ?? new Float32Array(pixels);
+    if (y.length !== pixels) throw new RangeError(`grey plane holds ${y.length} levels, the image has ${pixels}`);
     for (let i = 0; i < pixels; i += 1) {
       const v = (samples[i * 3] as number) & maxValue;
       y[i] = maxValue === 255 ? v : (v * 255) / maxValue;
     }
     return { ...base, grey: y, voi: 'colour' };
   }
-  return { ...base, grey: samplesToGrey(samples, pixels, 3, maxValue, false), voi: 'colour' };
+  return { ...base, grey: samplesToGrey(samples, pixels, 3, maxValue, false, into), voi: 'colour' };
 }

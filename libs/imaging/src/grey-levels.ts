@@ -37,13 +37,20 @@ export interface MonochromeTransform {
 
 export type VoiUsed = 'lut' | 'window' | 'percentiles' | 'none';
 
-/** Stored values of one monochrome frame, already masked to Bits Stored (sign-extended when signed). */
+/**
+ * One monochrome frame. `values` are either its stored values, already masked to Bits Stored
+ * (sign-extended when signed), or, with `raw` set, the frame's samples as decoded: a Uint8Array
+ * or Uint16Array of words whose bits above Bits Stored may be set, masked and sign-extended here
+ * through the lookup table (no pass over the pixels for it, no copy).
+ */
 export interface MonochromeFrame {
   /** Any integer typed array: a 16-bit PNG's samples are used without a copy. */
   values: Int32Array | Int16Array | Uint16Array | Uint8Array;
   /** 2^bits distinct stored values at most: a histogram over [minValue, minValue + 2^bits). */
   bitsStored: number;
   signed: boolean;
+  /** `values` are raw 8- or 16-bit words (a Uint8Array or Uint16Array), not stored values. */
+  raw?: boolean;
 }
 
 function lookUp(lut: Lut, v: number): number {
@@ -83,14 +90,12 @@ function clamp255(v: number): number {
  */
 function percentiles(frame: MonochromeFrame, t: MonochromeTransform, qs: readonly number[]): number[] {
   const offset = frame.signed ? 2 ** (frame.bitsStored - 1) : 0;
-  const bins = new Uint32Array(2 ** frame.bitsStored);
-  const values = frame.values;
-  for (let i = 0; i < values.length; i += 1) bins[(values[i] as number) + offset] = (bins[(values[i] as number) + offset] as number) + 1;
+  const bins = histogram(frame);
   // Distinct stored values ordered by their modality value (a modality LUT need not be monotonic).
   const present: { m: number; count: number }[] = [];
   for (let b = 0; b < bins.length; b += 1) if (bins[b]) present.push({ m: modality(t, b - offset), count: bins[b] as number });
   present.sort((a, b) => a.m - b.m);
-  const n = values.length;
+  const n = frame.values.length;
   const at = (rank: number): number => {
     let seen = 0;
     for (const p of present) {
@@ -108,8 +113,11 @@ function percentiles(frame: MonochromeFrame, t: MonochromeTransform, qs: readonl
   });
 }
 
-/** Monochrome stored values to display grey levels (0..255 floats), and which VOI was used. */
-export function monochromeToGrey(frame: MonochromeFrame, t: MonochromeTransform): { grey: Float32Array; voi: VoiUsed } {
+/**
+ * Monochrome stored values to display grey levels (0..255 floats), and which VOI was used.
+ * `into`, when given, receives the levels (one per value; every element is written).
+ */
+export function monochromeToGrey(frame: MonochromeFrame, t: MonochromeTransform, into?: Float32Array): { grey: Float32Array; voi: VoiUsed } {
   // Stored values are integers of at most 16 bits: compute the grey level once per possible
   // value (the same formula as per pixel, so the same floats) and look pixels up.
   const offset = frame.signed ? 2 ** (frame.bitsStored - 1) : 0;
@@ -136,18 +144,84 @@ export function monochromeToGrey(frame: MonochromeFrame, t: MonochromeTransform)
     }
   }
   if (t.invert) for (let b = 0; b < size; b += 1) table[b] = 255 - (table[b] as number);
-  const values = frame.values;
-  const n = values.length;
-  const levels = Float32Array.from(table);
-  const grey = new Float32Array(n);
-  for (let i = 0; i < n; i += 1) grey[i] = levels[(values[i] as number) + offset] as number;
+  const grey = plane(into, frame.values.length);
+  if (frame.raw) {
+    const words = rawWords(frame);
+    mapWords(words, wordTable(table, frame.bitsStored, frame.signed, words.BYTES_PER_ELEMENT * 8), grey);
+  } else {
+    mapStored(frame.values, Float32Array.from(table), offset, grey);
+  }
   return { grey, voi };
+}
+
+function plane(into: Float32Array | undefined, length: number): Float32Array {
+  if (!into) return new Float32Array(length);
+  if (into.length !== length) throw new RangeError(`grey plane holds ${into.length} levels, the image has ${length}`);
+  return into;
+}
+
+/** Stored value of a raw word: masked to Bits Stored, sign-extended when signed. */
+function storedOf(word: number, bitsStored: number, signed: boolean): number {
+  const v = word & (2 ** bitsStored - 1);
+  return signed && v >= 2 ** (bitsStored - 1) ? v - 2 ** bitsStored : v;
+}
+
+function rawWords(frame: MonochromeFrame): Uint8Array | Uint16Array {
+  const values = frame.values;
+  if (values instanceof Uint8Array || values instanceof Uint16Array) return values;
+  throw new TypeError('raw monochrome samples must be a Uint8Array or a Uint16Array');
+}
+
+/** The per-stored-value table re-indexed by raw word (2^container entries), as float32. */
+function wordTable(table: Float64Array, bitsStored: number, signed: boolean, container: number): Float32Array {
+  const offset = signed ? 2 ** (bitsStored - 1) : 0;
+  const words = new Float32Array(2 ** container);
+  for (let w = 0; w < words.length; w += 1) words[w] = table[storedOf(w, bitsStored, signed) + offset] as number;
+  return words;
+}
+
+/** Histogram over stored values (index: value + offset), from stored values or from raw words. */
+function histogram(frame: MonochromeFrame): Uint32Array {
+  const bins = new Uint32Array(2 ** frame.bitsStored);
+  const offset = frame.signed ? 2 ** (frame.bitsStored - 1) : 0;
+  const values = frame.values;
+  if (!frame.raw) {
+    for (let i = 0; i < values.length; i += 1) bins[(values[i] as number) + offset] = (bins[(values[i] as number) + offset] as number) + 1;
+    return bins;
+  }
+  const raw = rawWords(frame);
+  const words = new Uint32Array(2 ** (raw.BYTES_PER_ELEMENT * 8));
+  if (raw instanceof Uint16Array) for (let i = 0; i < raw.length; i += 1) words[raw[i] as number] = (words[raw[i] as number] as number) + 1;
+  else for (let i = 0; i < raw.length; i += 1) words[raw[i] as number] = (words[raw[i] as number] as number) + 1;
+  for (let w = 0; w < words.length; w += 1) {
+    const k = storedOf(w, frame.bitsStored, frame.signed) + offset;
+    bins[k] = (bins[k] as number) + (words[w] as number);
+  }
+  return bins;
+}
+
+/*
+ * The per-pixel lookups, one loop per array type: each indexed load then sees a single kind of
+ * typed array (a load shared by several kinds is several times slower in V8).
+ */
+function mapWords(values: Uint8Array | Uint16Array, levels: Float32Array, grey: Float32Array): void {
+  const n = grey.length;
+  if (values instanceof Uint16Array) for (let i = 0; i < n; i += 1) grey[i] = levels[values[i] as number] as number;
+  else for (let i = 0; i < n; i += 1) grey[i] = levels[values[i] as number] as number;
+}
+
+function mapStored(values: MonochromeFrame['values'], levels: Float32Array, offset: number, grey: Float32Array): void {
+  const n = grey.length;
+  if (values instanceof Uint16Array) for (let i = 0; i < n; i += 1) grey[i] = levels[(values[i] as number) + offset] as number;
+  else if (values instanceof Uint8Array) for (let i = 0; i < n; i += 1) grey[i] = levels[(values[i] as number) + offset] as number;
+  else if (values instanceof Int16Array) for (let i = 0; i < n; i += 1) grey[i] = levels[(values[i] as number) + offset] as number;
+  else for (let i = 0; i < n; i += 1) grey[i] = levels[(values[i] as number) + offset] as number;
 }
 
 /**
  * Interleaved samples (1 grey or 3 colour channels, optionally followed by alpha) to display
  * grey levels: alpha flattened on black, colour to luma (299, 587, 114 per mille), scaled from
- * 0..maxValue to 0..255.
+ * 0..maxValue to 0..255 (into `into` when given).
  */
 export function samplesToGrey(
   samples: ArrayLike<number>,
@@ -155,8 +229,9 @@ export function samplesToGrey(
   channels: number,
   maxValue: number,
   alpha: boolean,
+  into?: Float32Array,
 ): Float32Array {
-  const grey = new Float32Array(pixels);
+  const grey = plane(into, pixels);
   const colour = channels - (alpha ? 1 : 0) >= 3;
   for (let i = 0; i < pixels; i += 1) {
     const base = i * channels;

@@ -76,3 +76,30 @@ export async function resizeGreyPlane(plane: Float32Array, width: number, height
   }
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
+
+/** Largest grey plane (in pixels; 64 MiB of float32) a thread keeps for its next image. */
+export const SPARE_PLANE_MAX_PIXELS = 16_777_216;
+let sparePlane: Float32Array | null = null;
+
+/**
+ * Runs `use` with a float grey plane of `pixels` levels and takes the plane back when it
+ * settles (sharp has finished reading it by then). One plane per thread is kept for the next
+ * image: a fresh 20 MB Float32Array costs about as much CPU as the lookups that fill it (zeroed
+ * pages, faulted in one by one, and the garbage collection its external memory triggers). A
+ * plane in use is never handed out twice; images decoded at the same time on one thread get
+ * fresh planes. `use` must write every element (the plane holds the previous image's levels).
+ */
+export async function withGreyPlane<T>(pixels: number, use: (plane: Float32Array) => Promise<T>): Promise<T> {
+  let held: Float32Array;
+  if (sparePlane && sparePlane.length >= pixels) {
+    held = sparePlane;
+    sparePlane = null;
+  } else {
+    held = new Float32Array(pixels);
+  }
+  try {
+    return await use(held.length === pixels ? held : held.subarray(0, pixels));
+  } finally {
+    if (held.length <= SPARE_PLANE_MAX_PIXELS && (!sparePlane || sparePlane.length < held.length)) sparePlane = held;
+  }
+}

@@ -4,7 +4,7 @@ import { parseDicomFile } from './dicom';
 import { checkPixelModule, dicomToGrey } from './dicom-pixels';
 import { monochromeToGrey, samplesToGrey, type VoiUsed } from './grey-levels';
 import { type MediaType, sniffMediaType } from './media-type';
-import { resizeGreyPlane, withWireResize } from './resize';
+import { resizeGreyPlane, withGreyPlane, withWireResize } from './resize';
 
 /**
  * Name of the wire recipe (docs/imaging.md); carried in every PreprocessedImage and recorded in
@@ -101,9 +101,13 @@ async function dicomToWire(bytes: Uint8Array, options: WireImageOptions): Promis
   const limits = { maxPixels: options.maxInputPixels, maxFrames: options.maxFrames, timeoutSeconds: timeoutSeconds(options) };
   checkPixelModule(parsed, limits, stage);
   checkSize(parsed.info.columns, parsed.info.rows, options);
-  const decoded = await dicomToGrey(parsed, limits);
+  const { columns, rows } = parsed.info;
+  const [decoded, pixels] = await withGreyPlane(columns * rows, async (plane) => {
+    const grey = await dicomToGrey(parsed, limits, plane);
+    return [grey, await resizeGreyPlane(grey.grey, grey.width, grey.height, options.size, limits.timeoutSeconds)] as const;
+  });
   return {
-    pixels: await resizeGreyPlane(decoded.grey, decoded.width, decoded.height, options.size, limits.timeoutSeconds),
+    pixels,
     width: options.size,
     height: options.size,
     source: {
@@ -156,9 +160,10 @@ async function rasterToWire(bytes: Buffer, options: WireImageOptions): Promise<W
       const { data, info } = await decoder().pipelineColourspace('grey16').toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
       assertSize(info, width, height, 1);
       const samples = new Uint16Array(data.buffer, data.byteOffset, data.length >> 1);
-      const result = monochromeToGrey({ values: samples, bitsStored: 16, signed: false }, { slope: 1, intercept: 0, invert: false });
-      pixels = await resizeGreyPlane(result.grey, width, height, options.size, seconds);
-      voi = result.voi;
+      [pixels, voi] = await withGreyPlane(width * height, async (plane) => {
+        const result = monochromeToGrey({ values: samples, bitsStored: 16, signed: false }, { slope: 1, intercept: 0, invert: false }, plane);
+        return [await resizeGreyPlane(result.grey, width, height, options.size, seconds), result.voi] as const;
+      });
       channels = 1;
     } else if (meta.channels === 1) {
       // Grey stays one channel end to end. The extract of the whole (oriented) image before the
@@ -177,18 +182,18 @@ async function rasterToWire(bytes: Buffer, options: WireImageOptions): Promise<W
     } else {
       const { data, info } = await decoder().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
       assertSize(info, width, height, 0);
-      let grey: Float32Array;
-      if (meta.channels === 2 && info.channels === 4) {
-        // Grey + alpha comes back as grey, grey, grey, alpha (sharp drops alpha in a b-w
-        // pipeline): grey flattened on black, g × a / 255, as samplesToGrey computes it.
-        grey = new Float32Array(width * height);
-        for (let i = 0; i < grey.length; i += 1) grey[i] = ((data[i * 4] as number) * (data[i * 4 + 3] as number)) / 255;
-        channels = 2;
-      } else {
-        grey = samplesToGrey(data, width * height, info.channels, 255, info.channels === 2 || info.channels === 4);
-        channels = info.channels;
-      }
-      pixels = await resizeGreyPlane(grey, width, height, options.size, seconds);
+      const greyAlpha = meta.channels === 2 && info.channels === 4;
+      channels = greyAlpha ? 2 : info.channels;
+      pixels = await withGreyPlane(width * height, async (grey) => {
+        if (greyAlpha) {
+          // Grey + alpha comes back as grey, grey, grey, alpha (sharp drops alpha in a b-w
+          // pipeline): grey flattened on black, g × a / 255, as samplesToGrey computes it.
+          for (let i = 0; i < grey.length; i += 1) grey[i] = ((data[i * 4] as number) * (data[i * 4 + 3] as number)) / 255;
+        } else {
+          samplesToGrey(data, width * height, info.channels, 255, info.channels === 2 || info.channels === 4, grey);
+        }
+        return resizeGreyPlane(grey, width, height, options.size, seconds);
+      });
       voi = channels >= 3 ? 'colour' : 'as-stored';
     }
   } catch (error) {
