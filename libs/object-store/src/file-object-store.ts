@@ -20,9 +20,8 @@ import {
 const TMP_DIR = '.tmp';
 
 /**
- * Objects as files under one directory. A write goes to a temporary file, is flushed to disk
- * (unless the put says it need not be durable) and renamed into place, so readers see a whole
- * object or none. URIs are `file://` URLs of the object's absolute path.
+ * Objects as files under one directory. A write goes to a temporary file, is flushed to disk and
+ * renamed into place, so readers see a whole object or none. URIs are `file://` URLs of the object's absolute path.
  *
  * A Buffer body is hashed in one call and written through one file handle: open, write, flush,
  * close, rename. These run on libuv's thread pool, which sharp's decodes share in the same
@@ -41,13 +40,12 @@ export class FileObjectStore implements ObjectStore {
 
   async put(key: string, body: Buffer | Readable, opts: PutOptions = {}): Promise<StoredObject> {
     const target = this.pathOf(checkKey(key));
-    const durable = opts.durable ?? true;
     const { tmp, handle } = await this.openTemporary(key);
     let written: { sha256: string; size: number };
     try {
       try {
         written = Buffer.isBuffer(body) ? await writeBuffer(handle, body, opts.maxBytes) : await writeStream(handle, body, opts.maxBytes);
-        if (durable) await handle.sync();
+        await handle.sync();
       } finally {
         await handle.close();
       }

@@ -13,13 +13,6 @@ export interface PutOptions {
   contentType?: string;
   /** Refuse (and remove) the object once more than this many bytes arrived: ObjectStoreError TOO_LARGE. */
   maxBytes?: number;
-  /**
-   * Whether the object must survive a power loss of the store's machine as soon as put resolves
-   * (default true). The file store then flushes the file to disk before it renames it into place;
-   * with false it leaves the flush to the kernel's writeback (seconds), for objects that can be
-   * lost without losing work (review images). S3 stores every object durably either way.
-   */
-  durable?: boolean;
 }
 
 /** Inclusive byte range, as in an HTTP Range header. */
