@@ -5,6 +5,8 @@
 //   1. v1 vs v2, one image at a time on this thread: v1 is the recipe before libvips took the
 //      resize (decode, grey levels in a Float64Array, the hand-written Lanczos-3 kept below as
 //      `v1Resize`); v2 is libs/imaging today (libvips Lanczos-3 through sharp).
+//  1b. DICOM only, one image at a time: CPU per image of the file to grey levels (parse, codec,
+//      lookup), of the float plane's resize alone, and of the whole toWireImage.
 //   2. v2 with every core busy: directly (toWireImage: sharp's work on libuv's pool), in worker
 //      threads, and through the decode pool as preprocess uses it, against the native ceiling:
 //      sharp's bare decode + resize of the same bytes (PNG), or libvips' resize of the already
@@ -15,6 +17,7 @@
 //
 //   npm run bench:decode                 (builds dist/ first)
 //   BENCH_SECONDS=5 BENCH_WORKERS=2 npm run bench:decode
+//   BENCH_INPUTS=dicom node scripts/bench-decode.mjs   (only the inputs whose label holds that text)
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -265,7 +268,7 @@ const small = chest(1024, 1024, 65535);
 const png16 = await sharp(Buffer.from(small.buffer), { raw: { width: 1024, height: 1024, channels: 1, depth: 'ushort' } }).toColourspace('grey16').png().toBuffer();
 
 const options = imaging.DEFAULT_WIRE_OPTIONS;
-const inputs = [
+const allInputs = [
   { label: 'PNG 512x512 8-bit grey', bytes: await png8(512), png: true },
   { label: 'PNG 1024x1024 8-bit grey', bytes: await png8(1024), png: true },
   { label: 'PNG 1024x1024 16-bit grey', bytes: png16, png: true },
@@ -273,6 +276,7 @@ const inputs = [
   { label: 'DICOM 2048x2500 16-bit, JPEG-LS lossless', bytes: jls },
   { label: 'DICOM 2048x2500 16-bit, JPEG 2000 lossless', bytes: j2k },
 ];
+const inputs = allInputs.filter((i) => !process.env.BENCH_INPUTS || i.label.toLowerCase().includes(process.env.BENCH_INPUTS.toLowerCase()));
 const cores = os.availableParallelism();
 console.log(`[bench:decode] node ${process.version}, ${cores} cores (${os.cpus()[0]?.model ?? '?'}), libvips ${sharp.versions.vips}; each figure: median of ${ROUNDS} interleaved rounds, ${SECONDS} s in all`);
 console.log(`inputs: ${inputs.map((i) => `${i.label.split(',')[0]} ${(i.bytes.length / 1e6).toFixed(2)} MB`).join('; ')}`);
@@ -282,6 +286,16 @@ console.log(`${'input'.padEnd(44)} ${'v1'.padStart(19)} ${'v2'.padStart(19)}  v1
 for (const input of inputs) {
   const [v1, v2] = await compare(input.bytes, [(b) => v1Wire(b, options), (b) => imaging.toWireImage(b, options)], 1);
   console.log(`${input.label.padEnd(44)} ${fmt(v1)} ${fmt(v2)}  ${(v1.cpuMs / v2.cpuMs).toFixed(2).padStart(8)}x  ${(v2.perSecond / v1.perSecond).toFixed(2).padStart(10)}x`);
+}
+
+console.log('\n1b. where a DICOM image\'s CPU goes, one image at a time (this thread), CPU ms per image: the file to grey levels (parse, codec, modality/VOI lookup into the float plane), the float plane\'s libvips resize alone, and the whole toWireImage');
+console.log(`${'input'.padEnd(44)} ${'to grey levels'.padStart(15)} ${'float resize'.padStart(13)} ${'toWireImage'.padStart(12)}`);
+for (const input of inputs.filter((i) => !i.png)) {
+  const limits = { maxPixels: options.maxInputPixels, maxFrames: options.maxFrames, timeoutSeconds: 20 };
+  const toGrey = (b) => imaging.dicomToGrey(imaging.parseDicomFile(b, { maxInflatedBytes: options.maxInflatedBytes }, { untilPixelData: false, stage: 'preprocess' }), limits);
+  const { grey, width, height } = await toGrey(input.bytes);
+  const [levels, resize, whole] = await compare(input.bytes, [toGrey, () => imaging.resizeGreyPlane(grey, width, height, options.size, 20), (b) => imaging.toWireImage(b, options)], 1);
+  console.log(`${input.label.padEnd(44)} ${levels.cpuMs.toFixed(1).padStart(12)} ms ${resize.cpuMs.toFixed(1).padStart(10)} ms ${whole.cpuMs.toFixed(1).padStart(9)} ms`);
 }
 
 const inFlight = WORKERS * 2;
@@ -303,7 +317,7 @@ function inWorker(bytes) {
       if (reply.ok) resolve(reply.wire);
       else reject(new Error(reply.message));
     });
-    workerThreads[id % WORKERS].postMessage({ id, bytes: copy.buffer, options }, [copy.buffer]);
+    workerThreads[id % WORKERS].postMessage({ id, length: copy.length, bytes: copy.buffer, options }, [copy.buffer]);
   });
 }
 for (const input of inputs) {

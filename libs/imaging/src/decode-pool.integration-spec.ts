@@ -51,6 +51,23 @@ describe('DecodePool (worker threads)', () => {
     }
   });
 
+  it('passes files through one shared buffer per worker, grown when a larger one comes, and larger files transferred', async () => {
+    // 10 KB (a 64 KiB buffer), 143 KB (grown), 36 KB (old bytes past its end), 369 KB (grown), 206 KB, 139 KB.
+    const files = ['valid/j2k-lossy.dcm', 'valid/j2k-lossless.dcm', 'valid/jpeg-baseline-mono8.dcm', 'valid/rgb-planar.dcm', 'valid/rle-mono1.dcm', 'valid/jpeg-ls-lossless.dcm'];
+    const inline = await Promise.all(files.map((f) => toWireImage(fixture(f))));
+    for (const sharedInputMaxBytes of [undefined, 2048]) {
+      const pool = new DecodePool({ wire: DEFAULT_WIRE_OPTIONS, workers: 1, workerHeapMb: 512, workerScript: WORKER, ...(sharedInputMaxBytes ? { sharedInputMaxBytes } : {}) });
+      try {
+        for (const [i, f] of files.entries()) {
+          const w = await pool.decode(fixture(f));
+          expect({ f, same: Buffer.from(w.pixels).equals(Buffer.from(inline[i]?.pixels ?? [])) }).toEqual({ f, same: true });
+        }
+      } finally {
+        await pool.close();
+      }
+    }
+  });
+
   it('runs PNG/JPEG on sharp at most `workers` at a time, queued ones in turn; close refuses the queued', async () => {
     const pool = new DecodePool({ wire: DEFAULT_WIRE_OPTIONS, workers: 1, workerHeapMb: 512, workerScript: WORKER });
     const files = ['valid/grey8.png', 'valid/grey.jpg', 'valid/grey16.png', 'valid/rgb.png'];
@@ -87,8 +104,11 @@ describe('DecodePool (worker threads)', () => {
     writeFileSync(
       script,
       `const { parentPort } = require('node:worker_threads');
+let shared;
 parentPort.on('message', (r) => {
-  if (new Uint8Array(r.bytes)[0] === 1) for (;;) {}
+  if (r.shared) shared = r.shared;
+  const bytes = r.bytes ? new Uint8Array(r.bytes) : new Uint8Array(shared, 0, r.length);
+  if (bytes[0] === 1) for (;;) {}
   const pixels = new Uint8Array([7, 7, 7, 7]);
   parentPort.postMessage({ id: r.id, ok: true, wire: { pixels, width: 2, height: 2, source: {} } }, [pixels.buffer]);
 });`,

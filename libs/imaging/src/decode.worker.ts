@@ -5,10 +5,28 @@
 import { ThoraxError } from '@thorax/contracts';
 import { parentPort } from 'node:worker_threads';
 import type { DecodeReply, DecodeRequest } from './decode-pool';
-import { toWireImage } from './wire-image';
+import { toWireImage, type WireImage } from './wire-image';
+
+/** The slot's shared input buffer, and this worker's own copy of a file (both kept for the next file). */
+let shared: SharedArrayBuffer | null = null;
+let inbox: Uint8Array | null = null;
+
+/**
+ * The request's file as a Uint8Array this thread owns. A file in the shared buffer is copied
+ * once into the kept inbox: the decoders (sharp among them) refuse views of shared memory, and
+ * the main thread writes the next file there as soon as this one is answered.
+ */
+function fileOf(request: DecodeRequest): Uint8Array {
+  if (request.bytes) return new Uint8Array(request.bytes);
+  if (request.shared) shared = request.shared;
+  if (!shared || request.length > shared.byteLength) throw new Error('no shared input buffer for this request');
+  if (!inbox || inbox.length < request.length) inbox = new Uint8Array(shared.byteLength);
+  inbox.set(new Uint8Array(shared, 0, request.length));
+  return inbox.subarray(0, request.length);
+}
 
 parentPort?.on('message', (request: DecodeRequest) => {
-  void toWireImage(new Uint8Array(request.bytes), request.options).then(
+  void new Promise<WireImage>((resolve) => resolve(toWireImage(fileOf(request), request.options))).then(
     (wire) => {
       // sharp's output lives in memory V8 cannot transfer (an external buffer): the 64 KiB wire
       // image is copied once into a transferable one.
