@@ -107,6 +107,9 @@ export function launch<S extends z.ZodType<LaunchConfig>>(
   options: { signals?: boolean } = {},
 ): Promise<INestApplication> {
   const config = loadConfig(definition.schema, env) as LaunchConfig & z.infer<S>;
+  // A service alone in its process names it (ps, top, /proc/<pid>/comm); co-located stages keep
+  // their launcher's name.
+  if (options.signals !== false) process.title = `thorax-${definition.service}`;
   const logger = createLogger({ service: definition.service, version: definition.version, level: config.LOG_LEVEL });
   const tls = loadServerTls(config);
   return startService(definition.module(config, logger, tls), {

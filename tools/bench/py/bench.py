@@ -368,6 +368,58 @@ def group_cpu_seconds(pgids: set[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def process_name(pid: str, comm: str) -> str:
+    """A Thorax service by its script (dist/apps/<name>/, the co-located pipeline.js), the consumer by
+    consumer.py, anything else by its command name."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().decode(errors="replace")
+    except OSError:
+        return comm
+    if found := re.search(r"dist/apps/([a-z]+)/", cmdline):
+        return found.group(1)
+    for script, name in (("pipeline.js", "pipeline"), ("consumer.py", "consumer")):
+        if script in cmdline:
+            return name
+    return comm
+
+
+def thread_cpu_seconds(pgids: set[int]) -> dict[str, float]:
+    """CPU seconds so far per thread kind of every live process in these process groups: the main
+    thread as `<process name>/main`, the others as `<process name>/<thread name>` with digits dropped
+    (libvips worker, libuv-worker, V8Worker, WorkerThread, rdk:broker, ...)."""
+    out: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                head, rest = f.read().rsplit(b")", 1)
+            if int(rest.split()[2]) not in pgids:
+                continue
+            process = process_name(entry, head.split(b"(", 1)[1].decode(errors="replace"))
+            tasks = os.listdir(f"/proc/{entry}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{entry}/task/{tid}/stat", "rb") as f:
+                    thead, trest = f.read().rsplit(b")", 1)
+            except OSError:
+                continue
+            fields = trest.split()
+            name = "main" if tid == entry else re.sub(r"[0-9]+", "", thead.split(b"(", 1)[1].decode(errors="replace")).strip(" -:#_")
+            key = f"{process}/{name}"
+            out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
+
+
+def thread_cpu_ms(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """CPU ms per image by thread kind between two thread_cpu_seconds readings, largest first."""
+    per = {k: (v - before.get(k, 0.0)) * 1000 / max(1, n) for k, v in after.items()}
+    return dict(sorted(((k, round(v, 2)) for k, v in per.items() if v >= 0.05), key=lambda kv: -kv[1]))
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -599,6 +651,7 @@ class Bench:
             keys = [self.key(tag, kind, i) for i in range(n)]
             pgids = {proc.pid for proc in procs}  # each contender runs in a session of its own
             cpu0 = group_cpu_seconds(pgids)
+            threads0 = thread_cpu_seconds(pgids)
             t0 = time.time()
             for i, k in enumerate(keys):
                 send(p, topic, k, files[i % len(files)], content_type)
@@ -612,6 +665,7 @@ class Bench:
             # shared machine; the pipeline's includes results storing every event, which the
             # consumer does not do).
             cpu_ms = (group_cpu_seconds(pgids) - cpu0) * 1000 / n
+            threads = thread_cpu_ms(threads0, thread_cpu_seconds(pgids), n)
             errors = sorted({w.errors[k] for k in keys if k in w.errors})
             failed = sum(k in w.errors for k in keys)
             if failed:
@@ -621,6 +675,7 @@ class Bench:
                 "seconds": last - t0,
                 "rate": n / (last - t0),
                 "cpu_ms": cpu_ms,
+                "threads_cpu_ms": threads,
                 "errors": failed,
                 "codes": errors,
             }
@@ -902,6 +957,11 @@ class Bench:
                     f"   {'  CPU/img':<9} {cpu('pipeline'):>14} {cpu('split'):>14} {cpu('consumer'):>14}"
                     "   (user+system of each contender's processes; the pipeline's include results)"
                 )
+                for who in ("pipeline", "split", "consumer"):
+                    by = c.get(who, {}).get("threads_cpu_ms")
+                    if by:
+                        top = ", ".join(f"{k} {v:.1f}" for k, v in list(by.items())[:8])
+                        say(f"     {TOPOLOGY_NAMES.get(who, who)} CPU ms/img by thread: {top}")
         for who, lat in r.get("latency", {}).items():
             say(
                 f"7. {TOPOLOGY_NAMES[who]} latency, publish -> findings, {lat['input']} at {lat['rate']:.1f} img/s "
