@@ -71,12 +71,16 @@ export function entityTag(...parts: (string | number)[]): string {
  * HEATMAP_RENDER_VERSION: that is its entity tag, and the key of a small LRU of rendered PNGs
  * (HEATMAP_CACHE_BYTES); concurrent requests for the same heatmap share one rendering.
  */
+/** Why a heatmap could not be rendered (thorax_review_heatmap_failures_total{reason}). */
+const RENDER_FAILURES = ['missing', 'unreadable', 'store_unavailable'] as const;
+
 @Injectable()
 export class HeatmapRenderer {
   private readonly cache = new BufferLru(HEATMAP_CACHE_BYTES);
   private readonly inFlight = new Map<string, Promise<Buffer>>();
   private readonly seconds: Histogram<never>;
   private readonly answers: Counter<'source'>;
+  private readonly failures: Counter<'reason'>;
 
   constructor(
     private readonly objects: ReviewObjects,
@@ -95,11 +99,25 @@ export class HeatmapRenderer {
       labelNames: ['source'],
       registers: [metrics.registry],
     });
+    this.failures = new Counter({
+      name: 'thorax_review_heatmap_failures_total',
+      help: 'Heatmaps that could not be rendered, by reason: missing (maps object gone), unreadable (it does not decode), store_unavailable',
+      labelNames: ['reason'],
+      registers: [metrics.registry],
+    });
+    // Every series from 0, so a ratio and an alert's increase() see the first failure.
+    for (const reason of RENDER_FAILURES) this.failures.inc({ reason }, 0);
   }
 
   /** The entity tag of `label`'s heatmap rendered from the maps object `uri` of `size` bytes. */
   etag(uri: string, size: number, label: string): string {
     return entityTag(uri, size, `heatmap ${label}`, `render ${HEATMAP_RENDER_VERSION}`);
+  }
+
+  /** Counts a heatmap that cannot be rendered: its maps object is gone, unreadable, or the store is down. */
+  failed(error: unknown): void {
+    const code = error instanceof ResultsApiError ? error.code : 'INTERNAL';
+    this.failures.inc({ reason: code === 'NOT_FOUND' ? 'missing' : code === 'UNAVAILABLE' ? 'store_unavailable' : 'unreadable' });
   }
 
   /** Counts a 200 answer by where its bytes came from. */
@@ -126,7 +144,10 @@ export class HeatmapRenderer {
     try {
       maps = decodeActivationMaps(await this.objects.read(args.uri, 'activation maps'));
     } catch (error) {
-      if (error instanceof ResultsApiError) throw error;
+      if (error instanceof ResultsApiError) {
+        this.failed(error);
+        throw error;
+      }
       throw this.unreadable(args.uri, error);
     }
     const index = maps.labels.indexOf(args.label);
@@ -139,6 +160,7 @@ export class HeatmapRenderer {
   }
 
   private unreadable(uri: string, cause: unknown): ResultsApiError {
+    this.failed(null);
     // The URI is an object key (image id and model version), not patient data.
     this.log.warn({ err: cause, uri }, 'activation maps object cannot be read');
     return new ResultsApiError('INTERNAL', 'the activation maps of this result cannot be read', { cause });

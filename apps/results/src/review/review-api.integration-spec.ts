@@ -283,7 +283,7 @@ describe('heatmaps rendered from activation maps', () => {
   });
 
   it('answers 404 for a label without a map or maps outside review/, and 500 without caching for unreadable maps', async () => {
-    const { url } = await start();
+    const { url, app } = await start();
     for (const label of ['Pneumonia%20', 'No_Finding', 'mass']) {
       const res = await fetch(`${url}/v1/findings/img-3/heatmaps/${label}`);
       expect({ label, status: res.status }).toEqual({ label, status: 404 });
@@ -301,6 +301,10 @@ describe('heatmaps rendered from activation maps', () => {
     // No entity tag of ours (Express may add its weak one to the JSON body) and no day-long caching.
     expect(res.headers.get('etag') ?? '').not.toMatch(/^"[A-Za-z0-9_-]{32}"$/);
     expect(res.headers.get('cache-control') ?? '').not.toMatch(/max-age=86400/);
+    const failures = await app.get(ThoraxMetrics).registry.getSingleMetricAsString('thorax_review_heatmap_failures_total');
+    const failed = (reason: string) => Number(new RegExp(`reason="${reason}"[^}]*} (\\d+)`).exec(failures)?.[1]);
+    // img-4's maps lie outside review/ (answered as missing); img-5's do not decode.
+    expect([failed('missing'), failed('unreadable'), failed('store_unavailable')]).toEqual([1, 1, 0]);
   });
 });
 

@@ -46,7 +46,10 @@ export class ReviewImagesController {
     const event = await this.result(id, modelVersion);
     const maps = event.activationMaps;
     if (maps?.labels.includes(label)) {
-      const size = await this.objects.size(maps.uri, 'activation maps');
+      const size = await this.objects.size(maps.uri, 'activation maps').catch((error: unknown) => {
+        this.renderer.failed(error);
+        throw error;
+      });
       const etag = this.renderer.etag(maps.uri, size, label);
       if (this.notModified(etag, req, res)) return;
       const { png, source } = await this.renderer.render({ uri: maps.uri, size, label, etag });
