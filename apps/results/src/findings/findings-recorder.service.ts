@@ -15,12 +15,12 @@ export class FindingsRecorder {
   /**
    * One outcome per event, in order, once the rows are durable. An event the store rejects has a
    * `rejected` outcome (its batch mates are stored); a store that is away throws a classified
-   * ThoraxError for the whole batch.
+   * ThoraxError for the whole batch. `eventJson`: the events as received (FindingsWriter.store).
    */
-  async record(events: readonly FindingsEvent[]): Promise<StoreOutcome[]> {
+  async record(events: readonly FindingsEvent[], eventJson?: readonly (string | undefined)[]): Promise<StoreOutcome[]> {
     let outcomes: StoreOutcome[];
     try {
-      outcomes = await this.metrics.time('persist', () => this.writer.store(events));
+      outcomes = await this.metrics.time('persist', () => this.writer.store(events, eventJson));
     } catch (error) {
       throw classifyStoreError(error);
     }

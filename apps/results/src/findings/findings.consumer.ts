@@ -54,7 +54,10 @@ export class FindingsConsumer implements OnApplicationBootstrap, BatchHandler<Fi
 
   async handleBatch(deliveries: readonly Delivery<FindingsEvent>[]): Promise<readonly ItemResult[]> {
     const events = deliveries.map((d) => d.message);
-    const outcomes = await this.recorder.record(events);
+    const outcomes = await this.recorder.record(
+      events,
+      events.map((event) => receivedJson.get(event)),
+    );
     const results: ItemResult[] = outcomes.map((outcome) =>
       outcome.kind === 'rejected' ? { ok: false, error: classifyStoreError(outcome.error) } : ITEM_OK,
     );
@@ -87,10 +90,19 @@ export class FindingsConsumer implements OnApplicationBootstrap, BatchHandler<Fi
   }
 }
 
+/**
+ * The JSON each event was decoded and validated from, for the store to keep as it is instead of
+ * serialising the event again (an event is never changed after decoding; one that did not come
+ * through parseFindings, e.g. handed over in process, is serialised).
+ */
+const receivedJson = new WeakMap<FindingsEvent, string>();
+
 /** A record value as an event, validated against the thorax.findings.v1 schema. */
 export function parseFindings(value: Buffer): FindingsEvent {
   try {
-    return decodeFindingsEvent(value);
+    const event = decodeFindingsEvent(value);
+    receivedJson.set(event, value.toString('utf8'));
+    return event;
   } catch (error) {
     if (error instanceof FindingsEventInvalidError) {
       throw new ThoraxError('INVALID_MESSAGE', error.message, { stage: 'results', cause: error });

@@ -1,5 +1,5 @@
 import { errorEvent, okEvent } from '../testing/findings-events';
-import { buildAfterQuery, buildGetQuery, buildListQuery, buildStoreBatchQuery, NO_MODEL_VERSION, storeRow } from './findings.sql';
+import { buildAfterQuery, buildGetQuery, buildListQuery, buildStoreBatchQuery, NO_MODEL_VERSION, storeBatchJson, storeRow } from './findings.sql';
 
 const squash = (sql: string): string => sql.replace(/\s+/g, ' ').trim();
 
@@ -73,7 +73,25 @@ describe('storeRow and buildStoreBatchQuery', () => {
     expect(q.text).toContain("WHERE r.status = 'error' AND r.event IS DISTINCT FROM EXCLUDED.event");
     expect(squash(q.text)).toContain('FROM ROWS FROM (jsonb_to_recordset($1::text::jsonb)');
     expect(q.text).not.toContain("img-'1");
-    expect(q.values).toEqual([JSON.stringify(rows)]);
+    expect(q.values).toHaveLength(1);
+    expect(JSON.parse(q.values[0] as string)).toEqual(rows);
+  });
+
+  it('hands back what it wrote as one row: a JSON array of keys, seqs and inserted flags', () => {
+    const q = buildStoreBatchQuery([storeRow(okEvent('img-1'))]);
+    expect(squash(q.text)).toContain('RETURNING image_id, model_version, seq, (xmax = 0) AS inserted )');
+    expect(squash(q.text)).toContain("SELECT coalesce(json_agg(json_build_array(image_id, model_version, seq::text, inserted)), '[]')::text AS written, now() AS stored_at FROM written");
+  });
+
+  it('puts an event in as it was received when its JSON is given, else serialises it', () => {
+    const [a, b] = [okEvent('img-a'), okEvent('img-b')];
+    // Received with other spacing and key order than JSON.stringify gives: kept as it is.
+    const received = `{ "id": "img-a", ${JSON.stringify(a).slice(1).replace('"id":"img-a",', '')}`;
+    const text = storeBatchJson([storeRow(a), storeRow(b)], [received, undefined]);
+    expect(text).toContain(`"event":${received}}`);
+    expect(text).toContain(`"event":${JSON.stringify(b)}}`);
+    expect(JSON.parse(text)).toEqual([storeRow(a), storeRow(b)]);
+    expect(JSON.parse(storeBatchJson([]))).toEqual([]);
   });
 });
 

@@ -52,53 +52,77 @@ export function storeRow(event: FindingsEvent): StoreRow {
   };
 }
 
-/** What the batch upsert returns for each row it wrote. */
-export interface WrittenRow {
-  image_id: string;
-  model_version: string;
-  study_uid: string | null;
-  seq: string;
+/**
+ * What the batch upsert wrote, as its one row carries it: `written` is a JSON array with one
+ * `[image_id, model_version, seq, inserted]` per row written (the rows travel back as one text
+ * value, not as a result row each: decoding hundreds of result rows costs the embedded engine more
+ * than the insert), `stored_at` the transaction's timestamp, which every row written by the
+ * statement has.
+ */
+export interface WrittenRows {
+  written: string;
   stored_at: Date | string;
-  inserted: boolean;
+}
+
+/** One entry of WrittenRows.written. */
+export type WrittenRow = [imageId: string, modelVersion: string, seq: string, inserted: boolean];
+
+/**
+ * The rows as the one JSON parameter of the batch upsert. `eventJson[i]`, when given, is row i's
+ * event as received (the record value it was decoded and validated from): it goes in as it is
+ * instead of being serialised again.
+ */
+export function storeBatchJson(rows: readonly StoreRow[], eventJson: readonly (string | undefined)[] = []): string {
+  const parts = rows.map((row, i) => {
+    const { event, ...columns } = row;
+    const head = JSON.stringify(columns);
+    return `${head.slice(0, -1)},"event":${eventJson[i] ?? JSON.stringify(event)}}`;
+  });
+  return `[${parts.join(',')}]`;
 }
 
 /**
  * Idempotent upsert of many events in one statement (their keys must be distinct: PostgreSQL
- * cannot update one row twice in a statement). All rows travel as one JSON parameter. A
- * conflicting ok row is kept as it is; a conflicting error row is replaced (with a fresh seq, so
- * readers and watchers see it as new) unless the incoming event is the same one. Returns a row
- * only for what was written.
+ * cannot update one row twice in a statement). All rows travel as one JSON parameter
+ * (storeBatchJson). A conflicting ok row is kept as it is; a conflicting error row is replaced
+ * (with a fresh seq, so readers and watchers see it as new) unless the incoming event is the same
+ * one. Returns one row (WrittenRows) naming only what was written.
  */
-export function buildStoreBatchQuery(rows: readonly StoreRow[]): SqlQuery {
+export function buildStoreBatchQuery(rows: readonly StoreRow[], eventJson?: readonly (string | undefined)[]): SqlQuery {
   return {
     text: `
-      INSERT INTO findings_results AS r (
-        image_id, model_version, status, model_name, study_uid, accession,
-        error_code, error_stage, positives, received_at, completed_at, event
+      WITH written AS (
+        INSERT INTO findings_results AS r (
+          image_id, model_version, status, model_name, study_uid, accession,
+          error_code, error_stage, positives, received_at, completed_at, event
+        )
+        SELECT image_id, model_version, status, model_name, study_uid, accession,
+               error_code, error_stage, positives, received_at, completed_at, event
+        FROM ROWS FROM (jsonb_to_recordset($1::text::jsonb) AS (
+          image_id text, model_version text, status text, model_name text, study_uid text, accession text,
+          error_code text, error_stage text, positives text[], received_at timestamptz, completed_at timestamptz, event jsonb
+        )) WITH ORDINALITY AS input
+        ORDER BY input.ordinality
+        ON CONFLICT (image_id, model_version) DO UPDATE SET
+          seq = nextval(pg_get_serial_sequence('findings_results', 'seq')),
+          status = EXCLUDED.status,
+          model_name = EXCLUDED.model_name,
+          study_uid = EXCLUDED.study_uid,
+          accession = EXCLUDED.accession,
+          error_code = EXCLUDED.error_code,
+          error_stage = EXCLUDED.error_stage,
+          positives = EXCLUDED.positives,
+          received_at = EXCLUDED.received_at,
+          completed_at = EXCLUDED.completed_at,
+          stored_at = now(),
+          event = EXCLUDED.event
+        WHERE r.status = 'error' AND r.event IS DISTINCT FROM EXCLUDED.event
+        RETURNING image_id, model_version, seq, (xmax = 0) AS inserted
       )
-      SELECT image_id, model_version, status, model_name, study_uid, accession,
-             error_code, error_stage, positives, received_at, completed_at, event
-      FROM ROWS FROM (jsonb_to_recordset($1::text::jsonb) AS (
-        image_id text, model_version text, status text, model_name text, study_uid text, accession text,
-        error_code text, error_stage text, positives text[], received_at timestamptz, completed_at timestamptz, event jsonb
-      )) WITH ORDINALITY AS input
-      ORDER BY input.ordinality
-      ON CONFLICT (image_id, model_version) DO UPDATE SET
-        seq = nextval(pg_get_serial_sequence('findings_results', 'seq')),
-        status = EXCLUDED.status,
-        model_name = EXCLUDED.model_name,
-        study_uid = EXCLUDED.study_uid,
-        accession = EXCLUDED.accession,
-        error_code = EXCLUDED.error_code,
-        error_stage = EXCLUDED.error_stage,
-        positives = EXCLUDED.positives,
-        received_at = EXCLUDED.received_at,
-        completed_at = EXCLUDED.completed_at,
-        stored_at = now(),
-        event = EXCLUDED.event
-      WHERE r.status = 'error' AND r.event IS DISTINCT FROM EXCLUDED.event
-      RETURNING image_id, model_version, study_uid, seq::text AS seq, stored_at, (xmax = 0) AS inserted`,
-    values: [JSON.stringify(rows)],
+      SELECT coalesce(json_agg(json_build_array(image_id, model_version, seq::text, inserted)), '[]')::text AS written,
+             now() AS stored_at
+      FROM written`,
+    values: [storeBatchJson(rows, eventJson)],
   };
 }
 

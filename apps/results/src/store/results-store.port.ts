@@ -54,8 +54,10 @@ export interface FindingsWriter {
    * events of the batch see earlier ones, as if stored one by one). The aggregates of the
    * studies whose results changed are recomputed in the same transaction. An event the database
    * rejects gets its own `rejected` outcome; any other failure (store away) rejects the call.
+   * `eventJson[i]`, when given, is event i as it was received (the JSON it was decoded and
+   * validated from): stored as it is rather than serialised again.
    */
-  store(events: readonly FindingsEvent[]): Promise<StoreOutcome[]>;
+  store(events: readonly FindingsEvent[], eventJson?: readonly (string | undefined)[]): Promise<StoreOutcome[]>;
 }
 
 export interface FindingsFilter {

@@ -1,16 +1,17 @@
 import type { FindingsEvent } from '@thorax/contracts';
 import { aggregateStudy, type StudyResult, type StudyRow as AggregateInput } from '../domain/study-aggregate';
-import { buildStoreBatchQuery, storeRow, type StoreRow, type WrittenRow } from './findings.sql';
+import { buildStoreBatchQuery, storeRow, type StoreRow, type WrittenRow, type WrittenRows } from './findings.sql';
 import type { FindingsWriter, StoredFindings, StoredStudy, StoreOutcome } from './results-store.port';
 import type { SqlClient, SqlExecutor } from './sql-client';
-import { run, toDate, toStored, toStoredStudy } from './sql-rows';
+import { run, toDate, toStored } from './sql-rows';
 import {
   buildStudiesWithoutAggregateQuery,
   buildStudyLockQuery,
   buildStudyRowsQuery,
   buildStudyUpsertQuery,
   type StudyResultRow,
-  type StudyRow,
+  type WrittenStudies,
+  type WrittenStudy,
 } from './studies.sql';
 import { storeFailureOf } from './store-errors';
 import type { StoredSignal } from './stored-signal';
@@ -18,7 +19,10 @@ import type { StoredSignal } from './stored-signal';
 /**
  * Stores findings in batches on any PostgreSQL-dialect engine (PGlite or a server): per batch one
  * transaction of a handful of statements whatever its size (lock the studies, one multi-row
- * upsert, read the changed studies' results, one multi-row upsert of their aggregates).
+ * upsert, read the changed studies' other results, one multi-row upsert of their aggregates).
+ * The upserts hand back what they wrote as one row each. On PGlite the studies are not locked:
+ * one process owns the data directory and runs its transactions one at a time, so no other
+ * writer can store an image of the same study meanwhile.
  */
 export class SqlFindingsWriter implements FindingsWriter {
   constructor(
@@ -26,18 +30,19 @@ export class SqlFindingsWriter implements FindingsWriter {
     private readonly signal: StoredSignal,
   ) {}
 
-  async store(events: readonly FindingsEvent[]): Promise<StoreOutcome[]> {
+  async store(events: readonly FindingsEvent[], eventJson: readonly (string | undefined)[] = []): Promise<StoreOutcome[]> {
     if (events.length === 0) return [];
     let outcomes: StoreOutcome[];
+    const lockStudies = this.db.engine !== 'pglite';
     try {
-      outcomes = await this.db.transaction((tx) => writeBatch(tx, events));
+      outcomes = await this.db.transaction((tx) => writeBatch(tx, events, eventJson, lockStudies));
     } catch (error) {
       if (storeFailureOf(error) !== 'rejected') throw error;
       if (events.length === 1) return [{ kind: 'rejected', error }];
       // One event the database refuses fails the statement of the whole batch: store each
       // alone, in order, so that only it is refused.
       outcomes = [];
-      for (const event of events) outcomes.push(...(await this.store([event])));
+      for (const [i, event] of events.entries()) outcomes.push(...(await this.store([event], [eventJson[i]])));
       return outcomes;
     }
     if (outcomes.some((o) => o.kind === 'stored' || o.kind === 'replaced')) this.signal.notify();
@@ -47,25 +52,32 @@ export class SqlFindingsWriter implements FindingsWriter {
 
 const keyOf = (id: string, modelVersion: string): string => `${modelVersion}\u0000${id}`;
 
-async function writeBatch(tx: SqlExecutor, events: readonly FindingsEvent[]): Promise<StoreOutcome[]> {
+async function writeBatch(
+  tx: SqlExecutor,
+  events: readonly FindingsEvent[],
+  eventJson: readonly (string | undefined)[],
+  lockStudies: boolean,
+): Promise<StoreOutcome[]> {
   const rows = events.map(storeRow);
   // Lock the studies first: their aggregates below must see every other committed image of them.
   const studyUids = distinct(rows.map((r) => r.study_uid));
-  if (studyUids.length > 0) await run(tx, buildStudyLockQuery(studyUids));
+  if (lockStudies && studyUids.length > 0) await run(tx, buildStudyLockQuery(studyUids));
 
   const outcomes: StoreOutcome[] = rows.map(() => ({ kind: 'duplicate' }));
   for (const round of rounds(rows)) {
-    const batch = round.map((i) => ({ i, row: rows[i] as StoreRow }));
-    const written = await run<WrittenRow>(tx, buildStoreBatchQuery(batch.map((b) => b.row)));
-    const byKey = new Map(written.map((w) => [keyOf(w.image_id, w.model_version), w]));
-    for (const { i, row } of batch) {
+    const query = buildStoreBatchQuery(
+      round.map((i) => rows[i] as StoreRow),
+      round.map((i) => eventJson[i]),
+    );
+    const [result] = await run<WrittenRows>(tx, query);
+    if (!result) throw new Error('the findings upsert returned no row');
+    const storedAt = toDate(result.stored_at);
+    const byKey = new Map((JSON.parse(result.written) as WrittenRow[]).map((w) => [keyOf(w[0], w[1]), w]));
+    for (const i of round) {
+      const row = rows[i] as StoreRow;
       const w = byKey.get(keyOf(row.image_id, row.model_version));
       if (!w) continue;
-      outcomes[i] = {
-        kind: w.inserted ? 'stored' : 'replaced',
-        record: { seq: BigInt(w.seq), event: row.event, storedAt: toDate(w.stored_at) },
-        study: null,
-      };
+      outcomes[i] = { kind: w[3] ? 'stored' : 'replaced', record: { seq: BigInt(w[2]), event: row.event, storedAt }, study: null };
     }
   }
 
@@ -127,8 +139,15 @@ async function aggregate(tx: SqlExecutor, studyUids: readonly string[], written:
   const results = new Map(
     studyUids.map((uid) => [uid, aggregateStudy(uid, (inputs.get(uid) ?? []).sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)))]),
   );
-  const changed = await run<Omit<StudyRow, 'result'> & { study_uid: string }>(tx, buildStudyUpsertQuery([...results.values()]));
-  return new Map(changed.map((row) => [row.study_uid, toStoredStudy({ ...row, result: results.get(row.study_uid) as StudyResult })]));
+  const [row] = await run<WrittenStudies>(tx, buildStudyUpsertQuery([...results.values()]));
+  if (!row) throw new Error('the study upsert returned no row');
+  const updatedAt = toDate(row.updated_at);
+  return new Map(
+    (JSON.parse(row.written) as WrittenStudy[]).map(([uid, seq, version, publishedVersion]) => [
+      uid,
+      { seq: BigInt(seq), version: Number(version), publishedVersion: Number(publishedVersion), updatedAt, result: results.get(uid) as StudyResult },
+    ]),
+  );
 }
 
 /**

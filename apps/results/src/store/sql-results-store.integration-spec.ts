@@ -284,6 +284,48 @@ describe.each(backends)('the SQL results store on $name', (backend) => {
       expect((await repo.studies.get({ studyUid: study }))?.version).toBe(1);
     });
 
+    it('mixed model versions in one batch: a row per version, outcomes as stored, the study on the newest', async () => {
+      const study = unique('1.2.840.versions');
+      const [a, b] = [`${study}-a`, `${study}-b`];
+      const batch = [
+        okEvent(a, { study: info(study, 'PA'), version: 'v1', positives: ['Edema'] }),
+        okEvent(b, { study: info(study, 'PA'), version: 'v1', positives: ['Mass'] }),
+        okEvent(a, { study: info(study, 'PA'), version: 'v2', positives: ['Hernia'] }),
+        okEvent(a, { study: info(study, 'PA'), version: 'v1', positives: ['Edema'] }), // beside its original
+      ];
+      const outcomes = await repo.writer.store(batch);
+      expect(outcomes.map((o) => o.kind)).toEqual(['stored', 'stored', 'stored', 'duplicate']);
+      expect(await rowsOf(a)).toBe(2);
+      const aggregate = await repo.studies.get({ studyUid: study });
+      // The newest ok result is v2: only image a has a v2 result, so only it contributes.
+      expect(aggregate).toMatchObject({ version: 1, publishedVersion: 0, result: { positives: ['Hernia'], contributingImages: [a] } });
+      for (const [i, [id, version]] of [[a, 'v1'], [b, 'v1'], [a, 'v2']].entries()) {
+        const outcome = outcomes[i]!;
+        if (outcome.kind !== 'stored') throw new Error(`outcome ${i}: ${outcome.kind}`);
+        const stored = await repo.findings.get(id!, version);
+        expect(outcome.record).toEqual({ seq: stored?.seq, event: batch[i], storedAt: stored?.storedAt });
+        expect(outcome.study).toEqual(aggregate);
+      }
+      // The same batch replayed: nothing written, nothing changed.
+      expect((await repo.writer.store(batch)).map((o) => o.kind)).toEqual(Array(4).fill('duplicate'));
+      expect(await repo.studies.get({ studyUid: study })).toEqual(aggregate);
+    });
+
+    it('stores an event as it was received; the same event serialised otherwise is a duplicate', async () => {
+      const study = unique('1.2.840.received');
+      const event = okEvent(`${study}-img`, { study: info(study, 'PA'), probabilities: { Edema: 0.25 } });
+      // As a producer may have written it: other spacing and number notation.
+      const received = JSON.stringify(event, null, 2).replace('"probability": 0.25', '"probability": 2.50e-1');
+      expect(received).toContain('2.50e-1');
+      const [outcome] = await repo.writer.store([event], [received]);
+      expect(outcome?.kind).toBe('stored');
+      expect((await repo.findings.get(event.id))?.event).toEqual(event);
+      expect((await repo.writer.store([event])).map((o) => o.kind)).toEqual(['duplicate']);
+      expect((await repo.writer.store([event, event], [received, JSON.stringify(event)])).map((o) => o.kind)).toEqual(['duplicate', 'duplicate']);
+      expect(await rowsOf(event.id)).toBe(1);
+      expect((await repo.studies.get({ studyUid: study }))?.version).toBe(1);
+    });
+
     it('concurrent batches that share studies neither deadlock nor lose an image of a study', async () => {
       const studies = Array.from({ length: 6 }, (_, i) => unique(`1.2.840.shared${i}`));
       const imagesOf = (worker: number) => studies.map((study) => okEvent(`${study}-w${worker}`, { study: info(study, 'PA') }));

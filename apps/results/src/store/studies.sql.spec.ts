@@ -14,6 +14,10 @@ describe('study queries', () => {
     expect(row).toMatchObject({ study_uid: '1.2.3', resource_id: expect.stringMatching(/^[0-9a-f]{32}$/), status: 'ok', positives: result.positives });
     expect(row?.['device_id']).toMatch(/^[0-9a-f]{32}$/);
     expect(row?.['result']).toEqual(result);
+    // What was written comes back as one row: a JSON array and the transaction's timestamp.
+    expect(squash(q.text)).toContain(
+      "SELECT coalesce(json_agg(json_build_array(study_uid, seq::text, version, published_version)), '[]')::text AS written, now() AS updated_at FROM written",
+    );
   });
 
   it('lock and list never inline values', () => {

@@ -50,8 +50,8 @@ export type StudyResultRow = ResultRow & { study_uid: string };
 /**
  * Upserts study aggregates (distinct studies) in one statement. A study's version and seq move
  * only when its document changes, so a redelivered event leaves the study (and its FHIR
- * resources) exactly as they were. Returns a row (without the document, which the caller has)
- * only for what was written.
+ * resources) exactly as they were. Returns one row (WrittenStudies) naming only what was written,
+ * without the documents, which the caller has.
  */
 export function buildStudyUpsertQuery(results: readonly StudyResult[]): SqlQuery {
   const rows = results.map((result) => ({
@@ -66,30 +66,48 @@ export function buildStudyUpsertQuery(results: readonly StudyResult[]): SqlQuery
   }));
   return {
     text: `
-      INSERT INTO study_results AS s (
-        study_uid, resource_id, status, accession, patient_id, device_id, positives, result
+      WITH written AS (
+        INSERT INTO study_results AS s (
+          study_uid, resource_id, status, accession, patient_id, device_id, positives, result
+        )
+        SELECT study_uid, resource_id, status, accession, patient_id, device_id, positives, result
+        FROM ROWS FROM (jsonb_to_recordset($1::text::jsonb) AS (
+          study_uid text, resource_id text, status text, accession text, patient_id text, device_id text,
+          positives text[], result jsonb
+        )) WITH ORDINALITY AS input
+        ORDER BY input.ordinality
+        ON CONFLICT (study_uid) DO UPDATE SET
+          seq = nextval('study_results_seq'),
+          version = s.version + 1,
+          status = EXCLUDED.status,
+          accession = EXCLUDED.accession,
+          patient_id = EXCLUDED.patient_id,
+          device_id = EXCLUDED.device_id,
+          positives = EXCLUDED.positives,
+          updated_at = now(),
+          result = EXCLUDED.result
+        WHERE s.result IS DISTINCT FROM EXCLUDED.result
+        RETURNING study_uid, seq, version, published_version
       )
-      SELECT study_uid, resource_id, status, accession, patient_id, device_id, positives, result
-      FROM ROWS FROM (jsonb_to_recordset($1::text::jsonb) AS (
-        study_uid text, resource_id text, status text, accession text, patient_id text, device_id text,
-        positives text[], result jsonb
-      )) WITH ORDINALITY AS input
-      ORDER BY input.ordinality
-      ON CONFLICT (study_uid) DO UPDATE SET
-        seq = nextval('study_results_seq'),
-        version = s.version + 1,
-        status = EXCLUDED.status,
-        accession = EXCLUDED.accession,
-        patient_id = EXCLUDED.patient_id,
-        device_id = EXCLUDED.device_id,
-        positives = EXCLUDED.positives,
-        updated_at = now(),
-        result = EXCLUDED.result
-      WHERE s.result IS DISTINCT FROM EXCLUDED.result
-      RETURNING study_uid, seq::text AS seq, version, published_version, updated_at`,
+      SELECT coalesce(json_agg(json_build_array(study_uid, seq::text, version, published_version)), '[]')::text AS written,
+             now() AS updated_at
+      FROM written`,
     values: [JSON.stringify(rows)],
   };
 }
+
+/**
+ * What the study upsert wrote, as its one row carries it: `written` is a JSON array with one
+ * `[study_uid, seq, version, published_version]` per study written, `updated_at` the
+ * transaction's timestamp, which every study written by the statement has.
+ */
+export interface WrittenStudies {
+  written: string;
+  updated_at: Date | string;
+}
+
+/** One entry of WrittenStudies.written. */
+export type WrittenStudy = [studyUid: string, seq: string, version: number, publishedVersion: number];
 
 export function buildStudyGetQuery(by: { studyUid: string } | { resourceId: string }): SqlQuery {
   return 'studyUid' in by
