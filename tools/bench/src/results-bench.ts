@@ -1,9 +1,13 @@
 /**
- * The results stage against its ceiling, side by side in one run (issue 11): the built results
- * service alone, working off N findings events from a pre-filled topic into a fresh store, against
- * raw inserts of the very rows it stored into the same store (same engine, same columns and
- * indexes, same batch size, one transaction per batch). Embedded PGlite on disk always; a
- * PostgreSQL server too when DATABASE_URL is set (in a schema of its own, dropped after).
+ * The results stage against its ceiling, side by side in one run: the built results service
+ * alone, working off N findings events from a pre-filled topic into a fresh store (watched from
+ * the broker: group Stable to offsets committed), against raw inserts of the very rows it stored
+ * into the same store (same engine, same columns and indexes, same batch size, one transaction
+ * per batch). The raw side inserts every row the service wrote: its findings_results rows and the
+ * study_results rows of their studies (the aggregates, which are also the FHIR outbox: a study
+ * row's version against its published_version; there are no other outbox rows). Embedded PGlite
+ * on disk always; a PostgreSQL server too when DATABASE_URL is set (in a schema of its own,
+ * dropped after).
  *
  *   npm run build && KAFKA_BROKERS=127.0.0.1:9092 node dist/tools/bench/src/results-bench.js
  *
@@ -16,7 +20,7 @@
 import { PGlite } from '@electric-sql/pglite';
 import { CHESTXRAY14_LABELS, dlqTopic, encodeFindingsEvent, type FindingsEvent, okFindingsEvent } from '@thorax/contracts';
 import { REPO_ROOT, startBuiltService } from '@thorax/testing';
-import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { type Admin, Kafka, logLevel, Partitioners } from 'kafkajs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -139,25 +143,33 @@ async function metric(name: string, ...parts: string[]): Promise<number> {
     .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
 }
 
-const storedOk = (topic: string) => metric('thorax_messages_total', `topic="${topic}"`, 'outcome="ok"');
+/** Records of the topic the group has committed (the topic is fresh: offsets count from 0). */
+async function committed(admin: Admin, groupId: string, topic: string): Promise<number> {
+  const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
+  return (offsets?.partitions ?? []).reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+}
 
 /**
- * Events/s of the service working off a pre-filled topic: from the last moment nothing was stored
- * yet to the first moment everything was (start-up and the group join left out, the first batch
- * counted). Its /metrics is polled from the start, before it joins the group.
+ * Events/s of the service working off a pre-filled topic, watched from the broker (the service
+ * is not asked anything while it works): from the moment its consumer group is Stable (start-up
+ * and the join left out; it fetches next) to the moment the group's committed offsets reach the
+ * end of the topic (every event stored, its offset committed with it).
  */
 async function resultsAlone(engine: string, storeEnv: Record<string, string>, all: FindingsEvent[]): Promise<number> {
   const kafka = new Kafka({ clientId: 'thorax-results-bench', brokers: (env['KAFKA_BROKERS'] ?? '').split(','), logLevel: logLevel.NOTHING });
   const topic = `thorax.findings.v1.${RUN}-${engine}`;
+  const groupId = `${RUN}-${engine}`;
   await createTopics(kafka, topic);
   await publish(kafka, topic, all);
+  const admin = kafka.admin();
+  await admin.connect();
   const service = startBuiltService(
     'results',
     {
       ...storeEnv,
       KAFKA_BROKERS: env['KAFKA_BROKERS'] ?? '',
       TOPIC_FINDINGS: topic,
-      RESULTS_GROUP_ID: `${RUN}-${engine}`,
+      RESULTS_GROUP_ID: groupId,
       HTTP_PORT: String(HTTP_PORT),
       GRPC_PORT: String(HTTP_PORT + 1),
       LOG_LEVEL: 'warn',
@@ -166,29 +178,30 @@ async function resultsAlone(engine: string, storeEnv: Record<string, string>, al
   );
   try {
     const deadline = Date.now() + Math.max(300_000, all.length * 100);
-    let idle: number | null = null;
+    let start: number | null = null;
     for (;;) {
       if (service.process.exitCode !== null) throw new Error(`the results service exited (log: ${service.logFile})`);
-      const n = await storedOk(topic).catch(() => null);
-      const now = performance.now();
-      if (n === 0) idle = now;
-      if (n !== null && n > 0 && idle === null) throw new Error('records were stored before the first look at /metrics: nothing to time');
-      if (n !== null && n >= all.length && idle !== null) {
-        const seconds = (now - idle) / 1000;
-        const stores = await metric('thorax_stage_duration_seconds_count', 'stage="persist"');
-        const storeSeconds = await metric('thorax_stage_duration_seconds_sum', 'stage="persist"');
-        const fetches = await metric('thorax_consumer_batch_size_count', `topic="${topic}"`);
-        say(
-          `  ${engine}: ${n} events in ${seconds.toFixed(2)} s; ${stores} store transactions (${(n / stores).toFixed(0)} events each), ` +
-            `${((100 * storeSeconds) / seconds).toFixed(0)} % of the time in them; ${fetches} partition fetches`,
-        );
-        return n / seconds;
+      if (start === null) {
+        const [group] = (await admin.describeGroups([groupId])).groups;
+        if (group?.state === 'Stable' && group.members.length > 0) start = performance.now();
+      } else {
+        const n = await committed(admin, groupId, topic);
+        if (n >= all.length) {
+          const seconds = (performance.now() - start) / 1000;
+          const stored = await metric('thorax_messages_total', `topic="${topic}"`, 'outcome="ok"');
+          const stores = await metric('thorax_stage_duration_seconds_count', 'stage="persist"');
+          const fetches = await metric('thorax_consumer_batch_size_count', `topic="${topic}"`);
+          if (stored < all.length) throw new Error(`offsets committed for ${n} events but ${stored} stored (log: ${service.logFile})`);
+          say(`  ${engine}: ${n} events in ${seconds.toFixed(2)} s; ${stores} store transactions (${(n / stores).toFixed(0)} events each); ${fetches} partition fetches`);
+          return n / seconds;
+        }
       }
-      if (Date.now() > deadline) throw new Error(`results stored ${n}/${all.length} (log: ${service.logFile})`);
-      await new Promise((r) => setTimeout(r, 20));
+      if (Date.now() > deadline) throw new Error(`results did not work off ${all.length} events in time (log: ${service.logFile})`);
+      await new Promise((r) => setTimeout(r, 10));
     }
   } finally {
     await service.stop();
+    await admin.disconnect();
   }
 }
 

@@ -60,6 +60,21 @@ describe('aggregateStudy', () => {
     expect(aggregateStudy('S', rows(a, b)).timing).toEqual({ firstReceivedAt: '2026-11-30T10:00:00.000Z', lastCompletedAt: '2026-11-30T10:00:00.412Z' });
   });
 
+  it('reads rows by seq whatever order they are handed in, and times from the earliest receipt to the latest completion', () => {
+    const received = (id: string, iso: string, accession: string): FindingsEvent =>
+      okEvent(id, { study: { studyUid: 'S', accession, viewPosition: 'PA' }, receivedAt: new Date(iso) });
+    const inSeqOrder: StudyRow[] = [
+      { seq: 5n, event: received('a', '2026-11-30T10:00:05.000Z', 'A1') },
+      { seq: 7n, event: received('b', '2026-11-30T09:59:00.000Z', 'A2') },
+      { seq: 9n, event: received('c', '2026-11-30T10:01:00.000Z', 'A3') },
+    ];
+    const shuffled = [inSeqOrder[2]!, inSeqOrder[0]!, inSeqOrder[1]!];
+    const result = aggregateStudy('S', shuffled);
+    expect(result).toEqual(aggregateStudy('S', inSeqOrder));
+    expect(result.accession).toBe('A3'); // the highest seq's
+    expect(result.timing).toEqual({ firstReceivedAt: '2026-11-30T09:59:00.000Z', lastCompletedAt: '2026-11-30T10:01:00.412Z' });
+  });
+
   it('takes the latest accession and patient id that were sent', () => {
     const first = okEvent('a', { study: { studyUid: 'S', accession: 'OLD', patientId: 'P1', viewPosition: 'PA' } });
     const second = okEvent('b', { study: { studyUid: 'S', accession: 'NEW', viewPosition: 'PA' } });

@@ -89,8 +89,11 @@ export function classifyView(viewPosition: string | null | undefined): ViewClass
  */
 export function aggregateStudy(studyUid: string, rows: readonly StudyRow[]): StudyResult {
   if (rows.length === 0) throw new Error(`no results for study ${studyUid}`);
-  const ordered = [...rows].sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
-  const newestOk = [...ordered].reverse().find((r) => r.event.status === 'ok');
+  const bySeq = (a: StudyRow, b: StudyRow): number => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0);
+  // The writer hands the rows in seq order already: sorted only when they are not.
+  const ordered = rows.every((row, i) => i === 0 || bySeq(rows[i - 1] as StudyRow, row) < 0) ? rows : [...rows].sort(bySeq);
+  const newestFirst = [...ordered].reverse();
+  const newestOk = newestFirst.find((r) => r.event.status === 'ok');
   const model = newestOk?.event.model ?? null;
 
   // Per image: its result of the study's model version, else its latest result of any kind.
@@ -146,15 +149,14 @@ export function aggregateStudy(studyUid: string, rows: readonly StudyRow[]): Stu
   }
 
   const latestWith = (pick: (e: FindingsEvent) => string | null | undefined): string | null => {
-    for (const { event } of [...ordered].reverse()) {
+    for (const { event } of newestFirst) {
       const value = pick(event);
       if (value) return value;
     }
     return null;
   };
-  const byTime = (a: string, b: string): number => Date.parse(a) - Date.parse(b);
-  const received = ordered.map((r) => r.event.timing.receivedAt).sort(byTime);
-  const completed = ordered.map((r) => r.event.timing.completedAt).sort(byTime);
+  const received = byTime(ordered.map((r) => r.event.timing.receivedAt));
+  const completed = byTime(ordered.map((r) => r.event.timing.completedAt));
 
   return {
     schema: STUDY_SCHEMA_ID,
@@ -169,4 +171,12 @@ export function aggregateStudy(studyUid: string, rows: readonly StudyRow[]): Stu
     images,
     timing: { firstReceivedAt: received[0] ?? '', lastCompletedAt: completed[completed.length - 1] ?? '' },
   };
+}
+
+/** Timestamps in time order (a stable sort: equal instants keep their order), each parsed once. */
+function byTime(values: readonly string[]): string[] {
+  return values
+    .map((value, index) => ({ value, index, at: Date.parse(value) }))
+    .sort((a, b) => a.at - b.at || a.index - b.index)
+    .map((entry) => entry.value);
 }
