@@ -161,7 +161,7 @@ async function rasterToWire(bytes: Buffer, options: WireImageOptions): Promise<W
       assertSize(info, width, height, 1);
       const samples = new Uint16Array(data.buffer, data.byteOffset, data.length >> 1);
       [pixels, voi] = await withGreyPlane(width * height, async (plane) => {
-        const result = monochromeToGrey({ values: samples, bitsStored: 16, signed: false }, { slope: 1, intercept: 0, invert: false }, plane);
+        const result = monochromeToGrey({ values: samples, bitsStored: 16, signed: false, raw: true }, { slope: 1, intercept: 0, invert: false }, plane);
         return [await resizeGreyPlane(result.grey, width, height, options.size, seconds), result.voi] as const;
       });
       channels = 1;
