@@ -4,16 +4,71 @@
 #   Docker:  docker build -t thorax .            (bases from Docker Hub and gcr.io, defaults below)
 #   here:    bash scripts/image.sh build         (bases assembled from Debian packages, no registry)
 #
-# Layout: /opt/thorax/{bin/thorax.js,dist,node_modules,proto,models,deploy/kafka/topics.conf}, read
-# only, owned by root. The process runs as UID:GID 10001:10001 and writes only to the volumes
-# /var/lib/thorax (results' embedded store, object store, model cache) and /tmp, so the root
-# filesystem can be mounted read-only.
+# Layout: /opt/thorax/{bin/thorax.js,dist,node_modules,lib/confluent-kafka,proto,models,
+# deploy/kafka/topics.conf}, read only, owned by root. The process runs as UID:GID 10001:10001 and
+# writes only to the volumes /var/lib/thorax (results' embedded store, object store, model cache)
+# and /tmp, so the root filesystem can be mounted read-only.
 #
-# BUILD_BASE must provide Node.js 24 at /usr/local/bin/node, npm and a shell. BASE needs no shell,
-# only glibc, libgcc_s, libstdc++ (onnxruntime-node and sharp's libvips link them), CA certificates
-# and tzdata: Google's distroless "cc" image, or scripts/image.sh's base built with mmdebstrap.
+# BUILD_BASE must provide Node.js 24 at /usr/local/bin/node with its headers under
+# /usr/local/include/node, npm, a shell and apt (Debian bookworm). BASE needs no shell, only glibc,
+# libgcc_s, libstdc++ (onnxruntime-node and sharp's libvips link them), CA certificates and tzdata,
+# with its Debian packages recorded under /var/lib/dpkg: Google's distroless "cc" image, or
+# scripts/image.sh's base built with mmdebstrap.
+#
+# Both Kafka clients are in the image (KAFKA_CLIENT picks one, kafkajs by default):
+# @confluentinc/kafka-javascript (librdkafka) is built in its own stage with scripts/rdkafka.sh
+# (its version is named there) against Debian's libraries, and the Debian packages of the shared
+# libraries it loads that BASE lacks are unpacked into the image with their dpkg records.
 ARG BUILD_BASE=docker.io/library/node:24-bookworm-slim
 ARG BASE=gcr.io/distroless/cc-debian12:latest
+
+# Only read by the rdkafka stage: which Debian packages BASE already holds.
+FROM ${BASE} AS runtime-base
+
+FROM ${BUILD_BASE} AS rdkafka
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ARG CA_FILE
+ENV NODE_EXTRA_CA_CERTS=${CA_FILE} npm_config_cafile=${CA_FILE}
+WORKDIR /src
+COPY scripts/rdkafka.sh scripts/with-node.sh scripts/
+COPY --from=runtime-base /var/lib/dpkg /opt/base-dpkg
+# Build (apt-get installs the compiler and the -dev packages), then keep what loads at run time:
+# lib/, the addon and librdkafka's two shared libraries (stripped), the package's dependencies.
+# /opt/rdkafka-root then gets the packages owning every library `ldd` resolves for the addon that
+# BASE does not record: their files (/lib folded into /usr/lib, both on the loader's default
+# path), copyright notices and a /var/lib/dpkg/status.d record each, as the base images keep them.
+RUN CKJS_DIR=/opt/thorax/lib/confluent-kafka bash scripts/rdkafka.sh install \
+ && pkg=/opt/thorax/lib/confluent-kafka/node_modules/@confluentinc/kafka-javascript \
+ && find "$pkg/build" -mindepth 1 -maxdepth 1 ! -name Release ! -name deps -exec rm -rf {} + \
+ && find "$pkg/build/Release" -mindepth 1 ! -name confluent-kafka-javascript.node -exec rm -rf {} + \
+ && find "$pkg/build/deps" -mindepth 1 ! -name 'librdkafka.so.1' ! -name 'librdkafka++.so.1' -exec rm -rf {} + \
+ && rm -rf "$pkg/deps" "$pkg/src" "$pkg/util" "$pkg/scripts" "$pkg"/*.md "$pkg/cpplint.py" \
+ && strip --strip-unneeded "$pkg"/build/deps/*.so.1 "$pkg/build/Release/confluent-kafka-javascript.node" \
+ && rm -f /opt/thorax/lib/confluent-kafka/package-lock.json \
+ && ldd "$pkg/build/Release/confluent-kafka-javascript.node" >/tmp/ldd \
+ && if grep -F "not found" /tmp/ldd; then exit 1; fi \
+ && awk '$2 == "=>" && $3 ~ /^\// { print $3 }' /tmp/ldd >/tmp/libs \
+ && mkdir -p /opt/rdkafka-root/var/lib/dpkg/status.d /tmp/debs && cd /tmp/debs \
+ && for lib in $(grep -v "^$pkg/" /tmp/libs); do \
+      for f in "$lib" "$(readlink -f "$lib")"; do \
+        for p in "$f" "/usr$f" "${f#/usr}"; do dpkg -S "$p" 2>/dev/null && break 2; done; \
+      done | head -1 | cut -d: -f1 | grep . || { echo "no Debian package owns $lib" >&2; exit 1; }; \
+    done | sort -u >/tmp/packages \
+ && for p in $(cat /tmp/packages); do \
+      if grep -qsx "Package: $p" /opt/base-dpkg/status /opt/base-dpkg/status.d/*; then continue; fi; \
+      apt-get download -q "$p=$(dpkg-query -W -f '${Version}' "$p")" >&2 && deb="$(ls "$p"_*.deb)" \
+      && dpkg-deb -x "$deb" /opt/rdkafka-root \
+      && { echo "Package: $p"; echo "Status: install ok installed"; \
+           dpkg-deb -f "$deb" Priority Section Installed-Size Maintainer Architecture Source Version Depends; } \
+         >"/opt/rdkafka-root/var/lib/dpkg/status.d/$p" \
+      && echo "$p" || exit 1; \
+    done >/opt/rdkafka-root/var/lib/dpkg/status.d/.thorax-librdkafka \
+ && cd /opt/rdkafka-root \
+ && if [ -d lib ]; then cp -a lib/. usr/lib/ && rm -rf lib; fi \
+ && rm -rf usr/share/doc/*/changelog* usr/share/doc/*/NEWS* usr/share/doc/*/README* usr/share/man usr/share/info \
+      usr/share/lintian usr/share/locale usr/share/bug \
+ && echo "runtime packages added for librdkafka: $(cat var/lib/dpkg/status.d/.thorax-librdkafka | tr '\n' ' ')" \
+ && rm var/lib/dpkg/status.d/.thorax-librdkafka
 
 FROM ${BUILD_BASE} AS build
 # Behind a TLS-inspecting proxy, npm must trust the proxy's CA: pass a CA bundle file (mounted or
@@ -60,10 +115,12 @@ LABEL org.opencontainers.image.title="thorax" \
       org.opencontainers.image.documentation="README.md#containers" \
       io.thorax.image.inputs-digest="${INPUTS_DIGEST}"
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
+COPY --from=rdkafka /opt/rdkafka-root/ /
 WORKDIR /opt/thorax
 COPY --from=build /src/node_modules node_modules
 COPY --from=build /src/dist/apps dist/apps
 COPY --from=build /src/dist/libs dist/libs
+COPY --from=rdkafka /opt/thorax/lib/confluent-kafka lib/confluent-kafka
 COPY package.json ./
 COPY proto proto
 COPY models models
@@ -77,6 +134,7 @@ ENV NODE_ENV=production \
     RESULTS_DATA_DIR=/var/lib/thorax/results \
     OBJECT_STORE_URL=file:///var/lib/thorax/objects \
     TOPICS_CONF=/opt/thorax/deploy/kafka/topics.conf \
+    KAFKA_LIBRDKAFKA_DIR=/opt/thorax/lib/confluent-kafka \
     TZ=UTC
 USER 10001:10001
 VOLUME ["/var/lib/thorax", "/tmp"]

