@@ -21,7 +21,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { CHESTXRAY14_LABELS, dlqTopic, encodeFindingsEvent, type FindingsEvent, okFindingsEvent } from '@thorax/contracts';
 import { REPO_ROOT, startBuiltService } from '@thorax/testing';
 import { type Admin, Kafka, logLevel, Partitioners } from 'kafkajs';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Pool } from 'pg';
@@ -123,12 +123,29 @@ async function createTopics(kafka: Kafka, topic: string): Promise<void> {
   }
 }
 
-async function publish(kafka: Kafka, topic: string, all: FindingsEvent[]): Promise<void> {
+/**
+ * Publishes every event in one Kafka transaction: the service reads committed records only, so
+ * all of them become visible to it at once, when the commit returns.
+ */
+async function publishAtOnce(kafka: Kafka, topic: string, all: FindingsEvent[]): Promise<void> {
   const values = all.map((e) => ({ key: e.id, value: encodeFindingsEvent(e) }));
-  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
+  const producer = kafka.producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+    allowAutoTopicCreation: false,
+    transactionalId: `${topic}-bench`,
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
   await producer.connect();
   try {
-    for (let i = 0; i < values.length; i += 500) await producer.send({ topic, acks: -1, messages: values.slice(i, i + 500) });
+    const transaction = await producer.transaction();
+    try {
+      for (let i = 0; i < values.length; i += 500) await transaction.send({ topic, acks: -1, messages: values.slice(i, i + 500) });
+      await transaction.commit();
+    } catch (error) {
+      await transaction.abort().catch(() => undefined);
+      throw error;
+    }
   } finally {
     await producer.disconnect();
   }
@@ -150,17 +167,17 @@ async function committed(admin: Admin, groupId: string, topic: string): Promise<
 }
 
 /**
- * Events/s of the service working off a pre-filled topic, watched from the broker (the service
- * is not asked anything while it works): from the moment its consumer group is Stable (start-up
- * and the join left out; it fetches next) to the moment the group's committed offsets reach the
- * end of the topic (every event stored, its offset committed with it).
+ * Events/s of the service working off N events, watched from the broker (the service is asked
+ * nothing while it works). It starts on the empty topic; once it is ready and its consumer group
+ * is Stable, the events are published in one transaction, and the clock runs from the commit
+ * (when they all become visible to it) to the moment the group's committed offsets reach the end
+ * of the topic (every event stored, its offset committed with it). Start-up is left out.
  */
-async function resultsAlone(engine: string, storeEnv: Record<string, string>, all: FindingsEvent[]): Promise<number> {
+async function resultsAlone(engine: string, storeEnv: Record<string, string>, all: FindingsEvent[]): Promise<Rate> {
   const kafka = new Kafka({ clientId: 'thorax-results-bench', brokers: (env['KAFKA_BROKERS'] ?? '').split(','), logLevel: logLevel.NOTHING });
   const topic = `thorax.findings.v1.${RUN}-${engine}`;
   const groupId = `${RUN}-${engine}`;
   await createTopics(kafka, topic);
-  await publish(kafka, topic, all);
   const admin = kafka.admin();
   await admin.connect();
   const service = startBuiltService(
@@ -178,30 +195,57 @@ async function resultsAlone(engine: string, storeEnv: Record<string, string>, al
   );
   try {
     const deadline = Date.now() + Math.max(300_000, all.length * 100);
-    let start: number | null = null;
-    for (;;) {
+    const alive = () => {
       if (service.process.exitCode !== null) throw new Error(`the results service exited (log: ${service.logFile})`);
-      if (start === null) {
-        const [group] = (await admin.describeGroups([groupId])).groups;
-        if (group?.state === 'Stable' && group.members.length > 0) start = performance.now();
-      } else {
-        const n = await committed(admin, groupId, topic);
-        if (n >= all.length) {
-          const seconds = (performance.now() - start) / 1000;
-          const stored = await metric('thorax_messages_total', `topic="${topic}"`, 'outcome="ok"');
-          const stores = await metric('thorax_stage_duration_seconds_count', 'stage="persist"');
-          const fetches = await metric('thorax_consumer_batch_size_count', `topic="${topic}"`);
-          if (stored < all.length) throw new Error(`offsets committed for ${n} events but ${stored} stored (log: ${service.logFile})`);
-          say(`  ${engine}: ${n} events in ${seconds.toFixed(2)} s; ${stores} store transactions (${(n / stores).toFixed(0)} events each); ${fetches} partition fetches`);
-          return n / seconds;
-        }
-      }
       if (Date.now() > deadline) throw new Error(`results did not work off ${all.length} events in time (log: ${service.logFile})`);
+    };
+    const ready = async () => (await fetch(`http://127.0.0.1:${HTTP_PORT}/readyz`).catch(() => null))?.ok === true;
+    const stable = async () => {
+      const [group] = (await admin.describeGroups([groupId])).groups;
+      return group?.state === 'Stable' && group.members.some((m) => m.memberAssignment.length > 0);
+    };
+    while (!((await ready()) && (await stable()))) {
+      alive();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await publishAtOnce(kafka, topic, all);
+    const start = performance.now();
+    const cpuStart = processCpuMs(service.process.pid);
+    for (;;) {
+      alive();
+      const n = await committed(admin, groupId, topic);
+      if (n >= all.length) {
+        const seconds = (performance.now() - start) / 1000;
+        const cpuMs = processCpuMs(service.process.pid) - cpuStart;
+        const stored = await metric('thorax_messages_total', `topic="${topic}"`, 'outcome="ok"');
+        const stores = await metric('thorax_stage_duration_seconds_count', 'stage="persist"');
+        const fetches = await metric('thorax_consumer_batch_size_count', `topic="${topic}"`);
+        if (stored < all.length) throw new Error(`offsets committed past ${all.length} events but ${stored} stored (log: ${service.logFile})`);
+        say(`  ${engine}: ${all.length} events in ${seconds.toFixed(2)} s; ${stores} store transactions (${(all.length / stores).toFixed(0)} events each); ${fetches} partition fetches`);
+        return { perSecond: all.length / seconds, cpuMsPerEvent: cpuMs / all.length };
+      }
       await new Promise((r) => setTimeout(r, 10));
     }
   } finally {
     await service.stop();
     await admin.disconnect();
+  }
+}
+
+/** An events/s figure and the CPU per event of the process that did the work. */
+interface Rate {
+  perSecond: number;
+  cpuMsPerEvent: number;
+}
+
+/** User + system CPU of a process so far, in ms (Linux /proc; clock ticks of 10 ms). */
+function processCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
   }
 }
 
@@ -256,7 +300,7 @@ type InsertStyle = 'values' | 'recordset';
  * the study rows of its studies, either as multi-row INSERT … VALUES or as one JSON parameter.
  * Statements are built before the clock starts. Events/s.
  */
-async function rawInserts(db: Db, style: InsertStyle): Promise<number> {
+async function rawInserts(db: Db, style: InsertStyle): Promise<Rate> {
   const { findings, studies } = await storedRows(db);
   await db.query('DROP TABLE IF EXISTS bench_raw_findings, bench_raw_studies');
   await db.query('CREATE TABLE bench_raw_findings (LIKE findings_results INCLUDING ALL)');
@@ -278,17 +322,20 @@ async function rawInserts(db: Db, style: InsertStyle): Promise<number> {
     ]);
   }
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   for (const batch of batches) await db.batch(batch);
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   await db.query('DROP TABLE bench_raw_findings, bench_raw_studies');
-  return findings.length / seconds;
+  return { perSecond: findings.length / seconds, cpuMsPerEvent: (cpu.user + cpu.system) / 1000 / findings.length };
 }
 
 /** The faster of the two plain ways to insert the rows: the ceiling. */
-async function ceiling(db: Db): Promise<Pick<Figures, 'raw' | 'rawValues' | 'rawRecordset'>> {
-  const rawValues = await rawInserts(db, 'values');
-  const rawRecordset = await rawInserts(db, 'recordset');
-  return { raw: Math.max(rawValues, rawRecordset), rawValues, rawRecordset };
+async function ceiling(db: Db): Promise<Pick<Figures, 'raw' | 'rawValues' | 'rawRecordset' | 'rawCpu'>> {
+  const values = await rawInserts(db, 'values');
+  const recordset = await rawInserts(db, 'recordset');
+  const faster = values.perSecond > recordset.perSecond ? values : recordset;
+  return { raw: faster.perSecond, rawValues: values.perSecond, rawRecordset: recordset.perSecond, rawCpu: faster.cpuMsPerEvent };
 }
 
 // ---------------------------------------------------------------- one engine
@@ -300,15 +347,23 @@ interface Figures {
   raw: number;
   rawValues: number;
   rawRecordset: number;
+  /**
+   * CPU ms per event of the service's process and of the faster raw side's (this process). With
+   * PGlite each process does all of its side's work, so their ratio is the same comparison by
+   * CPU, steadier than the rates on a shared machine; with a server most of the work is the
+   * server's, so they are not compared.
+   */
+  resultsCpu: number;
+  rawCpu: number;
 }
 
 async function pgliteRound(all: FindingsEvent[], round: number): Promise<Figures> {
   const dir = mkdtempSync(path.join(tmpdir(), 'thorax-results-bench-'));
   try {
-    const results = await resultsAlone(`pglite-${round}`, { RESULTS_DATA_DIR: dir }, all);
+    const { perSecond: results, cpuMsPerEvent: resultsCpu } = await resultsAlone(`pglite-${round}`, { RESULTS_DATA_DIR: dir }, all);
     const db = await pgliteDb(dir);
     try {
-      return { engine: 'pglite', events: all.length, results, ...(await ceiling(db)) };
+      return { engine: 'pglite', events: all.length, results, resultsCpu, ...(await ceiling(db)) };
     } finally {
       await db.close();
     }
@@ -324,10 +379,10 @@ async function postgresRound(url: string, all: FindingsEvent[], round: number): 
   const scoped = new URL(url);
   scoped.searchParams.set('options', `-c search_path=${schema}`);
   try {
-    const results = await resultsAlone(`postgres-${round}`, { DATABASE_URL: scoped.toString() }, all);
+    const { perSecond: results, cpuMsPerEvent: resultsCpu } = await resultsAlone(`postgres-${round}`, { DATABASE_URL: scoped.toString() }, all);
     const db = pgDb(scoped.toString());
     try {
-      return { engine: 'postgres', events: all.length, results, ...(await ceiling(db)) };
+      return { engine: 'postgres', events: all.length, results, resultsCpu, ...(await ceiling(db)) };
     } finally {
       await db.close();
     }
@@ -342,7 +397,8 @@ async function engine(round: (r: number) => Promise<Figures>): Promise<Figures> 
   const rounds: Figures[] = [];
   for (let r = 0; r < ROUNDS; r += 1) {
     const f = await round(r);
-    say(`  ${f.engine} round ${r + 1}/${ROUNDS}: results ${f.results.toFixed(0)}, raw ${f.raw.toFixed(0)} events/s, ratio ${(f.results / f.raw).toFixed(2)}`);
+    const cpu = f.engine === 'pglite' ? `; CPU per event: results ${f.resultsCpu.toFixed(3)} ms, raw ${f.rawCpu.toFixed(3)} ms, ratio ${(f.rawCpu / f.resultsCpu).toFixed(2)}` : '';
+    say(`  ${f.engine} round ${r + 1}/${ROUNDS}: results ${f.results.toFixed(0)}, raw ${f.raw.toFixed(0)} events/s, ratio ${(f.results / f.raw).toFixed(2)}${cpu}`);
     rounds.push(f);
   }
   rounds.sort((a, b) => a.results / a.raw - b.results / b.raw);
@@ -356,10 +412,11 @@ async function main(): Promise<void> {
   const figures: Figures[] = [await engine((r) => pgliteRound(all, r))];
   if (DATABASE_URL) figures.push(await engine((r) => postgresRound(DATABASE_URL, all, r)));
   say('median round per engine:');
-  say('engine     results alone   raw: VALUES   raw: JSON recordset   ratio to the faster raw (goal >= 0.8)   [events/s]');
+  say('engine     results alone   raw: VALUES   raw: JSON recordset   ratio to the faster raw (goal >= 0.8)   [events/s]   CPU ratio');
   for (const f of figures) {
+    const cpu = f.engine === 'pglite' ? (f.rawCpu / f.resultsCpu).toFixed(2) : '-';
     say(
-      `${f.engine.padEnd(10)} ${f.results.toFixed(0).padStart(13)}   ${f.rawValues.toFixed(0).padStart(11)}   ${f.rawRecordset.toFixed(0).padStart(19)}   ${(f.results / f.raw).toFixed(2).padStart(38)}`,
+      `${f.engine.padEnd(10)} ${f.results.toFixed(0).padStart(13)}   ${f.rawValues.toFixed(0).padStart(11)}   ${f.rawRecordset.toFixed(0).padStart(19)}   ${(f.results / f.raw).toFixed(2).padStart(38)}   ${cpu.padStart(22)}`,
     );
   }
   // The engine the service uses with this environment (a server when DATABASE_URL is set).

@@ -34,12 +34,14 @@ export function buildStudyLockQuery(studyUids: readonly string[]): SqlQuery {
 
 /**
  * The stored results of the studies, by study and oldest first, except the rows with the given
- * seqs (those the writer has in hand): with them, the input of the studies' aggregates.
+ * seqs (those the writer has in hand): with them, the input of the studies' aggregates. The seqs
+ * are a hashed set (NOT IN a subquery), not `<> ALL` of an array, which compares every row
+ * found with every seq of the batch.
  */
 export function buildStudyRowsQuery(studyUids: readonly string[], exceptSeqs: readonly bigint[] = []): SqlQuery {
   return {
     text: `SELECT study_uid, ${RESULT_COLUMNS} FROM findings_results
-           WHERE study_uid = ANY($1::text[]) AND seq <> ALL($2::text[]::bigint[])
+           WHERE study_uid = ANY($1::text[]) AND seq NOT IN (SELECT unnest($2::text[]::bigint[]))
            ORDER BY study_uid, seq ASC`,
     values: [studyUids, exceptSeqs.map(String)],
   };
