@@ -4,9 +4,11 @@
 # then stops everything it started (services drain and commit first).
 #
 # THORAX_TOPOLOGY picks how the stages run (docs/operations.md "Co-located stages"):
-#   split (default)  four processes, every hop through its Kafka topic (as separate deployments run)
-#   pipeline         ingest, preprocess and inference in one process (`thorax pipeline`), the images and
-#                    tensors hand-offs in memory; results in its own process
+#   pipeline (default)  ingest, preprocess and inference in one process (`thorax pipeline`), the images
+#                       and tensors hand-offs in memory; results in its own process. On one machine it
+#                       costs less CPU per image and answers sooner than four processes (docs/inference.md
+#                       "Benchmark")
+#   split               four processes, every hop through its Kafka topic (as separate deployments run)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -27,7 +29,7 @@ export MODEL_DIR="${MODEL_DIR:-$ROOT/models/thorax-tiny-cnn}"
 export RESULTS_DATA_DIR="${RESULTS_DATA_DIR:-$ROOT/.data/results}"
 export RESULTS_FHIR_TOPIC="${RESULTS_FHIR_TOPIC-thorax.fhir.v1}"
 
-TOPOLOGY="${THORAX_TOPOLOGY:-split}"
+TOPOLOGY="${THORAX_TOPOLOGY:-pipeline}"
 case "$TOPOLOGY" in
   pipeline) PROCESSES=(results pipeline) ;;
   split) PROCESSES=(results inference preprocess ingest) ;;

@@ -8,7 +8,7 @@ Parts, all in one run on one broker (issue 11, docs/inference.md "Benchmark"):
             (committed model and DenseNet-121), each with its ratio to its ceiling; results alone
             is results-bench.ts's own side-by-side figure (listed with the ceilings)
   pipeline  `scripts/start.sh` (`npm start`, default settings) in both topologies, co-located
-            (THORAX_TOPOLOGY=pipeline) and four processes (split, the default), against tools/bench/py/consumer.py, per
+            (THORAX_TOPOLOGY=pipeline, the default) and four processes (split), against tools/bench/py/consumer.py, per
             input: publish N distinct keys with librdkafka, time from the first publish to the last
             findings event; ratios to the consumer
   latency   publish -> findings p50/p95/p99 of the pipeline at half its measured capacity
@@ -712,7 +712,7 @@ class Bench:
         return stack
 
     def contenders(self) -> None:
-        """Per input: co-located (THORAX_TOPOLOGY=pipeline), the consumer, then split (npm start's default)."""
+        """Per input: co-located (THORAX_TOPOLOGY=pipeline, npm start's default), the consumer, then split."""
         create_topics({b: b for b in topic_specs()})  # the default topics, as `npm start` expects them
         c_in, c_out = f"bench.{self.run}.consumer.studies", f"bench.{self.run}.consumer.findings"
         create_topics({"thorax.studies.v1": c_in, "thorax.findings.v1": c_out})
@@ -927,8 +927,8 @@ class Bench:
         elif "ceilings" in self.a.only:
             say("   results vs raw inserts: TODO, tools/bench/src/results-bench.ts printed no JSON figure")
         if cont:
-            say("4-6. scripts/start.sh co-located (THORAX_TOPOLOGY=pipeline: ingest+preprocess+inference in one process,")
-            say("     results beside it), the same services as four processes (split, what npm start runs), and the")
+            say("4-6. scripts/start.sh co-located (THORAX_TOPOLOGY=pipeline, what npm start runs: ingest+preprocess+inference")
+            say("     in one process, results beside it), the same services as four processes (split), and the")
             say("     single-process consumer (tools/bench/py/consumer.py); first publish -> last findings event; goal ≥ 1.0")
             say(f"   {'input':<9} {'co-located':>14} {'split':>14} {'consumer':>14}  co-located/consumer  split/consumer")
             for kind, c in cont.items():
