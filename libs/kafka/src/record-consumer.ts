@@ -15,6 +15,7 @@ import type {
 } from './consumer-port';
 import { decide, DEFAULT_RETRY_POLICY, refusedRecordType, type RetryPolicy } from './failure-policy';
 import { isKafkaClientError } from './kafka-errors';
+import { hasPartitionEndProbes, offsetPastMarkers, type PartitionEndProbe } from './rdkafka/partition-end-probe';
 import { decodeHeaders, forwardedHeaders, type OutgoingRecord, type Publisher, recordId } from './records';
 import {
   currentTransaction,
@@ -39,6 +40,14 @@ export const TRANSACTION_MAX_RECORDS = 500;
 export const TRANSACTION_MAX_MS = 1_000;
 /** Kafka aborts a transaction left open this long (a producer that died inside one). */
 export const TRANSACTION_TIMEOUT_MS = 60_000;
+/**
+ * Exactly-once on librdkafka: a partition with no work for this long (nothing fetched, its lock
+ * free) whose committed offset may stand before trailing transaction markers is probed
+ * (settleIdlePartitions); probes that find nothing to commit back off up to the maximum.
+ */
+export const END_PROBE_IDLE_MS = 1_500;
+export const END_PROBE_BACKOFF_MS = 1_000;
+export const END_PROBE_MAX_BACKOFF_MS = 30_000;
 
 /** Exactly-once: the transactional producer of one input partition and what is known of it. */
 interface PartitionWork<T> {
@@ -57,6 +66,15 @@ interface PartitionWork<T> {
   refusals: Map<string, unknown>;
   /** Serialises the partition's fetches and marker commits (one transaction at a time). */
   lock: Promise<void>;
+  /** Work holding or waiting for the lock. */
+  busy: number;
+  /** When the partition's last work ended. */
+  lastWorkAt: number;
+  /** Its committed offset may stand before trailing markers (librdkafka: settleIdlePartitions). */
+  checkEnd: boolean;
+  /** Not probed again before this time, nor with less backoff than probeBackoffMs. */
+  nextProbeAt: number;
+  probeBackoffMs: number;
 }
 
 /** A record as it came off the wire, headers decoded, trace context ensured. */
@@ -84,6 +102,12 @@ export class RecordConsumer<T> {
   private lagTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   private readonly partitions = new Map<number, PartitionWork<T>>();
+  /** Exactly-once on librdkafka: reads whether idle partitions end in markers only. */
+  private readonly endProbe: PartitionEndProbe | null;
+  private endProbeTimer: NodeJS.Timeout | null = null;
+  private probing: Promise<void> | null = null;
+  /** The input partitions the group assigned to this member; empty while it rebalances. */
+  private assigned = new Set<number>();
 
   constructor(
     private readonly kafka: KafkaClient,
@@ -121,9 +145,13 @@ export class RecordConsumer<T> {
         onAssigned: (assignment) => {
           this.joined = true;
           this.log.info({ group: options.groupId, assignment }, 'joined consumer group');
+          this.assigned = new Set(assignment[options.topic] ?? []);
           if (this.delivery === 'exactly-once') void this.reassigned(assignment[options.topic] ?? []);
         },
-        onRebalancing: () => this.log.info({ group: options.groupId }, 'rebalancing'),
+        onRebalancing: () => {
+          this.assigned = new Set();
+          this.log.info({ group: options.groupId }, 'rebalancing');
+        },
         onCrash: (error, restart) => {
           this.log.error({ err: error, restart }, 'consumer crashed');
           this.joined = false;
@@ -143,6 +171,9 @@ export class RecordConsumer<T> {
       },
     );
     this.admin = kafka.admin();
+    // librdkafka never hands markers to the application (no onBatchEnd for them): idle partitions
+    // are probed instead (settleIdlePartitions).
+    this.endProbe = delivery === 'exactly-once' && hasPartitionEndProbes(kafka) ? kafka.partitionEndProbe(options.groupId) : null;
     health.addLiveness(`consumer:${options.topic}`, () =>
       this.crashed ? unhealthy(`consumer crashed: ${this.crashed}`) : healthy,
     );
@@ -172,6 +203,10 @@ export class RecordConsumer<T> {
       this.lagTimer = setInterval(() => void this.updateLag(), interval);
       this.lagTimer.unref();
     }
+    if (this.endProbe) {
+      this.endProbeTimer = setInterval(() => void this.settleIdlePartitions(), END_PROBE_IDLE_MS / 3);
+      this.endProbeTimer.unref();
+    }
     this.log.info({ topic: this.options.topic, group: this.options.groupId }, 'consuming');
   }
 
@@ -180,6 +215,9 @@ export class RecordConsumer<T> {
     if (this.stopping) return;
     this.stopping = true;
     if (this.lagTimer) clearInterval(this.lagTimer);
+    if (this.endProbeTimer) clearInterval(this.endProbeTimer);
+    await this.probing;
+    await this.endProbe?.close();
     await this.consumer.disconnect();
     await Promise.all([...this.partitions.values()].map((work) => this.release(work)));
     await this.admin.disconnect();
@@ -276,6 +314,10 @@ export class RecordConsumer<T> {
         work.transaction = null;
         work.careful = false;
         work.refusals.clear();
+        // The input's producer commits transactions too: its marker may follow the last record.
+        work.checkEnd = true;
+        work.probeBackoffMs = END_PROBE_BACKOFF_MS;
+        work.nextProbeAt = 0;
       };
       const settleHead = async () => {
         const head = inFlight.shift();
@@ -335,10 +377,13 @@ export class RecordConsumer<T> {
     const previous = work.lock;
     let release: () => void = () => undefined;
     work.lock = new Promise<void>((resolve) => (release = resolve));
+    work.busy += 1;
     await previous;
     try {
       await fn();
     } finally {
+      work.busy -= 1;
+      work.lastWorkAt = Date.now();
       release();
     }
   }
@@ -358,18 +403,92 @@ export class RecordConsumer<T> {
         if (!work.claimed) await this.claim(work, this.options.topic, partition, log);
         // Only when everything before the skipped records is committed: never past unprocessed ones.
         if (work.committed === null || BigInt(work.committed) < BigInt(firstOffset) || BigInt(work.committed) > BigInt(lastOffset)) return;
-        if (!work.producer) return;
-        work.transaction ??= await work.producer.transaction();
-        const transaction = work.transaction;
-        await whileConcurrent(() =>
-          transaction.sendOffsets({
-            consumerGroupId: this.options.groupId,
-            topics: [{ topic: this.options.topic, partitions: [{ partition, offset: (BigInt(lastOffset) + 1n).toString() }] }],
-          }),
-        );
-        await work.transaction.commit();
-        work.committed = (BigInt(lastOffset) + 1n).toString();
-        work.transaction = null;
+        await this.commitOffsetOnly(work, partition, (BigInt(lastOffset) + 1n).toString());
+      } catch (error) {
+        await this.abandon(work, error, log);
+      }
+    });
+  }
+
+  /** Commits the partition's offset in a transaction of its own (no records); under its lock. */
+  private async commitOffsetOnly(work: PartitionWork<T>, partition: number, offset: string): Promise<void> {
+    if (!work.producer) return;
+    work.transaction ??= await work.producer.transaction();
+    const transaction = work.transaction;
+    await whileConcurrent(() =>
+      transaction.sendOffsets({
+        consumerGroupId: this.options.groupId,
+        topics: [{ topic: this.options.topic, partitions: [{ partition, offset }] }],
+      }),
+    );
+    await transaction.commit();
+    work.committed = offset;
+    work.transaction = null;
+  }
+
+  /**
+   * Exactly-once on librdkafka, which never hands transaction markers to the application: the
+   * input partitions end in the commit markers of the producing stage's transactions, and a
+   * committed offset of `last record + 1` would stay one short of the end (a lag of 1 forever).
+   * One idle partition at a time (no work for END_PROBE_IDLE_MS, its lock free) whose committed
+   * offset may stand before such markers is probed from that offset (PartitionEndProbe): when a
+   * read_committed read from there reaches the partition's last stable offset without a record,
+   * that offset is committed, under the partition's lock and only if nothing was committed
+   * meanwhile; when a record is found, the group member processes it (nothing happens here).
+   */
+  private async settleIdlePartitions(): Promise<void> {
+    if (this.probing || this.stopping || !this.endProbe) return;
+    const now = Date.now();
+    for (const [partition, work] of this.partitions) {
+      if (!this.assigned.has(partition) || !work.checkEnd || work.fenced || work.busy > 0 || now - work.lastWorkAt < END_PROBE_IDLE_MS || now < work.nextProbeAt) continue;
+      this.probing = this.settleEnd(partition, work, this.endProbe).finally(() => (this.probing = null));
+      return;
+    }
+  }
+
+  private async settleEnd(partition: number, work: PartitionWork<T>, probe: PartitionEndProbe): Promise<void> {
+    const { topic } = this.options;
+    const log = this.log.child({ topic, partition });
+    const backOff = (reason: string) => {
+      work.nextProbeAt = Date.now() + work.probeBackoffMs;
+      log.debug({ reason, retryInMs: work.probeBackoffMs }, 'partition end not settled');
+      work.probeBackoffMs = Math.min(END_PROBE_MAX_BACKOFF_MS, work.probeBackoffMs * 2);
+    };
+    if (!work.claimed) {
+      // Assigned but not fetched since (a restart at an offset before markers only): claim it.
+      await this.locked(work, async () => {
+        // Never claimed for a partition the group may be handing to another member.
+        if (work.claimed || work.fenced || this.stopping || !this.assigned.has(partition)) return;
+        try {
+          await this.claim(work, topic, partition, log);
+        } catch (error) {
+          await this.abandon(work, error, log);
+        }
+      });
+      if (!work.claimed) return backOff('not claimed');
+    }
+    const from = work.committed;
+    if (from === null) {
+      // Nothing committed: the group member starts at the beginning and commits after a record.
+      work.checkEnd = false;
+      return;
+    }
+    const result = await probe.probe(topic, partition, from);
+    if (result.kind === 'at-end') {
+      work.checkEnd = false;
+      work.probeBackoffMs = END_PROBE_BACKOFF_MS;
+      return;
+    }
+    const next = offsetPastMarkers(from, result);
+    if (next === null) return backOff(result.kind === 'unknown' ? result.reason : `a record at ${result.kind === 'records' ? result.offset : '?'}`);
+    await this.locked(work, async () => {
+      // Only from where the probe started: anything committed meanwhile makes it moot.
+      if (work.committed !== from || !work.claimed || work.fenced || this.stopping || !this.assigned.has(partition)) return;
+      try {
+        await this.commitOffsetOnly(work, partition, next);
+        work.checkEnd = false;
+        work.probeBackoffMs = END_PROBE_BACKOFF_MS;
+        log.debug({ from, to: next }, 'committed past trailing transaction markers');
       } catch (error) {
         await this.abandon(work, error, log);
       }
@@ -388,6 +507,11 @@ export class RecordConsumer<T> {
         careful: false,
         committed: null,
         refusals: new Map(),
+        busy: 0,
+        lastWorkAt: Date.now(),
+        checkEnd: true,
+        nextProbeAt: 0,
+        probeBackoffMs: END_PROBE_BACKOFF_MS,
         collector:
           this.handling.kind === 'batch' ? new BatchCollector(this.handling.handler, batch.maxBatchRecords ?? 500, batch.lingerMs ?? 5) : null,
         lock: Promise.resolve(),
@@ -456,8 +580,13 @@ export class RecordConsumer<T> {
         this.partitions.delete(partition);
       } else {
         work.claimed = false;
+        work.checkEnd = true;
+        work.nextProbeAt = 0;
+        work.probeBackoffMs = END_PROBE_BACKOFF_MS;
       }
     }
+    // Probed once idle, even before a fetch (librdkafka: a committed offset before markers only).
+    if (this.endProbe) for (const partition of assigned) this.partitionWork(partition);
   }
 
   /** Stops fetching new records (in-flight ones finish); used for backpressure. */

@@ -52,6 +52,30 @@ export interface ConfluentAdmin {
   fetchTopicMetadata(args: { topics: string[]; timeout?: number }): Promise<{ name: string; partitions: { partitionId: number }[] }[]>;
 }
 
+/** The package's librdkafka-style consumer (its `RdKafka` API), for what the KafkaJS API lacks (assign). */
+export interface ConfluentRdKafka {
+  KafkaConsumer: new (config: Record<string, unknown>, topicConfig: Record<string, unknown>) => RdKafkaConsumer;
+}
+
+/** The part of the package's librdkafka-style consumer that the partition-end probe uses. */
+export interface RdKafkaConsumer {
+  connect(metadata: Record<string, unknown>, cb: (error: Error | null) => void): void;
+  disconnect(cb: (error: Error | null) => void): void;
+  isConnected(): boolean;
+  assign(assignments: { topic: string; partition: number; offset: number }[]): void;
+  unassign(): void;
+  setDefaultConsumeTimeout(timeoutMs: number): void;
+  consume(count: number, cb: (error: Error | null, messages: { topic: string; partition: number; offset: number }[]) => void): void;
+  queryWatermarkOffsets(
+    topic: string,
+    partition: number,
+    timeoutMs: number,
+    cb: (error: Error | null, offsets: { lowOffset: number; highOffset: number }) => void,
+  ): void;
+  on(event: 'partition.eof', listener: (eof: { topic: string; partition: number; offset: number }) => void): void;
+  on(event: 'event.error', listener: (error: Error) => void): void;
+}
+
 export class LibrdkafkaMissingError extends Error {
   constructor(tried: string[], cause: unknown) {
     super(
@@ -63,7 +87,7 @@ export class LibrdkafkaMissingError extends Error {
   }
 }
 
-let loaded: { dir: string | null; module: ConfluentKafkaJS } | null = null;
+let loaded: { dir: string | null; module: ConfluentKafkaJS; rdkafka: ConfluentRdKafka } | null = null;
 
 /**
  * The folders tried for the package, in order: `dir` (KAFKA_LIBRDKAFKA_DIR) alone when given,
@@ -94,15 +118,23 @@ export function loadConfluent(dir?: string): ConfluentKafkaJS {
     tried.push(candidate === null ? CONFLUENT_PACKAGE : request);
     try {
       // The package is optional and outside node_modules: required by path at run time.
-      const module = (require(request) as { KafkaJS?: ConfluentKafkaJS }).KafkaJS;
+      const root = require(request) as { KafkaJS?: ConfluentKafkaJS; KafkaConsumer?: ConfluentRdKafka['KafkaConsumer'] };
+      const module = root.KafkaJS;
       if (!module?.Kafka) throw new Error(`${request} has no KafkaJS.Kafka`);
-      loaded = { dir: candidate, module };
+      if (!root.KafkaConsumer) throw new Error(`${request} has no KafkaConsumer`);
+      loaded = { dir: candidate, module, rdkafka: { KafkaConsumer: root.KafkaConsumer } };
       return module;
     } catch (error) {
       lastError = error;
     }
   }
   throw new LibrdkafkaMissingError(tried, lastError);
+}
+
+/** The package's librdkafka-style API, loaded as loadConfluent loads the package. */
+export function loadConfluentRdKafka(dir?: string): ConfluentRdKafka {
+  loadConfluent(dir);
+  return (loaded as { rdkafka: ConfluentRdKafka }).rdkafka;
 }
 
 /** The package if this process loaded it, else null (never loads it). */

@@ -14,7 +14,8 @@ import type {
 import { refusedRecordType } from '../failure-policy';
 import { type KafkaClientHooks, type KafkaClientOptions, RepeatFilter } from '../kafka-client';
 import { CommittedOffsets } from './committed-offsets';
-import { type ConfluentConsumer, type ConfluentProducer, loadConfluent } from './confluent-module';
+import { type ConfluentConsumer, type ConfluentProducer, loadConfluent, loadConfluentRdKafka } from './confluent-module';
+import { type PartitionEndProbe, type PartitionEndProbes, RdkafkaPartitionEndProbe } from './partition-end-probe';
 import { rdkafkaConnectionProperties, rdkafkaConsumerProperties, rdkafkaProducerProperties } from './rdkafka-config';
 
 /** librdkafka's rebalance event codes (RdKafka.CODES.ERRORS). */
@@ -25,6 +26,8 @@ const REPEAT_WINDOW_MS = 60_000;
 const LOG_WARN = 2;
 /** How long a read of committed offsets waits for the group coordinator, and for metadata. */
 const OFFSETS_TIMEOUT_MS = 10_000;
+/** How long a partition-end probe reads before it gives up (RdkafkaPartitionEndProbe). */
+const PROBE_TIMEOUT_MS = 5_000;
 
 /**
  * libs/kafka's client port over librdkafka (@confluentinc/kafka-javascript, its KafkaJS-compatible
@@ -40,10 +43,17 @@ const OFFSETS_TIMEOUT_MS = 10_000;
  * - Admin: committed offsets are read by a consumer of the group that never joins it, not by
  *   librdkafka's Admin API, whose coordinator requests abort the process after a broker loss
  *   (CommittedOffsets).
+ * - Partition-end probes: a read_committed consumer of the group that never joins it, assigned at
+ *   an idle partition's committed offset, says whether only markers or aborted records follow
+ *   (RdkafkaPartitionEndProbe; RecordConsumer then commits past them).
  * - Logs: librdkafka's lines go to the service's logger, warnings and errors only, each line at
  *   most once a minute; an error line naming a TLS failure reaches `hooks.onSocketError` at once.
  */
-export function createRdkafkaClient(options: KafkaClientOptions, log: Logger, hooks: KafkaClientHooks = {}): KafkaClient {
+export function createRdkafkaClient(
+  options: KafkaClientOptions,
+  log: Logger,
+  hooks: KafkaClientHooks = {},
+): KafkaClient & PartitionEndProbes {
   const module = loadConfluent(options.librdkafkaDir);
   /** The last authentication or TLS failure librdkafka logged (its connect errors are generic). */
   const specific: { error: Error | null; at: number } = { error: null, at: 0 };
@@ -72,6 +82,14 @@ export function createRdkafkaClient(options: KafkaClientOptions, log: Logger, ho
 
   return {
     kind: 'librdkafka',
+    // A consumer of the group that never joins it, for exactly-once consumers' idle partitions.
+    partitionEndProbe(groupId: string): PartitionEndProbe {
+      const { KafkaConsumer } = loadConfluentRdKafka(options.librdkafkaDir);
+      return new RdkafkaPartitionEndProbe(
+        (config) => new KafkaConsumer({ ...rdkafkaConnectionProperties(options), 'group.id': groupId, ...config }, {}),
+        PROBE_TIMEOUT_MS,
+      );
+    },
     producer(settings: ProducerSettings, producerHooks: ProducerHooks = {}): ClientProducer {
       // The package connects a producer once: after a failed connect the next try gets a new one.
       let producer = kafka.producer(rdkafkaProducerProperties(settings));
