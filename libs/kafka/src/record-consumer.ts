@@ -15,7 +15,7 @@ import type {
 } from './consumer-port';
 import { decide, DEFAULT_RETRY_POLICY, refusedRecordType, type RetryPolicy } from './failure-policy';
 import { isKafkaClientError } from './kafka-errors';
-import { hasPartitionEndProbes, offsetPastMarkers, type PartitionEndProbe } from './rdkafka/partition-end-probe';
+import { hasPartitionEndProbes, offsetPastMarkers, type PartitionEndProbe, partitionToProbe } from './rdkafka/partition-end-probe';
 import { decodeHeaders, forwardedHeaders, type OutgoingRecord, type Publisher, recordId } from './records';
 import {
   currentTransaction,
@@ -438,12 +438,10 @@ export class RecordConsumer<T> {
    */
   private async settleIdlePartitions(): Promise<void> {
     if (this.probing || this.stopping || !this.endProbe) return;
-    const now = Date.now();
-    for (const [partition, work] of this.partitions) {
-      if (!this.assigned.has(partition) || !work.checkEnd || work.fenced || work.busy > 0 || now - work.lastWorkAt < END_PROBE_IDLE_MS || now < work.nextProbeAt) continue;
-      this.probing = this.settleEnd(partition, work, this.endProbe).finally(() => (this.probing = null));
-      return;
-    }
+    const partition = partitionToProbe(this.partitions, this.assigned, Date.now(), END_PROBE_IDLE_MS);
+    const work = partition === null ? undefined : this.partitions.get(partition);
+    if (partition === null || !work) return;
+    this.probing = this.settleEnd(partition, work, this.endProbe).finally(() => (this.probing = null));
   }
 
   private async settleEnd(partition: number, work: PartitionWork<T>, probe: PartitionEndProbe): Promise<void> {

@@ -138,3 +138,35 @@ export interface PartitionEndProbes {
 export function hasPartitionEndProbes(client: object): client is PartitionEndProbes {
   return typeof (client as Partial<PartitionEndProbes>).partitionEndProbe === 'function';
 }
+
+/** What an exactly-once consumer knows of a partition, for choosing the next one to probe. */
+export interface EndProbeCandidate {
+  /** Its committed offset may stand before trailing markers. */
+  checkEnd: boolean;
+  /** Another instance holds its transactional id. */
+  fenced: boolean;
+  /** Work holding or waiting for the partition's lock. */
+  busy: number;
+  /** When its last work ended. */
+  lastWorkAt: number;
+  /** Not probed before this time (backoff). */
+  nextProbeAt: number;
+}
+
+/**
+ * The partition to probe now, or null: assigned to this member, possibly before markers, not
+ * fenced, no work held or waiting, idle for `idleMs`, and out of its backoff.
+ */
+export function partitionToProbe(
+  partitions: Iterable<[number, EndProbeCandidate]>,
+  assigned: ReadonlySet<number>,
+  now: number,
+  idleMs: number,
+): number | null {
+  for (const [partition, state] of partitions) {
+    if (!assigned.has(partition) || !state.checkEnd || state.fenced || state.busy > 0) continue;
+    if (now - state.lastWorkAt < idleMs || now < state.nextProbeAt) continue;
+    return partition;
+  }
+  return null;
+}
