@@ -38,7 +38,10 @@ class FakeConsumer implements RdKafkaConsumer {
   unassign(): void {
     this.unassigns += 1;
   }
-  setDefaultConsumeTimeout(): void {}
+  consumeTimeoutMs = 0;
+  setDefaultConsumeTimeout(timeoutMs: number): void {
+    this.consumeTimeoutMs = timeoutMs;
+  }
   consume(_count: number, cb: (error: Error | null, messages: Message[]) => void): void {
     const step = this.script.shift();
     setTimeout(() => {
