@@ -1,9 +1,10 @@
 /**
  * The results stage against its ceiling, side by side in one run: the built results service
- * alone, working off N findings events from a pre-filled topic into a fresh store (watched from
- * the broker: group Stable to offsets committed), against raw inserts of the very rows it stored
- * into the same store (same engine, same columns and indexes, same batch size, one transaction
- * per batch). The raw side inserts every row the service wrote: its findings_results rows and the
+ * alone, working off N findings events into a fresh store (started on an empty topic; once it is
+ * ready the events are published in one transaction, and the clock runs from that commit until
+ * its group's committed offsets reach the end of the topic), against raw inserts of the very rows
+ * it stored into the same store (same engine, same columns and indexes, same batch size, one
+ * transaction per batch). The raw side inserts every row the service wrote: its findings_results rows and the
  * study_results rows of their studies (the aggregates, which are also the FHIR outbox: a study
  * row's version against its published_version; there are no other outbox rows). Embedded PGlite
  * on disk always; a PostgreSQL server too when DATABASE_URL is set (in a schema of its own,
@@ -15,7 +16,8 @@
  * RESULTS_BENCH_EVENTS (default 4000; BENCH_QUICK=1: 1000), RESULTS_BENCH_PORT (HTTP port of the
  * service, default BENCH_PORT_BASE + 50 or 24130; gRPC on the next one). A command that prints
  * figures, not a test; the last line is JSON ({engine, raw_inserts_per_s, results_per_s, ratio})
- * for scripts/bench.sh. The ratio is the goal (>= 0.8), not either rate.
+ * for scripts/bench.sh. The ratio is the goal (>= 0.8), not either rate. PGlite rounds also
+ * print the CPU per event of both sides (docs/results.md).
  */
 import { PGlite } from '@electric-sql/pglite';
 import { CHESTXRAY14_LABELS, dlqTopic, encodeFindingsEvent, type FindingsEvent, okFindingsEvent } from '@thorax/contracts';
