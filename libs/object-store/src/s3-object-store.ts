@@ -79,6 +79,10 @@ export class S3ObjectStore implements ObjectStore {
       source.unpipe(hashing);
       await upload.abort().catch(() => undefined);
       await upload.done().catch(() => undefined);
+      // The SDK gives up without waiting for a CreateMultipartUpload it already sent; once its
+      // answer is in, the upload it created is listed and aborted below (else it could be created
+      // after the cleanup ran, on a slow server). After abort() the SDK starts no other.
+      await (upload as unknown as { createMultiPartPromise?: Promise<unknown> }).createMultiPartPromise?.catch(() => undefined);
       await this.abortMultipartUploads(this.prefix + key);
       throw error instanceof ObjectStoreError ? error : unavailable(`writing ${key}`, error);
     }
