@@ -8,6 +8,7 @@
 #   npm run bench                          full run (about 25-35 minutes on 2 cores)
 #   npm run bench -- --quick               smoke run: small N, PNG inputs only (a couple of minutes)
 #   npm run bench -- --only pipeline,latency --inputs png512,dcm-j2k --n 500
+#   npm run bench -- --only pipeline,latency --topologies pipeline --kafka-clients kafkajs,librdkafka
 #
 # Environment (all optional):
 #   KAFKA_BROKERS        use this broker instead of a fresh one (topics are still created per run)

@@ -408,7 +408,11 @@ def thread_cpu_seconds(pgids: set[int]) -> dict[str, float]:
             except OSError:
                 continue
             fields = trest.split()
-            name = "main" if tid == entry else re.sub(r"[0-9]+", "", thead.split(b"(", 1)[1].decode(errors="replace")).strip(" -:#_")
+            name = (
+                "main"
+                if tid == entry
+                else re.sub(r"[0-9]+", "", thead.split(b"(", 1)[1].decode(errors="replace")).strip(" -:#_")
+            )
             key = f"{process}/{name}"
             out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return out
@@ -682,14 +686,16 @@ class Bench:
         finally:
             w.close()
 
-    def start_stack(self, topology: str) -> subprocess.Popen[bytes]:
-        """`npm start` (scripts/start.sh) with default settings in the given THORAX_TOPOLOGY."""
+    def start_stack(self, who: str) -> subprocess.Popen[bytes]:
+        """`npm start` (scripts/start.sh) with default settings in the contender's topology and Kafka client."""
+        topology, client = contender_parts(who)
         env = {
             **os.environ,
             "KAFKA_BROKERS": BROKERS,
             "THORAX_TOPOLOGY": topology,
-            "THORAX_LOG_DIR": str(self.dir / f"logs-{topology}"),
-            "RESULTS_DATA_DIR": str(self.dir / f"store-{topology}"),
+            **({"KAFKA_CLIENT": client} if client else {}),
+            "THORAX_LOG_DIR": str(self.dir / f"logs-{who}"),
+            "RESULTS_DATA_DIR": str(self.dir / f"store-{who}"),
             "GRPC_PORT": str(GRPC_PORT),
             "INGEST_GRPC_PORT": str(GRPC_PORT + 1),
             "INGEST_DIMSE_PORT": "0",  # any free port: 11112 may be a running `npm start`'s
@@ -700,7 +706,7 @@ class Bench:
             cwd=ROOT,
             env=env,
             start_new_session=True,
-            stdout=(self.dir / f"start-{topology}.log").open("ab"),
+            stdout=(self.dir / f"start-{who}.log").open("ab"),
             stderr=subprocess.STDOUT,
         )
         try:
@@ -738,10 +744,13 @@ class Bench:
         out: dict[str, Any] = {kind: {} for kind in self.a.inputs}
         self.report["contenders"] = out
         try:
-            for topology in self.a.topologies:
-                who = topology
-                note(f"{who}: scripts/start.sh, THORAX_TOPOLOGY={topology} (default settings otherwise)")
-                stack = self.start_stack(topology)
+            for who in self.a.contenders:
+                topology, client = contender_parts(who)
+                note(
+                    f"{who}: scripts/start.sh, THORAX_TOPOLOGY={topology}"
+                    f"{f', KAFKA_CLIENT={client}' if client else ''} (default settings otherwise)"
+                )
+                stack = self.start_stack(who)
                 try:
                     for kind in self.a.inputs:
                         if "failed" in out[kind]:
@@ -749,7 +758,9 @@ class Bench:
                         n = self.n_for(kind)
                         try:
                             note(f"{who} {kind}: {n} records")
-                            out[kind][who] = self.timed_run("thorax.studies.v1", "thorax.findings.v1", kind, n, who[0], (stack,))
+                            out[kind][who] = self.timed_run(
+                                "thorax.studies.v1", "thorax.findings.v1", kind, n, contender_tag(who), (stack,)
+                            )
                             note(f"{who} {kind}: {out[kind][who]['rate']:.1f} img/s")
                             note(f"{who} {kind}: {out[kind][who]['cpu_ms']:.1f} ms CPU per image")
                             if "consumer" not in out[kind]:
@@ -801,7 +812,7 @@ class Bench:
                 # or the publisher sends in bursts and the figure measures queueing, not latency.
                 while (pause := t0 + i / rate - time.time()) > 0:
                     p.poll(pause)
-                k = self.key(f"l{who[0]}", kind, i)
+                k = self.key(f"l{contender_tag(who)}", kind, i)
                 sent[k] = time.time()
                 send(p, "thorax.studies.v1", k, files[i % len(files)], content_type)
             p.flush(60)
@@ -837,7 +848,9 @@ class Bench:
         url = f"http://127.0.0.1:{PORTS['ingest']}/v1/predict"
 
         def call(key: str, body: bytes) -> int:
-            req = urllib.request.Request(f"{url}?id={key}", data=body, headers={"content-type": content_type}, method="POST")
+            req = urllib.request.Request(
+                f"{url}?id={key}", data=body, headers={"content-type": content_type}, method="POST"
+            )
             try:
                 with urllib.request.urlopen(req, timeout=60) as res:
                     res.read()
@@ -846,16 +859,22 @@ class Bench:
                 return int(error.code)
 
         deadline = time.time() + 60  # 503 until ingest follows the findings topic
-        while call(self.key(f"pw{who[0]}", kind), files[0]) == 503 and time.time() < deadline:
+        while call(self.key(f"pw{contender_tag(who)}", kind), files[0]) == 503 and time.time() < deadline:
             time.sleep(0.5)
         n = 10 if self.a.quick else 50
         note(f"predict ({who}): {n} {kind} calls, one at a time")
         ms: list[float] = []
         for i in range(n):
             t = time.time()
-            if call(self.key(f"p{who[0]}", kind, i), files[i % len(files)]) == 200:
+            if call(self.key(f"p{contender_tag(who)}", kind, i), files[i % len(files)]) == 200:
                 ms.append((time.time() - t) * 1000)
-        self.report.setdefault("predict", {})[who] = {"input": kind, "sent": n, "answered": len(ms), "p50": percentile(ms, 50), "p95": percentile(ms, 95)}
+        self.report.setdefault("predict", {})[who] = {
+            "input": kind,
+            "sent": n,
+            "answered": len(ms),
+            "p50": percentile(ms, 50),
+            "p95": percentile(ms, 95),
+        }
 
     # ---------------------------------------------------------------- table
     def table(self) -> None:
@@ -927,15 +946,24 @@ class Bench:
         elif "ceilings" in self.a.only:
             say("   results vs raw inserts: TODO, tools/bench/src/results-bench.ts printed no JSON figure")
         if cont:
-            say("4-6. scripts/start.sh co-located (THORAX_TOPOLOGY=pipeline, what npm start runs: ingest+preprocess+inference")
+            say(
+                "4-6. scripts/start.sh co-located (THORAX_TOPOLOGY=pipeline, what npm start runs: ingest+preprocess+inference"
+            )
             say("     in one process, results beside it), the same services as four processes (split), and the")
-            say("     single-process consumer (tools/bench/py/consumer.py); first publish -> last findings event; goal ≥ 1.0")
-            say(f"   {'input':<9} {'co-located':>14} {'split':>14} {'consumer':>14}  co-located/consumer  split/consumer")
+            say(
+                "     single-process consumer (tools/bench/py/consumer.py); first publish -> last findings event; goal ≥ 1.0"
+            )
+            thorax = [w for w in self.a.contenders if any(w in c for c in cont.values())]
+            say(
+                f"   {'input':<9} "
+                + " ".join(f"{contender_name(w):>18}" for w in (*thorax, "consumer"))
+                + "  "
+                + "  ".join(f"{contender_name(w) + '/consumer':>22}" for w in thorax)
+            )
             for kind, c in cont.items():
                 if "failed" in c:
                     say(f"   {kind:<9} FAILED: {c['failed']}")
-                    continue
-                for who in ("pipeline", "split", "consumer"):
+                for who in (*thorax, "consumer"):
                     if c.get(who, {}).get("errors"):
                         say(f"   !! {who} {kind}: {c[who]['errors']} error events ({', '.join(c[who]['codes'])})")
 
@@ -945,33 +973,35 @@ class Bench:
                 def rel(who: str, c: dict[str, Any] = c) -> str:
                     return f"{c[f'ratio_{who}']:.2f}" if f"ratio_{who}" in c else "—"
 
-                say(
-                    f"   {kind:<9} {fmt(rate('pipeline')):>14} {fmt(rate('split')):>14} {fmt(rate('consumer')):>14}"
-                    f"   {rel('pipeline'):>18}  {rel('split'):>14}"
-                )
-
                 def cpu(who: str, c: dict[str, Any] = c) -> str:
                     return f"{c[who]['cpu_ms']:.1f} ms" if who in c and "cpu_ms" in c[who] else "—"
 
                 say(
-                    f"   {'  CPU/img':<9} {cpu('pipeline'):>14} {cpu('split'):>14} {cpu('consumer'):>14}"
-                    "   (user+system of each contender's processes; the pipeline's include results)"
+                    f"   {kind:<9} "
+                    + " ".join(f"{fmt(rate(w)):>18}" for w in (*thorax, "consumer"))
+                    + "  "
+                    + "  ".join(f"{rel(w):>22}" for w in thorax)
                 )
-                for who in ("pipeline", "split", "consumer"):
+                say(
+                    f"   {'  CPU/img':<9} "
+                    + " ".join(f"{cpu(w):>18}" for w in (*thorax, "consumer"))
+                    + "   (user+system of each contender's processes; Thorax's include results)"
+                )
+                for who in (*thorax, "consumer"):
                     by = c.get(who, {}).get("threads_cpu_ms")
                     if by:
                         top = ", ".join(f"{k} {v:.1f}" for k, v in list(by.items())[:8])
-                        say(f"     {TOPOLOGY_NAMES.get(who, who)} CPU ms/img by thread: {top}")
+                        say(f"     {contender_name(who)} CPU ms/img by thread: {top}")
         for who, lat in r.get("latency", {}).items():
             say(
-                f"7. {TOPOLOGY_NAMES[who]} latency, publish -> findings, {lat['input']} at {lat['rate']:.1f} img/s "
+                f"7. {contender_name(who)} latency, publish -> findings, {lat['input']} at {lat['rate']:.1f} img/s "
                 f"(half its capacity), {lat['answered']}/{lat['sent']} answered: p50 {lat['p50']:.0f} ms, "
                 f"p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms (goal p99 ≤ 300 ms"
                 f"{' ✓' if lat['p99'] <= 300 else ' ✗'})"
             )
         for who, pr in r.get("predict", {}).items():
             say(
-                f"8. {TOPOLOGY_NAMES[who]} POST /v1/predict, {pr['input']}, one call at a time, "
+                f"8. {contender_name(who)} POST /v1/predict, {pr['input']}, one call at a time, "
                 f"{pr['answered']}/{pr['sent']} answered 200: p50 {pr['p50']:.0f} ms, p95 {pr['p95']:.0f} ms"
             )
         if "delivery" in r:
@@ -991,6 +1021,24 @@ class Bench:
 
 PARTS = ("ceilings", "stages", "pipeline", "latency", "predict", "delivery")
 TOPOLOGY_NAMES = {"pipeline": "co-located", "split": "split"}
+KAFKA_CLIENTS = ("kafkajs", "librdkafka")
+
+
+def contender_parts(who: str) -> tuple[str, str | None]:
+    """`pipeline` or `pipeline@librdkafka`: the THORAX_TOPOLOGY and the KAFKA_CLIENT (None: the default)."""
+    topology, _, client = who.partition("@")
+    return topology, client or None
+
+
+def contender_tag(who: str) -> str:
+    """A short tag for the contender's keys (distinct per contender in one run)."""
+    topology, client = contender_parts(who)
+    return topology[0] + (client[0] if client else "")
+
+
+def contender_name(who: str) -> str:
+    topology, client = contender_parts(who)
+    return TOPOLOGY_NAMES.get(topology, topology) + (f" ({client})" if client else "")
 
 
 def main() -> None:
@@ -1008,11 +1056,21 @@ def main() -> None:
         default="pipeline,split",
         help="scripts/start.sh topologies for pipeline/latency/predict: pipeline (co-located), split",
     )
+    ap.add_argument(
+        "--kafka-clients",
+        default=None,
+        help=f"KAFKA_CLIENT of each topology, side by side ({', '.join(KAFKA_CLIENTS)}; default: the services' default)",
+    )
     a = ap.parse_args()
     a.only = [p.strip() for p in a.only.split(",") if p.strip()]
     a.topologies = [t.strip() for t in a.topologies.split(",") if t.strip()]
     if not a.topologies or any(t not in TOPOLOGY_NAMES for t in a.topologies):
         ap.error(f"--topologies takes {tuple(TOPOLOGY_NAMES)}")
+    clients = [c.strip() for c in (a.kafka_clients or "").split(",") if c.strip()]
+    if any(c not in KAFKA_CLIENTS for c in clients):
+        ap.error(f"--kafka-clients takes {KAFKA_CLIENTS}")
+    # Contenders: `pipeline`, or `pipeline@librdkafka` when clients are named (scripts/rdkafka.sh builds it).
+    a.contenders = [f"{t}@{c}" for t in a.topologies for c in clients] if clients else list(a.topologies)
     unknown = [p for p in a.only if p not in PARTS]
     if unknown:
         ap.error(f"unknown part(s) {unknown}; parts are {PARTS}")
