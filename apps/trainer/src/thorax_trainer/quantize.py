@@ -261,6 +261,12 @@ def quantize(
             _WireReader(calibration, 16),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            # 7-bit weights: x86 CPUs without VNNI (AVX2, AVX-512 before VNNI) multiply uint8
+            # activations by int8 weights in pairs summed into int16 (vpmaddubsw), which saturates
+            # with full-range weights; a model quantised on one CPU is served on others. On an
+            # AVX2-only host the acceptance model's largest probability difference to fp32 was 0.48
+            # with 8-bit weights (refused) and 0.07 with 7 (mean AUROC unchanged to 1e-4).
+            reduce_range=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=_float_prefix(prepared_proto) + head,
@@ -322,7 +328,8 @@ def quantize(
     summary = {
         "method": "onnxruntime static quantisation",
         "format": "QDQ",
-        "weights": "int8, symmetric, per output channel",
+        "weights": "int8 with a 7-bit range (no int16 saturation on CPUs without VNNI), "
+        "symmetric, per output channel",
         "activations": "uint8, asymmetric",
         "calibration": {
             "split": CALIBRATION_SPLIT,
