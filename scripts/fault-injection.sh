@@ -9,7 +9,7 @@
 #
 #   scripts/fault-injection.sh [images]    default 5000
 #
-# Environment: THORAX_FAULT_PORT_BASE (default 33100: services base..base+3, gRPC base+10,
+# Environment: THORAX_FAULT_PORT_BASE (default 23100: services base..base+3, gRPC base+10,
 # broker base+20/21, PostgreSQL base+30), THORAX_FAULT_MAX_RSS_MIB (default 1024).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"

@@ -15,7 +15,7 @@ import {
   startServices,
   testBrokers,
   testKafka,
-  waitForHttp,
+  waitForService,
 } from '@thorax/testing';
 import { spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -26,8 +26,9 @@ jest.setTimeout(300_000);
 
 const RUN = `cli-${Date.now().toString(36)}`;
 // Ports of their own: results, ingest, preprocess, inference on base..base+3, a second inference
-// replica on base+4, results gRPC on base+10.
-const BASE = Number(process.env['THORAX_E2E_CLI_PORT_BASE'] ?? 45180);
+// replica on base+4, results gRPC on base+10; below the kernel's ephemeral range (32768-60999), so
+// no outgoing connection takes a port while a service restarts.
+const BASE = Number(process.env['THORAX_E2E_CLI_PORT_BASE'] ?? 25180);
 const PORTS = servicePorts(BASE);
 const INFERENCE_2_PORT = BASE + 4;
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'imaging');
@@ -186,7 +187,7 @@ beforeAll(async () => {
   };
   services = await startServices({ ports: PORTS, env: serviceEnv, logDir });
   inference2 = startBuiltService('inference', { ...serviceEnv, HTTP_PORT: String(INFERENCE_2_PORT) }, path.join(logDir, 'replica-2'));
-  await waitForHttp(`http://127.0.0.1:${INFERENCE_2_PORT}/readyz`, 120_000, () => inference2.process.exitCode === null);
+  await waitForService(inference2, `http://127.0.0.1:${INFERENCE_2_PORT}/readyz`, 120_000);
 });
 
 afterAll(async () => {
@@ -242,7 +243,7 @@ describe('thorax CLI against a running stack', () => {
     await services.get('ingest')?.stop();
     const ingest = startBuiltService('ingest', { ...serviceEnv, INGEST_MODALITIES: 'CR,DX,CT', HTTP_PORT: String(PORTS.ingest) }, path.join(logDir, 'ingest-ct'));
     services.set('ingest', ingest);
-    await waitForHttp(`http://127.0.0.1:${PORTS.ingest}/readyz`, 60_000, () => ingest.process.exitCode === null);
+    await waitForService(ingest, `http://127.0.0.1:${PORTS.ingest}/readyz`, 60_000);
 
     const dry = await thorax(['dlq', 'replay', position, '--dry-run']);
     expect(dry.code).toBe(0);
@@ -295,7 +296,7 @@ describe('thorax CLI against a running stack', () => {
     // A restarted replica reads the control topic before loading: it serves 2.0.0, not its INFERENCE_MODEL_VERSION.
     await inference2.stop();
     inference2 = startBuiltService('inference', { ...serviceEnv, HTTP_PORT: String(INFERENCE_2_PORT) }, path.join(logDir, 'replica-2-restarted'));
-    await waitForHttp(`http://127.0.0.1:${INFERENCE_2_PORT}/readyz`, 120_000, () => inference2.process.exitCode === null);
+    await waitForService(inference2, `http://127.0.0.1:${INFERENCE_2_PORT}/readyz`, 120_000);
     expect(await modelsOf(INFERENCE_2_PORT)).toMatchObject({ serving: { primary: { version: NEW_VERSION } }, selection: { primary: '2.0.0' } });
   });
 

@@ -21,7 +21,7 @@ import {
   syntheticChestXray,
   testBrokers,
   testKafka,
-  waitForHttp,
+  waitForService,
 } from '@thorax/testing';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -55,7 +55,7 @@ function startPipeline(): RunningService {
 
 async function ready(p: RunningService): Promise<void> {
   for (const port of [PORTS.ingest, PORTS.preprocess, PORTS.inference]) {
-    await waitForHttp(`http://127.0.0.1:${port}/readyz`, 120_000, () => p.process.exitCode === null);
+    await waitForService(p, `http://127.0.0.1:${port}/readyz`, 120_000);
   }
 }
 

@@ -16,8 +16,11 @@
  *
  * npm test runs it reduced (THORAX_FAULT_IMAGES, default 200); full size by hand:
  *   scripts/fault-injection.sh [images]          (default 5000)
- * Ports: THORAX_FAULT_PORT_BASE (default 33100): services base..base+3, results gRPC base+10,
- * broker base+20 (controller base+21), PostgreSQL base+30. THORAX_FAULT_MAX_RSS_MIB: the bound.
+ * Ports: THORAX_FAULT_PORT_BASE (default 23100): services base..base+3, results gRPC base+10,
+ * broker base+20 (controller base+21), PostgreSQL base+30. The default lies below the kernel's
+ * ephemeral range (32768-60999), so no outgoing connection can take a port while its owner
+ * restarts.
+ * THORAX_FAULT_MAX_RSS_MIB: the bound.
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -27,6 +30,7 @@ import {
   countKeys,
   ExactlyOncePublisher,
   groupLag,
+  logTail,
   PeakRssSampler,
   recordsIn,
   REPO_ROOT,
@@ -37,7 +41,7 @@ import {
   startServices,
   storedRows,
   syntheticChestXray,
-  waitForHttp,
+  waitForService,
 } from '@thorax/testing';
 import { type Admin, Kafka, logLevel } from 'kafkajs';
 
@@ -45,7 +49,7 @@ const exec = promisify(execFile);
 const RUN = `e2e-fault-${Date.now().toString(36)}`;
 const IMAGES = Number(process.env['THORAX_FAULT_IMAGES'] ?? 200);
 const MAX_RSS_MIB = Number(process.env['THORAX_FAULT_MAX_RSS_MIB'] ?? 1024);
-const BASE = Number(process.env['THORAX_FAULT_PORT_BASE'] ?? 33100);
+const BASE = Number(process.env['THORAX_FAULT_PORT_BASE'] ?? 23100);
 const PORTS = servicePorts(BASE);
 const BROKER = `127.0.0.1:${BASE + 20}`;
 const RESULTS_HTTP = `http://127.0.0.1:${PORTS.results}`;
@@ -147,7 +151,7 @@ async function crashAndRestart(name: ServiceName): Promise<void> {
   await killHard(victim.process.pid);
   const replacement = start(name);
   services.set(name, replacement);
-  await waitForHttp(`http://127.0.0.1:${PORTS[name]}/readyz`, 180_000, () => replacement.process.exitCode === null);
+  await waitForService(replacement, `http://127.0.0.1:${PORTS[name]}/readyz`, 180_000);
 }
 
 /** Records of the pipeline not yet committed by the stage that consumes them. */
@@ -161,7 +165,7 @@ async function pipelineLag(): Promise<number> {
 function exited(): string | null {
   for (const [name, s] of services) {
     if (s.process.exitCode !== null || s.process.signalCode !== null) {
-      return `${name} exited (${s.process.exitCode ?? s.process.signalCode}); see ${s.logFile}`;
+      return `${name} exited (${s.process.exitCode ?? s.process.signalCode}); ${s.logFile} ends:\n${logTail(s.logFile)}`;
     }
   }
   return null;

@@ -17,7 +17,7 @@
  * Topics (findings and FHIR) are created per run, so nothing else publishes to them.
  */
 import { CHESTXRAY14_LABELS, encodeFindingsEvent, type FindingsEvent, okFindingsEvent } from '@thorax/contracts';
-import { collect, type PlainRecord, REPO_ROOT, produce, type RunningService, startBuiltService, testBrokers, testKafka, waitForHttp } from '@thorax/testing';
+import { collect, type PlainRecord, REPO_ROOT, produce, type RunningService, startBuiltService, testBrokers, testKafka, waitForService } from '@thorax/testing';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
@@ -75,7 +75,7 @@ async function startReplica(slot: number, group: string, settleMs: number): Prom
     },
     path.join(LOGS, `slot-${slot}-start-${starts}`),
   );
-  await waitForHttp(`http://127.0.0.1:${http}/readyz`, 120_000, () => service.process.exitCode === null);
+  await waitForService(service, `http://127.0.0.1:${http}/readyz`, 120_000);
   return { slot, group, service };
 }
 

@@ -27,7 +27,7 @@ import {
   startBuiltService,
   startServices,
   syntheticChestXray,
-  waitForHttp,
+  waitForService,
 } from '@thorax/testing';
 import { ConfigResourceTypes, type Admin, Kafka, logLevel } from 'kafkajs';
 
@@ -204,7 +204,7 @@ async function crashAndRestart(name: ServiceName): Promise<void> {
   const grpc: Record<string, string> = name === 'results' ? { GRPC_PORT: String(PORTS.resultsGrpc) } : {};
   const replacement = startBuiltService(name, { ...serviceEnv, ...grpc, HTTP_PORT: String(PORTS[name]) }, logDir);
   services[index] = replacement;
-  await waitForHttp(`http://127.0.0.1:${PORTS[name]}/readyz`, 240_000, () => replacement.process.exitCode === null);
+  await waitForService(replacement, `http://127.0.0.1:${PORTS[name]}/readyz`, 240_000);
 }
 
 describe('a three-broker KRaft cluster losing a broker under load', () => {

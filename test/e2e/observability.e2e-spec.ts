@@ -23,6 +23,7 @@ import {
   testBrokers,
   testKafka,
   waitForHttp,
+  waitForService,
 } from '@thorax/testing';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -339,7 +340,7 @@ beforeAll(async () => {
     services.set(name, startBuiltService(name, { ...common, ...extra, HTTP_PORT: String(PORTS[name]) }, logDir));
   }
   await Promise.all([
-    ...[...services].map(([name, s]) => waitForHttp(`http://127.0.0.1:${PORTS[name]}/readyz`, 120_000, () => s.process.exitCode === null)),
+    ...[...services].map(([name, s]) => waitForService(s, `http://127.0.0.1:${PORTS[name]}/readyz`, 120_000)),
     waitForHttp(`${PROMETHEUS}/-/ready`, 60_000, () => prometheus?.exitCode === null),
   ]);
   await eventually('Prometheus scraping all four services', 30_000, async () => {

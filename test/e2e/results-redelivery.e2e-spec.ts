@@ -16,7 +16,7 @@ import {
   okFindingsEvent,
   ResultsServiceClient,
 } from '@thorax/contracts';
-import { collect, REPO_ROOT, produce, type RunningService, startBuiltService, testBrokers, testKafka, waitForHttp } from '@thorax/testing';
+import { collect, REPO_ROOT, produce, type RunningService, startBuiltService, testBrokers, testKafka, waitForService } from '@thorax/testing';
 import path from 'node:path';
 
 jest.setTimeout(240_000);
@@ -108,7 +108,7 @@ beforeAll(async () => {
     },
     path.join(REPO_ROOT, '.data', 'test-logs', RUN),
   );
-  await waitForHttp(`${HTTP}/readyz`, 120_000, () => service.process.exitCode === null);
+  await waitForService(service, `${HTTP}/readyz`, 120_000);
 });
 
 afterAll(async () => {

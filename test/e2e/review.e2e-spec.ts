@@ -23,7 +23,7 @@ import {
   syntheticChestXray,
   testBrokers,
   testKafka,
-  waitForHttp,
+  waitForService,
 } from '@thorax/testing';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -81,7 +81,7 @@ beforeAll(async () => {
   // Ingest's own gRPC port inside this test's block (its default, 50052, may be taken).
   const ingest = startBuiltService('ingest', { ...env, HTTP_PORT: String(PORTS.ingest), INGEST_GRPC_PORT: String(PORTS.resultsGrpc + 1) }, logDir);
   services.push(ingest);
-  await waitForHttp(`http://127.0.0.1:${PORTS.ingest}/readyz`, 120_000, () => ingest.process.exitCode === null);
+  await waitForService(ingest, `http://127.0.0.1:${PORTS.ingest}/readyz`, 120_000);
 
   const [statPng, routinePng] = await Promise.all([
     syntheticChestXray({ width: 640, height: 600, seed: 41 }),

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** The repository root (holds nx.json), from the sources or from dist/. */
@@ -88,6 +88,29 @@ export async function waitForHttp(url: string, timeoutMs: number, isAlive: () =>
   throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
 }
 
+/** The last `lines` lines of a log file ('' when there is none yet). */
+export function logTail(file: string, lines = 40): string {
+  if (!existsSync(file)) return '';
+  return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/**
+ * Polls a started service's URL (its `/readyz`) until it answers 200; when the process exits
+ * first, or the wait times out, the error carries the tail of its log, so that a CI run that
+ * keeps nothing but its output still says why.
+ */
+export async function waitForService(service: RunningService, url: string, timeoutMs: number): Promise<void> {
+  try {
+    await waitForHttp(url, timeoutMs, () => service.process.exitCode === null && service.process.signalCode === null);
+  } catch (error) {
+    const code = service.process.exitCode ?? service.process.signalCode;
+    const tail = logTail(service.logFile);
+    throw new Error(
+      `${service.name}: ${(error as Error).message}${code === null ? '' : ` (exit ${code})`}; ${service.logFile} ends:\n${tail}`,
+    );
+  }
+}
+
 export type ServiceName = 'ingest' | 'preprocess' | 'inference' | 'results';
 
 export interface ServicePorts {
@@ -126,11 +149,7 @@ export async function startServices(options: {
   try {
     await Promise.all(
       [...services].map(([name, s]) =>
-        waitForHttp(
-          `http://127.0.0.1:${options.ports[name]}/readyz`,
-          options.readyTimeoutMs ?? 120_000,
-          () => s.process.exitCode === null,
-        ),
+        waitForService(s, `http://127.0.0.1:${options.ports[name]}/readyz`, options.readyTimeoutMs ?? 120_000),
       ),
     );
   } catch (error) {

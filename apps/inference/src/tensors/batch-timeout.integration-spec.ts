@@ -16,7 +16,7 @@ import {
   startBuiltService,
   testBrokers,
   testKafka,
-  waitForHttp,
+  waitForService,
 } from '@thorax/testing';
 import path from 'node:path';
 
@@ -89,7 +89,7 @@ beforeAll(async () => {
     path.join(REPO_ROOT, '.data', 'test-logs', RUN),
   );
   const running = service;
-  await waitForHttp(`http://127.0.0.1:${HTTP_PORT}/readyz`, 90_000, () => running.process.exitCode === null);
+  await waitForService(running, `http://127.0.0.1:${HTTP_PORT}/readyz`, 90_000);
 });
 
 afterAll(async () => {

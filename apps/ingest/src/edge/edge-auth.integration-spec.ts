@@ -5,7 +5,7 @@
  */
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { IngestServiceClient, type SubmitStudyRequest, type SubmitStudyResponse } from '@thorax/contracts';
-import { REPO_ROOT, type RunningService, startBuiltService, testBrokers, waitForHttp } from '@thorax/testing';
+import { REPO_ROOT, type RunningService, startBuiltService, testBrokers, waitForService } from '@thorax/testing';
 import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -55,7 +55,7 @@ beforeAll(async () => {
     },
     path.join(REPO_ROOT, '.data', 'test-logs', `ingest-auth-${Date.now().toString(36)}`),
   );
-  await waitForHttp(`http://127.0.0.1:${HTTP}/readyz`, 90_000, () => ingest.process.exitCode === null);
+  await waitForService(ingest, `http://127.0.0.1:${HTTP}/readyz`, 90_000);
   client = new IngestServiceClient(`127.0.0.1:${GRPC}`, credentials.createInsecure());
 });
 
