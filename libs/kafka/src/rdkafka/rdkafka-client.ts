@@ -94,23 +94,26 @@ export function createRdkafkaClient(
       // The package connects a producer once: after a failed connect the next try gets a new one.
       let producer = kafka.producer(rdkafkaProducerProperties(settings));
       const isolation = new RefusalIsolation(() => producer);
+      const gate = new ConnectGate();
       let connected = false;
       return {
-        connect: async () => {
-          if (connected) return;
-          const since = Date.now();
-          try {
-            await producer.connect();
-            connected = true;
-          } catch (error) {
-            const failed = producer;
-            producer = kafka.producer(rdkafkaProducerProperties(settings));
-            await failed.disconnect().catch(() => undefined);
-            throw connectFailure(error, since);
-          }
-          producerHooks.onConnection?.(true);
-        },
+        connect: () =>
+          gate.connect(async () => {
+            if (connected) return;
+            const since = Date.now();
+            try {
+              await producer.connect();
+              connected = true;
+            } catch (error) {
+              const failed = producer;
+              producer = kafka.producer(rdkafkaProducerProperties(settings));
+              await failed.disconnect().catch(() => undefined);
+              throw connectFailure(error, since);
+            }
+            producerHooks.onConnection?.(true);
+          }),
         disconnect: async () => {
+          await gate.settled();
           producerHooks.onConnection?.(false);
           connected = false;
           await producer.disconnect();
@@ -134,24 +137,27 @@ export function createRdkafkaClient(
       let consumer = make();
       consumers.set(settings.groupId, consumer);
       let subscribed: string | null = null;
+      const gate = new ConnectGate();
       let connected = false;
       return {
-        connect: async () => {
-          if (connected) return;
-          const since = Date.now();
-          try {
-            await consumer.connect();
-            connected = true;
-          } catch (error) {
-            // Connected once per instance (as producers): the next try gets a new one.
-            const failed = consumer;
-            consumer = make();
-            consumers.set(settings.groupId, consumer);
-            await failed.disconnect().catch(() => undefined);
-            throw connectFailure(error, since);
-          }
-        },
+        connect: () =>
+          gate.connect(async () => {
+            if (connected) return;
+            const since = Date.now();
+            try {
+              await consumer.connect();
+              connected = true;
+            } catch (error) {
+              // Connected once per instance (as producers): the next try gets a new one.
+              const failed = consumer;
+              consumer = make();
+              consumers.set(settings.groupId, consumer);
+              await failed.disconnect().catch(() => undefined);
+              throw connectFailure(error, since);
+            }
+          }),
         disconnect: async () => {
+          await gate.settled();
           connected = false;
           try {
             await consumer.disconnect();
@@ -197,21 +203,24 @@ export function createRdkafkaClient(
           },
           timeoutMs: OFFSETS_TIMEOUT_MS,
         }));
+      const gate = new ConnectGate();
       return {
-        connect: async () => {
-          if (connected) return;
-          const since = Date.now();
-          try {
-            await admin.connect();
-            connected = true;
-          } catch (error) {
-            const failed = admin;
-            admin = kafka.admin();
-            await failed.disconnect().catch(() => undefined);
-            throw connectFailure(error, since);
-          }
-        },
+        connect: () =>
+          gate.connect(async () => {
+            if (connected) return;
+            const since = Date.now();
+            try {
+              await admin.connect();
+              connected = true;
+            } catch (error) {
+              const failed = admin;
+              admin = kafka.admin();
+              await failed.disconnect().catch(() => undefined);
+              throw connectFailure(error, since);
+            }
+          }),
         disconnect: async () => {
+          await gate.settled();
           connected = false;
           const closing = offsets;
           offsets = null;
@@ -228,6 +237,32 @@ export function createRdkafkaClient(
 }
 
 type Batch = { topicMessages: TopicMessages[] };
+
+/**
+ * Orders connect and disconnect of one of the package's clients. Its producer, disconnected while
+ * it still connects, throws from its ready callback ("Ready callback called in invalid state")
+ * and its connect() never settles: a rebalance that revoked a partition whose transactional
+ * producer was starting left that partition's work, and so the service's shutdown, waiting for
+ * ever. So a disconnect waits for a connect in flight to settle (either way) first, and a second
+ * connect while one is in flight joins it instead of calling the package twice.
+ */
+export class ConnectGate {
+  private inFlight: Promise<void> | null = null;
+
+  connect(attempt: () => Promise<void>): Promise<void> {
+    if (this.inFlight) return this.inFlight;
+    const current = attempt().finally(() => {
+      if (this.inFlight === current) this.inFlight = null;
+    });
+    this.inFlight = current;
+    return current;
+  }
+
+  /** Resolves once no connect is in flight (a failed one included). */
+  async settled(): Promise<void> {
+    await this.inFlight?.catch(() => undefined);
+  }
+}
 
 /**
  * librdkafka gathers the records of concurrent sends into one record batch per partition, and a
