@@ -28,6 +28,15 @@ const LOG_WARN = 2;
 const OFFSETS_TIMEOUT_MS = 10_000;
 /** How long a partition-end probe reads before it gives up (RdkafkaPartitionEndProbe). */
 const PROBE_TIMEOUT_MS = 5_000;
+/**
+ * The admin handle keeps a connection to every broker instead of connecting on demand. On demand
+ * (librdkafka's sparse connections), a request waiting for a dead broker (the lag poll's
+ * ListOffsets to a partition leader that was just killed) asks for a connection at each of that
+ * broker's state changes, and each ask cancels the reconnect backoff: about 10,000 refused
+ * connects a second from each service, until the broker came back, in the three-broker test.
+ * Persistent connections reconnect with the backoff (reconnect.backoff.ms to .max.ms).
+ */
+const ADMIN_PROPERTIES = { 'enable.sparse.connections': false } as const;
 
 /**
  * libs/kafka's client port over librdkafka (@confluentinc/kafka-javascript, its KafkaJS-compatible
@@ -185,7 +194,7 @@ export function createRdkafkaClient(
       };
     },
     admin(): ClientAdmin {
-      let admin = kafka.admin();
+      let admin = kafka.admin(ADMIN_PROPERTIES);
       let connected = false;
       let offsets: CommittedOffsets | null = null;
       const committedOffsets = () =>
@@ -214,7 +223,7 @@ export function createRdkafkaClient(
               connected = true;
             } catch (error) {
               const failed = admin;
-              admin = kafka.admin();
+              admin = kafka.admin(ADMIN_PROPERTIES);
               await failed.disconnect().catch(() => undefined);
               throw connectFailure(error, since);
             }
