@@ -59,7 +59,8 @@ export function startBuiltService(
     logFile,
     stop: () =>
       new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve(child.exitCode);
+        // Gone already (exited, or killed by a signal: then no 'exit' event is coming).
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
         const kill = setTimeout(() => child.kill('SIGKILL'), 20_000);
         child.once('exit', (code) => {
           clearTimeout(kill);

@@ -51,4 +51,12 @@ describe('ConnectGate', () => {
     expect(again).toBe(1);
     await expect(gate.settled()).resolves.toBeUndefined();
   });
+
+  it('stops waiting for a connect that never settles after its bound', async () => {
+    const gate = new ConnectGate();
+    void gate.connect(() => new Promise<void>(() => undefined)).catch(() => undefined);
+    const started = Date.now();
+    await gate.settled(50);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
 });

@@ -36,6 +36,8 @@ const PROBE_TIMEOUT_MS = 5_000;
  * connects a second from each service, until the broker came back, in the three-broker test.
  * Persistent connections reconnect with the backoff (reconnect.backoff.ms to .max.ms).
  */
+/** Longest a disconnect waits for the connect in flight (ConnectGate.settled). */
+const CONNECT_SETTLE_BOUND_MS = 10_000;
 const ADMIN_PROPERTIES = { 'enable.sparse.connections': false } as const;
 
 /**
@@ -267,9 +269,23 @@ export class ConnectGate {
     return current;
   }
 
-  /** Resolves once no connect is in flight (a failed one included). */
-  async settled(): Promise<void> {
-    await this.inFlight?.catch(() => undefined);
+  /**
+   * Resolves once no connect is in flight (a failed one included), or after `boundMs`: a connect
+   * that cannot finish (a TLS handshake the broker keeps refusing) must not keep the service from
+   * stopping.
+   */
+  async settled(boundMs = CONNECT_SETTLE_BOUND_MS): Promise<void> {
+    const inFlight = this.inFlight;
+    if (!inFlight) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      inFlight.catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, boundMs);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
   }
 }
 
