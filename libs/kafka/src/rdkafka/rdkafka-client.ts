@@ -28,6 +28,8 @@ const LOG_WARN = 2;
 const OFFSETS_TIMEOUT_MS = 10_000;
 /** How long a partition-end probe reads before it gives up (RdkafkaPartitionEndProbe). */
 const PROBE_TIMEOUT_MS = 5_000;
+/** Longest a disconnect waits for the connect in flight (ConnectGate.settled). */
+const CONNECT_SETTLE_BOUND_MS = 10_000;
 /**
  * The admin handle keeps a connection to every broker instead of connecting on demand. On demand
  * (librdkafka's sparse connections), a request waiting for a dead broker (the lag poll's
@@ -36,8 +38,6 @@ const PROBE_TIMEOUT_MS = 5_000;
  * connects a second from each service, until the broker came back, in the three-broker test.
  * Persistent connections reconnect with the backoff (reconnect.backoff.ms to .max.ms).
  */
-/** Longest a disconnect waits for the connect in flight (ConnectGate.settled). */
-const CONNECT_SETTLE_BOUND_MS = 10_000;
 const ADMIN_PROPERTIES = { 'enable.sparse.connections': false } as const;
 
 /**
