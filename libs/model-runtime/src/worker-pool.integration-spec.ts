@@ -2,6 +2,7 @@
  * InferencePool with real worker threads, the committed model and a slow test model
  * (fixtures/make_slow_model.py) whose run time grows with its first pixel (needs the build: npm test).
  */
+import { SLOW_MODEL_DIR, slowImage as slow, slowModelLevel } from '@thorax/testing';
 import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { Classifier } from './classifier';
@@ -11,7 +12,6 @@ import { BatchTimeoutError, InferencePool, type PoolOptions } from './worker-poo
 jest.setTimeout(60_000);
 
 const MODEL_DIR = path.resolve(__dirname, '../../../models/thorax-tiny-cnn');
-const SLOW_MODEL_DIR = path.resolve(__dirname, '../fixtures/slow-model');
 const image = (seed: number) => new Uint8Array(256 * 256).map((_, i) => (i * seed) % 256);
 
 describe('InferencePool', () => {
@@ -77,17 +77,25 @@ describe('InferencePool', () => {
 });
 
 describe('InferencePool batch timeout', () => {
-  // Brightest first pixel v in a batch: the slow model loops v × 20,000 times (~3 µs each here); all-zero: at once.
-  const slow = (level: number) => {
-    const pixels = new Uint8Array(256 * 256);
-    pixels[0] = level;
-    return pixels;
-  };
+  // Brightest first pixel v in a batch: the slow model loops v × 20,000 times; all-zero: at once.
   let pool: InferencePool;
+  // A level that runs about 3.5 s on this machine now: far past the 1 s timeout, which leaves
+  // quick batches room on a loaded machine (a fixed level ran 3.6 s on one machine of the CI
+  // kind and 0.9 s on another).
+  let hangLevel = 0;
   const timeouts: { worker: number; images: number; timeoutMs: number }[] = [];
   const ready: { worker: number; replacement: boolean }[] = [];
 
   beforeAll(async () => {
+    const inline = await Classifier.create(await loadModelArtifact(SLOW_MODEL_DIR), {
+      providers: ['cpu'],
+      intraOpThreads: 1,
+    });
+    try {
+      hangLevel = await slowModelLevel((batch) => inline.classify(batch), 3_500);
+    } finally {
+      await inline.release();
+    }
     pool = await InferencePool.start(await loadModelArtifact(SLOW_MODEL_DIR), {
       workers: 2,
       intraOpThreads: 1,
@@ -104,9 +112,7 @@ describe('InferencePool batch timeout', () => {
   it('fails a batch that runs past the timeout, retires its worker and serves on with a warmed-up replacement', async () => {
     expect(pool.batchTimeoutMs).toBe(1_000);
     const started = Date.now();
-    // ~1,200,000 iterations: about 3.6 s on an idle core here, far past the 1 s timeout (which
-    // leaves quick batches room on a loaded machine).
-    const hung = pool.classify([slow(60), slow(0)]);
+    const hung = pool.classify([slow(hangLevel), slow(0)]);
     const error = await hung.catch((e: unknown) => e);
     const waited = Date.now() - started;
     expect(error).toBeInstanceOf(BatchTimeoutError);
@@ -134,7 +140,7 @@ describe('InferencePool batch timeout', () => {
     const before = timeouts.length;
     // Sent in one tick: the hung batch and the first quick one go to different workers, the
     // second quick one queues behind the hung batch (fewest batches, first in order).
-    const hung = pool.classify([slow(60)]);
+    const hung = pool.classify([slow(hangLevel)]);
     const first = pool.classify([slow(0)]);
     const behind = pool.classify([slow(0)]);
     await expect(hung).rejects.toBeInstanceOf(BatchTimeoutError);

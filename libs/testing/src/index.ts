@@ -5,3 +5,4 @@ export * from './label-cardinality';
 export * from './processes';
 export * from './promql-names';
 export * from './secure-kafka';
+export * from './slow-model';

@@ -5,8 +5,9 @@
 import { loadConfig } from '@thorax/config';
 import { PixelFormat, type PreprocessedImage, Priority } from '@thorax/contracts';
 import type { OutgoingRecord } from '@thorax/kafka';
-import { BatchTimeoutError } from '@thorax/model-runtime';
+import { BatchTimeoutError, Classifier, loadModelArtifact } from '@thorax/model-runtime';
 import { createLogger, HealthRegistry, ThoraxMetrics } from '@thorax/observability';
+import { SLOW_MODEL_DIR, slowModelLevel } from '@thorax/testing';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,8 +19,6 @@ import { canaryBucket, ModelService } from './model.service';
 jest.setTimeout(60_000);
 
 const committed = path.resolve(__dirname, '../../../../models/thorax-tiny-cnn');
-/** Brightest first pixel v in a batch: v × 20,000 loop iterations; all-zero (the warm-up) returns at once. */
-const slowModel = path.resolve(__dirname, '../../../../libs/model-runtime/fixtures/slow-model');
 
 async function modelDir(versions: string[], from = committed): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'thorax-models-'));
@@ -147,8 +146,14 @@ describe('ModelService', () => {
   });
 
   it('times out a hung batch: INFERENCE_FAILED (retried by the consumer), worker replaced, counted', async () => {
-    const dir = await modelDir(['1'], slowModel);
+    const dir = await modelDir(['1'], SLOW_MODEL_DIR);
     dirs.push(dir);
+    // A first pixel that runs about 3.5 s on this machine now, against the 1 s timeout.
+    const inline = await Classifier.create(await loadModelArtifact(SLOW_MODEL_DIR), {
+      providers: ['cpu'],
+      intraOpThreads: 1,
+    });
+    const hangLevel = await slowModelLevel((batch) => inline.classify(batch), 3_500).finally(() => inline.release());
     const { models, health, metrics } = service({
       MODEL_DIR: dir,
       INFERENCE_BATCH_TIMEOUT_MS: '1000',
@@ -166,7 +171,7 @@ describe('ModelService', () => {
     );
     const forward: Record<string, string> = {};
     const pixels = Buffer.alloc(256 * 256);
-    pixels[0] = 60; // ~1,200,000 iterations: seconds, against a 1 s timeout
+    pixels[0] = hangLevel;
     const image: PreprocessedImage = {
       id: 'img-1',
       study: undefined,
