@@ -118,10 +118,16 @@ export function loadConfluent(dir?: string): ConfluentKafkaJS {
     tried.push(candidate === null ? CONFLUENT_PACKAGE : request);
     try {
       // The package is optional and outside node_modules: required by path at run time.
-      const root = require(request) as { KafkaJS?: ConfluentKafkaJS; KafkaConsumer?: ConfluentRdKafka['KafkaConsumer'] };
+      const root = require(request) as {
+        KafkaJS?: ConfluentKafkaJS;
+        KafkaConsumer?: ConfluentRdKafka['KafkaConsumer'];
+        Producer?: { prototype: object };
+      };
       const module = root.KafkaJS;
       if (!module?.Kafka) throw new Error(`${request} has no KafkaJS.Kafka`);
       if (!root.KafkaConsumer) throw new Error(`${request} has no KafkaConsumer`);
+      if (!root.Producer) throw new Error(`${request} has no Producer`);
+      boundConnectWait(Object.getPrototypeOf(root.Producer.prototype) as ConnectingClient);
       loaded = { dir: candidate, module, rdkafka: { KafkaConsumer: root.KafkaConsumer } };
       return module;
     } catch (error) {
@@ -129,6 +135,35 @@ export function loadConfluent(dir?: string): ConfluentKafkaJS {
     }
   }
   throw new LibrdkafkaMissingError(tried, lastError);
+}
+
+/**
+ * How long a connect of the package's clients waits for the cluster's metadata, the step that
+ * tells it a broker answers (the package's own default is 30 s).
+ */
+export const CONNECT_METADATA_TIMEOUT_MS = 5_000;
+
+/** The librdkafka-style client class every producer and consumer of the package derives from. */
+export interface ConnectingClient {
+  connect(metadata: Record<string, unknown> | null | undefined, cb?: (...args: unknown[]) => void): unknown;
+  [BOUNDED]?: true;
+}
+const BOUNDED = Symbol('thorax.boundedConnectWait');
+
+/**
+ * Bounds that wait for the KafkaJS-compatible clients too, which connect with the package's
+ * default and offer no setting for it. The wait blocks one of libuv's threads in librdkafka, and
+ * Node's exit joins those threads: a connect that no broker answers (a refused TLS handshake, no
+ * broker up) held a stopped service's exit for up to 30 s, past its orchestrator's grace period.
+ * A connect that times out fails as one that is refused does, and is retried the same way.
+ */
+export function boundConnectWait(client: ConnectingClient): void {
+  if (client[BOUNDED]) return;
+  const connect = client.connect;
+  client.connect = function (this: ConnectingClient, metadata, cb) {
+    return connect.call(this, metadata ?? { timeout: CONNECT_METADATA_TIMEOUT_MS }, cb);
+  };
+  client[BOUNDED] = true;
 }
 
 /** The package's librdkafka-style API, loaded as loadConfluent loads the package. */

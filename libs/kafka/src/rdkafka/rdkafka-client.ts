@@ -28,8 +28,13 @@ const LOG_WARN = 2;
 const OFFSETS_TIMEOUT_MS = 10_000;
 /** How long a partition-end probe reads before it gives up (RdkafkaPartitionEndProbe). */
 const PROBE_TIMEOUT_MS = 5_000;
-/** Longest a disconnect waits for the connect in flight (ConnectGate.settled). */
-const CONNECT_SETTLE_BOUND_MS = 10_000;
+/**
+ * Longest a disconnect waits for the connect in flight (ConnectGate.close); past it the client is
+ * closed in the background once that connect ends. A healthy broker answers a connect in well
+ * under a second; one that cannot (refused TLS, no broker up) holds it for the whole metadata
+ * wait (CONNECT_METADATA_TIMEOUT_MS).
+ */
+const CONNECT_SETTLE_BOUND_MS = 2_000;
 /**
  * The admin handle keeps a connection to every broker instead of connecting on demand. On demand
  * (librdkafka's sparse connections), a request waiting for a dead broker (the lag poll's
@@ -76,6 +81,8 @@ export function createRdkafkaClient(
   const connectFailure = (error: unknown, since: number): unknown =>
     specific.error && specific.at >= since ? Object.assign(new Error(specific.error.message), { cause: error }) : error;
   const kafka = new module.Kafka({ kafkaJS: { logger, logLevel: LOG_WARN }, ...rdkafkaConnectionProperties(options) });
+  /** A client closed in the background after its connect ended (ConnectGate.close). */
+  const lateClose = (error: unknown) => log.warn({ err: error }, 'kafka: closing a client after its connect ended failed');
   /** The group consumers this client made, for sendOffsets (KIP-447 group metadata). */
   const consumers = new Map<string, ConfluentConsumer>();
 
@@ -124,10 +131,9 @@ export function createRdkafkaClient(
             producerHooks.onConnection?.(true);
           }),
         disconnect: async () => {
-          await gate.settled();
           producerHooks.onConnection?.(false);
           connected = false;
-          await producer.disconnect();
+          await gate.close(() => producer.disconnect(), lateClose);
         },
         sendBatch: (batch) => isolation.send(batch),
         batchesItself: true,
@@ -168,10 +174,9 @@ export function createRdkafkaClient(
             }
           }),
         disconnect: async () => {
-          await gate.settled();
           connected = false;
           try {
-            await consumer.disconnect();
+            await gate.close(() => consumer.disconnect(), lateClose);
           } finally {
             if (consumers.get(settings.groupId) === consumer) consumers.delete(settings.groupId);
             consumerHooks.onDisconnect?.();
@@ -231,12 +236,11 @@ export function createRdkafkaClient(
             }
           }),
         disconnect: async () => {
-          await gate.settled();
           connected = false;
           const closing = offsets;
           offsets = null;
           await closing?.close();
-          await admin.disconnect();
+          await gate.close(() => admin.disconnect(), lateClose);
         },
         // Stable offsets: a transaction's offset commit counts only once the transaction commits.
         fetchOffsets: (groupId, topic) => committedOffsets().fetch(groupId, topic),
@@ -254,8 +258,12 @@ type Batch = { topicMessages: TopicMessages[] };
  * it still connects, throws from its ready callback ("Ready callback called in invalid state")
  * and its connect() never settles: a rebalance that revoked a partition whose transactional
  * producer was starting left that partition's work, and so the service's shutdown, waiting for
- * ever. So a disconnect waits for a connect in flight to settle (either way) first, and a second
- * connect while one is in flight joins it instead of calling the package twice.
+ * ever. And a connect the broker cannot answer (a refused TLS handshake, no broker up) holds the
+ * package's disconnect for the whole of its metadata wait (30 s by the package's default: a
+ * librdkafka ingest was SIGKILLed when stopped so). So a close never reaches the package
+ * while a connect is in flight: it waits a little for that connect, then leaves the close to run
+ * once the connect ends; and a second connect while one is in flight joins it instead of calling
+ * the package twice.
  */
 export class ConnectGate {
   private inFlight: Promise<void> | null = null;
@@ -270,22 +278,28 @@ export class ConnectGate {
   }
 
   /**
-   * Resolves once no connect is in flight (a failed one included), or after `boundMs`: a connect
-   * that cannot finish (a TLS handshake the broker keeps refusing) must not keep the service from
-   * stopping.
+   * Runs `close` now if no connect is in flight, or once the one in flight ends (either way) if
+   * that is within `boundMs`. Otherwise resolves after `boundMs` and runs `close` in the
+   * background when that connect ends, reporting its failure to `onLateError`.
    */
-  async settled(boundMs = CONNECT_SETTLE_BOUND_MS): Promise<void> {
-    const inFlight = this.inFlight;
-    if (!inFlight) return;
+  async close(
+    close: () => Promise<void>,
+    onLateError: (error: unknown) => void,
+    boundMs = CONNECT_SETTLE_BOUND_MS,
+  ): Promise<void> {
+    const inFlight = this.inFlight?.catch(() => undefined);
+    if (!inFlight) return close();
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      inFlight.catch(() => undefined),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, boundMs);
+    const ended = await Promise.race([
+      inFlight.then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), boundMs);
         timer.unref();
       }),
     ]);
     clearTimeout(timer);
+    if (ended) return close();
+    void inFlight.then(close).catch(onLateError);
   }
 }
 
