@@ -19,8 +19,9 @@ jest.setTimeout(600_000);
 
 const RUN = `edges-${Date.now().toString(36)}`;
 // Ports of their own: results, ingest, preprocess, inference on base..base+3; results gRPC on
-// base+10, ingest gRPC on base+11.
-const BASE = Number(process.env['THORAX_E2E_EDGES_PORT_BASE'] ?? 42080);
+// base+10, ingest gRPC on base+11; below the kernel's ephemeral range (32768-60999), where an
+// outgoing connection can hold a port.
+const BASE = Number(process.env['THORAX_E2E_EDGES_PORT_BASE'] ?? 17080);
 const PORTS = servicePorts(BASE);
 const INGEST = `http://127.0.0.1:${PORTS.ingest}`;
 const RESULTS = `http://127.0.0.1:${PORTS.results}`;

@@ -26,8 +26,10 @@ jest.setTimeout(240_000);
 
 const run = promisify(execFile);
 const RUN = Date.now().toString(36);
-// Ports of this suite (41000-41999): pipeline on 41080-41083 (gRPC: results 41090, ingest 41091), DIMSE 41104, Orthanc 41042/41142.
-const BASE = Number(process.env['THORAX_E2E_PACS_PORT_BASE'] ?? 41080);
+// Ports of this suite (20000-20999): pipeline on 20080-20083 (gRPC: results 20090, ingest 20091), DIMSE 20104, Orthanc 20042/20142;
+// below the kernel's ephemeral range (32768-60999), where an outgoing connection can hold a port
+// (Orthanc's DICOM port 41142 was once taken so).
+const BASE = Number(process.env['THORAX_E2E_PACS_PORT_BASE'] ?? 20080);
 const PORTS = servicePorts(BASE);
 const DIMSE_PORT = BASE + 24;
 const ORTHANC_HTTP = BASE - 38;

@@ -37,8 +37,10 @@ jest.setTimeout(300_000);
 const say = (line: string) => process.stdout.write(`[review e2e] ${line}\n`);
 
 const RUN = `review-${Date.now().toString(36)}`;
-// Port block 44000-44999: results, ingest, preprocess, inference on base..base+3, gRPC base+10.
-const PORTS = servicePorts(Number(process.env['THORAX_REVIEW_E2E_PORT_BASE'] ?? 44180));
+// Port block 28000-28999: results, ingest, preprocess, inference on base..base+3, gRPC base+10;
+// below the kernel's ephemeral range (32768-60999), where an outgoing connection can hold a port
+// (results' gRPC port 44190 was once taken so).
+const PORTS = servicePorts(Number(process.env['THORAX_REVIEW_E2E_PORT_BASE'] ?? 28180));
 const CHROMIUM = process.env['THORAX_CHROMIUM'] ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(REPO_ROOT, '.data', 'test-artifacts', 'review');
 const kafka = testKafka('thorax-review-e2e');
