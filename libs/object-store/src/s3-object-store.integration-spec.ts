@@ -13,7 +13,8 @@ import { createObjectStore, ObjectStoreError, S3ObjectStore } from './index';
 jest.setTimeout(120_000);
 
 const ROOT = path.resolve(__dirname, '../../..');
-const PORT = Number(process.env['THORAX_S3_TEST_PORT'] ?? 42300);
+// Below the kernel's ephemeral range (32768-60999), where an outgoing connection can hold a port.
+const PORT = Number(process.env['THORAX_S3_TEST_PORT'] ?? 28300);
 const ENDPOINT = `http://127.0.0.1:${PORT}`;
 const BUCKET = 'thorax-objects';
 const credentials = { accessKeyId: 'test-key', secretAccessKey: 'test-secret' };

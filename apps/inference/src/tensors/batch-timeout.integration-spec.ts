@@ -25,7 +25,8 @@ jest.setTimeout(180_000);
 const RUN = `bt-${Date.now().toString(36)}`;
 const TENSORS = `thorax.tensors.v1.${RUN}`;
 const FINDINGS = `thorax.findings.v1.${RUN}`;
-const HTTP_PORT = 34083;
+// Below the kernel's ephemeral range (32768-60999), where an outgoing connection can hold a port.
+const HTTP_PORT = 28383;
 const kafka = testKafka('thorax-batch-timeout-test');
 let service: RunningService | undefined;
 

@@ -1,5 +1,5 @@
 /**
- * Bearer-token auth on ingest's write edges, on the built service (its own ports, 42480-42489):
+ * Bearer-token auth on ingest's write edges, on the built service (its own ports, 28480-28489, below the kernel's ephemeral range):
  * POST /v1/studies and gRPC IngestService need the admin scope (401 / UNAUTHENTICATED without a
  * valid token, 403 / PERMISSION_DENIED with read only); health stays open. Real broker.
  */
@@ -13,8 +13,8 @@ import path from 'node:path';
 
 jest.setTimeout(120_000);
 
-const HTTP = 42481;
-const GRPC = 42482;
+const HTTP = 28481;
+const GRPC = 28482;
 const dir = mkdtempSync(path.join(tmpdir(), 'thorax-ingest-auth-'));
 const png = readFileSync(path.join(REPO_ROOT, 'test', 'fixtures', 'imaging', 'valid', 'grey8.png'));
 let ingest: RunningService;

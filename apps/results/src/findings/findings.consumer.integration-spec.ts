@@ -95,7 +95,8 @@ beforeAll(async () => {
     RESULTS_PARTITIONS_CONCURRENCY: '3',
     RESULTS_DATA_DIR: 'memory://',
     ...(process.env['DATABASE_URL'] ? { DATABASE_URL: process.env['DATABASE_URL'] } : {}),
-    GRPC_PORT: '34052',
+    // Below the kernel's ephemeral range (32768-60999), where an outgoing connection can hold a port.
+    GRPC_PORT: '28352',
     LOG_LEVEL: 'silent',
   });
   const logger = createLogger({ service: 'results-test', version: 'test', level: 'silent' });
