@@ -15,7 +15,7 @@
 # with its Debian packages recorded under /var/lib/dpkg: Google's distroless "cc" image, or
 # scripts/image.sh's base built with mmdebstrap.
 #
-# Both Kafka clients are in the image (KAFKA_CLIENT picks one, kafkajs by default):
+# Both Kafka clients are in the image (KAFKA_CLIENT picks one, librdkafka by default):
 # @confluentinc/kafka-javascript (librdkafka) is built in its own stage with scripts/rdkafka.sh
 # (its version is named there) against Debian's libraries, and the Debian packages of the shared
 # libraries it loads that BASE lacks are unpacked into the image with their dpkg records.

@@ -22,6 +22,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_node_deps
 build_dist
+# librdkafka, the services' default Kafka client (and one of --kafka-clients): built once.
+bash "$ROOT/scripts/rdkafka.sh" install >&2
 
 VENV="$CACHE/bench-venv"
 REQS="$ROOT/tools/bench/py/requirements.txt"

@@ -20,6 +20,8 @@ RATE="${2:-20}"
 [[ "$RATE" =~ ^[1-9][0-9]*$ ]] || { echo "rate must be a positive number, got '$RATE'" >&2; exit 2; }
 cd "$ROOT"
 bash scripts/with-node.sh node scripts/build.mjs
+# librdkafka is the default Kafka client: built once (KAFKA_CLIENT=kafkajs runs without it).
+if [ "${KAFKA_CLIENT:-librdkafka}" = librdkafka ]; then bash scripts/rdkafka.sh install; fi
 export THORAX_CLUSTER_IMAGES="$IMAGES" THORAX_CLUSTER_RATE="$RATE"
 export NODE_OPTIONS="${NODE_OPTIONS:-} --experimental-vm-modules --disable-warning=ExperimentalWarning --disable-warning=TimeoutNegativeWarning"
 exec bash scripts/with-node.sh npx jest --selectProjects e2e --runInBand --testPathPatterns 'test/e2e/kafka-cluster'

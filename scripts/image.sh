@@ -7,7 +7,8 @@
 #   scripts/image.sh smoke           build, then run ingest, preprocess, inference and results from the
 #                                    image's root filesystem as UID 10001 with a read-only root against
 #                                    a broker on the host, until each is ready, and one image through
-#                                    them; on kafkajs, then again on librdkafka (the `npm test` step)
+#                                    them; on kafkajs, then again on the default client, librdkafka
+#                                    (the `npm test` step)
 #   scripts/image.sh build-gpu       the `thorax:gpu` variant: the service image plus ONNX Runtime's
 #                                    CUDA provider and CUDA 13/cuDNN 9 libraries from PyPI
 #                                    (deploy/images/gpu/Containerfile; about 2.3 GB more)
@@ -484,18 +485,18 @@ cmd_smoke() {
   [ -n "$(find "$SMOKE_DIR/inference/objects/review" -user "$APP_UID" -type f 2>/dev/null | head -1)" ] ||
     fail "inference kept no review images under /var/lib/thorax/objects (OBJECT_STORE_URL)"
 
-  # The other Kafka client: the same four services again with KAFKA_CLIENT=librdkafka and nothing
-  # else (the image's KAFKA_LIBRDKAFKA_DIR finds the package), each mapping the image's librdkafka,
-  # and one more image through them.
+  # The default Kafka client: the same four services again with no KAFKA_CLIENT at all (librdkafka;
+  # the image's KAFKA_LIBRDKAFKA_DIR finds the package), each mapping the image's librdkafka, and
+  # one more image through them.
   local kafkajs_done=$SECONDS
   smoke_stop
-  smoke_services librdkafka KAFKA_CLIENT=librdkafka
+  smoke_services librdkafka
   for name in results inference preprocess ingest; do
     pid="PID_$name"; pid="${!pid}"
     grep -q "/opt/thorax/lib/confluent-kafka/node_modules/@confluentinc/kafka-javascript/build/deps/librdkafka.so.1$" "/proc/$pid/maps" ||
-      fail "$name runs with KAFKA_CLIENT=librdkafka but has not loaded the image's librdkafka.so.1"
+      fail "$name runs on the default client (librdkafka) but has not loaded the image's librdkafka.so.1"
   done
-  log "librdkafka: the 4 services mapped the image's librdkafka.so.1"
+  log "librdkafka (the default, no KAFKA_CLIENT set): the 4 services mapped the image's librdkafka.so.1"
   smoke_one_image "image-smoke-librdkafka-$(date +%s)"
   log "librdkafka pass: $((SECONDS - kafkajs_done)) s"
 

@@ -15,6 +15,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_node_deps
 build_dist
 
+# librdkafka, the default Kafka client (KAFKA_CLIENT), compiles once into .cache/confluent-kafka
+# (about 3 minutes); where it cannot be built, the services run on kafkajs and say so.
+if [ "${KAFKA_CLIENT:-librdkafka}" = librdkafka ] && [ -z "${KAFKA_LIBRDKAFKA_DIR:-}" ] && ! bash "$ROOT/scripts/rdkafka.sh" check >/dev/null 2>&1; then
+  log "building librdkafka for the default Kafka client (once; KAFKA_CLIENT=kafkajs skips it)"
+  if ! bash "$ROOT/scripts/rdkafka.sh" install; then
+    log "librdkafka could not be built (output above): running on KAFKA_CLIENT=kafkajs"
+    export KAFKA_CLIENT=kafkajs
+  fi
+fi
+
 STARTED_KAFKA=0
 if [ -z "${KAFKA_BROKERS:-}" ]; then
   # Reuse a broker this script family already runs; stop only one we start here.

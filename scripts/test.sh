@@ -75,8 +75,9 @@ step "dicom-reference" bash "$ROOT/scripts/dicom-reference.sh" setup
 step "grpc-tools" bash "$ROOT/scripts/grpc-tools.sh" ensure
 # Debian chromium for the review page's browser test (playwright-core drives /usr/bin/chromium).
 step "chromium" ensure_apt_packages chromium
-# librdkafka (@confluentinc/kafka-javascript) built from source once into .cache (a few minutes the
-# first time), so libs/kafka's integration tests run on both clients (KAFKA_CLIENT).
+# librdkafka (@confluentinc/kafka-javascript), the default Kafka client, built from source once into
+# .cache (a few minutes the first time): the services under test run on it, and libs/kafka's
+# integration tests run on both clients (KAFKA_CLIENT).
 step "librdkafka" bash "$ROOT/scripts/rdkafka.sh" install
 step "integration" jest --rootDir "$ROOT" --selectProjects integration --runInBand
 step "e2e" jest --rootDir "$ROOT" --selectProjects e2e --runInBand

@@ -374,6 +374,7 @@ describe('secure profile (values-secure.yaml)', () => {
 
   it('configures Kafka TLS, SCRAM-SHA-512, token auth and server TLS through the ConfigMap', () => {
     expect(named(objects, 'ConfigMap', 'thorax').data).toMatchObject({
+      KAFKA_CLIENT: 'librdkafka',
       KAFKA_TLS: 'true',
       KAFKA_TLS_CA_FILE: '/etc/thorax/kafka-tls/ca.crt',
       KAFKA_SASL_MECHANISM: 'scram-sha-512',
@@ -515,6 +516,12 @@ describe('guards', () => {
       /needs kafka\.sasl\.password or kafka\.sasl\.existingSecret/,
     ],
     ['auth without keys', ['--set', 'auth.enabled=true'], /auth\.enabled needs auth\.jwksUrl/],
+    [
+      'a TLS server name on librdkafka',
+      ['--set', 'kafka.tls.enabled=true', '--set', 'kafka.tls.existingSecret=ca', '--set', 'kafka.tls.serverName=kafka.internal'],
+      /kafka\.tls\.serverName needs kafka\.client=kafkajs/,
+    ],
+    ['an unknown Kafka client', ['--set', 'kafka.client=rdkafka'], /'\/kafka\/client': value must be one of/],
   ])('rejects %s', (_what, args, message) => {
     const result = helmTemplate('thorax', args);
     expect(result.ok).toBe(false);

@@ -215,6 +215,9 @@ mounted under /etc/thorax. The non-secret part lives in the ConfigMap.
 {{- if and .Values.kafka.tls.enabled (not .Values.kafka.tls.existingSecret) -}}
 {{- fail "kafka.tls.enabled needs kafka.tls.existingSecret (a Secret with the CA bundle)" -}}
 {{- end -}}
+{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.serverName (eq .Values.kafka.client "librdkafka") -}}
+{{- fail "kafka.tls.serverName needs kafka.client=kafkajs (librdkafka checks each broker certificate against the host name the broker advertises)" -}}
+{{- end -}}
 {{- if and (include "thorax.saslEnabled" .) (not .Values.kafka.sasl.username) -}}
 {{- fail "kafka.sasl.mechanism needs kafka.sasl.username" -}}
 {{- end -}}
@@ -266,6 +269,7 @@ mounted under /etc/thorax. The non-secret part lives in the ConfigMap.
 {{- define "thorax.kafkaConfig" -}}
 KAFKA_BROKERS: {{ .Values.kafka.brokers | quote }}
 KAFKA_DELIVERY: {{ .Values.kafka.delivery | quote }}
+KAFKA_CLIENT: {{ .Values.kafka.client | quote }}
 TOPIC_STUDIES: {{ .Values.kafka.topics.studies | quote }}
 TOPIC_IMAGES: {{ .Values.kafka.topics.images | quote }}
 TOPIC_TENSORS: {{ .Values.kafka.topics.tensors | quote }}

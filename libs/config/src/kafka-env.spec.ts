@@ -34,11 +34,13 @@ describe('Kafka client configuration', () => {
       idempotentProducer: true,
       delivery: 'exactly-once',
       authFailureExitMs: 300_000,
-      client: 'kafkajs',
+      client: 'librdkafka',
     });
   });
 
-  it('chooses the Kafka client (kafkajs by default) and where the librdkafka build lives', () => {
+  it('chooses the Kafka client (librdkafka by default) and where the librdkafka build lives', () => {
+    expect(kafkaClientOptions(loadConfig(schema, {}), 'x')).toMatchObject({ client: 'librdkafka' });
+    expect(kafkaClientOptions(loadConfig(schema, { KAFKA_CLIENT: 'kafkajs' }), 'x')).toMatchObject({ client: 'kafkajs' });
     expect(kafkaClientOptions(loadConfig(schema, { KAFKA_CLIENT: 'librdkafka' }), 'x')).toMatchObject({ client: 'librdkafka' });
     expect(kafkaClientOptions(loadConfig(schema, { KAFKA_CLIENT: 'librdkafka', KAFKA_LIBRDKAFKA_DIR: '/opt/ckjs' }), 'x')).toMatchObject({
       client: 'librdkafka',
@@ -46,10 +48,13 @@ describe('Kafka client configuration', () => {
     });
     expect(() => loadConfig(schema, { KAFKA_CLIENT: 'rdkafka' })).toThrow(/KAFKA_CLIENT/);
     // An image may set the directory for both clients; kafkajs ignores it.
-    expect(kafkaClientOptions(loadConfig(schema, { KAFKA_LIBRDKAFKA_DIR: '/opt/ckjs' }), 'x').librdkafkaDir).toBeUndefined();
+    expect(kafkaClientOptions(loadConfig(schema, { KAFKA_CLIENT: 'kafkajs', KAFKA_LIBRDKAFKA_DIR: '/opt/ckjs' }), 'x').librdkafkaDir).toBeUndefined();
     // librdkafka has no SNI/host name override: refused rather than silently ignored.
-    expect(() => loadConfig(schema, { KAFKA_CLIENT: 'librdkafka', KAFKA_TLS: 'true', KAFKA_TLS_SERVERNAME: 'kafka.internal' })).toThrow(
-      /KAFKA_TLS_SERVERNAME: not supported with KAFKA_CLIENT=librdkafka/,
+    expect(() => loadConfig(schema, { KAFKA_TLS: 'true', KAFKA_TLS_SERVERNAME: 'kafka.internal' })).toThrow(
+      /KAFKA_TLS_SERVERNAME: not supported with KAFKA_CLIENT=librdkafka, the default.*set KAFKA_CLIENT=kafkajs/,
+    );
+    expect(loadConfig(schema, { KAFKA_CLIENT: 'kafkajs', KAFKA_TLS: 'true', KAFKA_TLS_SERVERNAME: 'kafka.internal' }).KAFKA_TLS_SERVERNAME).toBe(
+      'kafka.internal',
     );
   });
 
@@ -62,6 +67,7 @@ describe('Kafka client configuration', () => {
         KAFKA_TLS_CA_FILE: file('ca.pem', PEM),
         KAFKA_TLS_CERT_FILE: file('client.pem', PEM),
         KAFKA_TLS_KEY_FILE: file('client.key', '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n'),
+        KAFKA_CLIENT: 'kafkajs',
         KAFKA_TLS_SERVERNAME: 'kafka.internal',
         KAFKA_SASL_MECHANISM: 'scram-sha-512',
         KAFKA_SASL_USERNAME: 'thorax',

@@ -54,10 +54,12 @@ export const kafkaEnv = {
    */
   KAFKA_AUTH_FAILURE_EXIT_MS: z.coerce.number().int().min(0).default(300_000),
   /**
-   * The Kafka client under libs/kafka's ports: `kafkajs` (pure JavaScript) or `librdkafka`
-   * (@confluentinc/kafka-javascript, built by scripts/rdkafka.sh; docs/inference.md "Kafka client").
+   * The Kafka client under libs/kafka's ports: `librdkafka` (@confluentinc/kafka-javascript,
+   * built by scripts/rdkafka.sh and in the image; the default, for its lower CPU per record and
+   * pipelined idempotent producer) or `kafkajs` (pure JavaScript, nothing to build);
+   * docs/inference.md "Kafka client".
    */
-  KAFKA_CLIENT: z.enum(KAFKA_CLIENTS).default('kafkajs'),
+  KAFKA_CLIENT: z.enum(KAFKA_CLIENTS).default('librdkafka'),
   /**
    * Where scripts/rdkafka.sh installed @confluentinc/kafka-javascript (the folder holding its
    * node_modules); default: the package as Node resolves it, else .cache/confluent-kafka of the
@@ -95,7 +97,7 @@ export interface KafkaClientConfig {
   delivery: KafkaDelivery;
   /** 0: never exit on authentication/TLS failure. */
   authFailureExitMs: number;
-  /** The client library; absent means kafkajs. */
+  /** The client library; absent means kafkajs (createKafkaClient's own default; configs name it). */
   client?: KafkaClientKind;
   /** KAFKA_LIBRDKAFKA_DIR; absent: default resolution. */
   librdkafkaDir?: string;
@@ -128,7 +130,9 @@ export function kafkaEnvProblems(env: Partial<KafkaEnv>): { variable: string; me
   if (env.KAFKA_CLIENT === 'librdkafka' && env.KAFKA_TLS_SERVERNAME) {
     problems.push({
       variable: 'KAFKA_TLS_SERVERNAME',
-      message: 'not supported with KAFKA_CLIENT=librdkafka (librdkafka checks each broker certificate against the host name the broker advertises)',
+      message:
+        'not supported with KAFKA_CLIENT=librdkafka, the default (librdkafka checks each broker certificate against the host name the broker advertises); ' +
+        'set KAFKA_CLIENT=kafkajs to check certificates against another name',
     });
   }
   if (env.KAFKA_SASL_PASSWORD && env.KAFKA_SASL_PASSWORD_FILE) {

@@ -80,7 +80,8 @@ export class LibrdkafkaMissingError extends Error {
   constructor(tried: string[], cause: unknown) {
     super(
       `KAFKA_CLIENT=librdkafka, but ${CONFLUENT_PACKAGE} is not installed or does not load (tried ${tried.join(', ')}): ` +
-        'run `bash scripts/rdkafka.sh` (builds it into .cache/confluent-kafka) or set KAFKA_LIBRDKAFKA_DIR to where it was installed',
+        'run `bash scripts/rdkafka.sh` (builds it into .cache/confluent-kafka), set KAFKA_LIBRDKAFKA_DIR to where it was installed, ' +
+        'or set KAFKA_CLIENT=kafkajs (librdkafka is the default client)',
       { cause },
     );
     this.name = 'LibrdkafkaMissingError';
