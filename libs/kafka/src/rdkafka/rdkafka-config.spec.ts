@@ -66,7 +66,9 @@ describe('librdkafka configuration', () => {
       'transactional.id': 'thorax-inference-thorax.tensors.v1-3',
       'transaction.timeout.ms': 60_000,
       'message.timeout.ms': 60_000,
+      'retry.backoff.ms': 20, // CONCURRENT_TRANSACTIONS between back-to-back transactions
     });
+    expect(idempotent['retry.backoff.ms']).toBeUndefined(); // librdkafka's 100 ms elsewhere
   });
 
   it('consumes read_committed, commits only resolved offsets, and sizes batches and fetches', () => {
