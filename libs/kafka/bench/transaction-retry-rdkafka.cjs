@@ -45,7 +45,10 @@ async function round(backoff, index) {
       const start = performance.now();
       const txn = await producer.transaction();
       await txn.send({ topic: `${run}.out`, messages: [{ key: String(i), value }] });
-      await txn.sendOffsets({ consumer, topics: [{ topic: `${run}.in`, partitions: [{ partition: 0, offset: String(i + 1) }] }] });
+      await txn.sendOffsets({
+        consumer,
+        topics: [{ topic: `${run}.in`, partitions: [{ partition: 0, offset: String(i + 1) }] }],
+      });
       await txn.commit();
       times.push(performance.now() - start);
     }
@@ -58,11 +61,17 @@ async function round(backoff, index) {
 async function main() {
   const admin = new Kafka({ kafkaJS: { brokers, clientId: run, logLevel: logLevel.NOTHING } }).admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic: `${run}.out`, numPartitions: 1 }, { topic: `${run}.in`, numPartitions: 1 }] });
+  await admin.createTopics({
+    topics: [
+      { topic: `${run}.out`, numPartitions: 1 },
+      { topic: `${run}.in`, numPartitions: 1 },
+    ],
+  });
   const byBackoff = new Map(backoffs.map((b) => [b, []]));
   try {
     for (let r = 0; r < rounds; r += 1) {
-      for (const backoff of r % 2 === 0 ? backoffs : [...backoffs].reverse()) byBackoff.get(backoff).push(...(await round(backoff, r)));
+      for (const backoff of r % 2 === 0 ? backoffs : [...backoffs].reverse())
+        byBackoff.get(backoff).push(...(await round(backoff, r)));
     }
   } finally {
     await admin.deleteTopics({ topics: [`${run}.out`, `${run}.in`] }).catch(() => undefined);
