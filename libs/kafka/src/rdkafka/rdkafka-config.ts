@@ -73,7 +73,7 @@ export function rdkafkaProducerProperties(settings: ProducerSettings): RdkafkaPr
     // AddOffsetsToTxn, TxnOffsetCommit and EndTxn after retry.backoff.ms (100 ms by default,
     // doubling up to retry.backoff.max.ms, 1 s). From 20 ms, as the Java client and this repo's
     // kafkajs producers do: p99 of back-to-back transactions 382 → 119 ms
-    // (libs/kafka/bench/transaction-retry-rdkafka.cjs, docs/inference.md "Kafka client").
+    // (BENCH_CLIENT=librdkafka libs/kafka/bench/transaction-retry.cjs, docs/inference.md).
     props['retry.backoff.ms'] = 20;
   }
   return props;
