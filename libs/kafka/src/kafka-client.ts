@@ -3,6 +3,7 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { KafkaClientConfig } from '@thorax/config';
 import type { Logger } from '@thorax/observability';
 import { type ISocketFactory, Kafka, type KafkaConfig, logLevel, type LogEntry, type SASLOptions } from 'kafkajs';
+import { fixKafkajsRequestQueueTimer } from './kafkajs-request-queue';
 import { installNativeCrc32c } from './native-crc32c';
 
 /**
@@ -30,6 +31,7 @@ const LIMITED_RETRIES_WARNING = 'Limiting retries for the idempotent producer ma
  */
 export function createKafkaClient(options: KafkaClientOptions, log: Logger, hooks: KafkaClientHooks = {}): Kafka {
   if (!installNativeCrc32c()) log.debug('kafkajs checksums record batches with its own JavaScript CRC-32C');
+  if (!fixKafkajsRequestQueueTimer()) log.warn('kafkajs request queues keep their 1 ms idle timer (unexpected kafkajs layout)');
   return new Kafka(kafkaConfig(options, log, hooks));
 }
 
