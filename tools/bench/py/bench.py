@@ -29,6 +29,7 @@ import math
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -41,6 +42,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -309,6 +311,43 @@ def start_service(name: str, env: dict[str, str], log: Path) -> subprocess.Popen
     return proc
 
 
+THORAX_MAX_BATCH = 8  # INFERENCE_MAX_BATCH's default
+CONSUMER_MAX_BATCH = 16  # consumer.py --max-batch's default
+
+
+def python_floor(files: list[str], model: str, seconds: float) -> dict[str, Any]:
+    """The consumer's native work alone, as ceilings.ts measures Thorax's: CPU ms per image, one
+    image at a time on one thread (its decode function: OpenCV + Pillow; ONNX Runtime with one
+    thread at the consumer's batch size)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from consumer import decode  # the consumer's own code, not a copy
+
+    def per_call(work: Any) -> float:
+        for _ in range(5):
+            work()
+        calls, until, start = 0, time.perf_counter() + seconds, time.process_time()
+        while time.perf_counter() < until or calls < 10:
+            work()
+            calls += 1
+        return (time.process_time() - start) * 1000 / calls
+
+    cv2.setNumThreads(1)
+    out: dict[str, Any] = {"decode": {}}
+    for f in files:
+        data = Path(f).read_bytes()
+        out["decode"][f] = per_call(lambda data=data: decode(data))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    batch = np.zeros((CONSUMER_MAX_BATCH, 1, 256, 256), np.uint8) + (
+        np.arange(256 * 256, dtype=np.uint32) * 31 % 251
+    ).astype(np.uint8).reshape(256, 256)
+    feeds = {session.get_inputs()[0].name: batch}
+    out["ort"] = per_call(lambda: session.run(None, feeds)) / CONSUMER_MAX_BATCH
+    return out
+
+
 def node_json(args: list[str], env: dict[str, str] | None = None) -> Any:
     out = subprocess.run(
         ["node", *args], cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
@@ -488,6 +527,19 @@ class Bench:
             "decode": {k: c["decode"][input_paths(k, 1)[0]] for k in self.a.inputs if k.startswith("png")},
             "ort": {("tiny" if m == str(self.tiny) else "densenet121"): v for m, v in c["ort"].items()},
             "cores": c["cores"],
+        }
+        note("ceilings: the native floor, one image at a time on one thread (Thorax's and the consumer's)")
+        floor_s = 1.0 if self.a.quick else 3.0
+        py = python_floor(rasters, str(self.tiny), floor_s)
+        self.report["ceilings"]["floor"] = {
+            k: {
+                "thorax_decode_ms": c["floor"]["decode"][input_paths(k, 1)[0]],
+                "thorax_ort_ms": c["floor"]["ort"][str(self.tiny)][str(THORAX_MAX_BATCH)],
+                "consumer_decode_ms": py["decode"][input_paths(k, 1)[0]],
+                "consumer_ort_ms": py["ort"],
+            }
+            for k in self.a.inputs
+            if k.startswith("png")
         }
         if not self.a.quick:
             note("ceilings: scripts/bench-decode.mjs (the preprocess decode path, for reference)")
@@ -825,7 +877,9 @@ class Bench:
             # Not timed: the publisher's own start (metadata, connections, its producer id) and the
             # watcher's first fetch. Measured from the first record, those put this publisher's
             # start-up into the first records' latency (its slowest 1 % all fell in its first 0.3 s).
-            warm = [self.key(f"lw{contender_tag(who)}", kind, i) for i in range(2 * len(partitions("thorax.studies.v1")))]
+            warm = [
+                self.key(f"lw{contender_tag(who)}", kind, i) for i in range(2 * len(partitions("thorax.studies.v1")))
+            ]
             for i, k in enumerate(warm):
                 send(p, "thorax.studies.v1", k, files[i % len(files)], content_type)
             p.flush(60)
@@ -845,7 +899,15 @@ class Bench:
             ms = [(w.seen[k] - t) * 1000 for k, t in sent.items() if k in w.seen]
             # When the slowest 1 % were published (seconds into the run): clustered at the start
             # is warm-up, spread evenly is the steady state's own tail.
-            slowest = sorted(((w.seen[k] - t) * 1000, t - t0) for k, t in sent.items() if k in w.seen)[-max(1, len(ms) // 100) :]
+            slowest_keys = sorted((k for k in sent if k in w.seen), key=lambda k: w.seen[k] - sent[k])[
+                -max(1, len(ms) // 100) :
+            ]
+            slowest = [((w.seen[k] - sent[k]) * 1000, sent[k] - t0) for k in slowest_keys]
+            # Where the slowest waited: before the findings record was produced (the stages, their
+            # queues), or after it (the transaction holding it until its commit, and the fetch).
+            # The record's timestamp is the producer's clock, which is this machine's.
+            produced = [max(0.0, (w.stamps[k] - sent[k]) * 1000) for k in slowest_keys]
+            visible = [max(0.0, (w.seen[k] - w.stamps[k]) * 1000) for k in slowest_keys]
         finally:
             w.close()
         self.report.setdefault("latency", {})[who] = {
@@ -857,9 +919,16 @@ class Bench:
             "p95": percentile(ms, 95),
             "p99": percentile(ms, 99),
             "max": max(ms) if ms else float("nan"),
-            "slowest": [{"ms": round(v), "at_s": round(at, 1)} for v, at in slowest],
+            "slowest": [
+                {"ms": round(v), "at_s": round(at, 1), "to_produce_ms": round(a), "to_visible_ms": round(b)}
+                for (v, at), a, b in zip(slowest, produced, visible)
+            ],
         }
         note(f"latency ({who}): slowest 1 % " + ", ".join(f"{v:.0f} ms at {at:.1f} s" for v, at in slowest))
+        note(
+            f"latency ({who}): the slowest 1 % spent {statistics.mean(produced):.0f} ms on average until their findings"
+            f" record was produced and {statistics.mean(visible):.0f} ms from there until it was visible (committed, fetched)"
+        )
 
     def delivery(self) -> None:
         """libs/kafka's delivery bench on this broker: exactly-once / at-least-once, same run."""
@@ -938,6 +1007,18 @@ class Bench:
         for model, v in ceil.get("ort", {}).items():
             by = "  ".join(f"{b}:{x:.0f}" for b, x in v["byBatch"].items())
             say(f"   {model:<12} {fmt(v['best'])} at batch {v['bestBatch']}   ({by})")
+        floor = ceil.get("floor", {})
+        if floor:
+            say(
+                f"2b. native floor: CPU per image, one at a time on one thread; Thorax: libs/imaging toWireImage (sharp)"
+                f" + onnxruntime-node at batch {THORAX_MAX_BATCH}; consumer: its decode (OpenCV + Pillow) + onnxruntime at batch {CONSUMER_MAX_BATCH}"
+            )
+            for kind, f in floor.items():
+                t, c = f["thorax_decode_ms"] + f["thorax_ort_ms"], f["consumer_decode_ms"] + f["consumer_ort_ms"]
+                say(
+                    f"   {kind:<9} Thorax {f['thorax_decode_ms']:.2f} + {f['thorax_ort_ms']:.2f} = {t:.2f} ms;"
+                    f" consumer {f['consumer_decode_ms']:.2f} + {f['consumer_ort_ms']:.2f} = {c:.2f} ms"
+                )
         say("3. each stage alone on a pre-filled topic, and its ratio to its ceiling")
         for kind, s in stages.items():
             if "failed" in s:
@@ -1018,6 +1099,18 @@ class Bench:
                     + " ".join(f"{cpu(w):>18}" for w in (*thorax, "consumer"))
                     + "   (user+system of each contender's processes; Thorax's include results)"
                 )
+                f = floor.get(kind)
+                measured = {w: c[w]["cpu_ms"] for w in (*thorax, "consumer") if "cpu_ms" in c.get(w, {})}
+                if f and "consumer" in measured:
+                    t_floor = f["thorax_decode_ms"] + f["thorax_ort_ms"]
+                    c_floor = f["consumer_decode_ms"] + f["consumer_ort_ms"]
+                    over = ", ".join(
+                        f"{contender_name(w)} {measured[w] - t_floor:.1f} ms" for w in thorax if w in measured
+                    )
+                    say(
+                        f"     above the native floor: {over}; consumer {measured['consumer'] - c_floor:.1f} ms. Thorax with nothing"
+                        f" above its floor would reach {measured['consumer'] / t_floor:.2f} of the consumer (CPU-bound)"
+                    )
                 for who in (*thorax, "consumer"):
                     by = c.get(who, {}).get("threads_cpu_ms")
                     if by:

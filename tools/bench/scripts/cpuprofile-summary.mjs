@@ -2,13 +2,22 @@
 // summed by function and by where the code lives (a package under node_modules, a file of this
 // repo, or V8's own entries: garbage collector, program), as shares of the busy time (idle excluded).
 //
-//   node tools/bench/scripts/cpuprofile-summary.mjs DIR/*.cpuprofile [--top 25]
+//   node tools/bench/scripts/cpuprofile-summary.mjs DIR/*.cpuprofile [--top 25] [--from S] [--to S]
+//
+// --from/--to keep the samples taken S seconds after each profile's start or later / earlier, so
+// start-up (module loading, warm-up) stays out of a steady state's figures.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 const args = process.argv.slice(2);
 const topAt = args.indexOf('--top');
 const top = topAt >= 0 ? Number(args.splice(topAt, 2)[1]) : 25;
+const seconds = (flag, fallback) => {
+  const at = args.indexOf(flag);
+  return at >= 0 ? Number(args.splice(at, 2)[1]) : fallback;
+};
+const fromUs = seconds('--from', 0) * 1e6;
+const toUs = seconds('--to', Number.POSITIVE_INFINITY) * 1e6;
 if (args.length === 0) {
   console.error('usage: cpuprofile-summary.mjs FILE.cpuprofile... [--top N]');
   process.exit(2);
@@ -34,7 +43,13 @@ for (const file of args) {
   const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
   const deltas = profile.timeDeltas;
   const self = new Map();
-  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (deltas[i + 1] ?? deltas[i] ?? 0)));
+  // timeDeltas[i] is the time from the previous sample to sample i; sample i lasts until the next.
+  let at = 0;
+  profile.samples.forEach((id, i) => {
+    at += deltas[i] ?? 0;
+    if (at < fromUs || at > toUs) return;
+    self.set(id, (self.get(id) ?? 0) + (deltas[i + 1] ?? deltas[i] ?? 0));
+  });
   for (const [id, micros] of self) {
     const { callFrame } = nodes.get(id);
     const name = callFrame.functionName || '(anonymous)';

@@ -3,13 +3,17 @@
  *  - decode: native decode + resize of each raster file to the 256² wire image with sharp
  *    (libvips: decode, grey, shorter side to 256 with Lanczos-3, centre crop), every core busy;
  *  - ort: raw onnxruntime-node in process, images/s per batch size, the better of one session on
- *    every core and one single-threaded session per core.
+ *    every core and one single-threaded session per core;
+ *  - floor: the native work alone, one image at a time on one thread, as CPU per image: the
+ *    service's own decode path (libs/imaging toWireImage: sharp) per raster file, and one
+ *    single-threaded ONNX Runtime session per batch size. No stage can cost less than this.
  * Prints one JSON object on stdout; the driver (tools/bench/py/bench.py) puts it in the table.
  *
  *   node dist/tools/bench/src/ceilings.js --seconds 3 --decode a.png b.png --ort model.onnx …
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { toWireImage } from '@thorax/imaging';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 
@@ -103,6 +107,42 @@ async function rawOrt(model: string, batches: number[], seconds: number): Promis
   return out;
 }
 
+/** CPU ms (user + system of the process: libvips' and libuv's threads included) per call of `work`, one at a time. */
+async function cpuPerCall(work: () => Promise<unknown>, seconds: number): Promise<number> {
+  for (let i = 0; i < 5; i += 1) await work();
+  const until = performance.now() + seconds * 1000;
+  const start = process.cpuUsage();
+  let calls = 0;
+  while (performance.now() < until || calls < 10) {
+    await work();
+    calls += 1;
+  }
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1000 / calls;
+}
+
+/** The native floor: what one image costs the native libraries alone, nothing around them. */
+async function floor(args: Args): Promise<{ decode: Record<string, number>; ort: Record<string, Record<number, number>> }> {
+  const decode: Record<string, number> = {};
+  for (const file of args.decode) {
+    const bytes = readFileSync(file);
+    decode[file] = await cpuPerCall(() => toWireImage(bytes), args.seconds / 2);
+  }
+  const perModel: Record<string, Record<number, number>> = {};
+  for (const model of args.ort) {
+    const session = await ort.InferenceSession.create(model, { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1 });
+    const input = session.inputNames[0] ?? 'image';
+    perModel[model] = {};
+    for (const size of args.batches) {
+      const data = new Uint8Array(size * WIRE * WIRE).map((_, i) => (i * 31) % 251);
+      const feeds = { [input]: new ort.Tensor('uint8', data, [size, 1, WIRE, WIRE]) };
+      (perModel[model] as Record<number, number>)[size] = (await cpuPerCall(() => session.run(feeds), args.seconds / args.batches.length)) / size;
+    }
+    await session.release();
+  }
+  return { decode, ort: perModel };
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const cores = availableParallelism();
@@ -117,7 +157,9 @@ async function main(): Promise<void> {
     const [bestBatch, best] = Object.entries(byBatch).reduce((a, b) => (b[1] > a[1] ? b : a), ['0', 0]);
     raw[model] = { byBatch, best, bestBatch: Number(bestBatch) };
   }
-  process.stdout.write(`${JSON.stringify({ cores, vips: sharp.versions.vips, decode, ort: raw })}\n`);
+  // Last, on a process that has done nothing else for a while: CPU per image, one at a time.
+  const native = await floor(args);
+  process.stdout.write(`${JSON.stringify({ cores, vips: sharp.versions.vips, decode, ort: raw, floor: native })}\n`);
 }
 
 main().catch((error: unknown) => {
