@@ -370,6 +370,11 @@ def python_floor(files: list[str], model: str, seconds: float) -> dict[str, Any]
     return out
 
 
+def floor_totals(f: dict[str, float]) -> tuple[float, float]:
+    """Thorax's and the consumer's native floor per image (decode + ONNX Runtime), in ms."""
+    return f["thorax_decode_ms"] + f["thorax_ort_ms"], f["consumer_decode_ms"] + f["consumer_ort_ms"]
+
+
 def node_json(args: list[str], env: dict[str, str] | None = None) -> Any:
     out = subprocess.run(
         ["node", *args], cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
@@ -1039,7 +1044,7 @@ class Bench:
                 f" + onnxruntime-node at batch {THORAX_MAX_BATCH}; consumer: its decode (OpenCV + Pillow) + onnxruntime at batch {CONSUMER_MAX_BATCH}"
             )
             for kind, f in floor.items():
-                t, c = f["thorax_decode_ms"] + f["thorax_ort_ms"], f["consumer_decode_ms"] + f["consumer_ort_ms"]
+                t, c = floor_totals(f)
                 say(
                     f"   {kind:<9} Thorax {f['thorax_decode_ms']:.2f} + {f['thorax_ort_ms']:.2f} = {t:.2f} ms;"
                     f" consumer {f['consumer_decode_ms']:.2f} + {f['consumer_ort_ms']:.2f} = {c:.2f} ms"
@@ -1127,8 +1132,7 @@ class Bench:
                 f = floor.get(kind)
                 measured = {w: c[w]["cpu_ms"] for w in (*thorax, "consumer") if "cpu_ms" in c.get(w, {})}
                 if f and "consumer" in measured:
-                    t_floor = f["thorax_decode_ms"] + f["thorax_ort_ms"]
-                    c_floor = f["consumer_decode_ms"] + f["consumer_ort_ms"]
+                    t_floor, c_floor = floor_totals(f)
                     over = ", ".join(
                         f"{contender_name(w)} {measured[w] - t_floor:.1f} ms" for w in thorax if w in measured
                     )
