@@ -59,6 +59,9 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
   bash "$ROOT/scripts/kafka.sh" start >&2
   trap 'bash "$ROOT/scripts/kafka.sh" stop >/dev/null 2>&1 || true' EXIT
   export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+  # The broker's own CPU during each contender's run is reported beside theirs.
+  BENCH_BROKER_PID="$(tr -dc '0-9' <"$KAFKA_STATE_DIR/kafka.pid" 2>/dev/null || true)"
+  export BENCH_BROKER_PID
 fi
 cd "$ROOT"
 "$VENV/bin/python" "$ROOT/tools/bench/py/bench.py" "$@"

@@ -490,6 +490,31 @@ def thread_cpu_ms(before: dict[str, float], after: dict[str, float], n: int) -> 
     return dict(sorted(((k, round(v, 2)) for k, v in per.items() if v >= 0.05), key=lambda kv: -kv[1]))
 
 
+def broker_cpu_seconds() -> dict[str, float] | None:
+    """CPU seconds so far of the broker this bench started (BENCH_BROKER_PID, set by scripts/bench.sh),
+    in total and in the JVM's JIT compiler threads; None for a broker started elsewhere."""
+    pid = os.environ.get("BENCH_BROKER_PID", "")
+    if not pid.isdigit():
+        return None
+    total = compiler = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                head, rest = f.read().rsplit(b")", 1)
+        except OSError:
+            continue
+        fields = rest.split()
+        ticks = int(fields[11]) + int(fields[12])
+        total += ticks
+        if b"CompilerThre" in head:
+            compiler += ticks
+    return {"total": total / CLOCK_TICKS, "jit": compiler / CLOCK_TICKS}
+
+
 def settle(pgids: set[int], idle_share: float = 0.1, window: float = 1.0, limit: float = 20.0) -> float:
     """Waits until these process groups use under idle_share of one core over a window (at most
     limit seconds); returns the seconds waited."""
@@ -525,6 +550,7 @@ class Bench:
         self.stage_cpu_ms = float("nan")  # of the last stage() run
         self.stage_outputs: dict[str, int] = {}  # of the last stage() run: records per output topic
         self.findings_events = 0  # findings events the stages of the current input wrote
+        self.warmed: set[str] = set()  # contender tags whose process (and broker paths) had their warm-up
 
     def n_for(self, kind: str) -> int:
         return self.a.n if kind.startswith("png") else self.a.dicom_n
@@ -743,15 +769,22 @@ class Bench:
         """Publish n distinct keys as fast as librdkafka takes them; first publish -> last findings event."""
         w = Watcher(out_topic)
         try:
-            warm = self.fill(topic, kind, 4, f"warm-{tag}")  # JIT, model and codec warm-up, not timed
-            if not w.wait(warm, 300, procs):
+            # Not timed: the contender's JIT, model and codecs, and, on a process's first run, the
+            # broker's JIT for this contender's requests (a fresh broker compiles its transaction and
+            # fetch paths under the first minutes of load, which would land on whoever runs first).
+            first = tag not in self.warmed
+            count = min(self.a.warmup, max(4, self.n_for(kind))) if first else 4
+            warm = self.fill(topic, kind, count, f"warm-{tag}")
+            if not w.wait(warm, 300 + len(warm), procs):
                 raise RuntimeError(f"{tag}: no findings for the warm-up records of {kind}")
+            self.warmed.add(tag)
             p = producer()
             files, content_type = self.inputs[kind], INPUT_KINDS[kind][1]
             keys = [self.key(tag, kind, i) for i in range(n)]
             pgids = {proc.pid for proc in procs}  # each contender runs in a session of its own
             cpu0 = group_cpu_seconds(pgids)
             threads0 = thread_cpu_seconds(pgids)
+            broker0 = broker_cpu_seconds()
             t0 = time.time()
             for i, k in enumerate(keys):
                 send(p, topic, k, files[i % len(files)], content_type)
@@ -766,6 +799,12 @@ class Bench:
             # consumer does not do).
             cpu_ms = (group_cpu_seconds(pgids) - cpu0) * 1000 / n
             threads = thread_cpu_ms(threads0, thread_cpu_seconds(pgids), n)
+            broker1 = broker_cpu_seconds()
+            broker = (
+                {k: round((broker1[k] - broker0[k]) * 1000 / n, 2) for k in broker0}
+                if broker0 is not None and broker1 is not None
+                else None
+            )
             errors = sorted({w.errors[k] for k in keys if k in w.errors})
             failed = sum(k in w.errors for k in keys)
             if failed:
@@ -776,6 +815,7 @@ class Bench:
                 "rate": n / (last - t0),
                 "cpu_ms": cpu_ms,
                 "threads_cpu_ms": threads,
+                "broker_cpu_ms": broker,
                 "errors": failed,
                 "codes": errors,
             }
@@ -1145,6 +1185,13 @@ class Bench:
                     if by:
                         top = ", ".join(f"{k} {v:.1f}" for k, v in list(by.items())[:8])
                         say(f"     {contender_name(who)} CPU ms/img by thread: {top}")
+                brokers = {w: c[w]["broker_cpu_ms"] for w in (*thorax, "consumer") if c.get(w, {}).get("broker_cpu_ms")}
+                if brokers:
+                    say(
+                        "     the broker's CPU ms/img during each run (its JIT compiler's part in brackets; the same"
+                        " two cores): "
+                        + ", ".join(f"{contender_name(w)} {b['total']:.1f} ({b['jit']:.1f})" for w, b in brokers.items())
+                    )
         for who, lat in r.get("latency", {}).items():
             say(
                 f"7. {contender_name(who)} latency, publish -> findings, {lat['input']} at {lat['rate']:.1f} img/s "
@@ -1205,6 +1252,12 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=4, help="distinct files per input (cycled over the keys)")
     ap.add_argument("--latency-seconds", type=float, default=None)
     ap.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed records before each contender's first timed run, to warm it and the broker (default 1500)",
+    )
+    ap.add_argument(
         "--topologies",
         default="pipeline,split",
         help="scripts/start.sh topologies for pipeline/latency/predict: pipeline (co-located), split",
@@ -1236,6 +1289,8 @@ def main() -> None:
     a.dicom_n = a.dicom_n or (20 if a.quick else 150)
     a.densenet_n = a.densenet_n or (40 if a.quick else 600)
     a.latency_seconds = a.latency_seconds or (5 if a.quick else 20)
+    a.warmup = a.warmup if a.warmup is not None else (50 if a.quick else 1500)
+    a.warmup = max(4, a.warmup)
     if a.quick:
         a.pool = min(a.pool, 2)
     bench = Bench(a)
