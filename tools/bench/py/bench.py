@@ -1190,7 +1190,9 @@ class Bench:
                     say(
                         "     the broker's CPU ms/img during each run (its JIT compiler's part in brackets; the same"
                         " two cores): "
-                        + ", ".join(f"{contender_name(w)} {b['total']:.1f} ({b['jit']:.1f})" for w, b in brokers.items())
+                        + ", ".join(
+                            f"{contender_name(w)} {b['total']:.1f} ({b['jit']:.1f})" for w, b in brokers.items()
+                        )
                     )
         for who, lat in r.get("latency", {}).items():
             say(
