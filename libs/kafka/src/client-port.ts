@@ -125,8 +125,19 @@ export interface ClientConsumer {
 export interface ClientAdmin {
   connect(): Promise<void>;
   disconnect(): Promise<void>;
-  /** The group's committed offsets of the topic's partitions ('-1': none). */
-  fetchOffsets(groupId: string, topic: string): Promise<{ partition: number; offset: string }[]>;
+  /**
+   * The group's committed offsets of the topic's partitions ('-1': none). An offset committed
+   * inside a transaction is visible only once that transaction commits. Stable by default: while
+   * a partition's transaction is open the broker answers UNSTABLE_OFFSET_COMMIT, and the read is
+   * retried until it ends, which claiming a partition under exactly-once needs. `stable: false`
+   * answers at once with the offsets as of the last committed transaction: enough for a lag gauge.
+   * (kafkajs never asks for stable offsets and ignores the option.)
+   */
+  fetchOffsets(
+    groupId: string,
+    topic: string,
+    options?: { stable?: boolean },
+  ): Promise<{ partition: number; offset: string }[]>;
   /** Each partition's low and high watermarks. */
   fetchTopicOffsets(topic: string): Promise<{ partition: number; low: string; high: string }[]>;
 }

@@ -200,7 +200,13 @@ export class RecordConsumer<T> {
     });
     const interval = this.options.lagIntervalMs ?? 10_000;
     if (interval > 0) {
-      this.lagTimer = setInterval(() => void this.updateLag(), interval);
+      // The first read at a random point of the interval: the consumers of one process (all four
+      // stages under `npm start`) started together would otherwise read at the same instants.
+      this.lagTimer = setTimeout(() => {
+        void this.updateLag();
+        this.lagTimer = setInterval(() => void this.updateLag(), interval);
+        this.lagTimer.unref();
+      }, Math.floor(Math.random() * interval));
       this.lagTimer.unref();
     }
     if (this.endProbe) {
@@ -214,6 +220,7 @@ export class RecordConsumer<T> {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    // clearInterval clears a timeout too (one timer id space).
     if (this.lagTimer) clearInterval(this.lagTimer);
     if (this.endProbeTimer) clearInterval(this.endProbeTimer);
     await this.probing;
@@ -742,10 +749,17 @@ export class RecordConsumer<T> {
     log.warn({ code, stage }, 'record dead-lettered');
   }
 
+  /** The lag gauge, and the readiness check's proof that the broker answers. */
   private async updateLag(): Promise<void> {
     try {
       const { topic, groupId } = this.options;
-      const [ends, committed] = await Promise.all([this.admin.fetchTopicOffsets(topic), this.admin.fetchOffsets(groupId, topic)]);
+      // The last committed offsets, not stable ones: under load a partition nearly always has a
+      // transaction open, and a stable read would wait it out in retries on a libuv worker, the
+      // pool the image stages decode on (CommittedOffsets).
+      const [ends, committed] = await Promise.all([
+        this.admin.fetchTopicOffsets(topic),
+        this.admin.fetchOffsets(groupId, topic, { stable: false }),
+      ]);
       const committedByPartition = new Map<number, string>();
       for (const p of committed) committedByPartition.set(p.partition, p.offset);
       for (const end of ends) {

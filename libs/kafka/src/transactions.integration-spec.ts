@@ -305,4 +305,43 @@ describeEachClient('RecordConsumer, exactly-once', (kind) => {
     const offsets = await committedOffsets(group, topic);
     expect(offsets.reduce((sum, o) => sum + Number(o), 0)).toBe(61);
   });
+
+  it('offsets inside an open transaction: the lag gauge\'s read answers at once with the last committed ones, a stable read (librdkafka) waits for the commit', async () => {
+    const topic = `${run}.open-offsets`;
+    const group = `${topic}-group`;
+    await createTopics(1, topic);
+    const producer = client.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      retries: 10,
+      transactional: { id: `${topic}-tx`, timeoutMs: 60_000 },
+    });
+    const admin = client.admin();
+    // librdkafka takes the group from a consumer of this client (connected, never subscribed).
+    const member = client.consumer({ groupId: group, sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1_000, autoCommit: false, fromBeginning: true });
+    await Promise.all([producer.connect(), admin.connect(), member.connect()]);
+    try {
+      const none = [{ partition: 0, offset: '-1' }];
+      const seven = [{ partition: 0, offset: '7' }];
+      const transaction = await producer.transaction();
+      await transaction.sendOffsets({ consumerGroupId: group, topics: [{ topic, partitions: [{ partition: 0, offset: '7' }] }] });
+      expect(await admin.fetchOffsets(group, topic, { stable: false })).toEqual(none);
+      let stableSettled = false;
+      const stable = admin.fetchOffsets(group, topic).finally(() => (stableSettled = true));
+      await new Promise((r) => setTimeout(r, 1_500));
+      // kafkajs never asks for stable offsets: it answers at once, without the open transaction's.
+      expect(stableSettled).toBe(kind === 'kafkajs');
+      await transaction.commit();
+      expect(await stable).toEqual(kind === 'kafkajs' ? none : seven);
+      // The commit markers reach the group coordinator shortly after the commit returns.
+      let last: unknown = null;
+      for (let i = 0; i < 50 && JSON.stringify(last) !== JSON.stringify(seven); i += 1) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 200));
+        last = await admin.fetchOffsets(group, topic, { stable: false });
+      }
+      expect(last).toEqual(seven);
+    } finally {
+      await Promise.all([producer.disconnect(), admin.disconnect(), member.disconnect()]);
+    }
+  });
 });

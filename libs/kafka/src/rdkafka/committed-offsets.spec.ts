@@ -24,11 +24,11 @@ class FakeReader implements OffsetsReaderConsumer {
 }
 
 function setup(partitions: number[] = [2, 0, 1]) {
-  const made: { groupId: string; reader: FakeReader }[] = [];
+  const made: { groupId: string; stable: boolean; reader: FakeReader }[] = [];
   const offsets = new CommittedOffsets({
-    reader: (groupId) => {
+    reader: (groupId, stable) => {
       const reader = new FakeReader();
-      made.push({ groupId, reader });
+      made.push({ groupId, stable, reader });
       return reader;
     },
     partitions: async () => partitions,
@@ -81,7 +81,10 @@ describe('CommittedOffsets', () => {
     ]);
     await offsets.fetch('g', 't');
     await offsets.fetch('h', 't');
-    expect(made.map((m) => m.groupId)).toEqual(['g', 'h']);
+    expect(made.map((m) => [m.groupId, m.stable])).toEqual([
+      ['g', true],
+      ['h', true],
+    ]);
     expect(made[0]?.reader.connects).toBe(1);
     expect(made[0]?.reader.calls).toHaveLength(2);
     expect(made[0]?.reader.calls[0]).toEqual({
@@ -115,6 +118,34 @@ describe('CommittedOffsets', () => {
     // Once answered, the next read asks again.
     await offsets.fetch('g', 't');
     expect(reader.calls.filter((c) => c.partitions[0]?.topic === 't')).toHaveLength(2);
+  });
+
+  it('reads stable offsets by default and the last committed ones through a second reader of the group', async () => {
+    const { offsets, made } = setup([0]);
+    await offsets.fetch('g', 't');
+    await offsets.fetch('g', 't', false);
+    await offsets.fetch('g', 't', true);
+    await offsets.fetch('g', 't', false);
+    expect(made.map((m) => [m.groupId, m.stable, m.reader.connects, m.reader.calls.length])).toEqual([
+      ['g', true, 1, 2],
+      ['g', false, 1, 2],
+    ]);
+    await offsets.close();
+    expect(made.map((m) => m.reader.disconnects)).toEqual([1, 1]);
+  });
+
+  it('never shares a request between a stable and an unstable read', async () => {
+    const { offsets, made } = setup([0]);
+    const stable = offsets.fetch('g', 't');
+    const last = offsets.fetch('g', 't', false);
+    expect(last).not.toBe(stable);
+    expect(offsets.fetch('g', 't', false)).toBe(last);
+    expect(offsets.fetch('g', 't')).toBe(stable);
+    await Promise.all([stable, last]);
+    expect(made.map((m) => [m.stable, m.reader.calls.length])).toEqual([
+      [true, 1],
+      [false, 1],
+    ]);
   });
 
   it('passes a failed read on and reads again next time', async () => {

@@ -9,8 +9,11 @@ export interface OffsetsReaderConsumer {
 }
 
 export interface CommittedOffsetsOptions {
-  /** A consumer of the group that never joins it (see CommittedOffsets). */
-  reader(groupId: string): OffsetsReaderConsumer;
+  /**
+   * A consumer of the group that never joins it (see CommittedOffsets); read_committed when
+   * `stable`, read_uncommitted otherwise.
+   */
+  reader(groupId: string, stable: boolean): OffsetsReaderConsumer;
   /** The topic's partition numbers (cluster metadata). */
   partitions(topic: string): Promise<number[]>;
   /** How long one read waits for the group coordinator. */
@@ -31,10 +34,19 @@ export interface CommittedOffsetsOptions {
  *
  * Here each group gets one consumer of its own that connects but never subscribes, so it never
  * joins the group (no rebalance, no commits: `enable.auto.commit` off), and its `committed()` goes
- * through librdkafka's group handle, which waits for the coordinator, retries NOT_COORDINATOR and
- * UNSTABLE_OFFSET_COMMIT, and asks for stable offsets because the consumer is read_committed
- * (a transaction's offsets count once it commits). Concurrent reads of the same group and topic
- * share one request, so a coordinator outage holds at most one libuv worker per group and topic.
+ * through librdkafka's group handle, which waits for the coordinator and retries NOT_COORDINATOR.
+ *
+ * Stable reads (the default) go through a read_committed reader, for which librdkafka asks for
+ * stable offsets: a transaction's offsets count once it commits, and while one is open the broker
+ * answers UNSTABLE_OFFSET_COMMIT, which librdkafka retries (from 100 ms, with backoff) inside the
+ * call. Claiming a partition under exactly-once needs that. The call holds a libuv worker for
+ * as long as it lasts, the same pool sharp's decodes and resizes run on, so a service under load,
+ * whose partitions always have a transaction open, would hold one worker for retries every time
+ * it reads its lag. Unstable reads (`stable: false`, for the lag gauge) go through a second,
+ * read_uncommitted reader and take the last committed offset as it is.
+ *
+ * Concurrent reads of the same group, topic and kind share one request, so a coordinator outage
+ * holds at most one libuv worker per group, topic and kind.
  */
 export class CommittedOffsets {
   private readonly readers = new Map<string, Promise<OffsetsReaderConsumer>>();
@@ -44,12 +56,12 @@ export class CommittedOffsets {
   constructor(private readonly options: CommittedOffsetsOptions) {}
 
   /** One entry per partition of the topic; offset '-1' where the group committed nothing. */
-  fetch(groupId: string, topic: string): Promise<{ partition: number; offset: string }[]> {
+  fetch(groupId: string, topic: string, stable = true): Promise<{ partition: number; offset: string }[]> {
     if (this.closed) return Promise.reject(new Error('the admin client is disconnected'));
-    const key = `${groupId}\u0000${topic}`;
+    const key = `${groupId}\u0000${topic}\u0000${stable ? 'stable' : 'last'}`;
     const pending = this.inFlight.get(key);
     if (pending) return pending;
-    const reading = this.read(groupId, topic).finally(() => this.inFlight.delete(key));
+    const reading = this.read(groupId, topic, stable).finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, reading);
     return reading;
   }
@@ -67,10 +79,10 @@ export class CommittedOffsets {
     );
   }
 
-  private async read(groupId: string, topic: string): Promise<{ partition: number; offset: string }[]> {
+  private async read(groupId: string, topic: string, stable: boolean): Promise<{ partition: number; offset: string }[]> {
     const partitions = await this.options.partitions(topic);
     if (partitions.length === 0) return [];
-    const reader = await this.readerOf(groupId);
+    const reader = await this.readerOf(groupId, stable);
     const rows = await reader.committed(
       partitions.map((partition) => ({ topic, partition })),
       this.options.timeoutMs,
@@ -78,21 +90,22 @@ export class CommittedOffsets {
     return committedRows(rows, topic, partitions);
   }
 
-  private readerOf(groupId: string): Promise<OffsetsReaderConsumer> {
+  private readerOf(groupId: string, stable: boolean): Promise<OffsetsReaderConsumer> {
     if (this.closed) return Promise.reject(new Error('the admin client is disconnected'));
-    let connecting = this.readers.get(groupId);
+    const key = `${groupId}\u0000${stable ? 'stable' : 'last'}`;
+    let connecting = this.readers.get(key);
     if (!connecting) {
-      const reader = this.options.reader(groupId);
+      const reader = this.options.reader(groupId, stable);
       connecting = reader.connect().then(
         () => reader,
         async (error: unknown) => {
           // Connected once per instance: the next read gets a new one.
-          if (this.readers.get(groupId) === connecting) this.readers.delete(groupId);
+          if (this.readers.get(key) === connecting) this.readers.delete(key);
           await reader.disconnect().catch(() => undefined);
           throw error;
         },
       );
-      this.readers.set(groupId, connecting);
+      this.readers.set(key, connecting);
     }
     return connecting;
   }

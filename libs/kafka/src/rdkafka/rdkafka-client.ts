@@ -206,10 +206,11 @@ export function createRdkafkaClient(
       let offsets: CommittedOffsets | null = null;
       const committedOffsets = () =>
         (offsets ??= new CommittedOffsets({
-          reader: (groupId) =>
+          reader: (groupId, stable) =>
             kafka.consumer({
               'group.id': groupId,
-              'isolation.level': 'read_committed',
+              // librdkafka asks for stable offsets when, and only when, the consumer is read_committed.
+              'isolation.level': stable ? 'read_committed' : 'read_uncommitted',
               'enable.auto.commit': false,
               'allow.auto.create.topics': false,
             }),
@@ -242,8 +243,8 @@ export function createRdkafkaClient(
           await closing?.close();
           await gate.close(() => admin.disconnect(), lateClose);
         },
-        // Stable offsets: a transaction's offset commit counts only once the transaction commits.
-        fetchOffsets: (groupId, topic) => committedOffsets().fetch(groupId, topic),
+        // Stable unless asked otherwise: a transaction's offset commit counts only once it commits.
+        fetchOffsets: (groupId, topic, options) => committedOffsets().fetch(groupId, topic, options?.stable ?? true),
         fetchTopicOffsets: async (topic) =>
           (await admin.fetchTopicOffsets(topic)).map(({ partition, low, high }) => ({ partition, low: String(low), high: String(high) })),
       };
