@@ -978,6 +978,12 @@ class Bench:
             # The record's timestamp is the producer's clock, which is this machine's.
             produced = [max(0.0, (w.stamps[k] - sent[k]) * 1000) for k in slowest_keys]
             visible = [max(0.0, (w.seen[k] - w.stamps[k]) * 1000) for k in slowest_keys]
+            # Each second of the run (by publish time): its median and slowest latency, to see a
+            # periodic stall (a timer of some component) as spikes at a fixed period.
+            by_second: dict[int, list[float]] = {}
+            for k, t in sent.items():
+                if k in w.seen:
+                    by_second.setdefault(int(t - t0), []).append((w.seen[k] - t) * 1000)
         finally:
             w.close()
         self.report.setdefault("latency", {})[who] = {
@@ -993,8 +999,16 @@ class Bench:
                 {"ms": round(v), "at_s": round(at, 1), "to_produce_ms": round(a), "to_visible_ms": round(b)}
                 for (v, at), a, b in zip(slowest, produced, visible)
             ],
+            "by_second": [
+                {"s": second, "p50": round(percentile(v, 50)), "max": round(max(v))}
+                for second, v in sorted(by_second.items())
+            ],
         }
         note(f"latency ({who}): slowest 1 % " + ", ".join(f"{v:.0f} ms at {at:.1f} s" for v, at in slowest))
+        note(
+            f"latency ({who}): slowest per second "
+            + " ".join(f"{second}:{max(v):.0f}" for second, v in sorted(by_second.items()))
+        )
         note(
             f"latency ({who}): the slowest 1 % spent {statistics.mean(produced):.0f} ms on average until their findings"
             f" record was produced and {statistics.mean(visible):.0f} ms from there until it was visible (committed, fetched)"
