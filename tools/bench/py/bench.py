@@ -490,29 +490,64 @@ def thread_cpu_ms(before: dict[str, float], after: dict[str, float], n: int) -> 
     return dict(sorted(((k, round(v, 2)) for k, v in per.items() if v >= 0.05), key=lambda kv: -kv[1]))
 
 
+BROKER_THREAD_KINDS = (
+    # (kind, a part of the JVM thread's full name), first match wins
+    ("requests", "request-handler"),
+    ("network", "network-thread"),
+    ("txn markers", "TxnMarkerSender"),
+    ("jit", "CompilerThread"),
+    ("gc", "GC Thread"),
+    ("gc", "G1 "),
+    ("purgatory", "ExpirationReaper"),
+    ("scheduler", "kafka-scheduler"),
+    ("kraft", "raft"),
+    ("kraft", "controller"),
+)
+_broker_names: dict[int, str] = {}
+
+
+def broker_thread_names(pid: str, tids: list[int]) -> dict[int, str]:
+    """The broker's JVM thread names by native thread id (jcmd Thread.print, again only when a
+    thread appears that it did not name yet: /proc truncates names to 15 characters)."""
+    if any(t not in _broker_names for t in tids):
+        try:
+            out = subprocess.run(
+                ["jcmd", pid, "Thread.print"], check=False, capture_output=True, text=True, timeout=30
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        for m in re.finditer(r'^"([^"]+)".*?nid=(0x[0-9a-f]+|[0-9]+)', out, re.MULTILINE):
+            nid = m.group(2)
+            _broker_names[int(nid, 16) if nid.startswith("0x") else int(nid)] = m.group(1)
+    return _broker_names
+
+
 def broker_cpu_seconds() -> dict[str, float] | None:
-    """CPU seconds so far of the broker this bench started (BENCH_BROKER_PID, set by scripts/bench.sh),
-    in total and in the JVM's JIT compiler threads; None for a broker started elsewhere."""
+    """CPU seconds so far of the broker this bench started (BENCH_BROKER_PID, set by scripts/bench.sh):
+    in total, and by thread kind (BROKER_THREAD_KINDS; "jit" is its JIT compiler); None for a broker
+    started elsewhere."""
     pid = os.environ.get("BENCH_BROKER_PID", "")
     if not pid.isdigit():
         return None
-    total = compiler = 0
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     except OSError:
         return None
-    for tid in tasks:
+    names = broker_thread_names(pid, tids)
+    out: dict[str, float] = {"total": 0.0, "jit": 0.0}
+    for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
                 head, rest = f.read().rsplit(b")", 1)
         except OSError:
             continue
         fields = rest.split()
-        ticks = int(fields[11]) + int(fields[12])
-        total += ticks
-        if b"CompilerThre" in head:
-            compiler += ticks
-    return {"total": total / CLOCK_TICKS, "jit": compiler / CLOCK_TICKS}
+        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        name = names.get(tid) or head.split(b"(", 1)[1].decode(errors="replace")
+        kind = next((k for k, part in BROKER_THREAD_KINDS if part in name), "other")
+        out["total"] += seconds
+        out[kind] = out.get(kind, 0.0) + seconds
+    return out
 
 
 def settle(pgids: set[int], idle_share: float = 0.1, window: float = 1.0, limit: float = 20.0) -> float:
@@ -801,7 +836,7 @@ class Bench:
             threads = thread_cpu_ms(threads0, thread_cpu_seconds(pgids), n)
             broker1 = broker_cpu_seconds()
             broker = (
-                {k: round((broker1[k] - broker0[k]) * 1000 / n, 2) for k in broker0}
+                {k: round((v - broker0.get(k, 0.0)) * 1000 / n, 2) for k, v in broker1.items()}
                 if broker0 is not None and broker1 is not None
                 else None
             )
@@ -1208,6 +1243,14 @@ class Bench:
                             f"{contender_name(w)} {b['total']:.1f} ({b['jit']:.1f})" for w, b in brokers.items()
                         )
                     )
+                    for w, b in brokers.items():
+                        kinds = sorted(
+                            ((k, v) for k, v in b.items() if k != "total" and v >= 0.05), key=lambda kv: -kv[1]
+                        )
+                        say(
+                            f"       broker by thread during {contender_name(w)}: "
+                            + ", ".join(f"{k} {v:.1f}" for k, v in kinds)
+                        )
         for who, lat in r.get("latency", {}).items():
             say(
                 f"7. {contender_name(who)} latency, publish -> findings, {lat['input']} at {lat['rate']:.1f} img/s "
