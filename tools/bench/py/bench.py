@@ -1023,6 +1023,7 @@ class Bench:
             w.close()
         self.report.setdefault("latency", {})[who] = {
             "input": kind,
+            "started_at": t0,
             "rate": rate,
             "sent": total,
             "answered": len(ms),
