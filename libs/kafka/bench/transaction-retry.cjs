@@ -10,7 +10,8 @@
 //   KAFKA_BROKERS=127.0.0.1:9092 node libs/kafka/bench/transaction-retry.cjs
 //   BENCH_CLIENT=kafkajs (default) | librdkafka (@confluentinc/kafka-javascript, built by
 //     scripts/rdkafka.sh into KAFKA_LIBRDKAFKA_DIR, default .cache/confluent-kafka)
-//   BENCH_DELAYS (ms; kafkajs: initialRetryTime, default 300,20; librdkafka: retry.backoff.ms, default 100,20)
+//   BENCH_DELAYS (ms; kafkajs: initialRetryTime, default 300,20; librdkafka: retry.backoff.ms, default
+//     100,20; `base/max` also sets librdkafka's retry.backoff.max.ms, e.g. 20,5/5)
 //   BENCH_TRANSACTIONS=60  BENCH_ROUNDS=3
 'use strict';
 const path = require('node:path');
@@ -19,7 +20,9 @@ const client = process.env.BENCH_CLIENT || 'kafkajs';
 if (client !== 'kafkajs' && client !== 'librdkafka')
   throw new Error(`BENCH_CLIENT must be kafkajs or librdkafka, not ${client}`);
 const brokers = (process.env.KAFKA_BROKERS || '127.0.0.1:9092').split(',');
-const delays = (process.env.BENCH_DELAYS || (client === 'kafkajs' ? '300,20' : '100,20')).split(',').map(Number);
+const delays = (process.env.BENCH_DELAYS || (client === 'kafkajs' ? '300,20' : '100,20')).split(',').map((d) => d.trim());
+const base = (delay) => Number(delay.split('/')[0]);
+const cap = (delay) => (delay.includes('/') ? Number(delay.split('/')[1]) : undefined);
 const setting = client === 'kafkajs' ? 'initialRetryTime' : 'retry.backoff.ms';
 const transactions = Number(process.env.BENCH_TRANSACTIONS || 60);
 const rounds = Number(process.env.BENCH_ROUNDS || 3);
@@ -33,10 +36,10 @@ function kafkajsRound(delay, index) {
     brokers,
     clientId: run,
     logLevel: logLevel.NOTHING,
-    retry: { initialRetryTime: delay, retries: 10 },
+    retry: { initialRetryTime: base(delay), retries: 10 },
   });
   const producer = kafka.producer({
-    transactionalId: `${run}-${delay}-${index}`,
+    transactionalId: `${run}-${delay.replace('/', '-')}-${index}`,
     idempotent: true,
     maxInFlightRequests: 1,
   });
@@ -48,11 +51,12 @@ function librdkafkaRound(delay, index) {
     kafkaJS: { brokers, clientId: run, logLevel: librdkafka().logLevel.NOTHING },
   });
   const producer = kafka.producer({
-    'transactional.id': `${run}-${delay}-${index}`,
+    'transactional.id': `${run}-${delay.replace('/', '-')}-${index}`,
     'enable.idempotence': true,
     acks: -1,
     'linger.ms': 2,
-    'retry.backoff.ms': delay,
+    'retry.backoff.ms': base(delay),
+    ...(cap(delay) === undefined ? {} : { 'retry.backoff.max.ms': cap(delay) }),
   });
   // KIP-447: the offsets go with a group consumer's metadata.
   const consumer = kafka.consumer({ 'group.id': `${run}-${index}`, 'enable.auto.commit': false });
@@ -113,7 +117,7 @@ async function main() {
   }
   for (const [delay, times] of byDelay) {
     const sorted = [...times].sort((a, b) => a - b);
-    const slow = sorted.filter((t) => t >= delay).length;
+    const slow = sorted.filter((t) => t >= base(delay)).length;
     console.log(
       `${client} ${setting} ${delay} ms: ${sorted.length} transactions, p50 ${quantile(sorted, 0.5).toFixed(1)} ms, ` +
         `p90 ${quantile(sorted, 0.9).toFixed(1)} ms, p99 ${quantile(sorted, 0.99).toFixed(1)} ms, max ${sorted[sorted.length - 1].toFixed(1)} ms, ` +
