@@ -467,20 +467,26 @@ def thread_cpu_seconds(pgids: set[int]) -> dict[str, float]:
             tasks = os.listdir(f"/proc/{entry}/task")
         except OSError:
             continue
-        for tid in tasks:
-            try:
-                with open(f"/proc/{entry}/task/{tid}/stat", "rb") as f:
-                    thead, trest = f.read().rsplit(b")", 1)
-            except OSError:
-                continue
-            fields = trest.split()
-            name = (
-                "main"
-                if tid == entry
-                else re.sub(r"[0-9]+", "", thead.split(b"(", 1)[1].decode(errors="replace")).strip(" -:#_")
-            )
+        for tid, comm, seconds in task_cpu(entry, tasks):
+            name = "main" if tid == int(entry) else re.sub(r"[0-9]+", "", comm).strip(" -:#_")
             key = f"{process}/{name}"
-            out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            out[key] = out.get(key, 0.0) + seconds
+    return out
+
+
+def task_cpu(pid: str, tids: list[str]) -> list[tuple[int, str, float]]:
+    """(thread id, /proc name, CPU seconds so far: user + system) of each of these threads of a
+    process that is still there."""
+    out = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                head, rest = f.read().rsplit(b")", 1)
+        except OSError:
+            continue
+        fields = rest.split()
+        comm = head.split(b"(", 1)[1].decode(errors="replace")
+        out.append((int(tid), comm, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS))
     return out
 
 
@@ -530,20 +536,13 @@ def broker_cpu_seconds() -> dict[str, float] | None:
     if not pid.isdigit():
         return None
     try:
-        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        tasks = task_cpu(pid, os.listdir(f"/proc/{pid}/task"))
     except OSError:
         return None
-    names = broker_thread_names(pid, tids)
+    names = broker_thread_names(pid, [tid for tid, _, _ in tasks])
     out: dict[str, float] = {"total": 0.0, "jit": 0.0}
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
-                head, rest = f.read().rsplit(b")", 1)
-        except OSError:
-            continue
-        fields = rest.split()
-        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        name = names.get(tid) or head.split(b"(", 1)[1].decode(errors="replace")
+    for tid, comm, seconds in tasks:
+        name = names.get(tid) or comm
         kind = next((k for k, part in BROKER_THREAD_KINDS if part in name), "other")
         out["total"] += seconds
         out[kind] = out.get(kind, 0.0) + seconds

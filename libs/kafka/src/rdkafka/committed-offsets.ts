@@ -58,7 +58,7 @@ export class CommittedOffsets {
   /** One entry per partition of the topic; offset '-1' where the group committed nothing. */
   fetch(groupId: string, topic: string, stable = true): Promise<{ partition: number; offset: string }[]> {
     if (this.closed) return Promise.reject(new Error('the admin client is disconnected'));
-    const key = `${groupId}\u0000${topic}\u0000${stable ? 'stable' : 'last'}`;
+    const key = `${groupId}\u0000${topic}\u0000${readKind(stable)}`;
     const pending = this.inFlight.get(key);
     if (pending) return pending;
     const reading = this.read(groupId, topic, stable).finally(() => this.inFlight.delete(key));
@@ -92,7 +92,7 @@ export class CommittedOffsets {
 
   private readerOf(groupId: string, stable: boolean): Promise<OffsetsReaderConsumer> {
     if (this.closed) return Promise.reject(new Error('the admin client is disconnected'));
-    const key = `${groupId}\u0000${stable ? 'stable' : 'last'}`;
+    const key = `${groupId}\u0000${readKind(stable)}`;
     let connecting = this.readers.get(key);
     if (!connecting) {
       const reader = this.options.reader(groupId, stable);
@@ -109,6 +109,11 @@ export class CommittedOffsets {
     }
     return connecting;
   }
+}
+
+/** A read's kind, in the keys of readers and of reads in flight. */
+function readKind(stable: boolean): string {
+  return stable ? 'stable' : 'last';
 }
 
 /**
