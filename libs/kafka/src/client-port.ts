@@ -120,6 +120,12 @@ export interface ClientConsumer {
   seek(position: { topic: string; partition: number; offset: string }): void;
   pause(topic: string): void;
   resume(topic: string): void;
+  /**
+   * Commits these offsets (each the next offset to consume) for the group, outside any
+   * transaction. The group coordinator refuses them from a member of an older generation (one
+   * the group has rebalanced without): the group's own fence against a zombie.
+   */
+  commitOffsets(offsets: { topic: string; partition: number; offset: string }[]): Promise<void>;
 }
 
 export interface ClientAdmin {
@@ -240,6 +246,7 @@ export function kafkajsClient(kafka: Kafka): KafkaClient {
         seek: (position) => consumer.seek(position),
         pause: (topic) => consumer.pause([{ topic }]),
         resume: (topic) => consumer.resume([{ topic }]),
+        commitOffsets: (offsets) => consumer.commitOffsets(offsets),
       };
     },
     admin() {

@@ -25,7 +25,6 @@ import {
   isFencedError,
   TransactionScope,
   tryInTransaction,
-  whileConcurrent,
 } from './transactions';
 
 /** How a RecordConsumer hands over records: one at a time, or in batches. */
@@ -315,10 +314,14 @@ export class RecordConsumer<T> {
         scope = null;
         scopeFirst = null;
         const next = (BigInt(upTo) + 1n).toString();
-        await done.commit(this.options.groupId, topic, partition, next, log);
+        // Inputs that published nothing (results: rows stored, nothing for Kafka) commit their
+        // offset outside the transaction, which stays open and unused for the next fetch.
+        const transactional = await done.commit(this.options.groupId, topic, partition, next, log, () =>
+          this.consumer.commitOffsets([{ topic, partition, offset: next }]),
+        );
         committing = null;
         work.committed = next;
-        work.transaction = null;
+        if (transactional) work.transaction = null;
         work.careful = false;
         work.refusals.clear();
         // The input's producer commits transactions too: its marker may follow the last record.
@@ -417,20 +420,16 @@ export class RecordConsumer<T> {
     });
   }
 
-  /** Commits the partition's offset in a transaction of its own (no records); under its lock. */
+  /**
+   * Commits the partition's offset with no records, under its lock and only while it is claimed:
+   * a plain group commit, not a transaction (nothing to make atomic with it). The group's
+   * generation fences it as the transactional id fences records: a member the group has
+   * rebalanced without is refused.
+   */
   private async commitOffsetOnly(work: PartitionWork<T>, partition: number, offset: string): Promise<void> {
     if (!work.producer) return;
-    work.transaction ??= await work.producer.transaction();
-    const transaction = work.transaction;
-    await whileConcurrent(() =>
-      transaction.sendOffsets({
-        consumerGroupId: this.options.groupId,
-        topics: [{ topic: this.options.topic, partitions: [{ partition, offset }] }],
-      }),
-    );
-    await transaction.commit();
+    await this.consumer.commitOffsets([{ topic: this.options.topic, partition, offset }]);
     work.committed = offset;
-    work.transaction = null;
   }
 
   /**

@@ -3,7 +3,7 @@ import { createLogger, HealthRegistry, ThoraxMetrics } from '@thorax/observabili
 import { collect, type PlainRecord, produce, testBrokers } from '@thorax/testing';
 import type { KafkaClientKind } from '@thorax/config';
 import { Kafka, KafkaJSError, logLevel } from 'kafkajs';
-import { createClient, type KafkaClient } from './client-port';
+import { createClient, type KafkaClient, type ProducerSettings } from './client-port';
 import { describeEachClient } from './client-matrix';
 import type { BatchConsumerSpec, Delivery } from './consumer-port';
 import { KafkaPublisher } from './kafka-publisher';
@@ -35,19 +35,50 @@ const RAW = {
   describe: (_m: unknown, position: { key: string | null }) => ({ id: position.key ?? '?', receivedAt: new Date(0) }),
 };
 
+/**
+ * The client under test, its transactions' commits counted: the same producers, consumers and
+ * broker, seen through a wrapper of `producer` only.
+ */
+function countingCommits(inner: KafkaClient): { client: KafkaClient; commits: () => number } {
+  let commits = 0;
+  const wrapped = new Proxy(inner, {
+    get(target, property, receiver) {
+      if (property !== 'producer') return Reflect.get(target, property, receiver) as unknown;
+      return (settings: ProducerSettings) => {
+        const producer = target.producer(settings);
+        return {
+          ...producer,
+          transaction: async () => {
+            const transaction = await producer.transaction();
+            return {
+              ...transaction,
+              commit: async () => {
+                await transaction.commit();
+                commits += 1;
+              },
+            };
+          },
+        };
+      };
+    },
+  });
+  return { client: wrapped, commits: () => commits };
+}
+
 /** A consumer of `topic` with exactly-once delivery; the publisher is the service's ordinary one. */
 async function startConsumer(
   topic: string,
   group: string,
   handling: (publisher: KafkaPublisher) => RecordHandling<Buffer>,
   spec: Partial<BatchConsumerSpec<Buffer>> = {},
+  consumerClient: KafkaClient = client,
 ): Promise<{ stop: () => Promise<void> }> {
   // The service's producer as KafkaConnection makes it (serial for kafkajs's idempotence only).
   const producer = client.producer({ idempotent: true, maxInFlightRequests: 1, retries: 10 });
   await producer.connect();
   const publisher = new KafkaPublisher(producer, { lingerMs: 2, maxBatchRecords: 500, serial: client.kind === 'kafkajs' });
   const consumer = new RecordConsumer<Buffer>(
-    client,
+    consumerClient,
     {
       groupId: group,
       topic,
@@ -304,6 +335,68 @@ describeEachClient('RecordConsumer, exactly-once', (kind) => {
     expect(events.map((r) => r.key)).toEqual(['poison-1']);
     const offsets = await committedOffsets(group, topic);
     expect(offsets.reduce((sum, o) => sum + Number(o), 0)).toBe(61);
+  });
+
+  it('inputs that publish nothing commit their offsets outside transactions; a dead letter among them commits in one, and no offset goes back', async () => {
+    const topic = `${run}.offsets-only`;
+    const group = `${topic}-group`;
+    await createTopics(1, topic, `${topic}.dlq`, `${topic}.findings`);
+    const counted = countingCommits(client);
+    const handled = new Map<string, number>();
+    const consumer = await startConsumer(
+      topic,
+      group,
+      () => ({
+        kind: 'single',
+        handler: {
+          async handle(delivery: Delivery<Buffer>) {
+            const key = delivery.position.key ?? '';
+            handled.set(key, (handled.get(key) ?? 0) + 1);
+            // What results does: stored elsewhere, nothing published.
+            if (key.startsWith('poison')) throw new Error('cannot handle');
+          },
+        },
+      }),
+      {},
+      counted.client,
+    );
+    let dlq: PlainRecord[];
+    let events: PlainRecord[];
+    try {
+      const committedAt = async (offset: string) => {
+        for (let i = 0; i < 150 && (await committedOffsets(group, topic))[0] !== offset; i += 1) await new Promise((r) => setTimeout(r, 200));
+        expect(await committedOffsets(group, topic)).toEqual([offset]);
+      };
+      // Three fetches at least: outputs-free inputs, a dead letter, outputs-free inputs again.
+      await produce(kafka, topic, inputs(10, 'first'));
+      await committedAt('10');
+      expect(counted.commits()).toBe(0);
+      await produce(kafka, topic, [{ key: 'poison-1', value: Buffer.from('x') }]);
+      await committedAt('11');
+      expect(counted.commits()).toBe(1);
+      await produce(kafka, topic, inputs(10, 'second'));
+      await committedAt('21');
+      // The transaction's offset (11) reached the group coordinator before the plain commit (21)
+      // and does not replace it when its markers land.
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(await committedOffsets(group, topic)).toEqual(['21']);
+      expect(counted.commits()).toBe(1);
+      dlq = await collect(kafka, `${topic}.dlq`, (rs) => rs.length >= 1, 30_000, { quietMs: 1_000 });
+      events = await collect(kafka, `${topic}.findings`, (rs) => rs.length >= 1, 30_000, { quietMs: 1_000 });
+    } finally {
+      await consumer.stop();
+    }
+    expect(dlq.map((r) => r.key)).toEqual(['poison-1']);
+    expect(events.map((r) => r.key)).toEqual(['poison-1']);
+    expect(handled.size).toBe(21);
+    expect([...handled].filter(([key, n]) => !key.startsWith('poison') && n !== 1)).toEqual([]);
+
+    // Restarted, the group has nothing left to do.
+    let again = 0;
+    const restarted = await startConsumer(topic, group, () => ({ kind: 'single', handler: { handle: async () => void (again += 1) } }));
+    await new Promise((r) => setTimeout(r, 6_000));
+    await restarted.stop();
+    expect(again).toBe(0);
   });
 
   it('offsets inside an open transaction: the lag gauge\'s read answers at once with the last committed ones, a stable read (librdkafka) waits for the commit', async () => {

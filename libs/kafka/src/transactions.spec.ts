@@ -59,6 +59,31 @@ describe('TransactionScope', () => {
     expect(txn.committed).toBe(true);
   });
 
+  it('a scope that published nothing commits its offset through `withoutRecords`, not the transaction; one that published does not', async () => {
+    const empty = new FakeTransaction();
+    const plain: string[] = [];
+    let afterCommit = 0;
+    const quiet = new TransactionScope(empty, false);
+    quiet.afterCommit(async () => void (afterCommit += 1));
+    await quiet.publish([]);
+    expect(await quiet.commit('g', 'in', 1, '9', log, async () => void plain.push('9'))).toBe(false);
+    expect(plain).toEqual(['9']);
+    expect(empty.offsets).toEqual([]);
+    expect(empty.committed).toBe(false);
+    expect(afterCommit).toBe(1);
+
+    // A dead letter (`alone`) counts as published, as does a buffered record.
+    for (const options of [{ alone: true }, {}]) {
+      const txn = new FakeTransaction();
+      const scope = new TransactionScope(txn, false);
+      await scope.publish([record('dlq', 'k')], options);
+      expect(await scope.commit('g', 'in', 1, '10', log, async () => void plain.push('10'))).toBe(true);
+      expect(txn.offsets).toEqual([{ partition: 1, offset: '10' }]);
+      expect(txn.committed).toBe(true);
+    }
+    expect(plain).toEqual(['9']);
+  });
+
   it('librdkafka: a refused record aborts the transaction; the careful retry sends one at a time and fails a known refusal without sending it', async () => {
     const memory = { abortsTransaction: true, known: new Map<string, unknown>() };
     // A buffered flush with the large record is refused: the transaction is poisoned, the next try careful.

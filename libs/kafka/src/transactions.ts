@@ -65,6 +65,8 @@ export class TransactionScope {
   refused = false;
   /** Inputs with an outcome in this transaction. */
   inputs = 0;
+  /** Some record entered the transaction (buffered or sent); false: it holds the offsets only. */
+  private published = false;
   readonly startedAt = Date.now();
 
   /** Serialises a careful scope's sends when a refusal aborts the transaction (librdkafka). */
@@ -80,6 +82,7 @@ export class TransactionScope {
   async publish(records: OutgoingRecord[], options: PublishOptions = {}): Promise<void> {
     if (this.failure) throw this.failure;
     if (records.length === 0) return;
+    this.published = true;
     if (options.alone || this.careful) {
       await this.flush();
       if (this.careful && this.memory?.abortsTransaction) {
@@ -134,17 +137,36 @@ export class TransactionScope {
     }
   }
 
-  /** Flushes, adds the input offset to the transaction and commits it; then the after-commit work. */
-  async commit(groupId: string, topic: string, partition: number, nextOffset: string, log: Logger): Promise<void> {
+  /**
+   * Flushes, adds the input offset to the transaction and commits it; then the after-commit work.
+   * Answers whether a transaction was committed: when nothing was published in it and
+   * `withoutRecords` is given, that commits the offset instead, outside any transaction (a plain
+   * group commit costs the broker one request and one append, a transaction four requests, its
+   * log's appends and a marker), and the handle is left as it was, unused, for the next scope.
+   */
+  async commit(
+    groupId: string,
+    topic: string,
+    partition: number,
+    nextOffset: string,
+    log: Logger,
+    withoutRecords?: () => Promise<void>,
+  ): Promise<boolean> {
     await this.flush();
     if (this.failure) throw this.failure;
-    await whileConcurrent(() =>
-      this.txn.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: [{ partition, offset: nextOffset }] }] }),
-    );
-    await this.txn.commit();
+    const transactional = this.published || !withoutRecords;
+    if (transactional) {
+      await whileConcurrent(() =>
+        this.txn.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: [{ partition, offset: nextOffset }] }] }),
+      );
+      await this.txn.commit();
+    } else {
+      await withoutRecords();
+    }
     for (const fn of this.committed) {
       await fn().catch((error: unknown) => log.warn({ err: error }, 'work after a transaction commit failed'));
     }
+    return transactional;
   }
 
   /** Best effort: a producer that cannot abort is replaced, and its successor's start aborts it. */

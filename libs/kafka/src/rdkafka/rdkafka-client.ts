@@ -198,6 +198,7 @@ export function createRdkafkaClient(
         // fetched then anyway.
         pause: (topic) => ignoreUnassigned(() => consumer.pause([{ topic }]), subscribed),
         resume: (topic) => ignoreUnassigned(() => consumer.resume([{ topic }]), subscribed),
+        commitOffsets: (offsets) => consumer.commitOffsets(offsets),
       };
     },
     admin(): ClientAdmin {
