@@ -267,8 +267,9 @@ export class RecordConsumer<T> {
    * consumer moved there if its position came from before that. Records are then handled as in
    * at-least-once mode, but what their handlers publish goes into the partition's transaction,
    * and the transaction commits the outputs with the next input offset (sendOffsets) when it
-   * holds TRANSACTION_MAX_RECORDS inputs, has been open TRANSACTION_MAX_MS, or the fetch ends.
-   * A failure (a broker failure, a record given back) aborts it and moves the consumer back to
+   * holds TRANSACTION_MAX_RECORDS inputs, has been open TRANSACTION_MAX_MS, or the fetch ends;
+   * inputs that published nothing have their offset committed by the group member instead, with
+   * no transaction (TransactionScope.commit). A failure (a broker failure, a record given back) aborts it and moves the consumer back to
    * its first input; a fenced producer stops the partition's work until the next assignment.
    */
   private async eachBatchTransactional(payload: BatchPayload): Promise<void> {
@@ -399,8 +400,8 @@ export class RecordConsumer<T> {
   }
 
   /**
-   * Commits the offset after a fetch that held only markers or aborted records, in a transaction
-   * of its own (no records); skipped when the partition is not claimed (its next fetch commits
+   * Commits the offset after a fetch that held only markers or aborted records (commitOffsetOnly);
+   * skipped when the partition is not claimed (its next fetch commits
    * past them anyway). Only records that read_committed never delivers are passed over.
    */
   private async commitSkipped(partition: number, firstOffset: string, lastOffset: string): Promise<void> {
