@@ -323,6 +323,7 @@ export class RecordConsumer<T> {
         committing = null;
         work.committed = next;
         if (transactional) work.transaction = null;
+        this.metrics.consumerCommits.inc({ topic, kind: transactional ? 'transaction' : 'offsets' });
         work.careful = false;
         work.refusals.clear();
         // The input's producer commits transactions too: its marker may follow the last record.
@@ -431,6 +432,7 @@ export class RecordConsumer<T> {
     if (!work.producer) return;
     await this.consumer.commitOffsets([{ topic: this.options.topic, partition, offset }]);
     work.committed = offset;
+    this.metrics.consumerCommits.inc({ topic: this.options.topic, kind: 'offsets' });
   }
 
   /**
@@ -556,6 +558,7 @@ export class RecordConsumer<T> {
 
   /** After a failure: aborts (best effort) and drops the producer; the next fetch claims again. */
   private async abandon(work: PartitionWork<T>, error: unknown, log: Logger): Promise<void> {
+    this.metrics.consumerCommits.inc({ topic: this.options.topic, kind: 'abandoned' });
     const fenced = isFencedError(error);
     if (fenced) {
       work.fenced = true;

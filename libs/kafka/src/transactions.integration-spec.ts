@@ -72,6 +72,7 @@ async function startConsumer(
   handling: (publisher: KafkaPublisher) => RecordHandling<Buffer>,
   spec: Partial<BatchConsumerSpec<Buffer>> = {},
   consumerClient: KafkaClient = client,
+  metrics = new ThoraxMetrics('itest'),
 ): Promise<{ stop: () => Promise<void> }> {
   // The service's producer as KafkaConnection makes it (serial for kafkajs's idempotence only).
   const producer = client.producer({ idempotent: true, maxInFlightRequests: 1, retries: 10 });
@@ -91,7 +92,7 @@ async function startConsumer(
     },
     handling(publisher),
     publisher,
-    new ThoraxMetrics('itest'),
+    metrics,
     new HealthRegistry(),
     log,
     'exactly-once',
@@ -342,6 +343,7 @@ describeEachClient('RecordConsumer, exactly-once', (kind) => {
     const group = `${topic}-group`;
     await createTopics(1, topic, `${topic}.dlq`, `${topic}.findings`);
     const counted = countingCommits(client);
+    const metrics = new ThoraxMetrics('itest');
     const handled = new Map<string, number>();
     const consumer = await startConsumer(
       topic,
@@ -359,6 +361,7 @@ describeEachClient('RecordConsumer, exactly-once', (kind) => {
       }),
       {},
       counted.client,
+      metrics,
     );
     let dlq: PlainRecord[];
     let events: PlainRecord[];
@@ -390,6 +393,12 @@ describeEachClient('RecordConsumer, exactly-once', (kind) => {
     expect(events.map((r) => r.key)).toEqual(['poison-1']);
     expect(handled.size).toBe(21);
     expect([...handled].filter(([key, n]) => !key.startsWith('poison') && n !== 1)).toEqual([]);
+    // The service's own count (thorax_consumer_commits_total) agrees: one transaction, plain
+    // commits for the rest (one per fetch at least), nothing abandoned.
+    const byKind = Object.fromEntries((await metrics.consumerCommits.get()).values.map((v) => [v.labels['kind'], v.value]));
+    expect(byKind['transaction']).toBe(1);
+    expect(byKind['offsets']).toBeGreaterThanOrEqual(2);
+    expect(byKind['abandoned']).toBeUndefined();
 
     // Restarted, the group has nothing left to do.
     let again = 0;

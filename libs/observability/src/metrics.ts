@@ -42,6 +42,8 @@ export class ThoraxMetrics {
   readonly errors: Counter<'stage' | 'code'>;
   /** Records per batch a consumer fetched from one partition. */
   readonly consumerBatchSize: Histogram<'topic'>;
+  /** Exactly-once consumers' commits by input topic and kind (transaction, offsets, abandoned). */
+  readonly consumerCommits: Counter<'topic' | 'kind'>;
   /**
    * Items waiting in an in-process queue in front of a stage (e.g. the inference batcher);
    * `model` and `version` where the queue belongs to one model version, else left out.
@@ -127,6 +129,14 @@ export class ThoraxMetrics {
       help: 'Records in one batch fetched from one partition.',
       labelNames: ['topic'],
       buckets: QUEUE_BATCH_BUCKETS,
+      registers,
+    });
+    this.consumerCommits = new Counter({
+      name: 'thorax_consumer_commits_total',
+      help:
+        'Exactly-once consumers, per input topic: transaction (outputs and the input offset in one Kafka transaction), ' +
+        'offsets (the offset alone in a plain group commit: nothing was published), abandoned (work given back, its inputs processed again).',
+      labelNames: ['topic', 'kind'],
       registers,
     });
     this.queueDepth = new Gauge({
