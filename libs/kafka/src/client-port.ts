@@ -123,7 +123,9 @@ export interface ClientConsumer {
   /**
    * Commits these offsets (each the next offset to consume) for the group, outside any
    * transaction. The group coordinator refuses them from a member of an older generation (one
-   * the group has rebalanced without): the group's own fence against a zombie.
+   * the group has rebalanced without): the group's own fence against a zombie. kafkajs resolves
+   * once the coordinator answered; librdkafka's package once the commit is queued (commitAsync),
+   * and its outcome never reaches the caller.
    */
   commitOffsets(offsets: { topic: string; partition: number; offset: string }[]): Promise<void>;
 }

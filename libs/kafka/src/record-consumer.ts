@@ -25,6 +25,7 @@ import {
   isFencedError,
   TransactionScope,
   tryInTransaction,
+  whileConcurrent,
 } from './transactions';
 
 /** How a RecordConsumer hands over records: one at a time, or in batches. */
@@ -316,7 +317,12 @@ export class RecordConsumer<T> {
         scopeFirst = null;
         const next = (BigInt(upTo) + 1n).toString();
         // Inputs that published nothing (results: rows stored, nothing for Kafka) commit their
-        // offset outside the transaction, which stays open and unused for the next fetch.
+        // offset outside the transaction, which stays open and unused for the next fetch. On
+        // librdkafka that commit is only queued (commitAsync): a failure is not seen here, and
+        // one held back by a coordinator failover could land after a later transaction's offset
+        // and set the partition back (docs/kafka-cluster.md "Exactly-once"): its inputs are
+        // then processed again after a restart. Only consumers that publish nothing on their
+        // normal path (results) commit this way.
         const transactional = await done.commit(this.options.groupId, topic, partition, next, log, () =>
           this.consumer.commitOffsets([{ topic, partition, offset: next }]),
         );
@@ -401,8 +407,8 @@ export class RecordConsumer<T> {
   }
 
   /**
-   * Commits the offset after a fetch that held only markers or aborted records (commitOffsetOnly);
-   * skipped when the partition is not claimed (its next fetch commits
+   * Commits the offset after a fetch that held only markers or aborted records, in a transaction
+   * of its own (commitOffsetOnly); skipped when the partition is not claimed (its next fetch commits
    * past them anyway). Only records that read_committed never delivers are passed over.
    */
   private async commitSkipped(partition: number, firstOffset: string, lastOffset: string): Promise<void> {
@@ -423,16 +429,25 @@ export class RecordConsumer<T> {
   }
 
   /**
-   * Commits the partition's offset with no records, under its lock and only while it is claimed:
-   * a plain group commit, not a transaction (nothing to make atomic with it). The group's
-   * generation fences it as the transactional id fences records: a member the group has
-   * rebalanced without is refused.
+   * Commits the partition's offset past markers in a transaction of its own (no records); under
+   * its lock. Not a plain commit: on librdkafka that is only queued (`commitAsync`), and one held
+   * back by a coordinator failover could land after the partition's next transaction and set its
+   * offset back before records whose outputs are committed (see the plain commits of transactBatch).
    */
   private async commitOffsetOnly(work: PartitionWork<T>, partition: number, offset: string): Promise<void> {
     if (!work.producer) return;
-    await this.consumer.commitOffsets([{ topic: this.options.topic, partition, offset }]);
+    work.transaction ??= await work.producer.transaction();
+    const transaction = work.transaction;
+    await whileConcurrent(() =>
+      transaction.sendOffsets({
+        consumerGroupId: this.options.groupId,
+        topics: [{ topic: this.options.topic, partitions: [{ partition, offset }] }],
+      }),
+    );
+    await transaction.commit();
     work.committed = offset;
-    this.metrics.consumerCommits.inc({ topic: this.options.topic, kind: 'offsets' });
+    work.transaction = null;
+    this.metrics.consumerCommits.inc({ topic: this.options.topic, kind: 'transaction' });
   }
 
   /**

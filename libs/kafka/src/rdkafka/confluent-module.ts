@@ -35,7 +35,7 @@ export interface ConfluentConsumer {
   seek(position: { topic: string; partition: number; offset: string }): void;
   pause(topics: { topic: string; partitions?: number[] }[]): void;
   resume(topics: { topic: string; partitions?: number[] }[]): void;
-  /** Commits the given offsets (librdkafka's commit with the group's generation and member id). */
+  /** Queues a commit of the given offsets (librdkafka's commitAsync, with the group's generation and member id). */
   commitOffsets(offsets: { topic: string; partition: number; offset: string }[]): Promise<void>;
   /** Committed offsets through the consumer's group handle; a failed partition's slot holds an error. */
   committed(
