@@ -270,8 +270,9 @@ export class RecordConsumer<T> {
    * and the transaction commits the outputs with the next input offset (sendOffsets) when it
    * holds TRANSACTION_MAX_RECORDS inputs, has been open TRANSACTION_MAX_MS, or the fetch ends;
    * inputs that published nothing have their offset committed by the group member instead, with
-   * no transaction (TransactionScope.commit). A failure (a broker failure, a record given back) aborts it and moves the consumer back to
-   * its first input; a fenced producer stops the partition's work until the next assignment.
+   * no transaction (TransactionScope.commit). A failure (a broker failure, a record given back)
+   * aborts it and moves the consumer back to its first input; a fenced producer stops the
+   * partition's work until the next assignment.
    */
   private async eachBatchTransactional(payload: BatchPayload): Promise<void> {
     const { batch } = payload;
@@ -408,8 +409,8 @@ export class RecordConsumer<T> {
 
   /**
    * Commits the offset after a fetch that held only markers or aborted records, in a transaction
-   * of its own (commitOffsetOnly); skipped when the partition is not claimed (its next fetch commits
-   * past them anyway). Only records that read_committed never delivers are passed over.
+   * of its own (commitOffsetOnly); skipped when the partition is not claimed (its next fetch
+   * commits past them anyway). Only records that read_committed never delivers are passed over.
    */
   private async commitSkipped(partition: number, firstOffset: string, lastOffset: string): Promise<void> {
     if (this.stopping) return;
