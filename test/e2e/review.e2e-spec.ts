@@ -295,8 +295,21 @@ describe('review page in headless Chromium', () => {
     const imageIndex = study?.images.findIndex((i) => i.id === target) ?? 0;
     if (imageIndex > 0) await page.click(`#image-tabs button[data-index="${imageIndex}"]`);
     await page.waitForSelector('#wire:not([hidden])');
-    await loaded('wire');
-    expect(await page.$eval('#wire', (img) => (img as unknown as BrowserElement).naturalWidth)).toBe(overlay.fromPipeline ? statEvent.wireImage?.width : 256);
+    // The study's first image may load before the tab click swaps in the target's (src replaced,
+    // naturalWidth 0 again while it loads): wait for a loaded image of the expected width.
+    const width = overlay.fromPipeline ? statEvent.wireImage?.width : 256;
+    const shown = await page
+      .waitForFunction(
+        (expected) => {
+          const img = (globalThis as unknown as { document: { getElementById(id: string): BrowserElement | null } }).document.getElementById('wire');
+          return !!img && !img.hidden && img.complete && img.naturalWidth === expected ? img.naturalWidth : false;
+        },
+        width,
+        { timeout: 10_000 },
+      )
+      .then((handle) => handle.jsonValue())
+      .catch(() => page.$eval('#wire', (img) => (img as unknown as BrowserElement).naturalWidth));
+    expect(shown).toBe(width);
     expect(await page.$$eval('#labels li', (lis) => lis.length)).toBe(14);
     expect(await page.$$eval('#labels li .tick', (ticks) => ticks.length)).toBe(14);
     const model = await page.textContent('#model');
